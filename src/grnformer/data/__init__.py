@@ -1,0 +1,1 @@
+"""Data layer: resources, gene vocabulary, input validation, labels, corpus, sampler, collator, datasets."""
