@@ -1,0 +1,52 @@
+"""Likelihood and label losses, as small functions that run in fp32 whatever autocast is active."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def zinb_nll(x: Tensor, mu: Tensor, theta: Tensor, pi_logit: Tensor, eps: float = 1e-8) -> Tensor:
+    """Elementwise negative log-likelihood of counts `x` under a zero-inflated negative binomial.
+
+    NB(mean mu, inverse dispersion theta) is scipy's nbinom(n=theta, p=theta/(theta+mu)); with probability
+    sigmoid(pi_logit) the count is a structural zero instead. Written with softplus / logaddexp / log1p so that no
+    probability is ever formed explicitly, and in fp32 because bf16 lgamma differences lose every digit.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, mu, theta, pi_logit = x.float(), mu.float(), theta.float(), pi_logit.float()
+        log_theta_mu = torch.log(theta + mu + eps)
+        # theta * log(theta / (theta + mu)) = log NB(0), written so a huge theta does not cancel.
+        log_nb_zero = -theta * torch.log1p(mu / (theta + eps))
+        log_nb = (log_nb_zero
+                  + x * (torch.log(mu + eps) - log_theta_mu)
+                  + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0))
+        # log(pi + (1 - pi) NB(0)) with pi = sigmoid(l): logaddexp(l, log NB(0)) - softplus(l).
+        log_zero = torch.logaddexp(pi_logit, log_nb_zero) - F.softplus(pi_logit)
+        log_nonzero = log_nb - F.softplus(pi_logit)
+        return -torch.where(x < 0.5, log_zero, log_nonzero)
+
+
+def hierarchical_label_loss(logits: Tensor, codes: Tensor, descendants: Tensor) -> Tensor:
+    """Mean binary cross-entropy of one label class over the cells whose label is known.
+
+    `codes[i]` < n_leaves names a leaf: that leaf is the positive, every other leaf a negative (plain one-vs-rest
+    BCE averaged over the leaves). A code n_leaves + j names coarse term j (row j of `descendants`, n_coarse x
+    n_leaves): its descendant leaves are merged into one positive whose logit is their logsumexp ("one of these"),
+    and the remaining leaves are negatives; the BCE is averaged over those 1 + n_negative terms. Code -1 (unknown)
+    and coarse terms without a descendant leaf weigh 0; a batch with no usable label gives 0, not NaN.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits = logits.float()
+        n_leaves = logits.shape[1]
+        eye = torch.eye(n_leaves, dtype=torch.bool, device=logits.device)
+        table = torch.cat([eye, descendants.to(device=logits.device, dtype=torch.bool)])
+        positive = table[codes.clamp_min(0)]                                   # [B, n_leaves]
+        usable = (codes >= 0) & positive.any(dim=1)
+        positive = torch.where(usable[:, None], positive, eye[0])              # keep unused rows finite
+        pos_logit = logits.masked_fill(~positive, float("-inf")).logsumexp(dim=1)
+        neg = F.softplus(logits).masked_fill(positive, 0.0).sum(dim=1)
+        per_cell = (F.softplus(-pos_logit) + neg) / (1 + (~positive).sum(dim=1))
+        weight = usable.float()
+        return (per_cell * weight).sum() / weight.sum().clamp_min(1.0)
