@@ -16,11 +16,10 @@ def zinb_nll(x: Tensor, mu: Tensor, theta: Tensor, pi_logit: Tensor, eps: float 
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
         x, mu, theta, pi_logit = x.float(), mu.float(), theta.float(), pi_logit.float()
-        log_theta_mu = torch.log(theta + mu + eps)
-        # theta * log(theta / (theta + mu)) = log NB(0), written so a huge theta does not cancel.
+        # theta log(theta / (theta + mu)) and x log(mu / (theta + mu)) as log1p, so neither cancels when one
+        # of theta, mu dwarfs the other.
         log_nb_zero = -theta * torch.log1p(mu / (theta + eps))
-        log_nb = (log_nb_zero
-                  + x * (torch.log(mu + eps) - log_theta_mu)
+        log_nb = (log_nb_zero - x * torch.log1p(theta / (mu + eps))
                   + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0))
         # log(pi + (1 - pi) NB(0)) with pi = sigmoid(l): logaddexp(l, log NB(0)) - softplus(l).
         log_zero = torch.logaddexp(pi_logit, log_nb_zero) - F.softplus(pi_logit)
