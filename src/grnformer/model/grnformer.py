@@ -109,11 +109,15 @@ def sinusoidal_table(n_positions: int, d_model: int, base: float) -> Tensor:
 # ------------------------------------------------------------------------------------------------- transformer
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head attention through scaled_dot_product_attention (flash / cuDNN on GPU)."""
+    """Bidirectional multi-head attention through scaled_dot_product_attention (flash / cuDNN on GPU).
+
+    Dropout acts on the output, not on the attention weights: every SDPA kernel (CPU flash included) can then
+    run, and the weights the model trains with are exactly softmax(q k^T / sqrt(d_head)) of the returned q, k.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.n_heads, self.dropout = config.n_heads, config.dropout
+        self.n_heads = config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.resid_drop = nn.Dropout(config.dropout)
@@ -121,7 +125,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, return_qk: bool = False) -> tuple[Tensor, QK | None]:
         B, T, d = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v)
         y = self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, d)))
         return y, ((q, k) if return_qk else None)
 
