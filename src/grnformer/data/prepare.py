@@ -1,0 +1,383 @@
+"""Validate a user's single-cell data and map it onto the model's gene vocabulary.
+
+The most common complaint about the reference model is data dropped without a word. Here every step either
+succeeds and is counted in a `MappingReport` (where the counts came from, how genes were named and mapped, what
+was summed or dropped), or raises `InputError` saying what is wrong, where, and what to do instead. Nothing is
+written and the input AnnData is never modified.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, GeneVocab, gene_table, organism_id
+from grnformer.errors import InputError
+
+ORGANISM_COLUMN = "organism_ontology_term_id"
+COUNT_LAYERS = ("counts", "raw_counts")  # layers used automatically when X does not hold counts
+GENE_ID_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_gene_id", "feature_id")
+DEFAULT_MIN_MAPPED = 200
+N_EXAMPLES = 10
+_ENSEMBL = re.compile(r"^(ENS[A-Z]*G\d{6,})(?:[._].*)?$")
+_ID_WORDS = {"ensembl": "Ensembl IDs", "symbol": "gene symbols", "mixed": "a mix of Ensembl IDs and symbols"}
+
+
+@dataclass
+class MappingReport:
+    """What `prepare` did to the input: sources it used, genes mapped, summed and left out, cells dropped."""
+
+    source: str  # input path, or "AnnData"
+    organism: str  # NCBITaxon term
+    organism_source: str  # "obs", "argument" or "gene names"
+    count_source: str  # "X", 'layers["counts"]', 'layers["raw_counts"]' or "raw"
+    gene_source: str  # "var_names" or 'var["<column>"]'
+    id_type: str  # "ensembl", "symbol" or "mixed"
+    n_cells_in: int
+    n_cells_kept: int
+    n_zero_cells_dropped: int
+    n_genes_in: int
+    n_genes_mapped: int  # distinct vocabulary genes in the output
+    n_duplicates_summed: int  # input columns added into a gene another column already mapped to
+    n_not_in_vocab: int  # known genes of the organism outside the vocabulary (e.g. non-coding)
+    n_unrecognised: int  # names that are no gene of the organism
+    n_case_insensitive: int  # symbols matched only when case is ignored
+    fraction_counts_kept: float  # share of all counts that fall in mapped genes
+    unmapped_examples: list[str] = field(default_factory=list)
+    duplicate_examples: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few human-readable lines, printed by `grnformer prepare`."""
+        org = ORGANISMS.get(self.organism, self.organism)
+        lines = [
+            f"input: {self.source}",
+            f"organism: {org} ({self.organism}, from {self.organism_source})",
+            f"counts: {self.count_source}",
+            f"cells: {self.n_cells_kept:,} kept of {self.n_cells_in:,}"
+            + (f" ({self.n_zero_cells_dropped:,} with no counts in mapped genes dropped)"
+               if self.n_zero_cells_dropped else ""),
+            f"genes: {self.n_genes_mapped:,} vocabulary genes from {self.n_genes_in:,} names in {self.gene_source} "
+            f"(detected {self.id_type}); {self.n_not_in_vocab:,} known genes outside the vocabulary, "
+            f"{self.n_unrecognised:,} unrecognised names",
+            f"counts in mapped genes: {100 * self.fraction_counts_kept:.1f}% of the total",
+        ]
+        if self.n_duplicates_summed:
+            lines.append(f"duplicates: {self.n_duplicates_summed:,} columns summed into another of the same gene "
+                         f"(e.g. {', '.join(self.duplicate_examples[:5])})")
+        if self.n_case_insensitive:
+            lines.append(f"case: {self.n_case_insensitive:,} symbols matched only ignoring case")
+        if self.unmapped_examples:
+            lines.append(f"unmapped examples: {', '.join(self.unmapped_examples)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vocab: GeneVocab | None = None,
+            min_mapped: int = DEFAULT_MIN_MAPPED, gene_column: str | None = None) -> tuple[AnnData, MappingReport]:
+    """Validated raw counts mapped to the vocabulary, and a report of the mapping.
+
+    Raw counts are taken from X, else from layer 'counts' / 'raw_counts' or .raw. Genes may be named by Ensembl
+    IDs (version suffixes allowed) or symbols, in var_names or in ``gene_column`` (by default var_names or a
+    known gene-ID column such as 'gene_ids', whichever maps more genes). The organism comes from
+    obs['organism_ontology_term_id'], the ``organism`` argument, or else the gene names.
+
+    Returns a new AnnData: X = CSR float32 counts, var_names = Ensembl IDs of vocabulary genes (vocabulary order,
+    duplicates summed), var['symbol'] and var['input_name'], obs with the organism column set and zero-count
+    cells dropped (with a warning), obsm kept, the report as a dict in uns['grnformer_prepare'].
+    """
+    vocab = GeneVocab.default() if vocab is None else vocab
+    adata, source = _read(adata_or_path)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"{source} is empty ({adata.n_obs} cells × {adata.n_vars} genes).")
+    counts, var, count_source = _find_counts(adata, source)
+    gene_sources = _gene_name_sources(var, gene_column, source)
+    org, organism_source = _resolve_organism(adata.obs, organism, gene_sources, source)
+
+    mappings = {name: _map_names(names, org, vocab) for name, names in gene_sources.items()}
+    gene_source = max(mappings, key=lambda k: mappings[k].n_mapped)  # first (var_names) wins ties
+    mapping = mappings[gene_source]
+    if mapping.n_mapped < min_mapped:
+        raise InputError(_too_few_message(mapping, gene_sources[gene_source], gene_source, org, vocab,
+                                          min_mapped, source))
+    if mapping.n_case_insensitive > mapping.n_recognised / 2:
+        raise InputError(_case_message(mapping, gene_sources[gene_source], gene_source, org, vocab, source))
+
+    x = sp.csr_matrix(counts, dtype=np.float32)
+    token = mapping.token
+    cols = np.flatnonzero(token >= 0)
+    kept_tokens, out_col = np.unique(token[cols], return_inverse=True)
+    merge = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (cols, out_col)),
+                          shape=(x.shape[1], len(kept_tokens)))
+    mapped = (x @ merge).tocsr()
+    total_in = float(x.sum(dtype=np.float64))
+
+    totals = np.asarray(mapped.sum(axis=1, dtype=np.float64)).ravel()
+    keep = totals > 0
+    n_dropped = int((~keep).sum())
+    if not keep.any():
+        raise InputError(f"no cell of {source} has any count in the {len(kept_tokens):,} mapped genes.")
+    if n_dropped:
+        warnings.warn(f"dropped {n_dropped:,} of {adata.n_obs:,} cells with no counts in the "
+                      f"{len(kept_tokens):,} mapped genes", stacklevel=2)
+
+    names = np.asarray(gene_sources[gene_source], dtype=object)
+    first_name = pd.Series(names[cols]).groupby(out_col).first().to_numpy()
+    dup = pd.Series(out_col).duplicated().to_numpy()
+    report = MappingReport(
+        source=source, organism=org, organism_source=organism_source, count_source=count_source,
+        gene_source=gene_source, id_type=mapping.id_type, n_cells_in=adata.n_obs, n_cells_kept=int(keep.sum()),
+        n_zero_cells_dropped=n_dropped, n_genes_in=len(var),
+        n_genes_mapped=len(kept_tokens), n_duplicates_summed=int(dup.sum()), n_not_in_vocab=mapping.n_not_in_vocab,
+        n_unrecognised=mapping.n_unrecognised, n_case_insensitive=mapping.n_case_insensitive,
+        fraction_counts_kept=float(totals.sum() / total_in) if total_in > 0 else 0.0,
+        unmapped_examples=mapping.unmapped_examples(names),
+        duplicate_examples=[str(n) for n in pd.unique(names[cols][dup])[:N_EXAMPLES]],
+    )
+
+    obs = adata.obs.loc[keep].copy()
+    obs[ORGANISM_COLUMN] = org
+    out_var = pd.DataFrame({"symbol": vocab.symbols[kept_tokens], "input_name": first_name.astype(str)},
+                           index=pd.Index(vocab.ids[kept_tokens], name="gene_id"))
+    obsm = {k: (v.loc[keep] if isinstance(v, pd.DataFrame) else v[keep]) for k, v in adata.obsm.items()}
+    out = AnnData(X=mapped[keep], obs=obs, var=out_var, obsm=obsm)
+    out.X.sort_indices()
+    out.uns["grnformer_prepare"] = report.to_dict()
+    return out, report
+
+
+def _read(adata_or_path: AnnData | str | Path) -> tuple[AnnData, str]:
+    if isinstance(adata_or_path, AnnData):
+        return adata_or_path, "AnnData"
+    if not isinstance(adata_or_path, (str, Path)):
+        raise InputError(f"expected an AnnData or the path of an h5ad file, got {type(adata_or_path).__name__}.")
+    path = Path(adata_or_path)
+    if not path.is_file():
+        raise InputError(f"input file '{path}' does not exist" + (" (it is a directory)." if path.is_dir() else "."))
+    try:
+        return anndata.read_h5ad(path), str(path)
+    except Exception as err:  # h5py and anndata raise OSError, KeyError, ValueError... for broken files
+        raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}). The file may be "
+                         "truncated, still being copied, or not an AnnData h5ad; re-export it with "
+                         "AnnData.write_h5ad.") from err
+
+
+def _value_problems(matrix) -> list[tuple[str, int, int, int, float]]:
+    """Why a matrix is not raw counts: one phrase per kind of bad value, with its first occurrence (row, col)."""
+    if sp.issparse(matrix):
+        m = matrix if matrix.format in ("csr", "csc") else sp.csr_matrix(matrix)
+        values = np.asarray(m.data)
+    else:
+        m = None
+        values = np.asarray(matrix).ravel()
+    if values.dtype.kind in "iub":
+        checks = [("negative", values < 0)] if values.dtype.kind == "i" else []
+    else:
+        finite = np.isfinite(values)
+        checks = [("non-finite (NaN or infinite)", ~finite),
+                  ("negative", finite & (values < 0)),
+                  ("non-integer", finite & (values != np.rint(values)))]
+    problems = []
+    for kind, mask in checks:
+        n = int(np.count_nonzero(mask))
+        if not n:
+            continue
+        k = int(np.argmax(mask))
+        if m is None:
+            row, col = np.unravel_index(k, np.shape(matrix))
+        else:
+            major = int(np.searchsorted(m.indptr, k, side="right") - 1)
+            row, col = (major, m.indices[k]) if m.format == "csr" else (m.indices[k], major)
+        problems.append((kind, n, int(row), int(col), float(values[k])))
+    return problems
+
+
+def _describe(problems: list[tuple[str, int, int, int, float]], obs_names: pd.Index,
+              var_names: pd.Index) -> str:
+    return "; ".join(f"{n:,} {kind} values (e.g. {value:g} at cell '{obs_names[row]}', gene '{var_names[col]}')"
+                     for kind, n, row, col, value in problems)
+
+
+def _find_counts(adata: AnnData, source: str):
+    """(matrix, var, where) of the raw counts: X if it holds them, else a counts layer or .raw."""
+    x_problems = _value_problems(adata.X) if adata.X is not None else None
+    if x_problems == []:
+        return adata.X, adata.var, "X"
+    tried = []
+    for name in COUNT_LAYERS:
+        if name in adata.layers:
+            if not _value_problems(adata.layers[name]):
+                return adata.layers[name], adata.var, f'layers["{name}"]'
+            tried.append(f'layers["{name}"]')
+    if adata.raw is not None:
+        if not _value_problems(adata.raw.X):
+            return adata.raw.X, adata.raw.var, "raw"
+        tried.append(".raw")
+    why = ("X is empty (None)" if x_problems is None
+           else f"X does not hold raw counts: {_describe(x_problems, adata.obs_names, adata.var_names)}")
+    msg = f"{source}: {why}. grnformer needs raw integer counts, not normalised, log-transformed or scaled values."
+    if tried:
+        msg += f" {', '.join(tried)} did not hold integer counts either."
+    others = [n for n in adata.layers if n not in COUNT_LAYERS and not _value_problems(adata.layers[n])]
+    if others:
+        msg += (f" Layer '{others[0]}' holds non-negative integers: if those are the raw counts, put them in X "
+                f"(adata.X = adata.layers['{others[0]}']) or name the layer 'counts'.")
+    else:
+        msg += " No layer holds them: supply the raw counts (for example the 10x filtered matrix)."
+    raise InputError(msg)
+
+
+def _gene_name_sources(var: pd.DataFrame, gene_column: str | None, source: str) -> dict[str, np.ndarray]:
+    """Candidate gene-name vectors: var_names and any known gene-ID column (or only the one asked for)."""
+    if gene_column is not None:
+        if gene_column not in var.columns:
+            raise InputError(f"{source} has no var column '{gene_column}'; columns: {list(var.columns)}.")
+        return {f'var["{gene_column}"]': var[gene_column].astype(str).to_numpy()}
+    out = {"var_names": var.index.astype(str).to_numpy()}
+    for column in GENE_ID_COLUMNS:
+        if column in var.columns:
+            out[f'var["{column}"]'] = var[column].astype(str).to_numpy()
+    return out
+
+
+def _resolve_organism(obs: pd.DataFrame, organism: str | None, gene_sources: dict[str, np.ndarray],
+                      source: str) -> tuple[str, str]:
+    from_obs = None
+    if ORGANISM_COLUMN in obs.columns:
+        values = obs[ORGANISM_COLUMN].dropna().astype(str)
+        distinct = values.value_counts()
+        if len(distinct) > 1:
+            raise InputError(f"{source} mixes organisms in obs['{ORGANISM_COLUMN}'] ({distinct.to_dict()}); "
+                             "prepare each organism separately.")
+        if len(distinct) == 1:
+            try:
+                from_obs = organism_id(distinct.index[0])
+            except InputError as err:
+                raise InputError(f"obs['{ORGANISM_COLUMN}'] of {source}: {err}") from err
+    if organism is not None:
+        from_arg = organism_id(organism)
+        if from_obs is not None and from_obs != from_arg:
+            raise InputError(f"organism='{organism}' contradicts obs['{ORGANISM_COLUMN}'] = {from_obs} in {source}.")
+        return from_arg, "argument"
+    if from_obs is not None:
+        return from_obs, "obs"
+    return _infer_organism(gene_sources, source), "gene names"
+
+
+def _infer_organism(gene_sources: dict[str, np.ndarray], source: str) -> str:
+    """Human or mouse from Ensembl prefixes (ENSG / ENSMUSG), else from exact-case symbol matches."""
+    names = pd.Index(np.concatenate(list(gene_sources.values())))
+    prefixes = names.str.extract(_ENSEMBL, expand=False).dropna().str.extract(r"^(ENS[A-Z]*G)", expand=False)
+    votes = {HUMAN: int((prefixes == "ENSG").sum()), MOUSE: int((prefixes == "ENSMUSG").sum())}
+    if max(votes.values()) == 0:
+        symbols = pd.Index(gene_sources["var_names"])
+        votes = {org: int(symbols.isin(gene_table(org)["symbol"].dropna()).sum()) for org in (HUMAN, MOUSE)}
+    (best, n_best), (_, n_other) = sorted(votes.items(), key=lambda kv: -kv[1])
+    if n_best == 0 or n_best < 2 * n_other:
+        raise InputError(f"cannot tell the organism of {source} from its gene names ({votes[HUMAN]:,} match human, "
+                         f"{votes[MOUSE]:,} mouse): pass organism='human' or 'mouse', or set "
+                         f"obs['{ORGANISM_COLUMN}'].")
+    return best
+
+
+@dataclass
+class _Mapping:
+    token: np.ndarray  # vocabulary row per input name, -1 when unmapped
+    status: np.ndarray  # "mapped", "not_in_vocab" or "unrecognised"
+    id_type: str
+    n_case_insensitive: int
+
+    @property
+    def n_mapped(self) -> int:
+        return len(np.unique(self.token[self.token >= 0]))
+
+    @property
+    def n_recognised(self) -> int:
+        return int((self.status != "unrecognised").sum())
+
+    @property
+    def n_not_in_vocab(self) -> int:
+        return int((self.status == "not_in_vocab").sum())
+
+    @property
+    def n_unrecognised(self) -> int:
+        return int((self.status == "unrecognised").sum())
+
+    def unmapped_examples(self, names: np.ndarray) -> list[str]:
+        """Unrecognised names first (the likelier mistakes), then known genes outside the vocabulary."""
+        order = [names[self.status == s] for s in ("unrecognised", "not_in_vocab")]
+        return [str(n) for n in np.concatenate(order)[:N_EXAMPLES]]
+
+
+def _symbol_lookup(org: str, vocab: GeneVocab) -> tuple[pd.Series, pd.Series]:
+    """symbol -> Ensembl ID, exact and upper-cased; a symbol shared by several genes prefers a vocabulary gene."""
+    table = gene_table(org)
+    table = table[table["symbol"].notna()]
+    in_vocab = vocab.index(table.index) >= 0
+    ordered = pd.concat([table[in_vocab], table[~in_vocab]])
+    exact = pd.Series(ordered.index, index=ordered["symbol"].to_numpy())
+    upper = exact.copy()
+    upper.index = upper.index.str.upper()
+    return exact[~exact.index.duplicated()], upper[~upper.index.duplicated()]
+
+
+def _map_names(names: np.ndarray, org: str, vocab: GeneVocab) -> _Mapping:
+    """Map each name (Ensembl ID with or without version, else symbol) to a vocabulary gene of ``org``."""
+    index = pd.Index(names).astype(str)
+    ensembl = index.str.extract(_ENSEMBL, expand=False)
+    is_ens = np.asarray(ensembl.notna())
+    gene_id = pd.Series(ensembl.to_numpy(), dtype=object)
+    n_case = 0
+    if not is_ens.all():
+        exact, upper = _symbol_lookup(org, vocab)
+        symbols = pd.Series(index[~is_ens])
+        hit = symbols.map(exact)
+        retry = hit.isna()
+        hit[retry] = symbols[retry].str.upper().map(upper)
+        n_case = int((retry & hit.notna()).sum())
+        gene_id[~is_ens] = hit.to_numpy()
+    known = gene_id.notna().to_numpy()
+    token = np.full(len(index), -1, dtype=np.int64)
+    token[known] = vocab.index(gene_id[known].to_numpy())
+    organisms = vocab.table["organism"].to_numpy()
+    token[(token >= 0) & (organisms[np.maximum(token, 0)] != org)] = -1
+    in_table = known & gene_id.isin(gene_table(org).index).to_numpy()
+    status = np.where(token >= 0, "mapped", np.where(in_table, "not_in_vocab", "unrecognised"))
+    id_type = "ensembl" if is_ens.all() else "symbol" if not is_ens.any() else "mixed"
+    return _Mapping(token, status, id_type, n_case)
+
+
+def _too_few_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org: str, vocab: GeneVocab,
+                     min_mapped: int, source: str) -> str:
+    msg = (f"only {mapping.n_mapped:,} of {len(names):,} gene names in {gene_source} of {source} map to "
+           f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed; min_mapped sets this). "
+           f"Names were read as {_ID_WORDS[mapping.id_type]}; {mapping.n_unrecognised:,} are no {ORGANISMS[org]} gene and "
+           f"{mapping.n_not_in_vocab:,} are genes outside the vocabulary. Examples: "
+           f"{', '.join(mapping.unmapped_examples(names)[:N_EXAMPLES])}.")
+    other = MOUSE if org == HUMAN else HUMAN
+    n_other = _map_names(names, other, vocab).n_mapped
+    if n_other > mapping.n_mapped:
+        msg += f" As {ORGANISMS[other]} genes {n_other:,} would map: is the organism right?"
+    msg += " Gene names must be Ensembl IDs or official symbols (var_names or a 'gene_ids' var column)."
+    return msg
+
+
+def _case_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org: str, vocab: GeneVocab,
+                  source: str) -> str:
+    """Most symbols matching only when case is ignored means the wrong organism (mouse Actb vs human ACTB)."""
+    other = MOUSE if org == HUMAN else HUMAN
+    other_mapping = _map_names(names, other, vocab)
+    n_other = other_mapping.n_recognised - other_mapping.n_case_insensitive
+    return (f"{mapping.n_case_insensitive:,} of the {mapping.n_recognised:,} names in {gene_source} of {source} "
+            f"recognised as {ORGANISMS[org]} genes match only when case is ignored, while {n_other:,} are exact "
+            f"{ORGANISMS[other]} symbols: the organism is probably {ORGANISMS[other]}, not {ORGANISMS[org]}. Pass the "
+            f"right organism (or fix obs['{ORGANISM_COLUMN}']).")
