@@ -7,7 +7,10 @@ return the data as published (gene names untouched); `load(name, prepared=True)`
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import anndata
@@ -39,7 +42,9 @@ def _with_organism(adata: AnnData, organism: str) -> AnnData:
 
 
 def _load_pbmc3k() -> AnnData:
-    return _with_organism(anndata.read_h5ad(resource_path("pbmc3k")), HUMAN)
+    with warnings.catch_warnings():  # written by an old anndata; it reads correctly, the warning is only noise
+        warnings.simplefilter("ignore", anndata.OldFormatWarning)
+        return _with_organism(anndata.read_h5ad(resource_path("pbmc3k")), HUMAN)
 
 
 def _load_retina() -> AnnData:
@@ -48,16 +53,32 @@ def _load_retina() -> AnnData:
 
 
 def _load_celltypist_sample() -> AnnData:
-    """Cells × genes CSV of counts, parsed row by row into CSR (pandas on 32,000 columns is several times slower)."""
+    """Cells × genes CSV of counts. Parsing 18 M numbers takes seconds, so the parsed matrix is kept beside the
+    CSV in the resource cache (written atomically; skipped when the cache is read-only)."""
+    csv = resource_path("celltypist_sample")
+    parsed = csv.with_suffix(".h5ad")
+    if parsed.exists() and parsed.stat().st_mtime >= csv.stat().st_mtime:
+        return anndata.read_h5ad(parsed)
+    adata = _with_organism(_read_count_csv(csv), HUMAN)
+    tmp = parsed.with_name(f"{parsed.name}.{os.getpid()}.part")
+    try:
+        adata.write_h5ad(tmp)
+        tmp.replace(parsed)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return adata
+
+
+def _read_count_csv(path: Path) -> AnnData:
+    """Row by row into CSR: memory stays near the sparse size (pandas on 32,000 columns is also slower)."""
     cells, rows = [], []
-    with open(resource_path("celltypist_sample")) as f:
+    with open(path) as f:
         genes = f.readline().rstrip("\n").split(",")[1:]
         for line in f:
             name, values = line.rstrip("\n").split(",", 1)
             cells.append(name)
             rows.append(sp.csr_matrix(np.array(values.split(","), dtype=np.float32)))
-    adata = AnnData(sp.vstack(rows, format="csr"), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes))
-    return _with_organism(adata, HUMAN)
+    return AnnData(sp.vstack(rows, format="csr"), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=genes))
 
 
 def _invert_log2(log_values: np.ndarray) -> tuple[np.ndarray, dict]:
