@@ -160,8 +160,9 @@ class GRNFormer(nn.Module):
     def __init__(self, config: ModelConfig, gene_positions: Tensor, gene_embeddings: Tensor | None = None):
         super().__init__()
         if tuple(gene_positions.shape) != (config.vocab_size,):
-            raise ValueError(f"gene_positions must have shape ({config.vocab_size},), got {tuple(gene_positions.shape)}")
-        if len(gene_positions) and not 0 <= int(gene_positions.min()) <= int(gene_positions.max()) < config.n_positions:
+            raise ValueError(f"gene_positions must have shape ({config.vocab_size},), "
+                             f"not {tuple(gene_positions.shape)}")
+        if not 0 <= int(gene_positions.min()) <= int(gene_positions.max()) < config.n_positions:
             raise ValueError(f"gene_positions must lie in [0, {config.n_positions})")
         self.config = config
         d = config.d_model
@@ -196,15 +197,14 @@ class GRNFormer(nn.Module):
 
     # -- trunk and heads ----------------------------------------------------------------------------------
     def _run(self, x: Tensor, depth: Tensor, return_qk: bool) -> ModelOutput:
+        s = self.config.n_special
         x = self.drop(x)
         qks = []
         for block in self.blocks:
             x, qk = block(x, return_qk)
             if return_qk:
-                s = self.config.n_special
                 qks.append((qk[0][:, :, s:], qk[1][:, :, s:]))
         h = self.ln_f(x)
-        s = self.config.n_special
         gene_out = h[:, s:]
         mu, theta, pi_logit = self._zinb(gene_out, depth)
         label_emb = h[:, 2:s]
