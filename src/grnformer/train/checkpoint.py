@@ -1,0 +1,168 @@
+"""Self-contained model bundles: weights plus everything needed to rebuild and use the model.
+
+A bundle is one `torch.save` file holding plain Python containers and tensors only (so it loads with
+`weights_only=True`): the model configuration, the gene vocabulary, the label encoders, versions, a format
+version and the state dict. A Lightning checkpoint written by `PretrainPlan` carries the same metadata under
+the key `grnformer`, so either file can be loaded with `load_bundle`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import grnformer
+from grnformer.data.genes import ORGANISMS, GeneVocab
+from grnformer.data.labels import LabelSet
+from grnformer.errors import InputError
+from grnformer.model import GRNFormer, ModelConfig
+
+FORMAT = "grnformer-bundle"
+FORMAT_VERSION = 1
+META_KEY = "grnformer"  # where a Lightning checkpoint keeps the bundle metadata
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Bundle:
+    """A loaded model (eval mode) with its configuration, vocabulary, label encoders and metadata."""
+
+    model: GRNFormer
+    config: ModelConfig
+    vocab: GeneVocab
+    labels: LabelSet
+    meta: dict[str, Any]
+
+
+def bundle_metadata(config: ModelConfig, vocab: GeneVocab, label_set: LabelSet) -> dict[str, Any]:
+    """Everything but the weights: what `load_bundle` needs to rebuild the model, plus versions."""
+    if len(vocab) != config.vocab_size:
+        raise InputError(f"vocabulary has {len(vocab)} genes but the model expects {config.vocab_size}.")
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
+            "vocab": vocab.to_dict(), "labels": label_set.to_dict(),
+            "versions": {"grnformer": grnformer.__version__, "torch": str(torch.__version__)}}
+
+
+def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
+                path: str | Path, dtype: torch.dtype | str | None = None) -> Path:
+    """Write a bundle atomically. `dtype` (float16 / bfloat16) casts floating weights to halve the file."""
+    dtype = _dtype(dtype) if dtype is not None else torch.float32
+    meta = bundle_metadata(config, vocab, label_set)
+    meta["dtype"] = str(dtype).removeprefix("torch.")
+    state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    path = Path(path)
+    part = path.with_name(path.name + ".part")
+    torch.save({**meta, "state_dict": state}, part)
+    os.replace(part, path)
+    return path
+
+
+def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle or a Lightning checkpoint of `PretrainPlan`; the model comes back in eval mode, in fp32."""
+    meta, state = _read(path, map_location)
+    config = ModelConfig.from_dict(meta["config"])
+    vocab = GeneVocab.from_dict(meta["vocab"])
+    labels = LabelSet.from_dict(meta["labels"])
+    if len(vocab) != config.vocab_size:
+        raise InputError(f"{path}: its vocabulary has {len(vocab)} genes but its model expects "
+                         f"{config.vocab_size}; the file is inconsistent.")
+    if dict(labels.sizes) != config.label_sizes:
+        raise InputError(f"{path}: label classes {dict(labels.sizes)} do not match the model's "
+                         f"{config.label_sizes}.")
+    emb = state.get("gene_encoder.frozen.weight")
+    model = GRNFormer(config, torch.as_tensor(vocab.positions), None if emb is None else emb.float())
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise InputError(f"{path} does not match this version of grnformer ({grnformer.__version__}): "
+                         f"missing weights {_few(missing)}, unexpected weights {_few(extra)}.")
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
+             if tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise InputError(f"{path}: weight shapes differ from the configuration: {_few(wrong)}.")
+    model.load_state_dict(state)
+    model.to(map_location).eval()
+    return Bundle(model, config, vocab, labels, meta)
+
+
+def describe(path: str | Path) -> str:
+    """Human-readable summary for `grnformer info`: parameters, context, vocabulary, labels, versions."""
+    b = load_bundle(path)
+    trainable = b.model.get_num_params(trainable_only=True)
+    total = b.model.get_num_params()
+    c = b.config
+    organisms = Counter(b.vocab.table["organism"])
+    orgs = ", ".join(f"{ORGANISMS.get(o, o)} {n:,}" for o, n in organisms.items())
+    lines = [
+        f"checkpoint      {path}",
+        f"format          {b.meta['format']} v{b.meta['format_version']}, weights stored as "
+        f"{b.meta.get('dtype', 'float32')}",
+        f"versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
+        f"model           d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, "
+        f"expression {c.expr_encoding}",
+        f"parameters      {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)",
+        f"context length  {c.context_length} genes",
+        f"vocabulary      {len(b.vocab):,} genes ({orgs}), {c.n_positions:,} position tokens",
+        f"gene embeddings " + ("learned" if c.gene_embedding_dim is None
+                               else f"frozen external, width {c.gene_embedding_dim}"),
+        "label classes   " + (", ".join(f"{k} {v}" for k, v in c.label_sizes.items()) or "none"),
+    ]
+    if "training" in b.meta:
+        t = b.meta["training"]
+        lines.append(f"training        step {t.get('global_step')}, epoch {t.get('epoch')}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _read(path: str | Path, map_location: str | torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, model state dict) from a bundle or a Lightning checkpoint, validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable grnformer checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from exc
+    if not isinstance(obj, dict):
+        raise InputError(f"{path} is not a grnformer checkpoint (it holds a {type(obj).__name__}).")
+    if obj.get("format") == FORMAT:
+        meta, state = {k: v for k, v in obj.items() if k != "state_dict"}, obj.get("state_dict")
+    elif isinstance(obj.get(META_KEY), dict) and "state_dict" in obj:
+        meta = dict(obj[META_KEY])
+        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    else:
+        raise InputError(f"{path} is not a grnformer checkpoint: neither a bundle nor a Lightning checkpoint "
+                         f"written by grnformer's pre-training.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"{path} has checkpoint format version {version}; this grnformer "
+                         f"({grnformer.__version__}) reads versions up to {FORMAT_VERSION}. Upgrade grnformer.")
+    for key in ("config", "vocab", "labels", "versions"):
+        if key not in meta:
+            raise InputError(f"{path} is an incomplete grnformer checkpoint: '{key}' is missing.")
+    if not isinstance(state, dict) or not state:
+        raise InputError(f"{path} holds no model weights.")
+    return meta, state
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise InputError(f"bundle weights can be stored as {', '.join(_DTYPES)}; got '{dtype}'.")
+    return _DTYPES[name]
+
+
+def _few(items: list[str], n: int = 5) -> str:
+    if not items:
+        return "none"
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

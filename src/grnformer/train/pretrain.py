@@ -1,0 +1,310 @@
+"""`grnformer pretrain`: a YAML configuration in, a trained checkpoint out.
+
+The configuration has four parts (see docs/TRAINING.md and the shipped files in grnformer/configs):
+`model` (a preset and any ModelConfig field), `data` (a corpus directory, built from `sources` when missing),
+`training` (optimiser, schedule, precision, devices, strategy, checkpoints, validation), and top-level `seed`
+and `out_dir`. Dotted overrides such as ``training.max_steps=50`` patch it from the command line.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import yaml
+from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+
+from grnformer.data.corpus import build_corpus
+from grnformer.data.genes import GeneVocab
+from grnformer.data.labels import LabelSet
+from grnformer.errors import InputError
+from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
+from grnformer.model.grnformer import Block
+from grnformer.train.checkpoint import META_KEY
+from grnformer.train.datamodule import CorpusDataModule
+from grnformer.train.plan import OptimConfig, PretrainPlan
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "out_dir": "runs/grnformer",
+    # preset plus any ModelConfig field (d_model, n_layers, n_heads, context_length, dropout, expr_encoding, …)
+    "model": {"preset": "small", "gene_embeddings": None},
+    "data": {
+        "corpus": None,                 # corpus directory; built from `sources` when it does not exist
+        "sources": [],                  # h5ad paths and/or named datasets (grnformer datasets)
+        "silver_labels": True,          # named datasets without ontology labels get data.silver's labels
+        "val_fraction": 0.02,
+        "gene_selection": "random-expressed",
+        "downsample": [0.55, 0.7],      # fraction of counts removed from the input (a value or a range)
+        "balance_s": 100.0,             # LabelBalancedSampler constant s
+        "cells_per_epoch": None,        # default: all training cells
+        "num_workers": 4,
+    },
+    "training": {
+        "max_steps": 100_000,
+        "batch_size": 64,               # per process
+        "accumulate_grad_batches": 1,
+        "lr": 1.0e-4,
+        "weight_decay": 0.01,
+        "warmup_steps": 1_000,
+        "scheduler": "cosine",          # cosine | plateau | constant
+        "min_lr_ratio": 0.1,
+        "plateau_factor": 0.5,
+        "plateau_patience": 2,
+        "grad_clip": 1.0,
+        "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
+        "precision": "auto",            # auto = bf16-mixed on GPU, 32 on CPU; or any Lightning precision
+        "accelerator": "auto",
+        "devices": "auto",
+        "num_nodes": 1,
+        "strategy": "auto",             # auto | ddp | fsdp
+        "activation_checkpointing": False,  # FSDP only: recompute transformer blocks in the backward pass
+        "val_every_n_steps": 1_000,
+        "val_batches": 50,
+        "checkpoint_every_n_steps": 1_000,
+        "keep_checkpoints": -1,         # -1 keeps every periodic checkpoint, k keeps the k latest
+        "log_every_n_steps": 50,
+        "progress_bar": True,
+    },
+}
+_OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "min_lr_ratio", "plateau_factor",
+               "plateau_patience")
+_MODEL_FIELDS = {"d_model", "n_layers", "n_heads", "mlp_ratio", "dropout", "context_length", "expr_encoding",
+                 "position_base"}
+
+
+@dataclass
+class Run:
+    """Everything `pretrain` builds before fitting."""
+
+    plan: PretrainPlan
+    data: CorpusDataModule
+    trainer: Trainer
+    out_dir: Path
+    config: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------ configuration
+
+def load_config(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The full configuration: DEFAULTS, then the file (path or shipped name) or dict, then the overrides."""
+    if isinstance(config, Mapping):
+        user = copy.deepcopy(dict(config))
+    else:
+        path = Path(config)
+        if not path.is_file():
+            shipped = resources.files("grnformer") / "configs" / f"{config}.yaml"
+            if not shipped.is_file():
+                names = sorted(p.name.removesuffix(".yaml") for p in (resources.files("grnformer") / "configs")
+                               .iterdir() if p.name.endswith(".yaml"))
+                raise InputError(f"config '{config}' is neither a file nor a shipped config ({', '.join(names)}).")
+            path = Path(str(shipped))
+        try:
+            user = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(user, dict):
+            raise InputError(f"{path} must hold a mapping of sections (model, data, training).")
+    cfg = _merge(DEFAULTS, user, "")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"override '{item}' is not of the form section.key=value.")
+        cfg = _merge(cfg, _nest(key.strip().split("."), yaml.safe_load(value)), "")
+    return cfg
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    return {keys[0]: _nest(keys[1:], value) if len(keys) > 1 else value}
+
+
+def _merge(base: Mapping[str, Any], update: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`update` over `base`; keys unknown to `base` are errors, except model fields and free-form mappings."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        path = f"{where}{key}"
+        if key not in base:
+            if where == "model." and key in _MODEL_FIELDS or where == "training.loss_weights.":
+                out[key] = value
+                continue
+            known = sorted(set(base) | (_MODEL_FIELDS if where == "model." else set()))
+            raise InputError(f"unknown configuration key '{path}'; known here: {', '.join(known)}.")
+        if isinstance(base[key], Mapping) and base[key] is not None:
+            if not isinstance(value, Mapping):
+                raise InputError(f"configuration key '{path}' must be a mapping, got {value!r}.")
+            out[key] = _merge(base[key], value, f"{path}.")
+        else:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ corpus
+
+def _global_rank() -> int:
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 0
+
+
+def ensure_corpus(data: Mapping[str, Any], out_dir: Path) -> Path:
+    """The corpus directory, built from `data.sources` by rank 0 when missing (other ranks wait for it)."""
+    corpus = Path(data["corpus"]) if data["corpus"] else out_dir / "corpus"
+    if (corpus / "manifest.json").is_file():
+        return corpus
+    if not data["sources"]:
+        raise InputError(f"corpus '{corpus}' does not exist and data.sources is empty: name h5ad files or "
+                         "datasets to build it from.")
+    if _global_rank() != 0:
+        while not (corpus / "manifest.json").is_file():
+            time.sleep(5)
+        return corpus
+    sources, obs = _sources(data["sources"], data["silver_labels"])
+    build_corpus(sources, corpus, vocab=GeneVocab.default(), label_set=LabelSet.fit(obs))
+    return corpus
+
+
+def _sources(items: Sequence[str], silver: bool) -> tuple[dict[str, Any], list[Any]]:
+    """Named datasets loaded (with silver labels when asked), paths kept for chunked reading; and every obs."""
+    import anndata
+
+    from grnformer.data import datasets, silver as silver_labels
+
+    sources: dict[str, Any] = {}
+    obs = []
+    for item in items:
+        path = Path(item)
+        if path.is_file():
+            backed = anndata.read_h5ad(path, backed="r")
+            obs.append(backed.obs.copy())
+            backed.file.close()
+            sources[path.stem] = path
+        else:
+            adata = datasets.load(str(item))
+            if silver:
+                adata = silver_labels.add_training_labels(str(item), adata)
+            sources[str(item)] = adata
+            obs.append(adata.obs)
+    return sources, obs
+
+
+# -------------------------------------------------------------------------------------------------- the run
+
+def _precision(t: Mapping[str, Any], accelerator: str) -> str:
+    if str(t["precision"]) != "auto":
+        return str(t["precision"])
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _strategy(t: Mapping[str, Any]) -> str | Strategy:
+    name = str(t["strategy"])
+    if name == "ddp":  # model buffers are constants: no need to broadcast them every step
+        return DDPStrategy(broadcast_buffers=False)
+    if name == "fsdp":
+        return FSDPStrategy(auto_wrap_policy={Block}, state_dict_type="full",
+                            activation_checkpointing_policy={Block} if t["activation_checkpointing"] else None)
+    if name != "auto":
+        raise InputError(f"training.strategy must be auto, ddp or fsdp (got '{name}').")
+    return "auto"
+
+
+def _loggers(out_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(out_dir, name="logs")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
+    return loggers
+
+
+class _FinalCheckpoint(Callback):
+    """Save `path` when training ends, whatever the step (periodic checkpoints only fire every N steps)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
+    """Corpus, data module, model, plan and Trainer for a full configuration (from `load_config`)."""
+    cfg = dict(cfg)
+    out_dir = Path(cfg["out_dir"])
+    d, t, m = cfg["data"], cfg["training"], dict(cfg["model"])
+    seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    data = CorpusDataModule(ensure_corpus(d, out_dir), batch_size=int(t["batch_size"]),
+                            context_length=int(m.get("context_length", ModelConfig.context_length)), val_fraction=float(d["val_fraction"]),
+                            s=float(d["balance_s"]), downsample=d["downsample"], num_workers=int(d["num_workers"]),
+                            seed=int(cfg["seed"]), mode=str(d["gene_selection"]),
+                            cells_per_epoch=d["cells_per_epoch"])
+    vocab = data.vocab
+    embeddings = None
+    if m.pop("gene_embeddings"):
+        embeddings, _ = load_gene_embeddings(cfg["model"]["gene_embeddings"], vocab.ids, vocab.symbols)
+        m["gene_embedding_dim"] = embeddings.shape[1]
+    config = ModelConfig.preset(m.pop("preset"), vocab_size=len(vocab), n_positions=vocab.n_positions,
+                                label_sizes=data.label_set.sizes, **m)
+    model = GRNFormer(config, torch.as_tensor(vocab.positions), embeddings)
+    optim = OptimConfig.from_dict({k: t[k] for k in _OPTIM_KEYS})
+    plan = PretrainPlan(model, vocab, data.label_set, loss_weights=t["loss_weights"], optim=optim,
+                        seed=int(cfg["seed"]), run_config=cfg)
+    every = int(t["checkpoint_every_n_steps"])
+    checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step-{step}", every_n_train_steps=every,
+                                  save_top_k=int(t["keep_checkpoints"]), monitor="step", mode="max",
+                                  save_last=True, auto_insert_metric_name=False)
+    accelerator = str(t["accelerator"])
+    trainer = Trainer(
+        max_steps=int(t["max_steps"]), accelerator=accelerator, devices=t["devices"],
+        num_nodes=int(t["num_nodes"]), strategy=_strategy(t), precision=_precision(t, accelerator),
+        gradient_clip_val=t["grad_clip"] or None, accumulate_grad_batches=int(t["accumulate_grad_batches"]),
+        val_check_interval=int(t["val_every_n_steps"]), check_val_every_n_epoch=None,
+        limit_val_batches=int(t["val_batches"]) if d["val_fraction"] else 0, num_sanity_val_steps=0,
+        log_every_n_steps=int(t["log_every_n_steps"]), logger=_loggers(out_dir),
+        callbacks=[checkpoints, _FinalCheckpoint(out_dir / "checkpoints" / "last.ckpt"),
+                   LearningRateMonitor("step"), *callbacks]
+        + ([TQDMProgressBar(refresh_rate=10)] if t["progress_bar"] else []),
+        enable_progress_bar=bool(t["progress_bar"]), use_distributed_sampler=False, default_root_dir=out_dir,
+    )
+    return Run(plan, data, trainer, out_dir, cfg)
+
+
+def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = (),
+             resume: str | Path | None = None) -> Path:
+    """Pre-train from a YAML file, a shipped config name (small, medium, large, cpu_demo) or a dict.
+
+    `resume` continues exactly from a checkpoint of the same configuration (optimiser, schedule, data position
+    and random streams included); the model part of the configuration must match it. Returns the path of the
+    final checkpoint (`<out_dir>/checkpoints/last.ckpt`), loadable by `checkpoint.load_bundle`.
+    """
+    cfg = load_config(config, overrides)
+    if resume is not None:
+        _check_resume(Path(resume), cfg)
+    run = build(cfg)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    if run.trainer.global_rank == 0:
+        (run.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run.trainer.fit(run.plan, run.data, ckpt_path=str(resume) if resume else None)
+    return run.out_dir / "checkpoints" / "last.ckpt"
+
+
+def _check_resume(path: Path, cfg: Mapping[str, Any]) -> None:
+    """A resumed run must rebuild the same model: compare the checkpoint's recorded model section."""
+    if not path.is_file():
+        raise InputError(f"checkpoint to resume from not found: {path}")
+    meta = torch.load(path, map_location="cpu", weights_only=True).get(META_KEY)
+    if not isinstance(meta, dict) or "run_config" not in meta:
+        raise InputError(f"{path} is not a grnformer training checkpoint (no run configuration inside).")
+    before = meta["run_config"]["model"]
+    if before != cfg["model"]:
+        changed = sorted(k for k in set(before) | set(cfg["model"]) if before.get(k) != cfg["model"].get(k))
+        raise InputError(f"cannot resume {path}: the model configuration differs in {changed}.")
