@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from grnformer import InputError
 from grnformer.data import datasets
-from grnformer.data.collate import CellRecord, Collator
+from grnformer.data.collate import MOLECULE_CAP, CellRecord, Collator, binomial_thinning
 from grnformer.data.corpus import AnnDataCells
 from grnformer.data.genes import GeneVocab
 
@@ -131,6 +132,22 @@ def test_downsampling_thins_whole_cells(retina, vocab):
     assert ratio.item() == pytest.approx(0.4, abs=0.005)
     # thinned genes stay in the context (selection follows the original counts)
     assert ((fixed["counts"] == 0) & (fixed["target"] > 0)).any()
+
+
+@pytest.mark.parametrize("count", [1, 5, MOLECULE_CAP, 40])
+def test_thinning_is_binomial(count):
+    """Molecule-wise (small counts) and numpy (large counts) thinning both give Binomial(count, keep)."""
+    lens = np.array([30_000, 30_000])
+    cell = np.repeat([0, 1], lens)
+    keep = np.array([0.3, 0.45])
+    out = binomial_thinning(np.random.default_rng(0), np.full(lens.sum(), count, np.float32), lens, cell, keep)
+    for c in (0, 1):
+        observed = np.bincount(out[cell == c].astype(int), minlength=count + 1)
+        expected = stats.binom.pmf(np.arange(count + 1), count, keep[c]) * lens[c]
+        big = expected > 5  # chi-square needs populated bins; lump the tails
+        obs = np.append(observed[big], observed[~big].sum())
+        exp = np.append(expected[big], expected[~big].sum())
+        assert stats.chisquare(obs[exp > 0], exp[exp > 0]).pvalue > 1e-3
 
 
 def test_deterministic_given_seed(retina, vocab):
