@@ -1,0 +1,128 @@
+"""Label prediction from the label tokens, stopping at an ontology ancestor when the leaves are uncertain.
+
+The classifier of a label class outputs probabilities over its leaf terms. When the top leaf holds less than
+``threshold`` of the probability, the prediction moves up to the most specific coarse ancestor of that leaf
+(the one with the fewest descendant leaves; ties go to the larger mass) whose descendant leaves together hold at
+least ``threshold``; if none does, the top leaf is kept. ``threshold=0`` always names a leaf.
+
+Scoring, when obs carries the true terms (<class>_ontology_term_id): true terms are encoded like the training
+labels (unseen terms map to their closest observed ancestor; unknown ones are not scored). 'strict' counts a
+prediction correct only when it is the true term; 'ontology' also when it is a descendant of the true term (a
+leaf under a coarse true label, or a coarse term whose leaves all lie under it) — predicting an ancestor of the
+true term is never counted correct. Macro-F1 is over the terms present among truths and predictions; the
+ontology version replaces a prediction counted correct by the true term before computing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from sklearn.metrics import f1_score
+
+from grnformer.data.labels import LabelEncoder, column
+from grnformer.errors import InputError
+from grnformer.tasks.inference import (
+    DEFAULT_BATCH_SIZE, context_collator, load_task_bundle, prepare_input, read_input, run_model,
+)
+from grnformer.tasks.io import check_writable, write_h5ad
+from grnformer.train.checkpoint import Bundle
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def hierarchical_predict(probs: np.ndarray, encoder: LabelEncoder, threshold: float = DEFAULT_THRESHOLD
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, probability) per cell: a leaf code, or n_leaves + j for coarse term j (see module docstring)."""
+    top = probs.argmax(axis=1)
+    p_top = probs[np.arange(len(probs)), top]
+    codes, conf = top.astype(np.int64), p_top.astype(np.float32)
+    if encoder.n_coarse == 0:
+        return codes, conf
+    desc = encoder.descendants  # [n_coarse, n_leaves]
+    mass = probs @ desc.T.astype(probs.dtype)  # [n, n_coarse]
+    size = desc.sum(axis=1)
+    for i in np.flatnonzero(p_top < threshold):
+        ok = np.flatnonzero(desc[:, top[i]] & (mass[i] >= threshold))
+        if len(ok):
+            best = ok[np.lexsort((-mass[i, ok], size[ok]))[0]]
+            codes[i], conf[i] = encoder.n_leaves + best, mass[i, best]
+    return codes, conf
+
+
+def _is_descendant_or_same(pred: np.ndarray, true: np.ndarray, encoder: LabelEncoder) -> np.ndarray:
+    """pred == true, or pred lies under the coarse true term (leaf under it, or coarse with all leaves under it)."""
+    n = encoder.n_leaves
+    desc = encoder.descendants
+    out = pred == true
+    coarse_true = true >= n
+    for i in np.flatnonzero(coarse_true & ~out):
+        under = desc[true[i] - n]
+        out[i] = under[pred[i]] if pred[i] < n else bool(np.all(under >= desc[pred[i] - n]))
+    return out
+
+
+def score_predictions(pred: np.ndarray, true: np.ndarray, encoder: LabelEncoder) -> dict[str, float | int]:
+    """Accuracy and macro-F1, strict and ontology-aware, over cells with a known true code."""
+    known = true >= 0
+    pred, true = pred[known], true[known]
+    if len(true) == 0:
+        return {"n_scored": 0}
+    strict = pred == true
+    onto = _is_descendant_or_same(pred, true, encoder)
+    return {"n_scored": int(len(true)),
+            "accuracy": float(strict.mean()), "accuracy_ontology": float(onto.mean()),
+            "macro_f1": float(f1_score(true, pred, average="macro")),
+            "macro_f1_ontology": float(f1_score(true, np.where(onto, true, pred), average="macro"))}
+
+
+def classify(bundle: Bundle, adata: AnnData, classes: Sequence[str] | None = None,
+             threshold: float = DEFAULT_THRESHOLD, batch_size: int = DEFAULT_BATCH_SIZE,
+             device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
+             seed: int = 0, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Write obs['grnformer_<class>'] (term ID) and obs['grnformer_<class>_prob'] for each label class.
+
+    Returns {class: metrics} for the classes whose true terms are in obs (empty when none are); the same goes
+    to uns['grnformer_classify']."""
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold must be in [0, 1]; got {threshold}.")
+    bundle, dev = load_task_bundle(bundle, device)
+    known = list(bundle.config.label_sizes)
+    classes = known if classes is None else list(classes)
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        raise InputError(f"label classes {unknown} are not predicted by this model; it knows {', '.join(known)}.")
+    prep = prepare_input(bundle, adata, organism)
+    probs = {c: np.zeros((prep.n_cells, bundle.config.label_sizes[c]), dtype=np.float32) for c in classes}
+    collator = context_collator(bundle, "random-expressed", seed=seed)
+    for rows, _, _, out in run_model(bundle, prep, np.arange(prep.n_cells), [collator], dev, batch_size, precision,
+                                     progress=progress, desc="classify"):
+        for c in classes:
+            probs[c][rows] = torch.softmax(out.label_logits[c].float(), dim=-1).cpu().numpy()
+    metrics: dict[str, dict[str, Any]] = {}
+    class_index = list(bundle.labels.classes)
+    for c in classes:
+        encoder = bundle.labels.encoders[c]
+        codes, conf = hierarchical_predict(probs[c], encoder, threshold)
+        terms = np.asarray(encoder.leaves + encoder.coarse, dtype=object)[codes]
+        adata.obs[f"grnformer_{c}"] = pd.Categorical(prep.to_user_rows(terms, adata.n_obs))
+        adata.obs[f"grnformer_{c}_prob"] = prep.to_user_rows(conf, adata.n_obs)
+        if column(c) in adata.obs:
+            metrics[c] = score_predictions(codes, prep.cells.label_codes[:, class_index.index(c)], encoder)
+    adata.uns["grnformer_classify"] = {"threshold": threshold, "metrics": metrics}
+    return metrics
+
+
+def classify_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path, **opts: Any) -> Path:
+    """CLI entry: the input h5ad with predictions in obs (metrics in uns), written atomically; metrics printed."""
+    check_writable(out_path)
+    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    adata = read_input(in_path)
+    metrics = classify(bundle, adata, **opts)
+    for c, m in metrics.items():
+        print(f"{c}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
+    return write_h5ad(adata, out_path)

@@ -1,0 +1,78 @@
+"""Cell embeddings: the model's cell token, its cell-type token, or their mean, in obsm['X_grnformer'].
+
+The cell token summarises the whole profile (it also has to regenerate it in the bottleneck task); the
+cell-type token is the one the cell-type classifier reads, so it separates types more and batches less. Their
+mean is offered as a compromise. Contexts are drawn as in pre-training (random expressed genes, padded with
+unexpressed ones) from a fixed seed, so embeddings are reproducible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from anndata import AnnData
+
+from grnformer.errors import InputError
+from grnformer.tasks.inference import (
+    DEFAULT_BATCH_SIZE, context_collator, load_task_bundle, prepare_input, read_input, run_model,
+)
+from grnformer.tasks.io import check_writable, write_h5ad
+from grnformer.train.checkpoint import Bundle
+
+SOURCES = ("cell", "cell_type", "mean")
+KEY = "X_grnformer"
+
+
+def embed(bundle: Bundle, adata: AnnData, source: str = "cell", batch_size: int = DEFAULT_BATCH_SIZE,
+          device: str | torch.device | None = None, umap: bool = False, precision: str = "auto",
+          organism: str | None = None, seed: int = 0, progress: bool = True) -> np.ndarray:
+    """Write obsm['X_grnformer'] (and obsm['X_umap'] with ``umap``) into ``adata``; return the embeddings.
+
+    Cells prepare() drops (no counts in vocabulary genes) get NaN rows and are left out of the UMAP."""
+    if source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}; got '{source}'.")
+    bundle, dev = load_task_bundle(bundle, device)
+    classes = list(bundle.config.label_sizes)
+    if source != "cell" and "cell_type" not in classes:
+        raise InputError(f"source '{source}' needs a cell_type label token; this model's label classes: "
+                         f"{', '.join(classes) or 'none'}.")
+    prep = prepare_input(bundle, adata, organism)
+    collator = context_collator(bundle, "random-expressed", seed=seed)
+    rows = np.arange(prep.n_cells)
+    emb = np.zeros((prep.n_cells, bundle.config.d_model), dtype=np.float32)
+    for batch_rows, _, _, out in run_model(bundle, prep, rows, [collator], dev, batch_size, precision,
+                                           progress=progress, desc="embed"):
+        if source == "cell":
+            vec = out.cell_emb
+        else:
+            ct = out.label_emb[:, classes.index("cell_type")]
+            vec = ct if source == "cell_type" else (out.cell_emb + ct) / 2
+        emb[batch_rows] = vec.float().cpu().numpy()
+    adata.obsm[KEY] = prep.to_user_rows(emb, adata.n_obs)
+    adata.uns["grnformer_embed"] = {"source": source, "seed": seed, "context_length": bundle.config.context_length}
+    if umap:
+        adata.obsm["X_umap"] = prep.to_user_rows(umap_of(emb, seed), adata.n_obs)
+    return emb
+
+
+def umap_of(emb: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """2-D UMAP of embeddings through scanpy's neighbour graph (cosine distance)."""
+    import scanpy as sc
+
+    work = AnnData(np.zeros((len(emb), 0), dtype=np.float32), obsm={KEY: emb})
+    sc.pp.neighbors(work, use_rep=KEY, n_neighbors=min(n_neighbors, len(emb) - 1), metric="cosine",
+                    random_state=seed)
+    sc.tl.umap(work, random_state=seed)
+    return np.asarray(work.obsm["X_umap"], dtype=np.float32)
+
+
+def embed_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path, **opts: Any) -> Path:
+    """CLI entry: the input h5ad with obsm['X_grnformer'] (+ X_umap) added, written atomically to ``out_path``."""
+    check_writable(out_path)
+    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    adata = read_input(in_path)
+    embed(bundle, adata, **opts)
+    return write_h5ad(adata, out_path)

@@ -1,0 +1,395 @@
+"""Gene networks read from the model's attention, for all cells or one per group of cells.
+
+Method ('mean_qk', the default). Every cell is run with the network genes as its context. For each layer and
+head we keep running sums of each gene's query and key vectors and the number of cells that had the gene in
+context, so memory is O(layers × heads × genes × d_head) whatever the number of cells: per-cell G × G maps are
+never held. At the end, per head, Q̄ = sum / count and K̄ likewise, and the head's map is softmax(Q̄ K̄ᵀ / √d_head)
+over the keys (row i = how query gene i attends to every key gene). Heads are then averaged, or combined with
+the non-negative weights of a head selection (`tasks.heads`).
+
+Direction. Attention row i mixes the values of the key genes j into gene i's output, so information flows from
+key to query. 'kq' (the default) transposes each head's map so that rows are keys: row j = the genes that read
+from gene j, i.e. rows are regulators in the information-flow sense (the reference model also transposes before
+scoring). 'qk' keeps rows = queries. Which one matches regulation better is measured by the benchmark, not
+assumed; both are one option away.
+
+Gene sets larger than the model's context are split into near-equal contexts that each cell runs through in
+turn; a gene's vectors are still averaged over cells, and Q̄ K̄ᵀ is formed across chunks (genes of different
+chunks never attended to each other in a forward pass, but their averaged vectors live in the same space).
+With genes='random_expressed' (genome-wide) each cell's context is drawn among its own expressed genes, and a
+network gene's vectors are averaged over the cells whose context drew it (`var['n_cells']`).
+
+'per_cell' averages the true per-cell attention maps softmax(q kᵀ / √d_head) over cells instead — exact but
+O(cells × G²) work, so only for gene sets that fit one context. With a single cell both methods coincide.
+
+Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a filter: 'topk' keeps each
+regulator's k strongest targets; 'above_uniform' keeps scores above what a uniformly attending head would give
+(1 / number of genes per unit of head weight, i.e. 1/G for the mean), the level every softmax row averages to.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from torch import Tensor
+
+import grnformer
+from grnformer.data.genes import tf_symbols
+from grnformer.errors import InputError
+from grnformer.tasks.heads import HeadSelection, head_names, load_heads
+from grnformer.tasks.inference import (
+    DEFAULT_BATCH_SIZE, GENE_SETS, Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle,
+    parse_gene_option, prepare_input, read_input, run_model, select_genes,
+)
+from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
+from grnformer.train.checkpoint import Bundle
+
+DIRECTIONS = ("kq", "qk")
+FILTERS = ("none", "topk", "above_uniform")
+METHODS = ("mean_qk", "per_cell")
+DEFAULT_N_GENES = 2000
+
+
+# ---------------------------------------------------------------------------------------------- accumulators
+
+class MeanQK:
+    """Running sums of each network gene's q and k per layer and head, and its count of cells in context.
+
+    Sizes depend on layers, heads, genes and d_head only — never on the number of cells."""
+
+    def __init__(self, n_layers: int, n_heads: int, d_head: int, n_genes: int, device: torch.device):
+        self.q_sum = torch.zeros(n_layers, n_heads, n_genes, d_head, device=device)
+        self.k_sum = torch.zeros_like(self.q_sum)
+        self.n_cells = torch.zeros(n_genes, dtype=torch.float64, device=device)
+
+    @property
+    def n_genes(self) -> int:
+        return self.q_sum.shape[2]
+
+    def add(self, slots: Tensor, qk: Sequence[tuple[Tensor, Tensor]], same_context: bool) -> None:
+        """slots [B, L]: network-gene index of each context position (-1 = not a network gene).
+
+        same_context: every row holds the same genes in the same order (a given gene list), so the batch can
+        be summed before scattering."""
+        if same_context:
+            idx = slots[0]
+            keep = idx >= 0
+            idx = idx[keep]
+            for layer, (q, k) in enumerate(qk):
+                self.q_sum[layer].index_add_(1, idx, q.sum(0, dtype=torch.float32)[:, keep])
+                self.k_sum[layer].index_add_(1, idx, k.sum(0, dtype=torch.float32)[:, keep])
+            self.n_cells.index_add_(0, idx, torch.full(idx.shape, float(slots.shape[0]), dtype=torch.float64,
+                                                        device=idx.device))
+            return
+        keep = slots >= 0
+        idx = slots[keep]
+        for layer, (q, k) in enumerate(qk):
+            self.q_sum[layer].index_add_(1, idx, q.permute(1, 0, 2, 3)[:, keep].float())
+            self.k_sum[layer].index_add_(1, idx, k.permute(1, 0, 2, 3)[:, keep].float())
+        self.n_cells.index_add_(0, idx, torch.ones(idx.shape, dtype=torch.float64, device=idx.device))
+
+    def head_maps(self, layer: int) -> Tensor:
+        """[H, G, G] softmax(Q̄ K̄ᵀ / √d_head) over the genes seen in at least one cell (others: zero)."""
+        seen = torch.nonzero(self.n_cells > 0).squeeze(1)
+        n = self.n_cells[seen].float()[None, :, None]
+        q = self.q_sum[layer][:, seen] / n
+        k = self.k_sum[layer][:, seen] / n
+        maps = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+        if len(seen) == self.n_genes:
+            return maps
+        out = torch.zeros(maps.shape[0], self.n_genes, self.n_genes, device=maps.device)
+        out[:, seen[:, None], seen[None, :]] = maps
+        return out
+
+
+class MeanAttention:
+    """Sum over cells of each cell's true attention among the network genes, per layer and head (O(G²))."""
+
+    def __init__(self, n_layers: int, n_heads: int, n_genes: int, device: torch.device):
+        self.sums = torch.zeros(n_layers, n_heads, n_genes, n_genes, device=device)
+        self.n_cells = torch.zeros(n_genes, dtype=torch.float64, device=device)
+
+    @property
+    def n_genes(self) -> int:
+        return self.sums.shape[-1]
+
+    def add(self, slots: Tensor, qk: Sequence[tuple[Tensor, Tensor]], same_context: bool) -> None:
+        if not same_context or not torch.equal(slots[0], torch.arange(self.n_genes, device=slots.device)):
+            raise InputError("per-cell attention needs every network gene in one shared context.")
+        for layer, (q, k) in enumerate(qk):
+            scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+            self.sums[layer] += torch.softmax(scores, dim=-1).sum(0)
+        self.n_cells += slots.shape[0]
+
+    def head_maps(self, layer: int) -> Tensor:
+        return self.sums[layer] / self.n_cells.clamp_min(1).float()[None, :, None]
+
+
+Accumulator = MeanQK | MeanAttention
+
+
+def aggregate(acc: Accumulator, weights: Tensor, direction: str = "kq", keep_heads: bool = False
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Weighted sum of the heads' maps ([n_layers, n_heads] weights), rows = regulators per ``direction``.
+
+    Returns the [G, G] network and, with ``keep_heads``, the [n_layers·n_heads, G, G] cube of per-head maps in
+    the same orientation. Layers whose weights are all zero are skipped unless the cube is kept."""
+    G = acc.n_genes
+    net = torch.zeros(G, G, device=weights.device)
+    cube = []
+    for layer in range(weights.shape[0]):
+        w = weights[layer]
+        if not keep_heads and not bool((w != 0).any()):
+            continue
+        maps = acc.head_maps(layer)
+        if direction == "kq":
+            maps = maps.transpose(1, 2)
+        net += torch.tensordot(w.to(maps.dtype), maps, dims=1)
+        if keep_heads:
+            cube.append(maps.cpu().numpy())
+    return net.cpu().numpy(), (np.concatenate(cube).astype(np.float32) if keep_heads else None)
+
+
+def filter_network(net: np.ndarray, how: str = "none", top_k: int = 20, uniform_level: float | None = None
+                   ) -> np.ndarray | sp.csr_matrix:
+    """'none' keeps the dense matrix; 'topk' the k strongest targets per regulator row; 'above_uniform'
+    scores strictly above ``uniform_level``. Filtered networks come back as CSR."""
+    if how == "none":
+        return net
+    if how == "topk":
+        k = min(top_k, net.shape[1])
+        cols = np.argpartition(-net, k - 1, axis=1)[:, :k]
+        rows = np.repeat(np.arange(net.shape[0]), k)
+        vals = net[rows, cols.ravel()]
+        return sp.csr_matrix((vals, (rows, cols.ravel())), shape=net.shape, dtype=np.float32)
+    if how == "above_uniform":
+        return sp.csr_matrix(np.where(net > uniform_level, net, 0), dtype=np.float32)
+    raise InputError(f"filter must be one of {', '.join(FILTERS)}; got '{how}'.")
+
+
+# ----------------------------------------------------------------------------------------------- options
+
+@dataclass
+class GRNOptions:
+    """Validated options of one grn() call (see `grn` for meanings)."""
+
+    genes: Sequence[str] | str = "hvg"
+    n_genes: int | None = DEFAULT_N_GENES
+    groupby: str | None = None
+    groups: Sequence[str] | None = None
+    heads: str | Path | HeadSelection | Mapping | None = None
+    direction: str | None = None
+    filter: str = "none"
+    top_k: int = 20
+    symmetrise: bool = False
+    keep_heads: bool = False
+    method: str = "mean_qk"
+    max_cells: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    precision: str = "auto"
+    seed: int = 0
+    selection: HeadSelection | None = field(default=None, repr=False)
+
+    def validate(self, bundle: Bundle) -> None:
+        c = bundle.config
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}; got '{self.method}'.")
+        if self.filter not in FILTERS:
+            raise InputError(f"filter must be one of {', '.join(FILTERS)}; got '{self.filter}'.")
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
+                             f"'{self.direction}'.")
+        if self.filter == "topk" and self.top_k < 1:
+            raise InputError(f"top_k must be >= 1 (got {self.top_k}).")
+        if self.max_cells is not None and self.max_cells < 1:
+            raise InputError(f"max_cells must be >= 1 (got {self.max_cells}).")
+        if self.heads is not None and not (isinstance(self.heads, str) and self.heads == "mean"):
+            self.selection = self.heads if isinstance(self.heads, HeadSelection) else load_heads(self.heads)
+            if (self.selection.n_layers, self.selection.n_heads) != (c.n_layers, c.n_heads):
+                raise InputError(f"the head selection is for {self.selection.n_layers} layers × "
+                                 f"{self.selection.n_heads} heads; this model has {c.n_layers} × {c.n_heads}.")
+            if self.direction is not None and self.direction != self.selection.direction:
+                raise InputError(f"the head selection was fitted with direction '{self.selection.direction}' "
+                                 f"but direction '{self.direction}' was asked for.")
+            self.direction = self.selection.direction
+        self.direction = self.direction or "kq"
+        if self.method == "per_cell" and self.genes == "random_expressed":
+            raise InputError("method 'per_cell' needs one shared context: give a gene list, 'hvg' or "
+                             "'most_expressed', not 'random_expressed'.")
+
+    def head_weights(self, bundle: Bundle, device: torch.device) -> Tensor:
+        c = bundle.config
+        if self.selection is None:
+            return torch.full((c.n_layers, c.n_heads), 1.0 / (c.n_layers * c.n_heads), device=device)
+        return torch.as_tensor(self.selection.weights, dtype=torch.float32, device=device)
+
+
+# -------------------------------------------------------------------------------------------------- grn
+
+def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_genes: int | None = DEFAULT_N_GENES,
+        groupby: str | None = None, groups: Sequence[str] | None = None,
+        heads: str | Path | HeadSelection | Mapping | None = None, direction: str | None = None,
+        filter: str = "none", top_k: int = 20, symmetrise: bool = False, keep_heads: bool = False,
+        method: str = "mean_qk", max_cells: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+        device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
+        seed: int = 0, progress: bool = True) -> AnnData | dict[str, AnnData]:
+    """Gene network(s) of ``adata``'s cells from the model's attention.
+
+    genes: a list of names (Ensembl IDs or symbols), or 'hvg' / 'most_expressed' / 'random_expressed' with
+    ``n_genes`` (chosen once over all cells, so per-group networks share genes). groupby: obs column, one network
+    per group (``groups`` restricts and orders them). heads: None/'mean' averages all heads; a head-selection JSON
+    path, dict or HeadSelection weights them. direction: 'kq' (rows = keys, default) or 'qk'. filter: 'none',
+    'topk' (``top_k`` per regulator) or 'above_uniform'. keep_heads: also store the per-head cube in
+    uns['grn_heads'] (names in uns['grn_head_names']). max_cells: per network, at most this many cells drawn at
+    random (``seed``). Returns one AnnData (varp['GRN'], rows = regulators; var['is_tf'], var['gene_id'],
+    var['n_cells']; X = the cells' counts of the network genes; uns['grn'] = method and options), or
+    {group: AnnData} with groupby."""
+    opts = GRNOptions(genes=genes, n_genes=n_genes, groupby=groupby, groups=groups, heads=heads,
+                      direction=direction, filter=filter, top_k=top_k, symmetrise=symmetrise,
+                      keep_heads=keep_heads, method=method, max_cells=max_cells, batch_size=batch_size,
+                      precision=precision, seed=seed)
+    bundle, dev = load_task_bundle(bundle, device)
+    opts.validate(bundle)
+    prep = prepare_input(bundle, adata, organism)
+    cols = select_genes(prep, opts.genes, opts.n_genes)
+    if opts.method == "per_cell" and len(cols) > bundle.config.context_length:
+        raise InputError(f"method 'per_cell' handles gene sets up to the context length "
+                         f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
+    cell_groups = cells_in_groups(prep, opts.groupby, opts.groups)
+    rng = np.random.default_rng(opts.seed)
+    if opts.max_cells is not None:
+        cell_groups = {g: np.sort(rng.choice(r, opts.max_cells, replace=False)) if len(r) > opts.max_cells else r
+                       for g, r in cell_groups.items()}
+    nets = {g: _one_network(bundle, prep, cols, rows, opts, dev, g, progress) for g, rows in cell_groups.items()}
+    return nets if opts.groupby is not None else nets["all"]
+
+
+def _one_network(bundle: Bundle, prep: Prepared, cols: np.ndarray, rows: np.ndarray, opts: GRNOptions,
+                 dev: torch.device, group: str, progress: bool) -> AnnData:
+    c = bundle.config
+    tokens = prep.tokens[cols]
+    slot_of = torch.full((c.vocab_size,), -1, dtype=torch.long, device=dev)
+    slot_of[torch.as_tensor(tokens, device=dev)] = torch.arange(len(tokens), device=dev)
+    if opts.genes == "random_expressed":
+        collators = [context_collator(bundle, "random-expressed", seed=opts.seed)]
+    else:
+        collators = [context_collator(bundle, "given", chunk, seed=opts.seed)
+                     for chunk in chunk_genes(tokens, c.context_length)]
+    acc: Accumulator = (MeanQK(c.n_layers, c.n_heads, c.d_head, len(tokens), dev) if opts.method == "mean_qk"
+                        else MeanAttention(c.n_layers, c.n_heads, len(tokens), dev))
+    same_context = opts.genes != "random_expressed"
+    desc = "grn" if group == "all" else f"grn {group}"
+    for _, _, batch, out in run_model(bundle, prep, rows, collators, dev, opts.batch_size, opts.precision,
+                                      return_qk=True, progress=progress, desc=desc):
+        acc.add(slot_of[batch["genes"]], out.qk, same_context)
+    weights = opts.head_weights(bundle, dev)
+    net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
+    if opts.symmetrise:
+        net = (net + net.T) / 2
+    n_seen = int((acc.n_cells > 0).sum())
+    level = float(weights.sum()) / max(n_seen, 1)
+    grn_matrix = filter_network(net, opts.filter, opts.top_k, level)
+    uns = _provenance(bundle, prep, opts, group, len(rows), len(collators), level)
+    return network_adata(grn_matrix, prep, cols, rows, acc.n_cells.cpu().numpy(), uns, cube, c.n_layers, c.n_heads)
+
+
+def _provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int,
+                level: float) -> dict[str, Any]:
+    heads = "mean" if opts.selection is None else [
+        {"layer": l, "head": h, "weight": w} for l, h, w in opts.selection.selected()]
+    return {
+        "method": opts.method, "direction": opts.direction,
+        "rows": "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
+        "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
+        "uniform_level": level, "symmetrise": opts.symmetrise,
+        "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
+        "groupby": opts.groupby, "group": group, "n_cells": n_cells, "max_cells": opts.max_cells,
+        "n_contexts_per_cell": n_contexts, "context_length": bundle.config.context_length,
+        "precision": opts.precision, "seed": opts.seed, "organism": prep.organism,
+        "model": {k: bundle.config.to_dict()[k] for k in ("d_model", "n_layers", "n_heads", "context_length")},
+        "grnformer_version": grnformer.__version__,
+    }
+
+
+def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: np.ndarray, rows: np.ndarray,
+                  n_cells: np.ndarray, uns: dict[str, Any], cube: np.ndarray | None = None,
+                  n_layers: int = 0, n_heads: int = 0) -> AnnData:
+    """The network as an AnnData readable by plain anndata (and GRnnData): var_names = symbols."""
+    var = prep.adata.var.iloc[cols]
+    gene_id = var.index.to_numpy().astype(str)
+    symbol = var["symbol"].astype(object).where(var["symbol"].notna() & (var["symbol"].astype(str) != ""))
+    names = pd.Series(np.where(symbol.isna(), gene_id, symbol.astype(str)))
+    dup = names.duplicated(keep=False).to_numpy()
+    names[dup] = names[dup] + "_" + gene_id[dup]
+    tfs = tf_symbols(prep.organism)
+    out_var = pd.DataFrame({"gene_id": gene_id, "symbol": var["symbol"].astype(str).to_numpy(),
+                            "is_tf": np.isin(var["symbol"].astype(str).to_numpy(), list(tfs)),
+                            "n_cells": n_cells.astype(np.int64)}, index=pd.Index(names.to_numpy(), name="gene"))
+    x = prep.adata.X[rows][:, cols]
+    net = AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=prep.adata.obs.iloc[rows].copy(), var=out_var)
+    net.varp["GRN"] = grn_matrix.astype(np.float32) if isinstance(grn_matrix, np.ndarray) else grn_matrix
+    net.uns["grn"] = uns
+    if cube is not None:
+        net.uns["grn_heads"] = cube
+        net.uns["grn_head_names"] = head_names(n_layers, n_heads)
+    return net
+
+
+# ------------------------------------------------------------------------------------------------- file
+
+def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path, csv: bool = False,
+             csv_max_edges: int | None = None, **opts: Any) -> list[Path]:
+    """CLI entry: network(s) of an h5ad written as h5ad (+ edge CSV beside it with ``csv``).
+
+    Without groupby, ``out`` is the network's h5ad path (or an existing directory, which gets network.h5ad);
+    with groupby, a directory (created if missing) holding ``<group>.h5ad`` per group. Everything is validated
+    before the model runs, and all files appear together once every one of them is complete."""
+    out = Path(out)
+    grouped = opts.get("groupby") is not None
+    if grouped:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"with groupby, the output '{out}' must be a directory.")
+        check_writable(out / "probe.h5ad") if out.is_dir() else check_writable(out)
+    else:
+        check_writable(out / "network.h5ad" if out.is_dir() else out)
+    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    if "genes" in opts:
+        opts["genes"] = parse_gene_option(opts["genes"], GENE_SETS)
+    result = grn(bundle, read_input(in_path), **opts)
+    if grouped:
+        stems = _file_stems(list(result))
+        bases = {g: out / stems[g] for g in result}
+    else:
+        result = {"network": result}
+        bases = {"network": out / "network" if out.is_dir() else out.with_suffix("")}
+    writers = {}
+    for g, net in result.items():
+        writers[bases[g].with_name(bases[g].name + ".h5ad")] = h5ad_writer(net)
+        if csv:
+            writers[bases[g].with_name(bases[g].name + ".csv")] = csv_writer(net, csv_max_edges)
+    if grouped:
+        out.mkdir(exist_ok=True)
+    return write_many(writers)
+
+
+def _file_stems(groups: list[str]) -> dict[str, str]:
+    """File-safe stem per group (CL:0000236 -> CL_0000236); groups that collide get a numeric suffix."""
+    stems: dict[str, str] = {}
+    used: set[str] = set()
+    for g in groups:
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(g)).strip("_") or "group"
+        base, i = stem, 1
+        while stem in used:
+            i += 1
+            stem = f"{base}_{i}"
+        used.add(stem)
+        stems[g] = stem
+    return stems

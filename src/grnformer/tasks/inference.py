@@ -1,0 +1,313 @@
+"""The loop every zero-shot task shares: validated data → cell records → collated contexts → model outputs.
+
+Tasks differ only in which genes make up a cell's context and what they keep from each output, so this module
+owns the rest once: where the model runs (CUDA when present) and in which precision (bf16 autocast on GPUs that
+support it, fp32 on CPU where bf16 attention is not faster), batching with a progress bar, choosing gene sets
+(a user list, highly variable, most expressed, expressed in most cells) and mapping results back onto the
+user's own AnnData (prepare() may drop cells with no counts and renames genes to Ensembl IDs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from tqdm.auto import tqdm
+
+from grnformer.data.collate import CellRecord, Collator
+from grnformer.data.corpus import AnnDataCells
+from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, prepare
+from grnformer.errors import InputError
+from grnformer.model import ModelOutput
+from grnformer.train.checkpoint import Bundle, load_bundle
+
+PRECISIONS = ("auto", "fp32", "bf16")
+GENE_SETS = ("hvg", "most_expressed", "random_expressed")
+DEFAULT_BATCH_SIZE = 32
+
+
+# ------------------------------------------------------------------------------------------ device, precision
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, or CUDA when available, else CPU; an unavailable device is an InputError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise InputError(f"unknown device '{device}' (use cpu, cuda, cuda:1 …).") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device '{device}' requested but this torch has no usable CUDA GPU; use --device cpu.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device '{device}' does not exist: {torch.cuda.device_count()} GPU(s) visible.")
+    return dev
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast on a bf16-capable GPU for 'auto', always for 'bf16'; plain fp32 otherwise."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'.")
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda"
+                                       and torch.cuda.is_bf16_supported())
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def load_task_bundle(checkpoint: str | Path | Bundle, device: str | torch.device | None = None
+                     ) -> tuple[Bundle, torch.device]:
+    """A bundle (loaded from a path, or as given) with its model on the resolved device, in eval mode."""
+    dev = resolve_device(device)
+    bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, map_location="cpu")
+    bundle.model.to(dev).eval()
+    return bundle, dev
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+@dataclass
+class Prepared:
+    """A user's AnnData after prepare(), with what the tasks need to run the model and map results back."""
+
+    adata: AnnData        # vocabulary genes (Ensembl IDs), CSR raw counts, zero-count cells dropped
+    report: MappingReport
+    tokens: np.ndarray    # int64 token id of each prepared gene
+    obs_rows: np.ndarray  # row of each prepared cell in the user's AnnData
+    organism: str
+    cells: AnnDataCells   # records of the prepared cells, with true label codes where obs has them
+
+    @property
+    def n_cells(self) -> int:
+        return self.adata.n_obs
+
+    def records(self, rows: np.ndarray) -> list[CellRecord]:
+        return self.cells.__getitems__([int(r) for r in rows])
+
+    def user_var_columns(self, user: AnnData) -> np.ndarray:
+        """Prepared-gene column of each column of ``user`` (-1 for genes that did not map).
+
+        Genes are matched by the names prepare() read (var_names or a gene-ID column). When several input
+        columns were summed into one gene, the first of them carries the gene's values."""
+        match = re.fullmatch(r'var\["(.+)"\]', self.report.gene_source)
+        names = user.var[match.group(1)] if match and match.group(1) in user.var else user.var_names
+        names = pd.Index(np.asarray(names).astype(str))
+        first = pd.Series(np.arange(self.adata.n_vars), index=self.adata.var["input_name"].astype(str).to_numpy())
+        cols = first.reindex(names).fillna(-1).to_numpy(dtype=np.int64)
+        cols[names.duplicated()] = -1
+        return cols
+
+    def to_user_rows(self, values: np.ndarray, n_obs: int) -> np.ndarray:
+        """Per-cell results placed on the user's rows; cells prepare() dropped get NaN (numbers) or None."""
+        values = np.asarray(values)
+        if np.issubdtype(values.dtype, np.number):
+            out = np.full((n_obs,) + values.shape[1:], np.nan, dtype=np.float32)
+        else:
+            out = np.full((n_obs,) + values.shape[1:], None, dtype=object)
+        out[self.obs_rows] = values
+        return out
+
+
+def read_input(path: str | Path) -> AnnData:
+    """An h5ad file as AnnData; a missing or unreadable file is an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file '{path}' does not exist.")
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as err:  # h5py / anndata raise many types for a broken file
+        raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}).") from err
+
+
+def prepare_input(bundle: Bundle, adata: AnnData, organism: str | None = None) -> Prepared:
+    """Validate and map ``adata`` to the bundle's vocabulary (InputError on bad input)."""
+    if not isinstance(adata, AnnData):
+        raise InputError(f"expected an AnnData, got {type(adata).__name__}.")
+    prepared, report = prepare(adata, organism=organism, vocab=bundle.vocab)
+    if prepared.n_obs == adata.n_obs:
+        obs_rows = np.arange(adata.n_obs)
+    elif adata.obs_names.is_unique:
+        obs_rows = adata.obs_names.get_indexer(prepared.obs_names)
+    else:
+        obs_rows = _kept_rows(adata, prepared)
+    return Prepared(prepared, report, bundle.vocab.index(prepared.var_names), np.asarray(obs_rows, dtype=np.int64),
+                    str(prepared.obs[ORGANISM_COLUMN].iloc[0]), AnnDataCells(prepared, bundle.vocab, bundle.labels))
+
+
+def _kept_rows(user: AnnData, prepared: AnnData) -> np.ndarray:
+    """Rows prepare() kept when obs names repeat: it keeps order, so a greedy walk recovers them."""
+    names = prepared.obs_names.to_numpy()
+    rows, j = [], 0
+    for i, name in enumerate(user.obs_names):
+        if j < len(names) and name == names[j]:
+            rows.append(i)
+            j += 1
+    return np.asarray(rows)
+
+
+def cells_in_groups(prep: Prepared, groupby: str | None, groups: Sequence[str] | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Prepared rows of each group of obs[``groupby``] (all cells under 'all' when groupby is None)."""
+    if groupby is None:
+        if groups is not None:
+            raise InputError("groups were given without groupby.")
+        return {"all": np.arange(prep.n_cells)}
+    if groupby not in prep.adata.obs:
+        cols = ", ".join(map(str, prep.adata.obs.columns[:30])) or "none"
+        raise InputError(f"groupby column '{groupby}' is not in obs; obs columns: {cols}.")
+    values = prep.adata.obs[groupby]
+    present = values.dropna().astype(str)
+    if len(present) == 0:
+        raise InputError(f"obs['{groupby}'] holds no values (all missing).")
+    out = {str(g): np.flatnonzero((values.astype(str) == g).to_numpy() & values.notna().to_numpy())
+           for g in pd.unique(present)}
+    if groups is not None:
+        empty = [str(g) for g in groups if str(g) not in out]
+        if empty:
+            raise InputError(f"groups with no cells in obs['{groupby}']: {', '.join(empty)}; present: "
+                             f"{', '.join(sorted(out)[:30])}.")
+        out = {str(g): out[str(g)] for g in groups}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- gene sets
+
+def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
+    """Prepared columns of genes named by Ensembl ID, symbol or input name; every unknown name is listed."""
+    var = prep.adata.var
+    lookup: dict[str, int] = {}
+    for key_list in (var["input_name"].astype(str), var["symbol"].astype(str), var_names_unversioned(var.index)):
+        for i, key in enumerate(key_list):
+            lookup.setdefault(str(key), i)
+    upper = {k.upper(): v for k, v in reversed(list(lookup.items()))}
+    cols, unknown = [], []
+    for name in names:
+        key = str(name).strip()
+        key = key.split(".")[0] if key.startswith("ENS") else key
+        col = lookup.get(key, upper.get(key.upper()))
+        (unknown.append(str(name)) if col is None else cols.append(col))
+    if unknown:
+        raise InputError(f"{len(unknown)} of {len(names)} genes are not among the {prep.adata.n_vars:,} genes of "
+                         f"the data that map to the model's vocabulary: {', '.join(unknown[:50])}"
+                         f"{' …' if len(unknown) > 50 else ''}.")
+    cols = np.asarray(list(dict.fromkeys(cols)), dtype=np.int64)  # same gene named twice: keep the first
+    if len(cols) == 0:
+        raise InputError("the gene list is empty.")
+    return cols
+
+
+def var_names_unversioned(index: pd.Index) -> list[str]:
+    return [str(g).split(".")[0] for g in index]
+
+
+def normalised_log(x: sp.csr_matrix) -> sp.csr_matrix:
+    """log1p of counts per 10,000 (per cell), the usual scale for variability and mean-expression ranks."""
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    scaled = sp.diags(1e4 / np.maximum(totals, 1)) @ x
+    scaled.data = np.log1p(scaled.data)
+    return scaled.tocsr()
+
+
+def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None) -> np.ndarray:
+    """Prepared columns of a gene set, in rank order.
+
+    A list names the genes. 'hvg': the most variable genes (Seurat-style normalised dispersion of log-normalised
+    counts, genes seen in at least 3 cells). 'most_expressed': highest mean log-normalised expression.
+    'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
+    contexts are drawn at random among each cell's expressed genes)."""
+    if not isinstance(genes, str):
+        return resolve_gene_names(prep, list(genes))
+    if genes not in GENE_SETS:
+        raise InputError(f"genes must be a list of gene names or one of {', '.join(GENE_SETS)}; got '{genes}'.")
+    x = prep.adata.X
+    n_cells_expr = np.bincount(x.indices, minlength=prep.adata.n_vars)
+    candidates = np.flatnonzero(n_cells_expr >= min(3, prep.n_cells))
+    if n_genes is None or n_genes < 2:
+        raise InputError(f"n_genes must be at least 2 (got {n_genes}).")
+    if n_genes > len(candidates):
+        warnings.warn(f"only {len(candidates):,} genes are expressed in >= 3 cells; using all of them instead of "
+                      f"{n_genes:,}.", stacklevel=3)
+    n = min(n_genes, len(candidates))
+    if genes == "random_expressed":
+        order = np.argsort(-n_cells_expr[candidates], kind="stable")
+        return candidates[order[:n]]
+    logx = normalised_log(x[:, candidates])
+    mean = np.asarray(logx.mean(axis=0)).ravel()
+    if genes == "most_expressed":
+        return candidates[np.argsort(-mean, kind="stable")[:n]]
+    return candidates[_dispersion_rank(logx, mean)[:n]]
+
+
+def _dispersion_rank(logx: sp.csr_matrix, mean: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Genes by normalised dispersion: variance/mean of expm1 values, z-scored within 20 bins of mean."""
+    expm1 = logx.copy()
+    expm1.data = np.expm1(expm1.data)
+    m = np.asarray(expm1.mean(axis=0)).ravel()
+    var = np.asarray(expm1.multiply(expm1).mean(axis=0)).ravel() - m ** 2
+    disp = np.log(np.maximum(var, 1e-12) / np.maximum(m, 1e-12))
+    bins = pd.cut(mean, bins=n_bins, labels=False)
+    z = np.zeros_like(disp)
+    for b in np.unique(bins):
+        sel = bins == b
+        sd = disp[sel].std(ddof=1) if sel.sum() > 1 else 0.0
+        z[sel] = (disp[sel] - disp[sel].mean()) / sd if sd > 0 else 0.0
+    return np.argsort(-z, kind="stable")
+
+
+def parse_gene_option(value: Sequence[str] | str | None, keywords: Sequence[str]) -> Sequence[str] | str | None:
+    """A CLI gene option: a keyword, a file of names (one per line or comma-separated), or 'A,B,C'."""
+    if not isinstance(value, str) or value in keywords:
+        return value
+    path = Path(value)
+    text = path.read_text() if path.is_file() else value
+    names = [g.strip() for g in re.split(r"[,\s]+", text) if g.strip()]
+    if not names:
+        raise InputError(f"no gene names in '{value}'.")
+    return names
+
+
+def chunk_genes(tokens: np.ndarray, context_length: int) -> list[np.ndarray]:
+    """Split a gene list longer than the model's context into near-equal contexts, each run for every cell."""
+    n_chunks = max(1, math.ceil(len(tokens) / context_length))
+    return [c for c in np.array_split(tokens, n_chunks)]
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+
+def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray, collators: Sequence[Collator],
+              device: torch.device, batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto",
+              return_qk: bool = False, progress: bool = True, desc: str = "cells", depth_scale: float = 1.0
+              ) -> Iterator[tuple[np.ndarray, int, dict[str, torch.Tensor], ModelOutput]]:
+    """Yield (prepared rows, collator index, batch on device, output) for every batch of ``rows`` and every
+    collator (one per gene chunk; a single one otherwise). Gradients off, model in eval mode. The model is told
+    ``depth_scale`` × each cell's depth (its outputs' means add up to that)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1 (got {batch_size}).")
+    model = bundle.model.eval()
+    with tqdm(total=len(rows) * len(collators), unit="cell", desc=desc, disable=not progress) as bar:
+        for start in range(0, len(rows), batch_size):
+            batch_rows = rows[start:start + batch_size]
+            records = prep.records(batch_rows)
+            for c, collator in enumerate(collators):
+                batch = {k: v.to(device, non_blocking=True) for k, v in collator(records).items()}
+                with torch.inference_mode(), autocast(device, precision):
+                    out = model(batch["genes"], batch["counts"], batch["depth"] * depth_scale, return_qk=return_qk)
+                yield batch_rows, c, batch, out
+                bar.update(len(batch_rows))
+
+
+def context_collator(bundle: Bundle, mode: str = "random-expressed", gene_tokens: np.ndarray | None = None,
+                     context_length: int | None = None, seed: int = 0) -> Collator:
+    """A collator without down-sampling (inference sees the counts as measured), seeded for reproducibility."""
+    return Collator(bundle.vocab, context_length or bundle.config.context_length, mode=mode,
+                    gene_list=gene_tokens, downsample=None, seed=seed)

@@ -1,0 +1,131 @@
+"""Atomic output: every file is written to ``NAME.part`` beside its destination, then renamed.
+
+A crash, a full disk or an error half-way through leaves the destination untouched and no ``.part`` behind, so
+a user never mistakes a truncated h5ad or CSV for a result. Several files that belong together (one network per
+cell type) are all written as parts first and renamed only when every part is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from grnformer.errors import InputError
+
+
+def part_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".part")
+
+
+def check_writable(path: str | Path, overwrite: bool = True) -> Path:
+    """Fail early (InputError, before any computation) when ``path`` cannot become an output file."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output '{path}' is a directory; give a file name.")
+    if not path.parent.exists():
+        raise InputError(f"output directory '{path.parent}' does not exist.")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot write into '{path.parent}' (permission denied).")
+    if path.exists() and not overwrite:
+        raise InputError(f"output '{path}' already exists.")
+    return path
+
+
+@contextmanager
+def atomic_paths(paths: list[str | Path]) -> Iterator[list[Path]]:
+    """Yield the ``.part`` path of each destination; on success rename them all, on error delete them all."""
+    dests = [Path(p) for p in paths]
+    parts = [part_path(p) for p in dests]
+    try:
+        yield parts
+        missing = [str(p) for p in parts if not p.exists()]
+        if missing:
+            raise RuntimeError(f"writer produced no file for {missing}")
+    except BaseException:
+        for p in parts:
+            p.unlink(missing_ok=True)
+        raise
+    for part, dest in zip(parts, dests):
+        os.replace(part, dest)
+
+
+def write_many(writers: Mapping[str | Path, Callable[[Path], None]]) -> list[Path]:
+    """Run ``writer(part_path)`` for every destination, then publish all of them together."""
+    dests = list(writers)
+    with atomic_paths(dests) as parts:
+        for dest, part in zip(dests, parts):
+            writers[dest](part)
+    return [Path(d) for d in dests]
+
+
+def _h5ad_safe(value: Any) -> Any:
+    """h5ad's uns cannot store None or tuples: None becomes the string 'none', tuples become lists."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return {str(k): _h5ad_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not any(isinstance(v, (np.ndarray, Mapping)) for v in value):
+        return [_h5ad_safe(v) for v in value]
+    return value
+
+
+def h5ad_writer(adata: AnnData) -> Callable[[Path], None]:
+    def write(part: Path) -> None:
+        original = adata.uns
+        adata.uns = _h5ad_safe(dict(original))
+        try:
+            adata.write_h5ad(part)
+        finally:
+            adata.uns = original
+    return write
+
+
+def write_h5ad(adata: AnnData, path: str | Path) -> Path:
+    """Write ``adata`` to ``path`` atomically (None values in uns are stored as 'none')."""
+    return write_many({path: h5ad_writer(adata)})[0]
+
+
+def edge_table(net: AnnData, max_edges: int | None = None) -> pd.DataFrame:
+    """Edges of ``varp['GRN']`` as (regulator, target, score), strongest first; zero scores and self-pairs left out."""
+    grn = net.varp["GRN"]
+    names = net.var_names.to_numpy()
+    if sp.issparse(grn):
+        coo = grn.tocoo()
+        rows, cols, scores = coo.row, coo.col, np.asarray(coo.data, dtype=np.float32)
+    else:
+        dense = np.asarray(grn)
+        rows, cols = np.nonzero(dense)
+        scores = dense[rows, cols].astype(np.float32)
+    keep = (rows != cols) & (scores != 0)
+    rows, cols, scores = rows[keep], cols[keep], scores[keep]
+    if max_edges is not None and len(scores) > max_edges:
+        top = np.argpartition(-scores, max_edges - 1)[:max_edges]
+        rows, cols, scores = rows[top], cols[top], scores[top]
+    order = np.lexsort((cols, rows, -scores))  # by score, ties in matrix order so output is reproducible
+    return pd.DataFrame({"regulator": names[rows[order]], "target": names[cols[order]], "score": scores[order]})
+
+
+def csv_writer(net: AnnData, max_edges: int | None) -> Callable[[Path], None]:
+    def write(part: Path) -> None:
+        edge_table(net, max_edges).to_csv(part, index=False, float_format="%.6g")
+    return write
+
+
+def write_csv(net: AnnData, path: str | Path, max_edges: int | None = None) -> Path:
+    """Write a network's edge list (regulator, target, score; sorted by score) atomically."""
+    return write_many({path: csv_writer(net, max_edges)})[0]
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    def write(part: Path) -> None:
+        part.write_text(json.dumps(obj, indent=1))
+    return write_many({path: write})[0]

@@ -1,0 +1,51 @@
+"""Shared by the task tests: a tiny random-init GRNFormer bundle (real vocabulary, real retina label encoders)
+and real PBMC3k / retina cells, built once per test session."""
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from anndata import AnnData
+
+from grnformer.data import datasets
+from grnformer.data.genes import GeneVocab
+from grnformer.data.labels import LabelSet
+from grnformer.model import GRNFormer, ModelConfig
+from grnformer.train.checkpoint import Bundle
+
+CONTEXT = 64
+
+
+@lru_cache(maxsize=1)
+def _retina() -> AnnData:
+    return datasets.load("retina")
+
+
+@lru_cache(maxsize=1)
+def _pbmc() -> AnnData:
+    return datasets.load("pbmc3k")
+
+
+def tiny_bundle(seed: int = 0) -> Bundle:
+    """d_model 32, 2 layers × 2 heads, context 64 genes; classes cell_type (10 leaves + 1 coarse), sex, assay."""
+    vocab = GeneVocab.default()
+    labels = LabelSet.fit(_retina(), classes=("cell_type", "sex", "assay"))
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=len(vocab), n_positions=vocab.n_positions, d_model=32, n_layers=2, n_heads=2,
+                         context_length=CONTEXT, label_sizes=labels.sizes, dropout=0.0)
+    model = GRNFormer(config, torch.as_tensor(vocab.positions)).eval()
+    return Bundle(model, config, vocab, labels, {})
+
+
+def pbmc(n_cells: int = 60, seed: int = 0) -> AnnData:
+    """A random subset of PBMC3k raw counts (symbols as var_names, as published)."""
+    full = _pbmc()
+    rows = np.sort(np.random.default_rng(seed).choice(full.n_obs, n_cells, replace=False))
+    return full[rows].copy()
+
+
+def retina(n_cells: int = 120, seed: int = 0) -> AnnData:
+    """A random subset of the retina cells, with their CELLxGENE ontology labels."""
+    full = _retina()
+    rows = np.sort(np.random.default_rng(seed).choice(full.n_obs, n_cells, replace=False))
+    return full[rows].copy()

@@ -1,0 +1,241 @@
+"""Networks from attention on real PBMC cells with a tiny random-init model: the Q̄K̄ network against a brute-force
+recomputation from the model's own q/k, the per-cell variant, memory independent of the number of cells,
+per-group networks, filters, atomic files and bad inputs."""
+
+import math
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from _tasks_support import CONTEXT, pbmc, tiny_bundle
+
+import grnformer.tasks.grn as grn_mod
+from grnformer import InputError
+from grnformer.data.genes import tf_symbols
+from grnformer.data.prepare import prepare
+from grnformer.tasks.grn import grn, grn_file
+from grnformer.tasks.io import write_h5ad
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return tiny_bundle()
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return pbmc(48)
+
+
+def brute_force(bundle, adata, gene_ids, direction="kq"):
+    """Mean over cells of each gene's q and k, taken one cell and one context at a time straight from the
+    model, then softmax(Q̄K̄ᵀ/√d) per head, averaged over all heads."""
+    prepared, _ = prepare(adata, vocab=bundle.vocab)
+    x = prepared[:, list(gene_ids)].X.toarray()
+    depth = np.asarray(prepared.X.sum(axis=1)).ravel()
+    tokens = bundle.vocab.index(gene_ids)
+    chunks = np.array_split(np.arange(len(tokens)), math.ceil(len(tokens) / bundle.config.context_length))
+    c = bundle.config
+    q_sum = torch.zeros(c.n_layers, c.n_heads, len(tokens), c.d_head, dtype=torch.float64)
+    k_sum = torch.zeros_like(q_sum)
+    with torch.no_grad():
+        for i in range(prepared.n_obs):
+            for chunk in chunks:
+                out = bundle.model(torch.as_tensor(tokens[chunk])[None], torch.as_tensor(x[i, chunk])[None],
+                                   torch.tensor([depth[i]], dtype=torch.float32), return_qk=True)
+                for layer, (q, k) in enumerate(out.qk):
+                    q_sum[layer][:, chunk] += q[0].double()
+                    k_sum[layer][:, chunk] += k[0].double()
+    q_bar, k_bar = q_sum / prepared.n_obs, k_sum / prepared.n_obs
+    maps = torch.softmax(q_bar @ k_bar.transpose(-1, -2) / math.sqrt(c.d_head), dim=-1)
+    net = maps.mean(dim=(0, 1)).numpy()
+    return net.T if direction == "kq" else net
+
+
+@pytest.mark.parametrize("n_genes", [40, 100])  # one context, then two contexts of 50 genes (context 64)
+def test_mean_qk_network_equals_brute_force(bundle, cells, n_genes):
+    cells = cells[:20].copy()
+    net = grn(bundle, cells, genes="hvg", n_genes=n_genes, batch_size=8, progress=False)
+    assert net.varp["GRN"].shape == (n_genes, n_genes) and net.n_obs == cells.n_obs
+    assert net.uns["grn"]["n_contexts_per_cell"] == math.ceil(n_genes / CONTEXT)
+    expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy())
+    np.testing.assert_allclose(net.varp["GRN"], expected, rtol=1e-4, atol=1e-7)
+    # 'qk' is the transpose; each query row of a softmax map sums to one, so 'qk' rows sum to one
+    qk = grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", progress=False)
+    np.testing.assert_allclose(qk.varp["GRN"], expected.T, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(qk.varp["GRN"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_network_annotations(bundle, cells):
+    net = grn(bundle, cells, genes="hvg", n_genes=60, progress=False)
+    symbols = net.var["symbol"].to_numpy()
+    assert list(net.var_names) == list(symbols)  # PBMC symbols are unique among these genes
+    assert net.var["gene_id"].str.startswith("ENSG").all()
+    np.testing.assert_array_equal(net.var["is_tf"], np.isin(symbols, list(tf_symbols("human"))))
+    assert (net.var["n_cells"] == cells.n_obs).all()
+    raw = prepare(cells)[0][:, list(net.var["gene_id"])].X.toarray()
+    np.testing.assert_array_equal(net.X.toarray(), raw)  # X: the cells' counts of the network genes
+    assert net.uns["grn"]["direction"] == "kq" and net.uns["grn"]["heads"] == "mean"
+
+
+def test_per_cell_variant_matches_on_one_cell_and_differs_on_many(bundle, cells):
+    genes = list(grn(bundle, cells, genes="most_expressed", n_genes=30, progress=False).var["gene_id"])
+    one = cells[:1].copy()
+    a = grn(bundle, one, genes=genes, method="mean_qk", progress=False).varp["GRN"]
+    b = grn(bundle, one, genes=genes, method="per_cell", progress=False).varp["GRN"]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    many_mean = grn(bundle, cells, genes=genes, method="mean_qk", progress=False).varp["GRN"]
+    many_cell = grn(bundle, cells, genes=genes, method="per_cell", direction="qk", progress=False).varp["GRN"]
+    np.testing.assert_allclose(many_cell.sum(axis=1), 1.0, rtol=1e-5)  # an average of softmax rows
+    assert not np.allclose(many_mean, many_cell.T, rtol=1e-3)  # averaging maps != map of averages
+    with pytest.raises(InputError, match="per_cell"):
+        grn(bundle, cells, genes="hvg", n_genes=CONTEXT + 1, method="per_cell", progress=False)
+
+
+def test_accumulator_memory_does_not_grow_with_cells(bundle, monkeypatch):
+    made = []
+
+    class Spy(grn_mod.MeanQK):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(grn_mod, "MeanQK", Spy)
+    small, large = pbmc(8, seed=1), pbmc(96, seed=2)
+    genes = list(grn(bundle, small, genes="most_expressed", n_genes=50, progress=False).var["gene_id"])
+    made.clear()
+    for adata in (small, large):
+        grn(bundle, adata, genes=genes, batch_size=8, progress=False)
+    sizes = [[tuple(t.shape) for t in (m.q_sum, m.k_sum, m.n_cells)] for m in made]
+    assert sizes[0] == sizes[1] == [(2, 2, 50, 16), (2, 2, 50, 16), (50,)]
+    assert made[0].n_cells.max() == 8 and made[1].n_cells.max() == 96
+
+
+def test_random_expressed_counts_cells_per_gene(bundle, cells):
+    # contexts of 64 genes drawn among ~800 expressed genes: each network gene is seen in a few cells only
+    net = grn(bundle, cells, genes="random_expressed", n_genes=80, progress=False)
+    n = net.var["n_cells"].to_numpy()
+    m = net.varp["GRN"]
+    assert m.shape == (80, 80) and n.max() < cells.n_obs and n.sum() > 80
+    seen = n > 0
+    assert (m[~seen] == 0).all() and (m[:, ~seen] == 0).all()  # genes never drawn have no edges
+    np.testing.assert_allclose(m[:, seen].sum(axis=0), 1.0, rtol=1e-5)  # 'kq': columns are softmax rows
+
+
+def test_per_group_networks_equal_networks_of_each_subset(bundle, cells):
+    adata = cells.copy()
+    adata.obs["half"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 3 == 0, "A", "B"), ["A", "B", "C"])
+    nets = grn(bundle, adata, genes="hvg", n_genes=40, groupby="half", progress=False)
+    assert set(nets) == {"A", "B"}  # the unused category C has no cells and no network
+    genes = list(nets["A"].var["gene_id"])
+    assert genes == list(nets["B"].var["gene_id"])  # genes are chosen once over all cells
+    for g, net in nets.items():
+        subset = adata[adata.obs["half"] == g].copy()
+        assert net.n_obs == subset.n_obs and net.uns["grn"]["group"] == g
+        alone = grn(bundle, subset, genes=genes, progress=False)
+        np.testing.assert_allclose(net.varp["GRN"], alone.varp["GRN"], rtol=1e-5, atol=1e-8)
+    assert not np.allclose(nets["A"].varp["GRN"], nets["B"].varp["GRN"])
+
+
+def test_filters_and_symmetrise(bundle, cells):
+    kw = dict(genes="hvg", n_genes=40, progress=False)
+    dense = grn(bundle, cells, **kw).varp["GRN"]
+    top = grn(bundle, cells, filter="topk", top_k=5, **kw).varp["GRN"]
+    assert sp.issparse(top) and (np.diff(top.indptr) == 5).all()
+    np.testing.assert_allclose(top.toarray().max(axis=1), dense.max(axis=1), rtol=1e-6)
+    kth = np.sort(dense, axis=1)[:, -5]
+    assert (top.toarray()[top.toarray() > 0] >= np.repeat(kth, 5) - 1e-9).all()
+    above = grn(bundle, cells, filter="above_uniform", **kw)
+    assert above.uns["grn"]["uniform_level"] == pytest.approx(1 / 40)
+    np.testing.assert_allclose(above.varp["GRN"].toarray(), np.where(dense > 1 / 40, dense, 0), rtol=1e-6)
+    sym = grn(bundle, cells, symmetrise=True, **kw).varp["GRN"]
+    np.testing.assert_allclose(sym, (dense + dense.T) / 2, rtol=1e-5)
+
+
+def test_keep_heads_cube_averages_to_the_network(bundle, cells):
+    net = grn(bundle, cells, genes="hvg", n_genes=30, keep_heads=True, progress=False)
+    cube = net.uns["grn_heads"]
+    assert cube.shape == (4, 30, 30) and net.uns["grn_head_names"] == ["L0H0", "L0H1", "L1H0", "L1H1"]
+    np.testing.assert_allclose(cube.mean(axis=0), net.varp["GRN"], rtol=1e-5)
+
+
+def test_grn_file_writes_readable_h5ad_and_sorted_csv(bundle, cells, tmp_path):
+    src = tmp_path / "in.h5ad"
+    cells.write_h5ad(src)
+    out = tmp_path / "net.h5ad"
+    paths = grn_file(bundle, src, out, csv=True, genes="hvg", n_genes=30, filter="topk", top_k=4, progress=False)
+    assert sorted(p.name for p in paths) == ["net.csv", "net.h5ad"]
+    net = ad.read_h5ad(out)
+    assert net.varp["GRN"].shape == (30, 30) and net.var["is_tf"].dtype == bool
+    assert net.uns["grn"]["top_k"] == 4 and net.uns["grn"]["groupby"] == "none"
+    edges = pd.read_csv(tmp_path / "net.csv")
+    assert list(edges.columns) == ["regulator", "target", "score"]
+    assert (np.diff(edges["score"].to_numpy()) <= 0).all() and len(edges) <= 30 * 4
+    assert not (edges["regulator"] == edges["target"]).any()
+    m = net.varp["GRN"].toarray()
+    names = list(net.var_names)
+    r = edges.iloc[0]
+    assert m[names.index(r.regulator), names.index(r.target)] == pytest.approx(r.score, rel=1e-5)
+    assert not list(tmp_path.glob("*.part"))
+    # per group: one file per group in a directory, names made file-safe
+    adata = cells.copy()
+    adata.obs["type"] = np.where(np.arange(adata.n_obs) < 20, "CL:0000236", "T cell/NK")
+    adata.write_h5ad(src)
+    paths = grn_file(bundle, src, tmp_path / "groups", groupby="type", genes="hvg", n_genes=20, progress=False)
+    assert sorted(p.name for p in paths) == ["CL_0000236.h5ad", "T_cell_NK.h5ad"]
+
+
+def test_failure_mid_write_leaves_no_output(bundle, cells, tmp_path, monkeypatch):
+    src = tmp_path / "in.h5ad"
+    cells.write_h5ad(src)
+
+    def broken_csv(net, max_edges):
+        def write(part):
+            part.write_text("regulator,target,score\nA,B,")  # half a file, then the disk "fills up"
+            raise OSError("No space left on device")
+        return write
+
+    monkeypatch.setattr(grn_mod, "csv_writer", broken_csv)
+    with pytest.raises(OSError, match="No space"):
+        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="hvg", n_genes=20, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]  # neither the h5ad nor any .part
+
+
+def test_write_h5ad_is_atomic(tmp_path, monkeypatch):
+    adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    write_h5ad(adata, tmp_path / "a.h5ad")
+    before = (tmp_path / "a.h5ad").read_bytes()
+    adata.uns["bad"] = object()  # h5py cannot store it: the write fails after the part file was opened
+    with pytest.raises(Exception):
+        write_h5ad(adata, tmp_path / "a.h5ad")
+    assert (tmp_path / "a.h5ad").read_bytes() == before and not list(tmp_path.glob("*.part"))
+
+
+def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
+    with pytest.raises(InputError, match="NOTAGENE1, NOTAGENE2"):
+        grn(bundle, cells, genes=["CD3E", "NOTAGENE1", "NOTAGENE2"], progress=False)
+    with pytest.raises(InputError, match="groupby column 'celltype'"):
+        grn(bundle, cells, genes="hvg", n_genes=20, groupby="celltype", progress=False)
+    adata = cells.copy()
+    adata.obs["type"] = "T"
+    with pytest.raises(InputError, match="no cells.*B cell"):
+        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", groups=["T", "B cell"], progress=False)
+    adata.obs["type"] = np.nan
+    with pytest.raises(InputError, match="all missing"):
+        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", progress=False)
+    for bad in (dict(direction="up"), dict(filter="top"), dict(method="exact"), dict(genes="variable"),
+                dict(filter="topk", top_k=0), dict(n_genes=1)):
+        with pytest.raises(InputError):
+            grn(bundle, cells, **{"genes": "hvg", "n_genes": 20, "progress": False, **bad})
+    src = tmp_path / "in.h5ad"
+    cells.write_h5ad(src)
+    with pytest.raises(InputError, match="NOTAGENE"):
+        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="CD3E,NOTAGENE", progress=False)
+    with pytest.raises(InputError, match="does not exist"):
+        grn_file(bundle, tmp_path / "missing.h5ad", tmp_path / "net.h5ad", progress=False)
+    with pytest.raises(InputError, match="does not exist"):
+        grn_file(bundle, src, tmp_path / "no" / "net.h5ad", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]
