@@ -1,0 +1,95 @@
+"""The benchmark matrix on real data: outputs, caching, organism matching, registered methods, early errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from grnformer import InputError
+from grnformer.bench.baselines import network_anndata
+from grnformer.bench.runner import available_methods, bench_main, register_method, run_bench
+from grnformer.data.datasets import load
+
+
+@pytest.fixture(scope="module")
+def chen():
+    return load("chen_hesc", prepared=True)
+
+
+def _anti_network(adata, genes, regulators, **options):
+    """A registered method scoring every pair by minus its Pearson correlation (worse than random on purpose)."""
+    from grnformer.bench.baselines import infer
+
+    net = infer("pearson", adata, genes=genes, regulators=regulators)
+    scores = -net.varp["GRN"]
+    return network_anndata(scores, list(net.var_names), list(net.var_names), None,
+                           {"method": "anti", "seconds": 0.0, **options})
+
+
+def test_run_bench_writes_every_output_and_reuses_its_cache(tmp_path, chen):
+    register_method("anti", _anti_network, version="1")
+    assert {"genie3", "grnboost2", "pearson", "spearman", "regdiffusion", "anti"} <= set(available_methods())
+    truths = ["mccalla_hesc_chip_kd", "omnipath_tf", "mccalla_mesc_chip_kd"]   # the mouse one must be skipped
+    res = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path, n_genes=150, n_tfs=60,
+                    universes=["all", "tf"], progress=False)
+    recs = res["records"]
+    assert {r["truth"] for r in recs} == {"mccalla_hesc_chip_kd", "omnipath_tf"}
+    assert len(recs) == 2 * 2 * 2
+    for r in recs:
+        assert r["random_precision"] == pytest.approx(r["n_true"] / r["n_candidates"])
+    omni = {r["method"]: r for r in recs if r["truth"] == "omnipath_tf" and r["universe"] == "all"}
+    assert omni["anti"]["auroc"] == pytest.approx(1 - omni["pearson"]["auroc"], abs=1e-6)
+
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["records"][0].keys() >= {"auprc", "ap", "auroc", "epr", "odds_ratio", "random_precision"}
+    md = (tmp_path / "results.md").read_text()
+    assert "chen vs omnipath_tf" in md and "| pearson |" in md and "| anti |" in md
+    drawable = {(r["truth"], r["universe"]) for r in recs if r["n_true"] > 0}   # a curve needs a true edge
+    assert ("omnipath_tf", "all") in drawable
+    pngs = sorted(tmp_path.glob("pr_*.png"))
+    assert len(pngs) == len(drawable) and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    html = (tmp_path / "report.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) == len(drawable) and base64.b64decode(images[0])[:4] == b"\x89PNG"
+    assert "http" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)   # nothing fetched from elsewhere
+    assert len(list((tmp_path / "networks").glob("*.h5ad"))) == 2
+
+    again = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path, n_genes=150, n_tfs=60,
+                      universes=["all", "tf"], progress=False)
+    assert all(t["cached"] for t in again["timings"])
+    np.testing.assert_array_equal([r["auprc"] for r in again["records"]], [r["auprc"] for r in recs])
+    changed = run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], tmp_path, n_genes=120, n_tfs=60,
+                        progress=False, report=False)
+    assert not changed["timings"][0]["cached"]                     # other genes, other key
+
+
+def test_baseline_options_reach_the_method(tmp_path, chen):
+    res = run_bench(["genie3"], {"chen": chen}, ["omnipath_tf"], tmp_path, n_genes=40, n_tfs=10,
+                    method_options={"genie3": {"n_estimators": 3}}, progress=False, report=False,
+                    regulators="tf")
+    net_path = tmp_path / res["timings"][0]["network"]
+    import anndata as ad
+
+    net = ad.read_h5ad(net_path)
+    assert net.uns["grn"]["params"]["n_estimators"] == 3
+    assert net.var["is_regulator"].sum() == net.var["is_tf"].sum() >= 10
+    assert np.all(net.varp["GRN"][~net.var["is_regulator"].to_numpy()] == 0)
+
+
+def test_errors_come_before_any_output(tmp_path, chen):
+    out = tmp_path / "never"
+    with pytest.raises(InputError, match="unknown ground truth"):
+        run_bench(["pearson"], {"chen": chen}, ["string_db"], out, progress=False)
+    with pytest.raises(InputError, match="unknown method"):
+        run_bench(["aracne"], {"chen": chen}, ["omnipath_tf"], out, progress=False)
+    with pytest.raises(InputError, match="universe"):
+        run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], out, universes=["genome"], progress=False)
+    with pytest.raises(InputError, match="checkpoint"):
+        bench_main(["pearson"], ["chen_hesc"], ["omnipath_tf"], out, checkpoint="model.ckpt")
+    with pytest.raises(InputError, match="unknown dataset"):
+        bench_main(["pearson"], ["no_such_dataset"], ["omnipath_tf"], out)
+    assert not out.exists()
