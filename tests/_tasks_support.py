@@ -14,6 +14,9 @@ from grnformer.model import GRNFormer, ModelConfig
 from grnformer.train.checkpoint import Bundle
 
 CONTEXT = 64
+# The test machine's 2 cores are shared: with a second OpenMP thread competing for a busy core, the tiny model's
+# matmuls run ~50x slower than on one thread. One thread keeps these tests fast and their timing stable.
+torch.set_num_threads(1)
 
 
 @lru_cache(maxsize=1)

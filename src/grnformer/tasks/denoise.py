@@ -6,24 +6,24 @@ to that depth over the context), θ and the zero-inflation π. We report the ZIN
 *measured* count, zeros included — rather than μ alone, which would describe a dropout-free assay the model was
 never trained against.
 
-Gene sets: None/'all' runs each cell on its own expressed genes (all of them, as in pre-training) and returns
-values for those genes only — zeros stay zero. 'hvg' (``n_genes`` most variable) or a list of names runs every
-cell on that fixed set (split into several contexts when longer than the model's context), which also imputes
-the genes a cell did not express. A fixed set usually holds only part of a cell's counts while μ is spread over
-the whole depth, so μ is rescaled by the share of the cell's counts its context holds, keeping predictions on
-the scale of the measured counts (× the multiplier).
+A cell's context always holds all of its expressed genes, as in pre-training, so μ shares out the cell's whole
+depth the way the model learnt to. Gene sets: None/'all' returns values for each cell's expressed genes only
+(zeros stay zero). 'hvg' (``n_genes`` most variable) or a list of names adds the listed genes the cell did not
+express to its context (with count 0) and returns values for every listed gene: that is imputation. A list
+longer than the model's context is split into near-equal parts, each run with the cell's expressed genes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
+from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.tasks.inference import (
     DEFAULT_BATCH_SIZE, chunk_genes, context_collator, load_task_bundle, parse_gene_option, prepare_input,
@@ -48,24 +48,24 @@ def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes
     bundle, dev = load_task_bundle(bundle, device)
     prep = prepare_input(bundle, adata, organism)
     everything = genes is None or (isinstance(genes, str) and genes == "all")
-    if everything:
-        collators = [context_collator(bundle, "all", seed=seed)]
-    else:
-        if isinstance(genes, str) and genes != "hvg":
-            raise InputError(f"genes must be None, 'all', 'hvg' or a list of gene names; got '{genes}'.")
-        cols = select_genes(prep, genes, n_genes)
-        collators = [context_collator(bundle, "given", chunk, seed=seed)
-                     for chunk in chunk_genes(prep.tokens[cols], bundle.config.context_length)]
+    if not everything and isinstance(genes, str) and genes != "hvg":
+        raise InputError(f"genes must be None, 'all', 'hvg' or a list of gene names; got '{genes}'.")
+    chunks = [] if everything else chunk_genes(prep.tokens[select_genes(prep, genes, n_genes)],
+                                               bundle.config.context_length)
+    collator = context_collator(bundle, "all", seed=seed)
+    contexts = [collator] if everything else [_with_genes(collator, chunk) for chunk in chunks]
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
     col_of_token[torch.as_tensor(prep.tokens, device=dev)] = torch.arange(len(prep.tokens), device=dev)
+    chunk_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
+    for c, chunk in enumerate(chunks):
+        chunk_of_token[torch.as_tensor(chunk, device=dev)] = c
     parts_r, parts_c, parts_v = [], [], []
-    for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), collators, dev, batch_size,
+    for rows, c, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), contexts, dev, batch_size,
                                          precision, progress=progress, desc="denoise", depth_scale=depth_multiplier):
-        share = batch["counts"].sum(1, keepdim=True) / batch["depth"].clamp_min(1)[:, None]
-        expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float() * share
+        expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float()
         cols_b = col_of_token[batch["genes"]]
-        keep = (cols_b >= 0) & (batch["target"] > 0) if everything else cols_b >= 0
-        r, p = torch.nonzero(keep, as_tuple=True)
+        wanted = batch["target"] > 0 if everything else chunk_of_token[batch["genes"]] == c
+        r, p = torch.nonzero(wanted & (cols_b >= 0), as_tuple=True)
         parts_r.append(rows[r.cpu().numpy()])
         parts_c.append(cols_b[r, p].cpu().numpy())
         parts_v.append(expected[r, p].cpu().numpy().astype(np.float32))
@@ -77,6 +77,19 @@ def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes
                                       "genes": "all" if everything else genes if isinstance(genes, str) else "list",
                                       "value": "ZINB mean (1 - pi) * mu"}
     return layer
+
+
+def _with_genes(collator: Collator, tokens: np.ndarray) -> Callable[[list[CellRecord]], dict[str, torch.Tensor]]:
+    """Collate cells with ``tokens`` added to each cell's genes (count 0 where the cell did not express them)."""
+    def collate(records: list[CellRecord]) -> dict[str, torch.Tensor]:
+        extended = []
+        for r in records:
+            extra = tokens[~np.isin(tokens, r.genes)]
+            extended.append(CellRecord(np.concatenate([r.genes, extra]),
+                                       np.concatenate([r.counts, np.zeros(len(extra), dtype=np.float32)]),
+                                       r.labels, r.organism))
+        return collator(extended)
+    return collate
 
 
 def _to_user(values: sp.csr_matrix, obs_rows: np.ndarray, var_cols: np.ndarray, shape: tuple[int, int]

@@ -44,7 +44,7 @@ from torch import Tensor
 import grnformer
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
-from grnformer.tasks.heads import HeadSelection, head_names, load_heads
+from grnformer.tasks.heads import HeadSelection, head_names, load_heads, read_edge_list, select_heads_from_network
 from grnformer.tasks.inference import (
     DEFAULT_BATCH_SIZE, GENE_SETS, Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle,
     parse_gene_option, prepare_input, read_input, run_model, select_genes,
@@ -393,3 +393,23 @@ def _file_stems(groups: list[str]) -> dict[str, str]:
         used.add(stem)
         stems[g] = stem
     return stems
+
+
+def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, truth_path: str | Path,
+                      out_json: str | Path, split: str = "edges", train_fraction: float = 0.5, seed: int = 0,
+                      **opts: Any) -> Path:
+    """CLI entry: fit a head selection on an h5ad's network against an edge-list ground truth; write its JSON.
+
+    ``opts`` choose the network as for `grn` (genes, n_genes, direction, …; heads are all kept, no filter). The
+    JSON holds the weights and the held-out metrics; pass it to `grn(..., heads=FILE)` on other data."""
+    check_writable(out_json)
+    truth = read_edge_list(truth_path)
+    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    if "genes" in opts:
+        opts["genes"] = parse_gene_option(opts["genes"], GENE_SETS)
+    clash = sorted({"keep_heads", "filter", "heads", "groupby", "symmetrise"} & set(opts))
+    if clash:
+        raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
+    net = grn(bundle, read_input(in_path), keep_heads=True, **opts)
+    selection = select_heads_from_network(net, truth, split=split, train_fraction=train_fraction, seed=seed)
+    return selection.save(out_json)

@@ -131,6 +131,22 @@ def truth_matrix(truth: np.ndarray | pd.DataFrame | Iterable[tuple[str, str]], g
     return out
 
 
+def read_edge_list(path: str | Path) -> pd.DataFrame:
+    """A ground truth file: CSV/TSV whose first two columns are regulator and target (a header is optional)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ground-truth file not found: {path}")
+    try:
+        edges = pd.read_csv(path, sep=None, engine="python", header=None, dtype=str)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise InputError(f"could not read {path} as a CSV/TSV edge list ({err}).") from err
+    if edges.shape[1] < 2 or len(edges) == 0:
+        raise InputError(f"{path} needs two columns (regulator, target) and at least one edge.")
+    if {str(edges.iloc[0, 0]).lower(), str(edges.iloc[0, 1]).lower()} & {"regulator", "source", "tf", "target"}:
+        edges = edges.iloc[1:]
+    return edges.iloc[:, :2].set_axis(["regulator", "target"], axis=1).reset_index(drop=True)
+
+
 def cube_of(net: AnnData) -> tuple[np.ndarray, int, int, str]:
     """(cube [n_layers·n_heads, G, G], n_layers, n_heads, direction) of a network made with keep_heads=True."""
     if "grn_heads" not in net.uns:

@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import anndata
 import numpy as np
@@ -284,12 +284,13 @@ def chunk_genes(tokens: np.ndarray, context_length: int) -> list[np.ndarray]:
 
 # ----------------------------------------------------------------------------------------------- the loop
 
-def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray, collators: Sequence[Collator],
+def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray,
+              collators: Sequence[Callable[[list[CellRecord]], dict[str, torch.Tensor]]],
               device: torch.device, batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto",
               return_qk: bool = False, progress: bool = True, desc: str = "cells", depth_scale: float = 1.0
               ) -> Iterator[tuple[np.ndarray, int, dict[str, torch.Tensor], ModelOutput]]:
     """Yield (prepared rows, collator index, batch on device, output) for every batch of ``rows`` and every
-    collator (one per gene chunk; a single one otherwise). Gradients off, model in eval mode. The model is told
+    collator (a `Collator` or any function of records to a batch; one per gene chunk, or a single one). Gradients off, model in eval mode. The model is told
     ``depth_scale`` × each cell's depth (its outputs' means add up to that)."""
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size}).")

@@ -1,0 +1,128 @@
+"""Head selection: recovers planted informative heads on a synthetic cube and beats the mean of heads on held-out
+edges; JSON round trip; reuse through grn(heads=...) on a real tiny model; bad inputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from _tasks_support import pbmc, tiny_bundle
+from sklearn.metrics import average_precision_score
+
+from grnformer import InputError
+from grnformer.tasks.grn import grn, select_heads_file
+from grnformer.tasks.heads import HeadSelection, load_heads, read_edge_list, select_heads, truth_matrix
+
+G, N_LAYERS, N_HEADS = 80, 2, 4
+INFORMATIVE, DECOY = (2, 5), 7
+
+
+def planted_cube(seed=0):
+    """8 heads of random scores; heads 2 and 5 score true edges higher, head 7 scores them lower."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((G, G)) < 0.04) & ~np.eye(G, dtype=bool)
+    cube = rng.random((N_LAYERS * N_HEADS, G, G)).astype(np.float32)
+    for h in INFORMATIVE:
+        cube[h] += 0.6 * truth
+    cube[DECOY] -= 0.6 * truth
+    cube[4] *= 5  # a loud uninformative head: it dominates the plain mean
+    return cube, truth
+
+
+@pytest.mark.parametrize("split", ["edges", "regulators"])
+def test_recovers_planted_heads_and_beats_the_mean_on_held_out_edges(split):
+    cube, truth = planted_cube()
+    sel = select_heads(cube, truth, N_LAYERS, N_HEADS, "kq", split=split, seed=1)
+    w = sel.weights.ravel()
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    assert w[list(INFORMATIVE)].sum() > 0.9 and w[DECOY] == 0
+    assert {(l * N_HEADS + h) for l, h, _ in sel.selected()} >= set(INFORMATIVE)
+    m = sel.metrics
+    assert m["split"] == split and m["n_test_positive"] > 0
+    assert m["selected"]["auprc"] > m["mean_of_heads"]["auprc"] + 0.2
+    assert m["mean_of_heads"]["auprc"] > m["test_random_precision"]
+    # the reported held-out numbers are what the weights give on pairs outside the training split
+    rng = np.random.default_rng(1)
+    if split == "edges":
+        train = (rng.random((G, G)) < 0.5) & ~np.eye(G, dtype=bool)
+        test = ~train & ~np.eye(G, dtype=bool)
+        combined = np.tensordot(w, cube, axes=1)
+        ap = average_precision_score(truth[test], combined[test])
+        assert m["selected"]["auprc"] == pytest.approx(ap, rel=1e-6)
+
+
+def test_regulator_split_holds_out_whole_rows():
+    cube, truth = planted_cube(seed=3)
+    sel = select_heads(cube, truth, N_LAYERS, N_HEADS, "kq", split="regulators", train_fraction=0.5, seed=0)
+    m = sel.metrics
+    n_regs = int(truth.any(axis=1).sum())
+    # half the regulators (with their whole rows) are held out: about half the true edges are in the test split
+    assert 0.3 * truth.sum() < m["n_test_positive"] < 0.7 * truth.sum() and n_regs > 10
+    assert m["n_test_pairs"] + m["n_train_positive"] + m["n_train_negative_used"] <= G * (G - 1)
+
+
+def test_edge_list_truth_and_json_round_trip(tmp_path):
+    cube, truth = planted_cube()
+    genes = [f"G{i}" for i in range(G)]
+    r, t = np.nonzero(truth)
+    edges = pd.DataFrame({"regulator": np.array(genes)[r], "target": np.array(genes)[t]})
+    assert (truth_matrix(edges, genes) == truth).all()
+    assert (truth_matrix(list(zip(edges.regulator.str.lower(), edges.target)), genes) == truth).all()
+    edges.to_csv(tmp_path / "truth.tsv", sep="\t", index=False)
+    assert (truth_matrix(read_edge_list(tmp_path / "truth.tsv"), genes) == truth).all()
+    sel = select_heads(cube, edges, N_LAYERS, N_HEADS, "qk", genes=genes, seed=1)
+    path = sel.save(tmp_path / "heads.json")
+    back = load_heads(path)
+    np.testing.assert_allclose(back.weights, sel.weights)
+    assert back.direction == "qk" and back.metrics == json.loads(path.read_text())["metrics"]
+
+
+def test_bad_head_inputs():
+    cube, truth = planted_cube()
+    with pytest.raises(InputError, match="no true edges"):
+        select_heads(cube, np.zeros((G, G), bool), N_LAYERS, N_HEADS, "kq")
+    with pytest.raises(InputError, match="expected"):
+        select_heads(cube, truth, 3, N_HEADS, "kq")
+    with pytest.raises(InputError, match="gene names"):
+        select_heads(cube, [("G1", "G2")], N_LAYERS, N_HEADS, "kq")
+    with pytest.raises(InputError, match="split"):
+        select_heads(cube, truth, N_LAYERS, N_HEADS, "kq", split="cells")
+    with pytest.raises(InputError, match="non-negative"):
+        HeadSelection(1, 2, "kq", np.array([[1.0, -0.5]]))
+    with pytest.raises(InputError, match="not a grnformer head selection"):
+        load_heads({"heads": []})
+    with pytest.raises(InputError, match="not found"):
+        load_heads("/nonexistent/heads.json")
+
+
+def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
+    bundle = tiny_bundle()
+    cells = pbmc(24, seed=5)
+    kw = dict(genes="hvg", n_genes=40, progress=False)
+    full = grn(bundle, cells, keep_heads=True, **kw)
+    cube = full.uns["grn_heads"]
+    sel = HeadSelection(2, 2, "kq", np.array([[0.0, 3.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(grn(bundle, cells, heads=sel, **kw).varp["GRN"], 0.75 * cube[1] + 0.25 * cube[2],
+                               rtol=1e-5)
+    path = sel.save(tmp_path / "heads.json")
+    net = grn(bundle, cells, heads=str(path), **kw)
+    assert net.uns["grn"]["heads"] == [{"layer": 0, "head": 1, "weight": 0.75}, {"layer": 1, "head": 0,
+                                                                                 "weight": 0.25}]
+    with pytest.raises(InputError, match="direction"):
+        grn(bundle, cells, heads=path, direction="qk", **kw)
+    with pytest.raises(InputError, match="3 layers"):
+        grn(bundle, cells, heads=HeadSelection(3, 2, "kq", np.ones((3, 2))), **kw)
+
+    # end to end from files: a truth made of one head's strongest edges is found again
+    src = tmp_path / "cells.h5ad"
+    cells.write_h5ad(src)
+    names = np.asarray(full.var_names)
+    planted = cube[3] * ~np.eye(40, dtype=bool)
+    r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:80], planted.shape)
+    pd.DataFrame({"regulator": names[r], "target": names[t]}).to_csv(tmp_path / "truth.csv", index=False)
+    out = select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "fitted.json", **kw)
+    fitted = load_heads(out)
+    assert fitted.weights.ravel().argmax() == 3
+    assert fitted.metrics["selected"]["auprc"] > fitted.metrics["mean_of_heads"]["auprc"]
+    with pytest.raises(InputError, match="filter"):
+        select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "x.json", filter="topk", **kw)
