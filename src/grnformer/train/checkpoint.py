@@ -66,7 +66,7 @@ def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_s
 
 def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> Bundle:
     """Load a bundle or a Lightning checkpoint of `PretrainPlan`; the model comes back in eval mode, in fp32."""
-    meta, state = _read(path, map_location)
+    meta, state = read_checkpoint(path, map_location)
     config = ModelConfig.from_dict(meta["config"])
     vocab = GeneVocab.from_dict(meta["vocab"])
     labels = LabelSet.from_dict(meta["labels"])
@@ -121,10 +121,9 @@ def describe(path: str | Path) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-
-def _read(path: str | Path, map_location: str | torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(metadata, model state dict) from a bundle or a Lightning checkpoint, validated."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, model state dict) of a bundle or a Lightning checkpoint, validated but not built."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
@@ -154,6 +153,8 @@ def _read(path: str | Path, map_location: str | torch.device) -> tuple[dict[str,
         raise InputError(f"{path} holds no model weights.")
     return meta, state
 
+
+# ------------------------------------------------------------------------------------------------ helpers
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     name = str(dtype).removeprefix("torch.")

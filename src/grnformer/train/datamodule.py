@@ -147,14 +147,16 @@ class CorpusDataModule(LightningDataModule):
     """Training and validation batches from a corpus directory (see `data.corpus.build_corpus`).
 
     batch_size: cells per batch per process; context_length: genes per cell; val_fraction: share of cells held
-    out for validation (same cells for a given seed); s: label-balancing constant of `LabelBalancedSampler`;
-    downsample: fraction (or (low, high) range) of counts removed from the input for denoising; mode: the
-    collator's gene selection; cells_per_epoch: draws per epoch over all ranks (default: the training cells);
+    out for validation (same cells for a given seed); s: label-balancing constant of `LabelBalancedSampler`, or
+    None for no balancing (every training cell exactly once per epoch, on exactly one rank); replacement: whether
+    balanced draws are with replacement (without: the ranks' draws of an epoch are disjoint); downsample:
+    fraction (or (low, high) range) of counts removed from the input for denoising; mode: the collator's gene
+    selection; cells_per_epoch: draws per epoch over all ranks (default: the training cells);
     label_classes: label columns the model predicts, in its order (default: the corpus classes that have leaves).
     """
 
     def __init__(self, corpus_dir: str | Path, batch_size: int = 64, context_length: int = 2200,
-                 val_fraction: float = 0.02, s: float = 100.0,
+                 val_fraction: float = 0.02, s: float | None = 100.0, replacement: bool = True,
                  downsample: float | tuple[float, float] | None = (0.55, 0.7), num_workers: int = 0,
                  seed: int = 0, mode: str = "random-expressed", cells_per_epoch: int | None = None,
                  label_classes: Sequence[str] | None = None):
@@ -174,7 +176,7 @@ class CorpusDataModule(LightningDataModule):
         self.label_set = LabelSet({c: full.encoders[c] for c in label_classes})
         self.label_columns = [self.corpus.label_classes.index(c) for c in label_classes]
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
-        self.s = float(s)
+        self.s, self.replacement = (None if s is None else float(s)), bool(replacement)
         self.collator = Collator(self.vocab, context_length, mode=mode, downsample=downsample, seed=seed)
         self.train_cells, self.val_cells = split_cells(len(self.corpus), val_fraction, seed)
         if val_fraction > 0 and len(self.val_cells) == 0:
@@ -192,10 +194,14 @@ class CorpusDataModule(LightningDataModule):
 
     def train_dataloader(self) -> _ResumableLoader:
         rank, world = self._rank()
-        codes = self.corpus.label_codes[:, self.label_columns]
-        key, _ = combination_key(codes)
-        sampler = LabelBalancedSampler(key[self.train_cells], self.cells_per_epoch, s=self.s, seed=self.seed,
-                                       rank=rank, world_size=world)
+        sampler: Sampler
+        if self.s is None:
+            sampler = ShardedEpochSampler(len(self.train_cells), shuffle=True, seed=self.seed, rank=rank,
+                                          world_size=world, even=True)
+        else:
+            key, _ = combination_key(self.corpus.label_codes[:, self.label_columns])
+            sampler = LabelBalancedSampler(key[self.train_cells], self.cells_per_epoch, s=self.s, seed=self.seed,
+                                           rank=rank, world_size=world, replacement=self.replacement)
         if len(sampler) < self.batch_size:
             raise InputError(f"{len(sampler)} cells per epoch and process is less than one batch of "
                              f"{self.batch_size}: lower batch_size or raise cells_per_epoch.")

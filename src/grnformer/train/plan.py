@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+import torch.nn as nn
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
@@ -31,7 +32,8 @@ class OptimConfig:
 
     Linear warm-up over `warmup_steps`, then: "cosine" decays to `min_lr_ratio` x lr at `max_steps`; "plateau"
     multiplies the rate by `plateau_factor` after `plateau_patience` validations without improvement of val/loss;
-    "constant" keeps it. Weight decay applies to matrices (embeddings included), not to biases and norms.
+    "constant" keeps it. Weight decay applies to the weights of linear layers and embeddings, not to biases and
+    norms.
     """
 
     lr: float = 1e-4
@@ -153,9 +155,15 @@ class PretrainPlan(LightningModule):
 
     # -- optimisation -------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.optim.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        # By module type rather than by shape: under FSDP parameters are flat shards whose ndim means nothing.
+        decay, no_decay = [], []
+        for module in self.model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if p.requires_grad:
+                    matrix = name == "weight" and isinstance(module, (nn.Linear, nn.Embedding))
+                    (decay if matrix else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
         opt = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas)
         if self.optim.scheduler == "plateau":
             for group in opt.param_groups:

@@ -23,6 +23,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from grnformer.data.corpus import build_corpus
 from grnformer.data.genes import GeneVocab
@@ -30,7 +31,7 @@ from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
 from grnformer.model.grnformer import Block
-from grnformer.train.checkpoint import META_KEY
+from grnformer.train.checkpoint import read_checkpoint
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.plan import OptimConfig, PretrainPlan
 
@@ -46,8 +47,9 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction": 0.02,
         "gene_selection": "random-expressed",
         "downsample": [0.55, 0.7],      # fraction of counts removed from the input (a value or a range)
-        "balance_s": 100.0,             # LabelBalancedSampler constant s
-        "cells_per_epoch": None,        # default: all training cells
+        "balance_s": 100.0,             # LabelBalancedSampler constant s; null: no balancing, each cell once
+        "sample_with_replacement": True,  # balanced draws; false: disjoint draws across ranks within an epoch
+        "cells_per_epoch": None,        # balanced draws per epoch over all ranks (default: the training cells)
         "num_workers": 4,
     },
     "training": {
@@ -207,8 +209,11 @@ def _precision(t: Mapping[str, Any], accelerator: str) -> str:
     return "bf16-mixed" if gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _strategy(t: Mapping[str, Any]) -> str | Strategy:
+def _strategy(t: Mapping[str, Any], accelerator: str) -> str | Strategy:
     name = str(t["strategy"])
+    if name == "fsdp" and (accelerator == "cpu" or not torch.cuda.is_available()):
+        raise InputError("training.strategy=fsdp needs CUDA GPUs (PyTorch's FSDP does not run on CPU): use ddp "
+                         "on CPU.")
     if name == "ddp":  # model buffers are constants: no need to broadcast them every step
         return DDPStrategy(broadcast_buffers=False)
     if name == "fsdp":
@@ -241,12 +246,16 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     cfg = dict(cfg)
     out_dir = Path(cfg["out_dir"])
     d, t, m = cfg["data"], cfg["training"], dict(cfg["model"])
+    accelerator = str(t["accelerator"])
+    strategy = _strategy(t, accelerator)
     seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    data = CorpusDataModule(ensure_corpus(d, out_dir), batch_size=int(t["batch_size"]),
-                            context_length=int(m.get("context_length", ModelConfig.context_length)), val_fraction=float(d["val_fraction"]),
-                            s=float(d["balance_s"]), downsample=d["downsample"], num_workers=int(d["num_workers"]),
-                            seed=int(cfg["seed"]), mode=str(d["gene_selection"]),
-                            cells_per_epoch=d["cells_per_epoch"])
+    data = CorpusDataModule(
+        ensure_corpus(d, out_dir), batch_size=int(t["batch_size"]),
+        context_length=int(m.get("context_length", ModelConfig.context_length)),
+        val_fraction=float(d["val_fraction"]), s=None if d["balance_s"] is None else float(d["balance_s"]),
+        replacement=bool(d["sample_with_replacement"]), downsample=d["downsample"],
+        num_workers=int(d["num_workers"]), seed=int(cfg["seed"]), mode=str(d["gene_selection"]),
+        cells_per_epoch=d["cells_per_epoch"])
     vocab = data.vocab
     embeddings = None
     if m.pop("gene_embeddings"):
@@ -262,20 +271,26 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step-{step}", every_n_train_steps=every,
                                   save_top_k=int(t["keep_checkpoints"]), monitor="step", mode="max",
                                   save_last=True, auto_insert_metric_name=False)
-    accelerator = str(t["accelerator"])
-    trainer = Trainer(
+    try:
+        trainer = _trainer(t, out_dir, accelerator, strategy, [checkpoints, *callbacks], bool(d["val_fraction"]))
+    except (ValueError, MisconfigurationException) as exc:  # every Trainer argument comes from the config
+        raise InputError(f"invalid training settings: {exc}") from exc
+    return Run(plan, data, trainer, out_dir, cfg)
+
+
+def _trainer(t: Mapping[str, Any], out_dir: Path, accelerator: str, strategy: str | Strategy,
+             callbacks: list[Callback], validate: bool) -> Trainer:
+    return Trainer(
         max_steps=int(t["max_steps"]), accelerator=accelerator, devices=t["devices"],
-        num_nodes=int(t["num_nodes"]), strategy=_strategy(t), precision=_precision(t, accelerator),
+        num_nodes=int(t["num_nodes"]), strategy=strategy, precision=_precision(t, accelerator),
         gradient_clip_val=t["grad_clip"] or None, accumulate_grad_batches=int(t["accumulate_grad_batches"]),
         val_check_interval=int(t["val_every_n_steps"]), check_val_every_n_epoch=None,
-        limit_val_batches=int(t["val_batches"]) if d["val_fraction"] else 0, num_sanity_val_steps=0,
+        limit_val_batches=int(t["val_batches"]) if validate else 0, num_sanity_val_steps=0,
         log_every_n_steps=int(t["log_every_n_steps"]), logger=_loggers(out_dir),
-        callbacks=[checkpoints, _FinalCheckpoint(out_dir / "checkpoints" / "last.ckpt"),
-                   LearningRateMonitor("step"), *callbacks]
+        callbacks=[*callbacks, _FinalCheckpoint(out_dir / "checkpoints" / "last.ckpt"), LearningRateMonitor("step")]
         + ([TQDMProgressBar(refresh_rate=10)] if t["progress_bar"] else []),
         enable_progress_bar=bool(t["progress_bar"]), use_distributed_sampler=False, default_root_dir=out_dir,
     )
-    return Run(plan, data, trainer, out_dir, cfg)
 
 
 def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = (),
@@ -283,13 +298,13 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
     """Pre-train from a YAML file, a shipped config name (small, medium, large, cpu_demo) or a dict.
 
     `resume` continues exactly from a checkpoint of the same configuration (optimiser, schedule, data position
-    and random streams included); the model part of the configuration must match it. Returns the path of the
-    final checkpoint (`<out_dir>/checkpoints/last.ckpt`), loadable by `checkpoint.load_bundle`.
+    and random streams included); the model it describes must be the one this configuration builds. Returns the
+    path of the final checkpoint (`<out_dir>/checkpoints/last.ckpt`), loadable by `checkpoint.load_bundle`.
     """
     cfg = load_config(config, overrides)
-    if resume is not None:
-        _check_resume(Path(resume), cfg)
     run = build(cfg)
+    if resume is not None:
+        _check_resume(Path(resume), run.plan.model.config)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.global_rank == 0:
         (run.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -297,14 +312,14 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
     return run.out_dir / "checkpoints" / "last.ckpt"
 
 
-def _check_resume(path: Path, cfg: Mapping[str, Any]) -> None:
-    """A resumed run must rebuild the same model: compare the checkpoint's recorded model section."""
-    if not path.is_file():
-        raise InputError(f"checkpoint to resume from not found: {path}")
-    meta = torch.load(path, map_location="cpu", weights_only=True).get(META_KEY)
-    if not isinstance(meta, dict) or "run_config" not in meta:
-        raise InputError(f"{path} is not a grnformer training checkpoint (no run configuration inside).")
-    before = meta["run_config"]["model"]
-    if before != cfg["model"]:
-        changed = sorted(k for k in set(before) | set(cfg["model"]) if before.get(k) != cfg["model"].get(k))
-        raise InputError(f"cannot resume {path}: the model configuration differs in {changed}.")
+def _check_resume(path: Path, config: ModelConfig) -> None:
+    """A run resumes only into the model it saved: same shapes, vocabulary size and label classes."""
+    meta, _ = read_checkpoint(path)
+    if "training" not in meta:
+        raise InputError(f"{path} is a model bundle, not a training checkpoint: resume needs a .ckpt written by "
+                         "grnformer pretrain.")
+    saved, now = ModelConfig.from_dict(meta["config"]).to_dict(), config.to_dict()
+    changed = [f"{k}: {saved[k]} in the checkpoint, {now[k]} now" for k in now if saved[k] != now[k]]
+    if changed:
+        raise InputError(f"cannot resume from {path}: this configuration builds a different model "
+                         f"({'; '.join(changed)}).")
