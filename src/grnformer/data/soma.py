@@ -1,0 +1,284 @@
+"""Cells with their ontology labels straight from a TileDB-SOMA experiment (the CELLxGENE Census format).
+
+Two readers over one experiment, local or remote (same code; only the URI and TileDB configuration differ):
+
+- `SomaCells`: map-style dataset of CellRecords, like `Corpus`. A DataLoader batch is fetched with one X query
+  (``__getitems__``), so it works with `LabelBalancedSampler` / `ShardedEpochSampler` over ``label_codes``.
+- `SomaStream`: iterable dataset that reads contiguous blocks of cells (far fewer, larger queries: the fast path
+  for remote storage), shuffles block order and cells within a block per epoch, and gives every block to exactly
+  one (rank, DataLoader worker).
+
+The CELLxGENE Census human experiment (public, anonymous S3; the build tag is the release date)::
+
+    uri = "s3://cellxgene-census-public-us-west-2/cell-census/2025-11-08/soma/census_data/homo_sapiens"
+    cells = SomaCells(uri, label_set=labels, obs_filter="is_primary_data == True",
+                      tiledb_config={"vfs.s3.region": "us-west-2", "vfs.s3.no_sign_request": "true"})
+
+Census conventions are the defaults: measurement "RNA", raw counts in X layer "raw", Ensembl IDs in
+var["feature_id"], labels in obs["<class>_ontology_term_id"]; the organism comes from
+obs["organism_ontology_term_id"] when present, else from the experiment name (homo_sapiens, mus_musculus), else
+the ``organism`` argument. A local experiment written with ``tiledbsoma.io.from_h5ad(uri, path, "RNA",
+X_layer_name="raw", var_id_name="feature_id")`` from a prepared h5ad reads the same way.
+Genes outside the vocabulary are dropped; a cell left with no counts is skipped when streamed.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import weakref
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grnformer.data.collate import CellRecord
+from grnformer.data.genes import GeneVocab, organism_id
+from grnformer.data.labels import LabelSet, column
+from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.errors import InputError
+
+try:
+    import tiledbsoma
+except ImportError:  # optional dependency: pip install grnformer[soma]
+    tiledbsoma = None
+
+CENSUS_ORGANISMS = {"homo_sapiens": "NCBITaxon:9606", "mus_musculus": "NCBITaxon:10090"}
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # readers holding a TileDB handle in this process
+
+
+def _close_before_fork() -> None:
+    """A child forked while TileDB handles (and their thread pools) are alive can deadlock on its first read,
+    e.g. in DataLoader workers; closing them first lets each worker open its own."""
+    if not _OPEN:
+        return
+    for cells in list(_OPEN):
+        cells.close()
+    gc.collect()  # frees the TileDB contexts, joining their threads
+
+
+os.register_at_fork(before=_close_before_fork)
+
+
+class SomaCells(torch.utils.data.Dataset):
+    """CellRecords of the cells of a SOMA experiment selected by ``obs_filter`` (a SOMA value filter).
+
+    Opening reads only obs label columns and var IDs (label codes are int32 [n_cells, n_classes]); X is read on
+    demand, per process, so DataLoader workers each open their own handle.
+    """
+
+    def __init__(self, uri: str, vocab: GeneVocab | None = None, label_set: LabelSet | None = None,
+                 obs_filter: str | None = None, measurement: str = "RNA", layer: str = "raw",
+                 var_id_column: str = "feature_id", organism: str | None = None,
+                 tiledb_config: dict | None = None) -> None:
+        if tiledbsoma is None:
+            raise ImportError("reading SOMA experiments needs tiledbsoma: pip install 'grnformer[soma]'.")
+        self.uri, self.measurement, self.layer = uri, measurement, layer
+        self.tiledb_config = dict(tiledb_config or {})
+        self.vocab = GeneVocab.default() if vocab is None else vocab
+        self.label_classes = [] if label_set is None else list(label_set.classes)
+        self._exp = None
+        self._pid: int | None = None
+        try:
+            exp = self._experiment()
+        except Exception as err:  # tiledbsoma raises DoesNotExistError, SOMAError, ... for a bad URI
+            raise InputError(f"could not open SOMA experiment '{uri}' ({type(err).__name__}: {err}).") from err
+        if measurement not in exp.ms or layer not in exp.ms[measurement].X:
+            raise InputError(f"SOMA experiment '{uri}' has no X layer '{layer}' in measurement '{measurement}' "
+                             f"(measurements: {list(exp.ms.keys())}).")
+        self._read_var(exp, var_id_column)
+        self._read_obs(exp, label_set, obs_filter, organism)
+
+    # --------------------------------------------------------------------------------------------- opening
+
+    def _experiment(self):
+        """This process's open experiment (TileDB handles must not cross a fork)."""
+        if self._exp is None or self._pid != os.getpid():
+            context = tiledbsoma.SOMATileDBContext(tiledb_config=self.tiledb_config)
+            self._exp, self._pid = tiledbsoma.Experiment.open(self.uri, context=context), os.getpid()
+            _OPEN.add(self)
+        return self._exp
+
+    def close(self) -> None:
+        """Release the TileDB handle (reopened on the next read)."""
+        if self._exp is not None and self._pid == os.getpid():
+            self._exp.close()
+        self._exp, self._pid = None, None
+        _OPEN.discard(self)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_exp"], state["_pid"] = None, None
+        return state
+
+    def _read_var(self, exp, var_id_column: str) -> None:
+        var = exp.ms[self.measurement].var
+        if var_id_column not in var.schema.names:
+            raise InputError(f"var of '{self.uri}' has no column '{var_id_column}' (columns: {var.schema.names}); "
+                             "pass var_id_column naming the Ensembl IDs.")
+        table = var.read(column_names=["soma_joinid", var_id_column]).concat()
+        joinid = table.column("soma_joinid").to_numpy()
+        tokens = self.vocab.index(table.column(var_id_column).to_pylist())
+        if (tokens >= 0).sum() == 0:
+            raise InputError(f"no gene of var['{var_id_column}'] in '{self.uri}' is in the vocabulary "
+                             f"(e.g. {table.column(var_id_column).to_pylist()[:5]}): Ensembl IDs are needed.")
+        self.token_of_var = np.full(int(joinid.max()) + 1, -1, dtype=np.int64)
+        self.token_of_var[joinid] = tokens
+        self.n_genes_mapped = int((tokens >= 0).sum())
+        mapped = self.token_of_var[self.token_of_var >= 0]
+        self._tokens_increase = bool(np.all(np.diff(mapped) > 0))  # then X order is already token order
+
+    def _read_obs(self, exp, label_set: LabelSet | None, obs_filter: str | None, organism: str | None) -> None:
+        names = exp.obs.schema.names
+        wanted = ["soma_joinid"] + [c for c in dict.fromkeys(
+            [ORGANISM_COLUMN] + [column(c) for c in self.label_classes]) if c in names]
+        joinids, codes, orgs = [], [], []
+        for batch in self._obs_batches(exp, wanted, obs_filter):
+            frame = batch.to_pandas()
+            joinids.append(frame["soma_joinid"].to_numpy())
+            if label_set is not None:
+                codes.append(label_set.encode(frame).astype(np.int32))
+            if ORGANISM_COLUMN in frame:
+                orgs.append(frame[ORGANISM_COLUMN].astype(str).to_numpy())
+        self.joinids = np.concatenate(joinids) if joinids else np.empty(0, dtype=np.int64)
+        if len(self.joinids) == 0:
+            raise InputError(f"no cell of '{self.uri}' matches the filter {obs_filter!r}.")
+        order = np.argsort(self.joinids, kind="stable")
+        self.joinids = self.joinids[order]
+        self.label_codes = (np.concatenate(codes)[order] if codes
+                            else np.zeros((len(self.joinids), 0), dtype=np.int32))
+        if orgs:
+            names_, codes_ = np.unique(np.concatenate(orgs)[order], return_inverse=True)
+            self.organisms = [organism_id(o) for o in names_]
+            self.organism_codes = codes_.astype(np.int16)
+            if organism is not None and self.organisms != [organism_id(organism)]:
+                raise InputError(f"organism='{organism}' contradicts obs['{ORGANISM_COLUMN}'] of '{self.uri}' "
+                                 f"({', '.join(self.organisms)}).")
+        else:
+            self.organisms = [self._experiment_organism(organism)]
+            self.organism_codes = np.zeros(len(self.joinids), dtype=np.int16)
+
+    def _obs_batches(self, exp, columns: list[str], obs_filter: str | None) -> Iterator:
+        """Arrow batches of obs; a malformed value filter becomes an InputError."""
+        reader = iter(exp.obs.read(column_names=columns, value_filter=obs_filter))
+        while True:
+            try:
+                batch = next(reader)
+            except StopIteration:
+                return
+            except Exception as err:  # tiledbsoma raises SOMAError / ValueError / TileDBError for bad filters
+                raise InputError(f"could not read obs of '{self.uri}' with filter {obs_filter!r} "
+                                 f"({type(err).__name__}: {err}).") from err
+            yield batch
+
+    def _experiment_organism(self, organism: str | None) -> str:
+        if organism is not None:
+            return organism_id(organism)
+        name = self.uri.rstrip("/").rsplit("/", 1)[-1]
+        if name in CENSUS_ORGANISMS:
+            return CENSUS_ORGANISMS[name]
+        raise InputError(f"'{self.uri}' has no obs['{ORGANISM_COLUMN}'] and its name does not say the organism: "
+                         "pass organism='human' or 'mouse'.")
+
+    # --------------------------------------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        return len(self.joinids)
+
+    def __getitem__(self, i: int) -> CellRecord:
+        return self.read(np.array([int(i)]))[0]
+
+    def __getitems__(self, indices: list[int]) -> list[CellRecord]:
+        return self.read(np.asarray(indices, dtype=np.int64))
+
+    def read(self, rows: np.ndarray) -> list[CellRecord]:
+        """CellRecords of dataset rows ``rows`` (in that order), fetched with one X query."""
+        ids = self.joinids[rows]
+        unique_ids = np.unique(ids)
+        x = self._experiment().ms[self.measurement].X[self.layer]
+        table = x.read(coords=(unique_ids,)).tables().concat()
+        cell = table.column("soma_dim_0").to_numpy()
+        token = self.token_of_var[table.column("soma_dim_1").to_numpy()]
+        counts = table.column("soma_data").to_numpy()
+        keep = (token >= 0) & (counts != 0)
+        cell, token, counts = cell[keep], token[keep], counts[keep]
+        step = np.diff(cell)
+        if not (np.all(step >= 0) and self._tokens_increase and np.all((step > 0) | (np.diff(token) > 0))):
+            # TileDB returns tiles in storage order; runs inside are sorted, which a stable sort exploits
+            order = np.argsort(cell * len(self.vocab) + token, kind="stable")
+            cell, token, counts = cell[order], token[order], counts[order]
+        lo = np.searchsorted(cell, ids, side="left")
+        hi = np.searchsorted(cell, ids, side="right")
+        return [CellRecord(genes=token[a:b].astype(np.int64), counts=counts[a:b].astype(np.float32),
+                           labels=self.label_codes[r].astype(np.int64),
+                           organism=self.organisms[self.organism_codes[r]])
+                for r, a, b in zip(rows.tolist(), lo.tolist(), hi.tolist())]
+
+    def obs(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """obs columns of the selected cells, in dataset row order (read on request: the Census obs is large)."""
+        names = None if columns is None else ["soma_joinid", *columns]
+        table = self._experiment().obs.read(coords=(self.joinids,), column_names=names).concat().to_pandas()
+        return table.set_index("soma_joinid").loc[self.joinids]
+
+
+class SomaStream(torch.utils.data.IterableDataset):
+    """Blocks of ``block_size`` consecutive cells of a `SomaCells`, in a shuffled order that changes per epoch.
+
+    Blocks go round-robin to ranks, then to the DataLoader workers of a rank, so each cell reaches exactly one
+    worker of one rank per epoch. With ``even=True`` a rank with fewer cells repeats cells of its first block
+    until it has as many as the busiest rank (DDP needs equal step counts); cells without counts in vocabulary
+    genes are skipped, so lengths can fall short by those.
+    """
+
+    def __init__(self, cells: SomaCells, block_size: int = 1024, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, even: bool = True) -> None:
+        if block_size < 1:
+            raise InputError(f"block_size must be positive, got {block_size}.")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise InputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
+        self.cells, self.block_size, self.shuffle, self.seed = cells, int(block_size), shuffle, int(seed)
+        self.rank, self.world_size, self.even = int(rank), int(world_size), even
+        self.epoch = 0
+        if -(-len(cells) // self.block_size) < self.world_size:
+            raise InputError(f"{len(cells)} cells make fewer blocks of {self.block_size} than the {world_size} "
+                             "ranks: lower block_size.")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rank_blocks(self) -> list[np.ndarray]:
+        """Block start offsets of every rank this epoch."""
+        starts = np.arange(0, len(self.cells), self.block_size)
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,)))
+            starts = starts[rng.permutation(len(starts))]
+        return [starts[r::self.world_size] for r in range(self.world_size)]
+
+    def _size(self, starts: np.ndarray) -> int:
+        return int(np.minimum(starts + self.block_size, len(self.cells)).sum() - starts.sum())
+
+    def __len__(self) -> int:
+        sizes = [self._size(s) for s in self._rank_blocks()]
+        return max(sizes) if self.even else sizes[self.rank]
+
+    def __iter__(self) -> Iterator[CellRecord]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        all_blocks = self._rank_blocks()
+        mine = all_blocks[self.rank]
+        for start in mine[worker::n_workers]:
+            yield from self._block(int(start))
+        if self.even and worker == 0:
+            missing = max(self._size(s) for s in all_blocks) - self._size(mine)
+            while missing > 0:  # at most one block: block counts per rank differ by at most one
+                repeat = self._block(int(mine[0]))[:missing]
+                yield from repeat
+                missing -= max(len(repeat), 1)
+
+    def _block(self, start: int) -> list[CellRecord]:
+        rows = np.arange(start, min(start + self.block_size, len(self.cells)))
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, start)))
+            rows = rows[rng.permutation(len(rows))]
+        return [r for r in self.cells.read(rows) if len(r.genes)]
