@@ -1,0 +1,231 @@
+"""Quality of the zero-shot tasks with a trained checkpoint: denoising, label prediction, embedding clusters.
+
+    .venv/bin/python benchmarks/bench_tasks_quality.py --make-split benchmarks/out/retina_split  # once
+    .venv/bin/python benchmarks/bench_tasks_quality.py --ckpt CKPT --retina-test benchmarks/out/retina_split/retina_test.h5ad
+
+Denoising (PBMC3k): 70% of every cell's counts are removed by binomial thinning (seeded); each method sees only
+the thinned counts and is scored, per cell, by the Spearman correlation of its output with the full counts over
+the genes the full profile expresses, among 2,000 highly variable genes chosen on the thinned data. Methods: the
+thinned counts themselves, kNN smoothing (mean of the 15 nearest cells' normalised counts in a 50-PC space of
+the thinned data), MAGIC (PyPI magic-impute, when importable) and grnformer (denoise() on those genes, told the
+original depth: depth_multiplier = 1 / 0.3, as in pre-training).
+
+Labels (retina): cells the checkpoint never trained on (``--make-split`` writes a 70/30 split stratified by cell
+type; train on retina_train.h5ad, test here on retina_test.h5ad). classify() accuracy and macro-F1 (strict and
+ontology-aware) beside the majority class and a kNN classifier on PCA fitted to the training split.
+Embeddings (same test cells): k-means with k = number of cell types on obsm['X_grnformer'] (cell and cell-type
+token) and on 50 PCs of log-normalised counts; ARI and NMI with the true types, and silhouette of the true
+types (cosine). Results go to benchmarks/out/bench_tasks_quality.json and print as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+
+from grnformer.data import datasets
+from grnformer.data.labels import column
+from grnformer.data.prepare import prepare
+from grnformer.tasks.classify import classify
+from grnformer.tasks.denoise import denoise
+from grnformer.tasks.embed import embed
+from grnformer.tasks.inference import normalised_log
+from grnformer.train.checkpoint import load_bundle
+
+KEEP = 0.3  # fraction of counts kept: 70% removed
+N_GENES = 2000
+CELL_TYPE = column("cell_type")
+
+
+# ----------------------------------------------------------------------------------------------- denoising
+
+def _pcs(x: sp.csr_matrix, n: int = 50, seed: int = 0) -> np.ndarray:
+    """Principal components of log-normalised counts (centred through a dense copy: fine at these sizes)."""
+    logx = normalised_log(sp.csr_matrix(x)).toarray()
+    logx -= logx.mean(axis=0)
+    return TruncatedSVD(n_components=min(n, min(logx.shape) - 1), random_state=seed).fit_transform(logx)
+
+
+def knn_smooth(noisy: sp.csr_matrix, k: int = 15, seed: int = 0) -> np.ndarray:
+    """Each cell's normalised counts averaged with its k nearest cells' (self included) in PC space."""
+    pcs = _pcs(noisy, seed=seed)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)
+    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
+    norm = sp.diags(1e4 / totals) @ noisy
+    return np.stack([np.asarray(norm[row].mean(axis=0)).ravel() for row in idx])
+
+
+def magic_impute(noisy: sp.csr_matrix, seed: int = 0) -> np.ndarray | None:
+    """MAGIC on library-size-normalised, square-rooted counts (its authors' recipe); None when not installed."""
+    try:
+        import magic
+    except ImportError:
+        return None
+    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
+    x = np.sqrt((sp.diags(1e4 / totals) @ noisy).toarray())
+    return np.asarray(magic.MAGIC(random_state=seed, verbose=0).fit_transform(x))
+
+
+def per_cell_spearman(pred: np.ndarray, full: np.ndarray, min_genes: int = 10) -> np.ndarray:
+    """Spearman of each cell's prediction with its full counts over the genes the full profile expresses."""
+    out = []
+    for p, f in zip(pred, full):
+        on = f > 0
+        if on.sum() >= min_genes and np.ptp(f[on]) > 0:
+            rho = spearmanr(p[on], f[on]).statistic
+            out.append(0.0 if np.isnan(rho) else rho)  # a constant prediction carries no ranking
+    return np.asarray(out)
+
+
+def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: str | None) -> dict[str, Any]:
+    full, _ = prepare(datasets.load("pbmc3k"))
+    rng = np.random.default_rng(seed)
+    if n_cells is not None and n_cells < full.n_obs:
+        full = full[np.sort(rng.choice(full.n_obs, n_cells, replace=False))].copy()
+    x = sp.csr_matrix(full.X)
+    thinned = x.copy()
+    thinned.data = rng.binomial(x.data.astype(np.int64), KEEP).astype(np.float32)
+    thinned.eliminate_zeros()
+    keep_cells = np.asarray(thinned.sum(axis=1)).ravel() > 0
+    x, thinned = x[keep_cells], thinned[keep_cells]
+    noisy = ad.AnnData(thinned, obs=full.obs.iloc[np.flatnonzero(keep_cells)].copy(), var=full.var.copy())
+
+    import scanpy as sc
+
+    work = ad.AnnData(normalised_log(thinned), var=full.var[[]].copy())
+    sc.pp.highly_variable_genes(work, n_top_genes=N_GENES, flavor="seurat")
+    cols = np.flatnonzero(work.var["highly_variable"].to_numpy())
+    full_g, noisy_g = x[:, cols].toarray(), thinned[:, cols]
+    results: dict[str, Any] = {"n_cells": int(noisy.n_obs), "n_genes": int(len(cols)), "fraction_removed": 1 - KEEP}
+    scores = {"thinned counts": per_cell_spearman(noisy_g.toarray(), full_g)}
+    t = time.perf_counter()
+    scores["kNN smoothing (k=15, 50 PCs)"] = per_cell_spearman(knn_smooth(thinned, seed=seed)[:, cols], full_g)
+    results["seconds_knn"] = time.perf_counter() - t
+    t = time.perf_counter()
+    magic_out = magic_impute(noisy_g, seed=seed)
+    results["seconds_magic"] = time.perf_counter() - t
+    if magic_out is not None:
+        scores["MAGIC (magic-impute)"] = per_cell_spearman(magic_out, full_g)
+    t = time.perf_counter()
+    layer = denoise(bundle, noisy, genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP,
+                    batch_size=batch_size, device=device, seed=seed)
+    results["seconds_grnformer"] = time.perf_counter() - t
+    scores["grnformer (ZINB mean)"] = per_cell_spearman(layer[:, cols].toarray(), full_g)
+    results["spearman"] = {k: {"mean": float(v.mean()), "median": float(np.median(v)), "n_cells": int(len(v))}
+                           for k, v in scores.items()}
+    results["magic_installed"] = magic_out is not None
+    return results
+
+
+# ------------------------------------------------------------------------------------------ labels, embeddings
+
+def make_split(out_dir: Path, seed: int = 0, test_fraction: float = 0.3) -> tuple[Path, Path]:
+    """Retina cells split 70/30 within each cell type, written as two h5ad files."""
+    retina = datasets.load("retina")
+    rng = np.random.default_rng(seed)
+    test = np.zeros(retina.n_obs, dtype=bool)
+    for _, rows in retina.obs.groupby(CELL_TYPE, observed=True).indices.items():
+        test[rng.permutation(rows)[: int(round(test_fraction * len(rows)))]] = True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "retina_train.h5ad", out_dir / "retina_test.h5ad"
+    retina[~test].copy().write_h5ad(paths[0])
+    retina[test].copy().write_h5ad(paths[1])
+    return paths
+
+
+def _clusters(rep: np.ndarray, truth: np.ndarray, seed: int) -> dict[str, float]:
+    k = len(np.unique(truth))
+    found = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(rep)
+    return {"ari": float(adjusted_rand_score(truth, found)), "nmi": float(normalized_mutual_info_score(truth, found)),
+            "silhouette_true_types": float(silhouette_score(rep, truth, metric="cosine"))}
+
+
+def labels_and_embeddings(bundle, test_path: Path | None, train_path: Path | None, seed: int, batch_size: int,
+                          device: str | None) -> dict[str, Any]:
+    test = ad.read_h5ad(test_path) if test_path else datasets.load("retina")
+    results: dict[str, Any] = {"test_cells": int(test.n_obs), "held_out": test_path is not None,
+                               "test_file": str(test_path) if test_path else "all retina cells (not held out)"}
+    metrics = classify(bundle, test, batch_size=batch_size, device=device, seed=seed)
+    results["classify"] = metrics
+    truth = test.obs[CELL_TYPE].astype(str).to_numpy()
+    majority = max(set(truth), key=list(truth).count)
+    results["majority_class_accuracy"] = float(np.mean(truth == majority))
+    prepared_test, _ = prepare(test, vocab=bundle.vocab)
+    if train_path is not None:
+        train, _ = prepare(ad.read_h5ad(train_path), vocab=bundle.vocab)
+        genes = train.var_names.intersection(prepared_test.var_names)
+        both = _pcs(sp.vstack([train[:, genes].X, prepared_test[:, genes].X]).tocsr(), seed=seed)
+        knn = KNeighborsClassifier(n_neighbors=15).fit(both[: train.n_obs], train.obs[CELL_TYPE].astype(str))
+        pred = knn.predict(both[train.n_obs:])
+        results["knn_on_pca_accuracy"] = float(np.mean(pred == prepared_test.obs[CELL_TYPE].astype(str).to_numpy()))
+    reps = {"PCA (50 PCs of log-normalised counts)": _pcs(prepared_test.X, seed=seed)}
+    for source in ("cell", "cell_type"):
+        if source == "cell" or "cell_type" in bundle.config.label_sizes:
+            emb = embed(bundle, test, source=source, batch_size=batch_size, device=device, seed=seed)
+            reps[f"grnformer {source} token"] = emb
+    results["clusters"] = {name: _clusters(rep, prepared_test.obs[CELL_TYPE].astype(str).to_numpy(), seed)
+                           for name, rep in reps.items()}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", help="trained checkpoint (bundle or Lightning .ckpt)")
+    p.add_argument("--make-split", dest="make_split", help="write retina_train/test.h5ad into this directory")
+    p.add_argument("--retina-test", dest="retina_test", help="retina cells the checkpoint never saw")
+    p.add_argument("--retina-train", dest="retina_train", help="their training split (for the kNN baseline)")
+    p.add_argument("--denoise-cells", dest="denoise_cells", type=int, default=None,
+                   help="PBMC3k cells for denoising (default: all 2,700)")
+    p.add_argument("--skip-denoise", action="store_true")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_tasks_quality.json"))
+    args = p.parse_args(argv)
+    if args.make_split:
+        for path in make_split(Path(args.make_split), args.seed):
+            print(f"wrote {path}")
+        return 0
+    if not args.ckpt:
+        p.error("--ckpt is needed (or --make-split)")
+    bundle = load_bundle(args.ckpt)
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "checkpoint": args.ckpt,
+                              "command": " ".join(sys.argv)}
+    if not args.skip_denoise:
+        report["denoising"] = denoising(bundle, args.denoise_cells, args.seed, args.batch_size, args.device)
+    report["labels"] = labels_and_embeddings(bundle, Path(args.retina_test) if args.retina_test else None,
+                                             Path(args.retina_train) if args.retina_train else None,
+                                             args.seed, args.batch_size, args.device)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1, default=float))
+    if "denoising" in report:
+        d = report["denoising"]
+        print(f"denoising, PBMC3k, {d['n_cells']} cells × {d['n_genes']} HVGs, 70% of counts removed")
+        print("| method | Spearman mean | median |\n|---|---|---|")
+        for k, v in d["spearman"].items():
+            print(f"| {k} | {v['mean']:.3f} | {v['median']:.3f} |")
+    lab = report["labels"]
+    print(f"labels, {lab['test_file']} ({lab['test_cells']} cells)")
+    print(json.dumps({"classify": lab["classify"].get("cell_type"), "majority": lab["majority_class_accuracy"],
+                      "knn_on_pca": lab.get("knn_on_pca_accuracy")}, default=float))
+    print("| representation | ARI | NMI | silhouette |\n|---|---|---|---|")
+    for k, v in lab["clusters"].items():
+        print(f"| {k} | {v['ari']:.3f} | {v['nmi']:.3f} | {v['silhouette_true_types']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
