@@ -13,6 +13,10 @@ original depth: depth_multiplier = 1 / 0.3, as in pre-training).
 Labels (retina): cells the checkpoint never trained on (``--make-split`` writes a 70/30 split stratified by cell
 type; train on retina_train.h5ad, test here on retina_test.h5ad). classify() accuracy and macro-F1 (strict and
 ontology-aware) beside the majority class and a kNN classifier on PCA fitted to the training split.
+Networks (PBMC3k): one grn() run over 1,000 highly variable genes keeps every head's map; its mean is the 'kq'
+network and the mean of the transposed maps the 'qk' one. Both are scored against Omnipath and ENCODE ChIP
+(bench.metrics.score_network, all pairs and TF rows only), then heads are selected on Omnipath with a split of
+regulators and scored on the held-out regulators, per direction.
 Embeddings (same test cells): k-means with k = number of cell types on obsm['X_grnformer'] (cell and cell-type
 token) and on 50 PCs of log-normalised counts; ARI and NMI with the true types, and silhouette of the true
 types (cosine). Results go to benchmarks/out/bench_tasks_quality.json and print as markdown.
@@ -39,6 +43,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from grnformer.data import datasets
 from grnformer.data.labels import column
 from grnformer.data.prepare import prepare
+from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed
@@ -130,6 +135,43 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
     return results
 
 
+# ------------------------------------------------------------------------------------------------ networks
+
+def networks(bundle, n_genes: int, max_cells: int | None, seed: int, batch_size: int, device: str | None
+             ) -> dict[str, Any]:
+    """Both attention directions, and head selection per direction, against real ground truths."""
+    from grnformer.bench.metrics import score_network
+    from grnformer.bench.truths import load_truth
+    from grnformer.tasks.grn import grn
+    from grnformer.tasks.heads import select_heads
+
+    t = time.perf_counter()
+    net = grn(bundle, datasets.load("pbmc3k"), genes="hvg", n_genes=n_genes, keep_heads=True, max_cells=max_cells,
+              batch_size=batch_size, device=device, seed=seed)
+    out: dict[str, Any] = {"n_genes": int(net.n_vars), "n_cells": int(net.n_obs), "seconds": time.perf_counter() - t}
+    cube_kq = np.asarray(net.uns["grn_heads"])
+    cubes = {"kq": cube_kq, "qk": cube_kq.transpose(0, 2, 1)}
+    c = bundle.config
+    names = list(net.var_names)
+    for truth_name in ("omnipath", "encode_chip"):
+        truth = load_truth(truth_name)
+        for direction, cube in cubes.items():
+            scored = net.copy()
+            scored.varp["GRN"] = cube.mean(axis=0)
+            for universe in ("all", "tf"):
+                m = score_network(scored, truth, universe=universe)
+                out[f"{truth_name}/{direction}/{universe}"] = {k: m[k] for k in ("auprc", "random_precision", "epr",
+                                                                                   "auroc", "n_true")}
+            if truth_name == "omnipath":
+                try:
+                    sel = select_heads(cube, truth.edges, c.n_layers, c.n_heads, direction, genes=names,
+                                       split="regulators", seed=seed)
+                    out[f"heads/{direction}"] = sel.to_dict()
+                except InputError as err:  # too few edges among these genes: say so in the report
+                    out[f"heads/{direction}"] = {"error": str(err)}
+    return out
+
+
 # ------------------------------------------------------------------------------------------ labels, embeddings
 
 def make_split(out_dir: Path, seed: int = 0, test_fraction: float = 0.3) -> tuple[Path, Path]:
@@ -190,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--denoise-cells", dest="denoise_cells", type=int, default=None,
                    help="PBMC3k cells for denoising (default: all 2,700)")
     p.add_argument("--skip-denoise", action="store_true")
+    p.add_argument("--skip-networks", action="store_true")
+    p.add_argument("--network-genes", dest="network_genes", type=int, default=1000)
+    p.add_argument("--network-cells", dest="network_cells", type=int, default=1000,
+                   help="PBMC3k cells drawn for the networks (default 1,000)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
@@ -206,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                               "command": " ".join(sys.argv)}
     if not args.skip_denoise:
         report["denoising"] = denoising(bundle, args.denoise_cells, args.seed, args.batch_size, args.device)
+    if not args.skip_networks:
+        report["networks"] = networks(bundle, args.network_genes, args.network_cells, args.seed, args.batch_size,
+                                      args.device)
     report["labels"] = labels_and_embeddings(bundle, Path(args.retina_test) if args.retina_test else None,
                                              Path(args.retina_train) if args.retina_train else None,
                                              args.seed, args.batch_size, args.device)
@@ -217,6 +266,22 @@ def main(argv: list[str] | None = None) -> int:
         print("| method | Spearman mean | median |\n|---|---|---|")
         for k, v in d["spearman"].items():
             print(f"| {k} | {v['mean']:.3f} | {v['median']:.3f} |")
+    if "networks" in report:
+        n = report["networks"]
+        print(f"networks, PBMC3k, {n['n_cells']} cells × {n['n_genes']} genes (mean of all heads)")
+        print("| truth / direction / rows | AUPRC | random | EPR | AUROC |\n|---|---|---|---|---|")
+        for k, v in n.items():
+            if isinstance(v, dict) and "auprc" in v:
+                print(f"| {k} | {v['auprc']:.4f} | {v['random_precision']:.4f} | {v['epr']:.2f} | {v['auroc']:.3f} |")
+        for d in ("kq", "qk"):
+            h = n.get(f"heads/{d}", {})
+            if "metrics" in h:
+                m = h["metrics"]
+                print(f"heads {d}: held-out AUPRC selected {m['selected']['auprc']:.4f} vs mean "
+                      f"{m['mean_of_heads']['auprc']:.4f} (random {m['test_random_precision']:.4f}); "
+                      f"heads {[(x['layer'], x['head'], round(x['weight'], 3)) for x in h['heads']]}")
+            elif h:
+                print(f"heads {d}: {h.get('error')}")
     lab = report["labels"]
     print(f"labels, {lab['test_file']} ({lab['test_cells']} cells)")
     print(json.dumps({"classify": lab["classify"].get("cell_type"), "majority": lab["majority_class_accuracy"],

@@ -186,7 +186,8 @@ def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
     """Prepared columns of genes named by Ensembl ID, symbol or input name; every unknown name is listed."""
     var = prep.adata.var
     lookup: dict[str, int] = {}
-    for key_list in (var["input_name"].astype(str), var["symbol"].astype(str), var_names_unversioned(var.index)):
+    unversioned = [str(g).split(".")[0] for g in var.index]
+    for key_list in (var["input_name"].astype(str), var["symbol"].astype(str), unversioned):
         for i, key in enumerate(key_list):
             lookup.setdefault(str(key), i)
     upper = {k.upper(): v for k, v in reversed(list(lookup.items()))}
@@ -195,7 +196,10 @@ def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
         key = str(name).strip()
         key = key.split(".")[0] if key.startswith("ENS") else key
         col = lookup.get(key, upper.get(key.upper()))
-        (unknown.append(str(name)) if col is None else cols.append(col))
+        if col is None:
+            unknown.append(str(name))
+        else:
+            cols.append(col)
     if unknown:
         raise InputError(f"{len(unknown)} of {len(names)} genes are not among the {prep.adata.n_vars:,} genes of "
                          f"the data that map to the model's vocabulary: {', '.join(unknown[:50])}"
@@ -204,10 +208,6 @@ def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
     if len(cols) == 0:
         raise InputError("the gene list is empty.")
     return cols
-
-
-def var_names_unversioned(index: pd.Index) -> list[str]:
-    return [str(g).split(".")[0] for g in index]
 
 
 def normalised_log(x: sp.csr_matrix) -> sp.csr_matrix:
