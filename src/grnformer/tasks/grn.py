@@ -198,6 +198,11 @@ class GRNOptions:
     seed: int = 0
     selection: HeadSelection | None = field(default=None, repr=False)
 
+    @property
+    def random_contexts(self) -> bool:
+        """Genome-wide mode: each cell's context drawn among its expressed genes, not the network genes."""
+        return isinstance(self.genes, str) and self.genes == "random_expressed"
+
     def validate(self, bundle: Bundle) -> None:
         c = bundle.config
         if self.method not in METHODS:
@@ -221,7 +226,7 @@ class GRNOptions:
                                  f"but direction '{self.direction}' was asked for.")
             self.direction = self.selection.direction
         self.direction = self.direction or "kq"
-        if self.method == "per_cell" and self.genes == "random_expressed":
+        if self.method == "per_cell" and self.random_contexts:
             raise InputError("method 'per_cell' needs one shared context: give a gene list, 'hvg' or "
                              "'most_expressed', not 'random_expressed'.")
 
@@ -278,18 +283,17 @@ def _one_network(bundle: Bundle, prep: Prepared, cols: np.ndarray, rows: np.ndar
     tokens = prep.tokens[cols]
     slot_of = torch.full((c.vocab_size,), -1, dtype=torch.long, device=dev)
     slot_of[torch.as_tensor(tokens, device=dev)] = torch.arange(len(tokens), device=dev)
-    if opts.genes == "random_expressed":
+    if opts.random_contexts:
         collators = [context_collator(bundle, "random-expressed", seed=opts.seed)]
     else:
         collators = [context_collator(bundle, "given", chunk, seed=opts.seed)
                      for chunk in chunk_genes(tokens, c.context_length)]
     acc: Accumulator = (MeanQK(c.n_layers, c.n_heads, c.d_head, len(tokens), dev) if opts.method == "mean_qk"
                         else MeanAttention(c.n_layers, c.n_heads, len(tokens), dev))
-    same_context = opts.genes != "random_expressed"
     desc = "grn" if group == "all" else f"grn {group}"
     for _, _, batch, out in run_model(bundle, prep, rows, collators, dev, opts.batch_size, opts.precision,
                                       return_qk=True, progress=progress, desc=desc):
-        acc.add(slot_of[batch["genes"]], out.qk, same_context)
+        acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
     weights = opts.head_weights(bundle, dev)
     net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
     if opts.symmetrise:
