@@ -239,3 +239,12 @@ def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         grn_file(bundle, src, tmp_path / "no" / "net.h5ad", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]
+
+
+def test_benchmark_method_restricts_rows_to_regulators(bundle, cells):
+    genes = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1"]
+    full = grn(bundle, cells, genes=genes, progress=False)
+    net = grn_mod.benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle)
+    assert list(net.var_names) == genes and net.uns["grn"]["regulators"] == 1
+    np.testing.assert_allclose(net.varp["GRN"][5], full.varp["GRN"][5], rtol=1e-6)
+    assert (net.varp["GRN"][:5] == 0).all()

@@ -30,6 +30,7 @@ regulator's k strongest targets; 'above_uniform' keeps scores above what a unifo
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -344,6 +345,31 @@ def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: 
     if cube is not None:
         net.uns["grn_heads"] = cube
         net.uns["grn_head_names"] = head_names(n_layers, n_heads)
+    return net
+
+
+# ------------------------------------------------------------------------------------------- benchmarks
+
+@lru_cache(maxsize=2)
+def _cached_bundle(checkpoint: str) -> Bundle:
+    return load_task_bundle(checkpoint)[0]
+
+
+def benchmark_method(adata: AnnData, genes: Sequence[str], regulators: Sequence[str] | None = None, *,
+                     checkpoint: str | Path | Bundle, **options: Any) -> AnnData:
+    """`grn` in the shape of a benchmark method, ``(adata, genes, regulators, **options) -> network``.
+
+    The bench layer registers it (tasks never imports bench). Rows of genes outside ``regulators`` are zeroed:
+    only they may regulate, as for the baselines. The checkpoint is loaded once per process."""
+    bundle = checkpoint if isinstance(checkpoint, Bundle) else _cached_bundle(str(checkpoint))
+    net = grn(bundle, adata, genes=list(genes), progress=False, **options)
+    if regulators is not None:
+        keep = np.isin(net.var["symbol"].to_numpy(), list(regulators)) | np.isin(net.var_names, list(regulators))
+        grn_matrix = net.varp["GRN"]
+        mask = sp.diags(keep.astype(np.float32))
+        net.varp["GRN"] = (mask @ grn_matrix).astype(np.float32) if sp.issparse(grn_matrix) \
+            else grn_matrix * keep[:, None].astype(np.float32)
+        net.uns["grn"]["regulators"] = int(keep.sum())
     return net
 
 
