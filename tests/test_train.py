@@ -171,6 +171,24 @@ def test_loader_resumes_mid_epoch_with_identical_batches(corpus, workers):
     assert len(list(fresh)) == 6
 
 
+def test_corpus_is_built_from_files_and_named_datasets(tmp_path):
+    retina = datasets.load("retina")[:200].copy()
+    retina.write_h5ad(tmp_path / "retina200.h5ad")
+    cfg = load_config("cpu_demo", TINY + [f"out_dir={tmp_path / 'run'}", "data.corpus=null",
+                                          f"data.sources=[{tmp_path / 'retina200.h5ad'}, semrau_mesc]"])
+    run = build(cfg)
+    corpus = run.data.corpus
+    assert corpus.path == tmp_path / "run" / "corpus"
+    per_source = corpus.obs["dataset"].value_counts()
+    assert per_source["retina200"] == 200 and 300 < per_source["semrau_mesc"] <= 384
+    assert set(corpus.obs["organism"]) == {"NCBITaxon:9606", "NCBITaxon:10090"}
+    sizes = run.plan.model.config.label_sizes
+    cell_types = run.data.label_set.encoders["cell_type"]  # every observed term is a leaf or a coarse term
+    assert sizes["cell_type"] + cell_types.n_coarse == retina.obs["cell_type_ontology_term_id"].nunique()
+    assert sizes["organism"] == 2
+    assert build(cfg).data.corpus.manifest["created"] == corpus.manifest["created"]  # built once, then reused
+
+
 # --------------------------------------------------------------------------------------------- training
 
 def _read_metrics(out_dir):
@@ -181,11 +199,11 @@ def test_pretrain_cli_learns_logs_every_loss_and_writes_checkpoints(corpus, tmp_
     out = tmp_path / "run"
     args = ["pretrain", "--config", "cpu_demo", *TINY, f"data.corpus={corpus}", f"out_dir={out}",
             "training.max_steps=40", "training.warmup_steps=4", "training.lr=0.003", "training.val_every_n_steps=20",
-            "training.checkpoint_every_n_steps=15", "model.dropout=0.0"]
+            "training.checkpoint_every_n_steps=15", "training.keep_checkpoints=1", "model.dropout=0.0"]
     assert main(args) == 0
     assert f"checkpoint: {out / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
-    assert ckpts == ["last.ckpt", "step-15.ckpt", "step-30.ckpt"]
+    assert ckpts == ["last.ckpt", "step-30.ckpt"]  # keep_checkpoints=1: the latest periodic one, and the final
     assert (out / "config.yaml").is_file()
     m = _read_metrics(out)
     terms = ["denoise", "bottleneck", "cell_type", "organism", "loss"]

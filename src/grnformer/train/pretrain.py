@@ -238,7 +238,7 @@ class _FinalCheckpoint(Callback):
         self.path = path
 
     def on_train_end(self, trainer: Trainer, pl_module: Any) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
