@@ -101,7 +101,8 @@ def test_bad_settings_raise_before_training(corpus, tmp_path):
     for override, match in [("training.strategy=horovod", "strategy"), ("training.scheduler=step", "scheduler"),
                             ("training.loss_weights.celltype=2", "unknown loss weights"),
                             ("model.n_heads=3", "divisible"), ("training.strategy=fsdp", "CUDA GPUs"),
-                            ("training.precision=fp12", "invalid training settings")]:
+                            ("training.precision=fp12", "invalid training settings"),
+                            ("training.lr=fast", "optimiser settings")]:
         cfg = load_config("cpu_demo", TINY + [f"data.corpus={corpus}", f"out_dir={tmp_path}", override])
         with pytest.raises(InputError, match=match):
             build(cfg)
@@ -262,3 +263,16 @@ def test_plateau_scheduler_warms_up_then_holds(corpus, tmp_path):
     assert lrs[:4] == pytest.approx([0.00025, 0.0005, 0.00075, 0.001])
     assert lrs[4:] == pytest.approx([0.001] * 4)
     assert run.trainer.lr_scheduler_configs[0].scheduler.__class__.__name__ == "ReduceLROnPlateau"
+
+
+def test_plateau_scheduler_cuts_the_rate_when_validation_stalls(corpus, tmp_path):
+    """(lr=1e-7 is also how YAML hands over a string.) At lr 1e-7 the validation loss cannot improve by ReduceLROnPlateau's 1e-4 relative threshold: with
+    patience 0, every validation after the first halves the rate (and only validations do)."""
+    cfg = load_config("cpu_demo", TINY + [f"data.corpus={corpus}", f"out_dir={tmp_path}", "training.max_steps=7",
+                                          "training.scheduler=plateau", "training.warmup_steps=0",
+                                          "training.plateau_patience=0", "training.lr=1e-7",
+                                          "training.val_every_n_steps=2", "training.checkpoint_every_n_steps=100"])
+    run = build(cfg)
+    run.trainer.fit(run.plan, run.data)
+    lrs = _read_metrics(tmp_path).dropna(subset=["lr-AdamW/pg1"]).sort_values("step")["lr-AdamW/pg1"].to_numpy()
+    assert lrs == pytest.approx([1e-7] * 4 + [5e-8] * 2 + [2.5e-8])  # validations after steps 2, 4 and 6

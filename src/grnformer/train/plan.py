@@ -47,7 +47,14 @@ class OptimConfig:
     plateau_patience: int = 2
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        try:  # YAML reads 1e-4 (no dot) as a string
+            for name in ("lr", "weight_decay", "min_lr_ratio", "plateau_factor"):
+                setattr(self, name, float(getattr(self, name)))
+            for name in ("warmup_steps", "max_steps", "plateau_patience"):
+                setattr(self, name, int(getattr(self, name)))
+            self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"invalid optimiser settings: {exc}.") from exc
         problems = []
         if self.lr <= 0:
             problems.append(f"lr must be > 0 (got {self.lr})")
