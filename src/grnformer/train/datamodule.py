@@ -22,7 +22,7 @@ from grnformer.data.labels import LabelSet
 from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler, combination_key
 from grnformer.errors import InputError
 
-_VAL_STREAM = 1 << 20  # spawn key of the validation split and batches, apart from any epoch number
+_VAL_STREAM = 1 << 20  # random streams of the validation split and batches; training streams are keyed by rank
 _SPLIT_CHUNK = 1 << 22
 
 
@@ -78,9 +78,9 @@ class _Batches(Sampler):
     """Groups a cell sampler's draws into batches keyed (batch seed, corpus cell ids).
 
     Batch seeds mix in the epoch unless `fixed` (validation: the same batches every time). `start` skips the
-    first batches of the epoch (resume). DataLoader workers take batches round-robin, so the
-    skipped batches that would have gone to workers before the resume point are replaced by empty placeholders:
-    every later batch is then built by the same worker as in an uninterrupted run.
+    first batches of the epoch (resume). DataLoader workers take batches round-robin, so the skipped batches
+    that would have gone to workers before the resume point are replaced by empty placeholders: every later
+    batch is then built by the same worker as in an uninterrupted run.
     """
 
     def __init__(self, sampler: Sampler, cells: np.ndarray, batch_size: int, seed: int, stream: int,

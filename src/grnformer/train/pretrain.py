@@ -12,11 +12,12 @@ import copy
 import importlib.util
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import anndata
 import torch
 import yaml
 from lightning.pytorch import Callback, Trainer, seed_everything
@@ -81,8 +82,9 @@ DEFAULTS: dict[str, Any] = {
 }
 _OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "min_lr_ratio", "plateau_factor",
                "plateau_patience")
-_MODEL_FIELDS = {"d_model", "n_layers", "n_heads", "mlp_ratio", "dropout", "context_length", "expr_encoding",
-                 "position_base"}
+# ModelConfig fields a configuration may set; the others come from the corpus and the embedding file
+_MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "n_positions", "label_sizes",
+                                                        "gene_embedding_dim"}
 
 
 @dataclass
@@ -141,7 +143,7 @@ def _merge(base: Mapping[str, Any], update: Mapping[str, Any], where: str) -> di
                 continue
             known = sorted(set(base) | (_MODEL_FIELDS if where == "model." else set()))
             raise InputError(f"unknown configuration key '{path}'; known here: {', '.join(known)}.")
-        if isinstance(base[key], Mapping) and base[key] is not None:
+        if isinstance(base[key], Mapping):
             if not isinstance(value, Mapping):
                 raise InputError(f"configuration key '{path}' must be a mapping, got {value!r}.")
             out[key] = _merge(base[key], value, f"{path}.")
@@ -178,9 +180,7 @@ def ensure_corpus(data: Mapping[str, Any], out_dir: Path) -> Path:
 
 def _sources(items: Sequence[str], silver: bool) -> tuple[dict[str, Any], list[Any]]:
     """Named datasets loaded (with silver labels when asked), paths kept for chunked reading; and every obs."""
-    import anndata
-
-    from grnformer.data import datasets, silver as silver_labels
+    from grnformer.data import datasets, silver as silver_labels  # scanpy: imported only to build a corpus
 
     sources: dict[str, Any] = {}
     obs = []
