@@ -360,14 +360,15 @@ class Corpus(CellDataset):
         sizes = np.array([s["n_cells"] for s in self.manifest["shards"]], dtype=np.int64)
         self.shard_starts = np.concatenate([[0], np.cumsum(sizes)])
         self.n_cells = int(self.manifest["n_cells"])
-        columns = ["organism"] + [f"label_{c}" for c in self.label_classes]
-        table = pq.read_table(self.path / CELLS, columns=columns, read_dictionary=["organism"])
-        organism = table.column("organism").combine_chunks()
-        self.organisms = [str(o) for o in organism.dictionary.to_pylist()]
-        self.organism_codes = organism.indices.to_numpy().astype(np.int16)
+        # one column at a time: start-up memory stays near the size of the arrays kept (atlas-size corpora)
+        organism = pq.read_table(self.path / CELLS, columns=["organism"],
+                                 read_dictionary=["organism"]).column("organism").unify_dictionaries()
+        self.organisms = [str(o) for o in organism.chunk(0).dictionary.to_pylist()] if organism.num_chunks else []
+        self.organism_codes = np.concatenate([c.indices.to_numpy() for c in organism.chunks]).astype(np.int16)
+        del organism
         self.label_codes = np.empty((self.n_cells, len(self.label_classes)), dtype=np.int32)
         for j, c in enumerate(self.label_classes):
-            self.label_codes[:, j] = table.column(f"label_{c}").to_numpy()
+            self.label_codes[:, j] = pq.read_table(self.path / CELLS, columns=[f"label_{c}"]).column(0).to_numpy()
         self._obs: pd.DataFrame | None = None
         self._shards: list | None = None
         self._pid: int | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 
 from grnformer.errors import InputError
@@ -47,11 +48,10 @@ def combination_key(label_codes: np.ndarray) -> tuple[np.ndarray, int]:
         for lo in range(0, n, _CHUNK):
             key[lo:lo + _CHUNK] = remap[key[lo:lo + _CHUNK]]
         return key, int(present.sum())
-    if radix < 1 << 62:
-        raw = _mixed_radix(codes, lows, spans, np.int64)
-        _, inverse = np.unique(raw, return_inverse=True)
-    else:
-        _, inverse = np.unique(codes, axis=0, return_inverse=True)
+    if radix < 1 << 62:  # hash the packed key: O(n), no sort of all cells
+        inverse, uniques = pd.factorize(_mixed_radix(codes, lows, spans, np.int64), sort=False)
+        return inverse.astype(np.int32), len(uniques)
+    _, inverse = np.unique(codes, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1).astype(np.int32)
     return inverse, int(inverse.max()) + 1
 
@@ -75,9 +75,10 @@ def _group_order(key: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray
     np.cumsum(counts, out=starts[1:])
     cursor = starts[:-1].copy()
     order = np.empty(len(key), dtype=np.int32)
+    small = n_groups <= 1 << 16  # 16-bit keys: numpy's stable argsort is a linear-time radix sort
     for lo in range(0, len(key), _CHUNK):
         block = key[lo:lo + _CHUNK]
-        srt = np.argsort(block, kind="stable")
+        srt = np.argsort(block.astype(np.uint16) if small else block, kind="stable")
         sk = block[srt]
         block_counts = np.bincount(sk, minlength=n_groups)
         first = np.cumsum(block_counts) - block_counts
