@@ -246,6 +246,12 @@ def test_kill_and_resume_reproduces_the_loss_curve_exactly(corpus, tmp_path):
     assert len(set(whole.loss.values())) == 8 and all(math.isfinite(v) for v in whole.loss.values())
     a, b = ref.plan.model.state_dict(), resumed.plan.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the same through the command line: `grnformer pretrain --resume` (logged step k-1 = state after step k)
+    assert main(["pretrain", "--config", "cpu_demo", *base, f"out_dir={tmp_path / 'd'}",
+                 "--resume", str(tmp_path / "b" / "checkpoints" / "step-4.ckpt")]) == 0
+    logged = _read_metrics(tmp_path / "d").dropna(subset=["train/loss"]).set_index("step")["train/loss"]
+    # (CSV keeps ~16 digits: equal far below float32 resolution, i.e. the same float32 losses)
+    assert [logged[k - 1] for k in range(5, 9)] == pytest.approx([whole.loss[k] for k in range(5, 9)], rel=1e-12)
     with pytest.raises(InputError, match="d_model: 32 in the checkpoint, 48 now"):  # resume into another model
         pretrain(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'c'}", "model.d_model=48"]),
                  resume=tmp_path / "b" / "checkpoints" / "step-4.ckpt")
