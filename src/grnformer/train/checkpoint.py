@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from importlib import resources
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from grnformer.model import GRNFormer, ModelConfig
 
 FORMAT = "grnformer-bundle"
 FORMAT_VERSION = 1
+SHIPPED_NAME = "shipped"  # checkpoint name that means grnformer/checkpoints/small.pt
 META_KEY = "grnformer"  # where a Lightning checkpoint keeps the bundle metadata
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -121,10 +123,23 @@ def describe(path: str | Path) -> str:
     return "\n".join(lines)
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint path; the name ``shipped`` means the small model inside the package."""
+    if str(path) == SHIPPED_NAME:
+        shipped = Path(str(resources.files("grnformer") / "checkpoints" / "small.pt"))
+        if not shipped.is_file():
+            raise InputError(f"this installation has no shipped checkpoint ({shipped}); pass a checkpoint path "
+                             f"(train one with `grnformer pretrain`, see docs/TRAINING.md).")
+        return shipped
+    return Path(path)
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(metadata, model state dict) of a bundle or a Lightning checkpoint, validated but not built."""
-    path = Path(path)
+    """(metadata, model state dict) of a bundle or a Lightning checkpoint, validated but not built.
+
+    ``path`` may be ``shipped`` (see `resolve_checkpoint`)."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
     try:
