@@ -55,16 +55,17 @@ def test_all_expressed_genes_match_the_zinb_mean(bundle):
 
 def test_gene_set_over_two_contexts_is_imputed_within_each_cells_genes(bundle):
     cells = pbmc(16, seed=8)
-    layer = denoise(bundle, cells, genes="hvg", n_genes=100, batch_size=16, progress=False)
+    layer = denoise(bundle, cells, genes="hvg", n_genes=100, max_listed_per_context=CONTEXT, batch_size=16,
+                    progress=False)
     filled = np.flatnonzero(np.diff(layer.tocsc().indptr) > 0)
     assert len(filled) == 100 and layer.nnz == 16 * 100 and (layer.data > 0).all()  # unexpressed genes too
-    # by hand: 100 ranked genes in two parts of 50 (context 64); each part joins every cell's expressed genes
+    # by hand: 100 ranked genes in two parts of 50 (at most 64 per context); each joins every cell's own genes
     prep = prepare_input(bundle, cells)
     tokens = prep.tokens[select_genes(prep, "hvg", 100)]
     records = [prep.cells[i] for i in range(16)]
     collator = Collator(bundle.vocab, CONTEXT, "all", seed=0)
     ids = bundle.vocab.ids
-    for chunk in np.array_split(tokens, math.ceil(100 / CONTEXT)):
+    for chunk in np.array_split(tokens, math.ceil(100 / CONTEXT)):  # as chunk_genes splits
         extended = [CellRecord(np.concatenate([r.genes, chunk[~np.isin(chunk, r.genes)]]),
                                np.concatenate([r.counts, np.zeros((~np.isin(chunk, r.genes)).sum(), np.float32)]),
                                r.labels, r.organism) for r in records]
@@ -90,6 +91,11 @@ def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     assert (out.layers[LAYER][:, cols].toarray() > 0).all()
     with pytest.raises(InputError, match="NOTAGENE"):
         denoise(bundle, cells, genes=["CD3E", "NOTAGENE"], progress=False)
+    whole = denoise(bundle, cells, genes=["CD3E", "MS4A1", "LYZ", "NKG7"], progress=False)
+    parts = denoise(bundle, cells, genes=["CD3E", "MS4A1", "LYZ", "NKG7"], max_listed_per_context=2, progress=False)
+    assert whole.nnz == parts.nnz == 12 * 4 and not np.allclose(whole.data, parts.data)  # contexts differ
+    with pytest.raises(InputError, match="max_listed"):
+        denoise(bundle, cells, genes="hvg", max_listed_per_context=0, progress=False)
     with pytest.raises(InputError, match="depth_multiplier"):
         denoise(bundle, cells, depth_multiplier=0, progress=False)
     with pytest.raises(InputError, match="'variable'"):

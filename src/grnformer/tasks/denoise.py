@@ -9,8 +9,10 @@ never trained against.
 A cell's context always holds all of its expressed genes, as in pre-training, so μ shares out the cell's whole
 depth the way the model learnt to. Gene sets: None/'all' returns values for each cell's expressed genes only
 (zeros stay zero). 'hvg' (``n_genes`` most variable) or a list of names adds the listed genes the cell did not
-express to its context (with count 0) and returns values for every listed gene: that is imputation. A list
-longer than the model's context is split into near-equal parts, each run with the cell's expressed genes.
+express to its context (with count 0) and returns values for every listed gene: that is imputation. The
+whole list goes into one context by default: splitting it would repeat the cell's expressed genes in every
+part (cost grows with the number of parts); ``max_listed_per_context`` splits longer lists into near-equal
+parts when memory demands it.
 """
 
 from __future__ import annotations
@@ -37,21 +39,23 @@ DEFAULT_N_GENES = 2000
 
 
 def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes: Sequence[str] | str | None = None,
-            n_genes: int = DEFAULT_N_GENES, batch_size: int = DEFAULT_BATCH_SIZE,
-            device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
-            seed: int = 0, progress: bool = True) -> sp.csr_matrix:
+            n_genes: int = DEFAULT_N_GENES, max_listed_per_context: int | None = None,
+            batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None, precision: str = "auto",
+            organism: str | None = None, seed: int = 0, progress: bool = True) -> sp.csr_matrix:
     """Write layers['grnformer_denoised'] (CSR, float32, aligned with ``adata``'s genes) and return it.
 
     Genes outside the chosen set, genes that did not map to the vocabulary and cells prepare() dropped are 0."""
     if not depth_multiplier > 0:
         raise InputError(f"depth_multiplier must be > 0; got {depth_multiplier}.")
+    if max_listed_per_context is not None and max_listed_per_context < 1:
+        raise InputError(f"max_listed_per_context must be >= 1; got {max_listed_per_context}.")
     bundle, dev = load_task_bundle(bundle, device)
     prep = prepare_input(bundle, adata, organism)
     everything = genes is None or (isinstance(genes, str) and genes == "all")
     if not everything and isinstance(genes, str) and genes != "hvg":
         raise InputError(f"genes must be None, 'all', 'hvg' or a list of gene names; got '{genes}'.")
-    chunks = [] if everything else chunk_genes(prep.tokens[select_genes(prep, genes, n_genes)],
-                                               bundle.config.context_length)
+    listed = np.empty(0, dtype=np.int64) if everything else prep.tokens[select_genes(prep, genes, n_genes)]
+    chunks = [] if everything else chunk_genes(listed, max_listed_per_context or len(listed))
     collator = context_collator(bundle, "all", seed=seed)
     contexts = [collator] if everything else [_with_genes(collator, chunk) for chunk in chunks]
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)

@@ -276,10 +276,9 @@ def parse_gene_option(value: Sequence[str] | str | None, keywords: Sequence[str]
     return names
 
 
-def chunk_genes(tokens: np.ndarray, context_length: int) -> list[np.ndarray]:
-    """Split a gene list longer than the model's context into near-equal contexts, each run for every cell."""
-    n_chunks = max(1, math.ceil(len(tokens) / context_length))
-    return [c for c in np.array_split(tokens, n_chunks)]
+def chunk_genes(tokens: np.ndarray, size: int) -> list[np.ndarray]:
+    """Split a gene list into the fewest near-equal parts of at most ``size`` genes (one context each)."""
+    return list(np.array_split(tokens, max(1, math.ceil(len(tokens) / size))))
 
 
 # ----------------------------------------------------------------------------------------------- the loop
