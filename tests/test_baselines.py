@@ -74,6 +74,7 @@ def _with_planted_copy(chen, source: str):
 
 @pytest.mark.parametrize("method,kw", [("genie3", {"n_estimators": 20}),
                                        ("genie3", {"n_estimators": 20, "tree_method": "et"}),
+                                       ("genie3", {"n_estimators": 20, "max_samples": 150}),
                                        ("grnboost2", {"n_estimators": 60, "learning_rate": 0.1})])
 def test_tree_methods_find_a_planted_regulator(chen, genes, method, kw):
     data = _with_planted_copy(chen, genes[0])

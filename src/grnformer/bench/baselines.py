@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import io
 import inspect
 import sys
@@ -140,7 +141,10 @@ def _fit_targets(kind: str, x: np.ndarray, reg: np.ndarray, targets: np.ndarray,
         state = seed + int(j)
         if kind == "genie3":
             cls = ExtraTreesRegressor if params["tree_method"] == "et" else RandomForestRegressor
+            cap = params["max_samples"]
             model = cls(n_estimators=params["n_estimators"], max_features=params["max_features"],
+                        max_samples=None if cap is None or cap >= len(y) else int(cap),
+                        bootstrap=params["tree_method"] == "rf" or (cap is not None and cap < len(y)),
                         random_state=state, n_jobs=1).fit(x[:, reg[feats]], y)
             imp = _tree_importance(model.estimators_) / len(model.estimators_)
         else:
@@ -167,13 +171,15 @@ def _per_target(kind: str, x: np.ndarray, reg: np.ndarray, seed: int, n_jobs: in
 
 
 def genie3(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_jobs: int = 1, n_estimators: int = 100,
-           max_features: str | float = "sqrt", tree_method: str = "rf") -> np.ndarray:
+           max_features: str | float = "sqrt", tree_method: str = "rf", max_samples: int | None = None) -> np.ndarray:
     """GENIE3 (Huynh-Thu et al. 2010): per target, a random forest (``tree_method='rf'``) or extra-trees (``'et'``)
-    on the regulators, √p features per split; edge score = the regulator's importance for that target."""
+    on the regulators, √p features per split; edge score = the regulator's importance for that target.
+    ``max_samples`` caps the cells each tree draws (bootstrap of that size) so large data sets stay affordable."""
     if tree_method not in ("rf", "et"):
         raise InputError(f"tree_method must be 'rf' or 'et', not {tree_method!r}")
     return _per_target("genie3", x, reg, seed, n_jobs,
-                       {"n_estimators": n_estimators, "max_features": max_features, "tree_method": tree_method})
+                       {"n_estimators": n_estimators, "max_features": max_features, "tree_method": tree_method,
+                        "max_samples": max_samples})
 
 
 def grnboost2(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_jobs: int = 1, n_estimators: int = 500,
@@ -189,20 +195,18 @@ def grnboost2(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_jobs: int = 1, n_
 
 def _import_regdiffusion():
     """regdiffusion, or an ImportError saying how to install it without pulling another torch build."""
-    try:
-        import pyvis  # noqa: F401  (regdiffusion imports it at import time, for interactive plots only)
-    except ImportError:
+    if importlib.util.find_spec("regdiffusion") is None:
+        raise ImportError("the 'regdiffusion' baseline needs the regdiffusion package: "
+                          "`pip install --no-deps regdiffusion==0.2.3` (its other needs — torch, scanpy, "
+                          "scikit-learn, h5py, tqdm — are grnformer's own; --no-deps keeps your torch build)")
+    if "pyvis" not in sys.modules and importlib.util.find_spec("pyvis") is None:
         # regdiffusion's package __init__ imports pyvis (and through it IPython, jinja2, jsonpickle) only to offer an
         # interactive plot we never call: a stand-in module lets it import without those packages.
         stub = types.ModuleType("pyvis")
         stub.network = types.SimpleNamespace(Network=object)
         sys.modules["pyvis"] = stub
-    try:
-        import regdiffusion
-    except ImportError as err:
-        raise ImportError("the 'regdiffusion' baseline needs the regdiffusion package: "
-                          "`pip install --no-deps regdiffusion==0.2.3` (its other needs — torch, scanpy, "
-                          "scikit-learn, h5py, tqdm — are grnformer's own; --no-deps keeps your torch build)") from err
+    import regdiffusion
+
     return regdiffusion
 
 

@@ -335,14 +335,14 @@ def beeline(directory: str | Path, network_file: str | None = None, organism: st
     ref = pd.read_csv(path, dtype=str)
     if not {"Gene1", "Gene2"} <= set(ref.columns):
         raise InputError(f"{path} has columns {list(ref.columns)}; a BEELINE network needs Gene1 and Gene2")
-    org = organism_id(organism) if organism else YEAST
+    org = organism_id(organism) if organism else "unknown"
     edges = ref.rename(columns={"Gene1": "regulator", "Gene2": "target"})[["regulator", "target"]].dropna()
     prov = _source(path, format="BEELINE", rows=len(ref))
     if organism:
         edges = _normalise_edges(edges, org, prov)
     else:
         prov["symbols"] = "as given (no organism: not normalised)"
-    return _finish(edges, f"beeline_{directory.name}", org if organism else "unknown", prov)
+    return _finish(edges, f"beeline_{directory.name}", org, prov)
 
 
 def beeline_expression(directory: str | Path, organism: str | None = None):
@@ -381,6 +381,7 @@ def perturbation(adata, perturbation_key: str, control: str, test: str = "mannwh
     (two-sided Mann–Whitney U, or Welch's t-test with ``test="ttest"``); p-values are Benjamini–Hochberg corrected
     within each perturbation; an edge needs FDR < ``fdr`` and |log2 fold change of mean normalised expression| ≥
     ``min_abs_log2fc``. The perturbed gene itself is not an edge; whether it went down is reported (on-target).
+    Symbols are normalised when the organism (``organism=`` or obs['organism_ontology_term_id']) is human or mouse.
     """
     from scipy import stats
 
@@ -391,7 +392,12 @@ def perturbation(adata, perturbation_key: str, control: str, test: str = "mannwh
         raise InputError(f"control label {control!r} not in obs[{perturbation_key!r}]")
     if test not in ("mannwhitney", "ttest"):
         raise InputError(f"test must be 'mannwhitney' or 'ttest', not {test!r}")
-    org = organism_id(organism) if organism else adata.obs.get("organism_ontology_term_id", pd.Series([HUMAN])).iloc[0]
+    if organism:
+        org = organism_id(organism)
+    elif "organism_ontology_term_id" in adata.obs and adata.n_obs:
+        org = str(adata.obs["organism_ontology_term_id"].iloc[0])
+    else:
+        org = "unknown"
     symbols = (adata.var["symbol"] if "symbol" in adata.var else adata.var_names.to_series()).astype(str).to_numpy()
     x = adata.X.tocsr() if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
     depth = np.asarray(x.sum(1)).ravel()
