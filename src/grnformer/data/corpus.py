@@ -10,7 +10,7 @@ Layout of a corpus directory (format 1)::
     shards/NNNNN.indices.npy token ids (uint16 while the vocabulary fits, else int32)
     shards/NNNNN.data.npy    float32 raw counts
 
-Shards are plain .npy files so a reader memory-maps them and touches only the cells it asks for; they are written
+Shards are plain .npy files so a reader fetches only the bytes of the cells it asks for; they are written
 by appending chunk after chunk (the header is rewritten at the end), so building never holds more than one chunk
 of one source in memory. The whole directory is written as ``<out_dir>.part`` and renamed when complete.
 """
@@ -38,6 +38,7 @@ import torch
 from anndata import AnnData
 
 import grnformer
+from grnformer.data import datasets
 from grnformer.data.collate import CellRecord
 from grnformer.data.genes import GeneVocab, organism_id
 from grnformer.data.labels import LabelSet
@@ -183,9 +184,7 @@ def _chunks(src: Source, chunk_cells: int) -> Iterator[AnnData]:
     if not path.exists():
         if path.suffix == ".h5ad" or os.sep in str(src):
             raise InputError(f"corpus source '{src}' does not exist.")
-        from grnformer.data.datasets import load  # a named dataset (small, read whole)
-
-        yield load(str(src))
+        yield datasets.load(str(src))  # a named dataset (small: read whole)
         return
     try:
         backed = anndata.read_h5ad(path, backed="r")
@@ -323,6 +322,22 @@ def _write_genes(path: Path, vocab: GeneVocab) -> None:
 # ----------------------------------------------------------------------------------------------------- reading
 
 
+class _ArrayFile:
+    """Slices of a 1-D .npy file read with pread: random access to a few KB per cell without mapping the file,
+    so resident memory does not fill with file pages (fault-around and read-ahead) as a large corpus is sampled."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb", buffering=0)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(self.file)]
+        _, _, self.dtype = read_header(self.file)
+        self.offset = self.file.tell()
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        return np.frombuffer(os.pread(self.file.fileno(), (hi - lo) * size, self.offset + lo * size), self.dtype)
+
+
 class CellDataset(torch.utils.data.Dataset):
     """Map-style dataset of CellRecords with per-cell metadata (``obs``) and ``label_codes`` [n_cells, k]."""
 
@@ -340,7 +355,7 @@ class CellDataset(torch.utils.data.Dataset):
 
 
 class Corpus(CellDataset):
-    """A corpus written by `build_corpus`: memory-mapped shards opened lazily in each process."""
+    """A corpus written by `build_corpus`; shard files are opened lazily in each process (DataLoader workers)."""
 
     def __init__(self, path: str | Path, vocab: GeneVocab | None = None) -> None:
         self.path = Path(path)
@@ -375,7 +390,7 @@ class Corpus(CellDataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_shards"], state["_pid"] = None, None  # each worker maps the files itself
+        state["_shards"], state["_pid"] = None, None  # each worker opens the files itself
         return state
 
     @property
@@ -397,11 +412,12 @@ class Corpus(CellDataset):
         genes = pd.read_parquet(self.path / GENES)
         return GeneVocab(genes.set_index("gene_id")[["symbol", "organism", "position"]])
 
-    def _open(self) -> list:
+    def _open(self) -> list[tuple[np.ndarray, _ArrayFile, _ArrayFile]]:
         if self._shards is None or self._pid != os.getpid():
             base = self.path / SHARDS
-            self._shards = [tuple(np.load(base / f"{s['name']}.{part}.npy", mmap_mode="r")
-                                  for part in ("indptr", "indices", "data"))
+            self._shards = [(np.load(base / f"{s['name']}.indptr.npy", mmap_mode="r"),
+                             _ArrayFile(base / f"{s['name']}.indices.npy"),
+                             _ArrayFile(base / f"{s['name']}.data.npy"))
                             for s in self.manifest["shards"]]
             self._pid = os.getpid()
         return self._shards
@@ -418,8 +434,7 @@ class Corpus(CellDataset):
         indptr, indices, data = self._open()[s]
         row = i - int(self.shard_starts[s])
         lo, hi = int(indptr[row]), int(indptr[row + 1])
-        return CellRecord(genes=np.array(indices[lo:hi], dtype=np.int64),
-                          counts=np.array(data[lo:hi], dtype=np.float32),
+        return CellRecord(genes=indices.read(lo, hi).astype(np.int64), counts=data.read(lo, hi).copy(),
                           labels=self.label_codes[i].astype(np.int64),
                           organism=self.organisms[self.organism_codes[i]])
 
