@@ -1,0 +1,80 @@
+"""Export a finished pre-training run as the shipped checkpoint: fp16 bundle, model card, loss-curve PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from grnformer.train.checkpoint import load_bundle, save_bundle  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "src" / "grnformer" / "checkpoints" / "small.pt"
+FIGURE = ROOT / "benchmarks" / "figures" / "shipped_small_loss.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--ckpt", default="last.ckpt", help="file name under RUN_DIR/checkpoints")
+    parser.add_argument("--wall-seconds", type=float, default=None)
+    args = parser.parse_args()
+    run = args.run_dir
+    bundle = load_bundle(run / "checkpoints" / args.ckpt)
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    save_bundle(bundle.model, bundle.config, bundle.vocab, bundle.labels, TARGET, dtype="float16")
+
+    metrics = pd.concat([pd.read_csv(p) for p in sorted(run.glob("logs/version_*/metrics.csv"))])
+    train = metrics.dropna(subset=["train/loss"]).groupby("step").last()
+    val = metrics.dropna(subset=["val/loss"]).groupby("step").last() if "val/loss" in metrics else None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for col in ("train/denoise", "train/bottleneck"):
+        axes[0].plot(train.index, train[col], label=col)
+    if val is not None:
+        for col in ("val/denoise", "val/bottleneck"):
+            if col in val:
+                axes[0].plot(val.index, val[col], "o--", label=col)
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("ZINB NLL per gene"), axes[0].legend()
+    for col in [c for c in train.columns if c.startswith("train/") and c not in
+                ("train/loss", "train/denoise", "train/bottleneck")]:
+        axes[1].plot(train.index, train[col], label=col.removeprefix("train/"))
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("label loss"), axes[1].legend(fontsize=7)
+    fig.suptitle("shipped small model, pre-training on CPU")
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=100, bbox_inches="tight")
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    last = train.iloc[-1]
+    card = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU",
+        "command": "scripts/train_shipped.sh",
+        "sources": config["data"]["sources"],
+        "held_out": ["pbmc3k (demo)", "chen_hesc", "semrau_mesc (network ground truths)"],
+        "steps": int(train.index.max()) + 1,
+        "batch_size": config["training"]["batch_size"],
+        "context_length": bundle.config.context_length,
+        "wall_seconds": args.wall_seconds,
+        "final_train": {k.removeprefix("train/"): float(v) for k, v in last.items()
+                        if str(k).startswith("train/") and pd.notna(v)},
+        "final_val": ({k.removeprefix("val/"): float(v) for k, v in val.iloc[-1].items()
+                       if str(k).startswith("val/") and pd.notna(v)} if val is not None and len(val) else None),
+        "parameters": bundle.model.get_num_params(),
+        "bytes": TARGET.stat().st_size,
+    }
+    (TARGET.parent / "small.json").write_text(json.dumps(card, indent=2))
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()
