@@ -69,13 +69,14 @@ class Collator:
         if mode == "given":
             self.gene_list = _given_tokens(vocab, gene_list)
             self.context_length = len(self.gene_list)
-            self._slot = np.full(self.vocab_size, -1, dtype=np.int64)
-            self._slot[self.gene_list] = np.arange(len(self.gene_list))
+            self._given_slot = np.full(self.vocab_size, -1, dtype=np.int64)
+            self._given_slot[self.gene_list] = np.arange(len(self.gene_list))
         elif gene_list is not None:
             raise InputError("gene_list is only used with mode='given'.")
 
     def set_epoch(self, epoch: int) -> None:
-        """Mix the epoch into the random stream (call before creating the epoch's DataLoader iterator)."""
+        """Mix the epoch into the random stream (call before creating the epoch's DataLoader iterator; with
+        persistent workers the workers keep their copy, whose streams simply continue)."""
         self._epoch = int(epoch)
         self._rng = None
 
@@ -145,7 +146,7 @@ class Collator:
                n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scatter each cell's counts into the fixed gene list; genes outside the list are dropped."""
         L = self.context_length
-        slot = self._slot[genes]
+        slot = self._given_slot[genes]
         hit = slot >= 0
         out_counts = np.zeros((n_cells, L), dtype=np.float32)
         out_target = np.zeros((n_cells, L), dtype=np.float32)

@@ -21,6 +21,12 @@ import torch
 from grnformer.errors import InputError
 
 _CHUNK = 1 << 22  # rows handled at once when building or drawing, to bound temporary memory
+_YIELD = 1 << 16  # indices turned into Python ints at once (28 bytes each)
+
+
+def _yield_ints(indices: np.ndarray) -> Iterator[int]:
+    for lo in range(0, len(indices), _YIELD):
+        yield from indices[lo:lo + _YIELD].tolist()
 
 
 def combination_key(label_codes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -146,12 +152,11 @@ class LabelBalancedSampler(torch.utils.data.Sampler[int]):
             rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, self.rank)))
             left = self.per_rank
             while left > 0:
-                size = min(left, _CHUNK)
+                size = min(left, _YIELD)
                 yield from self._draw(rng, size).tolist()
                 left -= size
         else:
-            chosen = self._without_replacement()
-            yield from chosen[self.rank::self.world_size].tolist()
+            yield from _yield_ints(self._without_replacement()[self.rank::self.world_size])
 
     def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Two-level draw: a combination with probability ∝ its mass, then a uniform cell inside it."""
@@ -222,6 +227,4 @@ class ShardedEpochSampler(torch.utils.data.Sampler[int]):
             if extra:
                 order = np.concatenate([order, order[:extra]])
         mine = order[self.rank::self.world_size]
-        if self.cells is not None:
-            mine = self.cells[mine]
-        yield from mine.tolist()
+        yield from _yield_ints(mine if self.cells is None else self.cells[mine])
