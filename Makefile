@@ -11,7 +11,7 @@ STAMP := $(VENV)/.grnformer-installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup fetch test demo clean
+.PHONY: setup fetch browser test demo clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,14 @@ setup: $(STAMP)
 fetch: setup
 	$(BIN)/grnformer fetch
 
-test: fetch
+# The report test opens the demo report in headless Chromium (Debian package `chromium`).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Chromium for the report test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "could not install chromium (need root?): the report test will fail; install it by hand"; }
+
+test: fetch browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no test"; exit 0; fi; exit $$rc
 

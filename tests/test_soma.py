@@ -15,7 +15,7 @@ from grnformer.data.labels import LabelSet
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.sampler import LabelBalancedSampler
 
-tiledbsoma_io = pytest.importorskip("tiledbsoma.io", reason="optional extra grnformer[soma]")
+import tiledbsoma.io as tiledbsoma_io  # noqa: E402  (installed by requirements.lock)
 
 
 def _write(adata, root, name: str) -> str:

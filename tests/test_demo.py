@@ -1,0 +1,68 @@
+"""The demo as a new user meets it: the shipped model on real PBMC cells, a report that renders in a browser."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from grnformer.demo import run_demo
+from grnformer.errors import InputError
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    assert path, "the report test needs Chromium: `apt-get install chromium` (the Makefile's test target does it)"
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    report = run_demo(out, max_cells=600, n_genes=60)
+    assert report == out / "report.html"
+    return out
+
+
+def test_demo_outputs(demo_dir):
+    import anndata as ad
+
+    cells = ad.read_h5ad(demo_dir / "cells.h5ad")
+    assert cells.obsm["X_grnformer"].shape[0] == 600
+    assert "grnformer_cell_type" in cells.obs and "grnformer_denoised" in cells.layers
+    rows = json.loads((demo_dir / "metrics.json").read_text())
+    methods = {r["method"] for r in rows}
+    assert {"grnformer (all cells)", "GENIE3", "Pearson"} <= methods
+    assert {r["truth"] for r in rows} == {"omnipath", "encode_chip"}
+    assert all(0 <= r["random_precision"] <= 1 for r in rows)
+    assert (demo_dir / "networks" / "grnformer_all.csv").stat().st_size > 0
+
+
+def test_report_renders_every_figure_in_chromium(demo_dir, tmp_path):
+    page = (demo_dir / "report.html").read_text()
+    n_figures = len(re.findall(r"<img ", page))
+    assert n_figures >= 4  # UMAP, network drawing, PR curves
+    # A copy with a probe that records each image's decoded width once the page has loaded.
+    probe = page.replace("</body>", "<script>window.addEventListener('load',()=>{document.body.setAttribute("
+                                    "'data-widths',[...document.images].map(i=>i.naturalWidth).join(','));});"
+                                    "</script></body>")
+    copy = tmp_path / "probe.html"
+    copy.write_text(probe)
+    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    widths = re.search(r'data-widths="([^"]*)"', dom)
+    assert widths, "Chromium did not run the page"
+    values = [int(w) for w in widths.group(1).split(",")]
+    assert len(values) == n_figures and all(w > 0 for w in values)
+
+
+def test_demo_rejects_bad_input_before_writing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="no such file"):
+        run_demo(out, adata_path=str(tmp_path / "missing.h5ad"))
+    assert not out.exists()
