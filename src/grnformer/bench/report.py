@@ -107,7 +107,7 @@ def plot_pr_curves(curves: dict, out_dir: Path) -> dict[tuple[str, str, str], Pa
         ax.set_xlabel("recall")
         ax.set_ylabel("precision (log)")
         ax.set_title(f"{dname} vs {tname} ({universe})", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
         path = out_dir / f"pr_{dname}__{tname}__{universe}.png"
         tmp = path.with_name(path.name + ".part")
