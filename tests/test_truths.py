@@ -107,6 +107,10 @@ def test_registry_and_matrix():
             "beeline", "perturbation"} <= set(available_truths())
     with pytest.raises(InputError):
         load_truth("string_db")
+    with pytest.raises(InputError, match="directory"):
+        load_truth("beeline")                                            # needs its directory
+    with pytest.raises(InputError, match="bogus"):
+        load_truth("omnipath", bogus=1)
     t = GroundTruth(pd.DataFrame({"regulator": ["A", "A", "B", "A"], "target": ["B", "C", "C", "B"]}), "x",
                     "NCBITaxon:9606")
     assert len(t) == 3

@@ -10,6 +10,7 @@ accessions without a mapping, miRNAs) are dropped and counted.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -474,7 +475,13 @@ def load_truth(name: str, **kw) -> GroundTruth:
     if name not in reg:
         raise InputError(f"unknown ground truth {name!r}; known: {', '.join(reg)}")
     fn, fixed, _ = reg[name]
-    return fn(**{**fixed, **kw})
+    args = {**fixed, **kw}
+    try:
+        inspect.signature(fn).bind(**args)
+    except TypeError as err:
+        raise InputError(f"ground truth {name!r} cannot be loaded with {sorted(args)}: {err} "
+                         f"({_registry()[name][2]})") from None
+    return fn(**args)
 
 
 def as_truth(obj: GroundTruth | Mapping[str, Iterable[str]] | pd.DataFrame, name: str = "custom",
