@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install -q -r requirements.lock
+	# RegDiffusion baseline: its declared requirements would pull another torch; what it needs is already here.
+	$(BIN)/pip install -q --no-deps regdiffusion==0.2.3
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -93,3 +93,18 @@ def test_errors_come_before_any_output(tmp_path, chen):
     with pytest.raises(InputError, match="unknown dataset"):
         bench_main(["pearson"], ["no_such_dataset"], ["omnipath_tf"], out)
     assert not out.exists()
+
+
+def test_grnformer_runs_as_a_bench_method_with_the_shipped_model(tmp_path):
+    """The tasks layer's attention networks go through the same runner, scoring and report as the baselines."""
+    import json
+
+    from grnformer.bench.runner import available_methods, bench_main
+
+    assert "grnformer" in available_methods()
+    bench_main(["grnformer"], ["chen_hesc"], ["mccalla_hesc_chip_kd"], tmp_path, n_genes=40, n_tfs=20,
+               checkpoint="shipped")
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["methods"]["grnformer"].startswith("grnformer ")
+    assert result["settings"]["method_options"]["grnformer"]["checkpoint"] == "shipped"
+    assert (tmp_path / "report.html").stat().st_size > 0

@@ -68,12 +68,12 @@ def available_methods() -> list[str]:
 
 
 def _load_grnformer_method() -> None:
-    """Importing the tasks layer's network module registers 'grnformer' (when that layer provides it)."""
+    """Register the tasks layer's attention networks as method 'grnformer' (needs option `checkpoint`)."""
     if "grnformer" not in _METHODS:
-        try:
-            import grnformer.tasks.grn  # noqa: F401
-        except ImportError:
-            pass
+        import grnformer
+        from grnformer.tasks.grn import benchmark_method
+
+        register_method("grnformer", benchmark_method, version=f"grnformer {grnformer.__version__}")
 
 
 # ---------------------------------------------------------------------------------------------------- inputs

