@@ -23,7 +23,7 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    report = run_demo(out, max_cells=600, n_genes=60)
+    report = run_demo(out, max_cells=300, n_genes=40)
     assert report == out / "report.html"
     return out
 
@@ -32,7 +32,7 @@ def test_demo_outputs(demo_dir):
     import anndata as ad
 
     cells = ad.read_h5ad(demo_dir / "cells.h5ad")
-    assert cells.obsm["X_grnformer"].shape[0] == 600
+    assert cells.obsm["X_grnformer"].shape[0] == 300
     assert "grnformer_cell_type" in cells.obs and "grnformer_denoised" in cells.layers
     rows = json.loads((demo_dir / "metrics.json").read_text())
     methods = {r["method"] for r in rows}
