@@ -77,7 +77,7 @@ def test_config_files_defaults_and_overrides(tmp_path):
     assert (cfg["model"]["preset"], cfg["training"]["precision"], cfg["training"]["weight_decay"]) == \
         ("small", "auto", 0.01)
     cfg = load_config("cpu_demo", ["training.max_steps=7", "data.downsample=[0.5, 0.6]", "model.dropout=0.0",
-                                   "training.loss_weights.bottleneck=0.5", "out_dir=/tmp/x"])
+                                   "training.loss_weights.bottleneck=0.5", "out_dir=runs/x"])
     assert cfg["training"]["max_steps"] == 7 and cfg["data"]["downsample"] == [0.5, 0.6]
     assert cfg["model"]["dropout"] == 0.0 and cfg["training"]["loss_weights"] == {"bottleneck": 0.5}
     path = tmp_path / "cfg.yaml"
