@@ -259,3 +259,21 @@ def test_case_insensitive_fallback_and_obs_kept(pbmc, pbmc_prepared):
     assert (out.obs["batch"] == "b1").all() and out.obsm["X_test"].shape == (300, 2)
     assert out.var.loc[CD3E, "input_name"] == "cd3e"
 
+
+
+def test_repeated_obs_columns_are_an_input_error():
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import pytest
+    import scipy.sparse as sp
+
+    from grnformer.data.prepare import prepare
+    from grnformer.data.resources import resource_path
+    from grnformer.errors import InputError
+
+    raw = ad.read_h5ad(resource_path("pbmc3k"))[:20]
+    obs = pd.DataFrame(np.zeros((20, 2)), index=raw.obs_names, columns=["batch", "batch"])
+    bad = ad.AnnData(sp.csr_matrix(raw.X), obs=obs, var=raw.var)
+    with pytest.raises(InputError, match="repeated column names"):
+        prepare(bad, organism="human")

@@ -99,6 +99,10 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     adata, source = _read(adata_or_path)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"{source} is empty ({adata.n_obs} cells × {adata.n_vars} genes).")
+    repeated = adata.obs.columns[adata.obs.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise InputError(f"{source}: obs has repeated column names {repeated[:5]}; rename them so that each "
+                         f"column is named once.")
     counts, var, count_source = _find_counts(adata, source)
     gene_sources = _gene_name_sources(var, gene_column, source)
     org, organism_source = _resolve_organism(adata.obs, organism, gene_sources, source)
