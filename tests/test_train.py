@@ -22,13 +22,7 @@ TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=1", "model.contex
         "data.num_workers=0", "data.val_fraction=0.1", "training.val_batches=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads waiting on each other are ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def real_corpus(path):
