@@ -86,45 +86,79 @@ DESC = [[True, True, False, False],
         [False, False, False, False]]
 
 
-def _loss(codes):
-    return hierarchical_label_loss(torch.tensor(LOGITS), torch.tensor(codes), torch.tensor(DESC))
+def _loss(codes, kind="softmax"):
+    return hierarchical_label_loss(torch.tensor(LOGITS), torch.tensor(codes), torch.tensor(DESC), kind=kind)
 
 
-def test_leaf_codes_are_one_vs_rest_bce():
+def _lse(values):
+    return math.log(sum(math.exp(v) for v in values))
+
+
+def test_leaf_codes_softmax_is_cross_entropy():
     codes = [0, 3, 2]
-    per_cell = [sum(_bce(l, j == c) for j, l in enumerate(row)) / 4 for row, c in zip(LOGITS, codes)]
-    assert _loss(codes).item() == pytest.approx(sum(per_cell) / 3, rel=1e-6)
+    expected = F.cross_entropy(torch.tensor(LOGITS), torch.tensor(codes)).item()
+    assert _loss(codes).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_leaf_codes_bce_sums_one_vs_rest_over_leaves():
+    codes = [0, 3, 2]
+    per_cell = [sum(_bce(l, j == c) for j, l in enumerate(row)) for row, c in zip(LOGITS, codes)]
+    assert _loss(codes, "bce").item() == pytest.approx(sum(per_cell) / 3, rel=1e-6)
     onehot = F.one_hot(torch.tensor(codes), 4).float()
-    assert _loss(codes).item() == pytest.approx(F.binary_cross_entropy_with_logits(torch.tensor(LOGITS), onehot).item())
+    summed = F.binary_cross_entropy_with_logits(torch.tensor(LOGITS), onehot, reduction="sum").item() / 3
+    assert _loss(codes, "bce").item() == pytest.approx(summed, rel=1e-6)
 
 
 def test_coarse_code_raises_logsumexp_of_descendants():
-    # cell 0: coarse 0 -> positive logsumexp(l0, l1), negatives l2, l3 (3 terms);
-    # cell 1: coarse 1 -> positive logsumexp(l1, l2, l3), negative l0 (2 terms); cell 2: unknown.
+    # cell 0: coarse 0 -> positive set {l0, l1}; cell 1: coarse 1 -> positive set {l1, l2, l3}; cell 2: unknown.
     r0, r1 = LOGITS[0], LOGITS[1]
-    c0 = (_bce(math.log(math.exp(r0[0]) + math.exp(r0[1])), True) + _bce(r0[2], False) + _bce(r0[3], False)) / 3
-    c1 = (_bce(math.log(sum(math.exp(v) for v in r1[1:])), True) + _bce(r1[0], False)) / 2
-    assert _loss([4, 5, -1]).item() == pytest.approx((c0 + c1) / 2, rel=1e-6)
+    soft = ((_lse(r0) - _lse(r0[:2])) + (_lse(r1) - _lse(r1[1:]))) / 2
+    assert _loss([4, 5, -1]).item() == pytest.approx(soft, rel=1e-6)
+    c0 = _bce(_lse(r0[:2]), True) + _bce(r0[2], False) + _bce(r0[3], False)
+    c1 = _bce(_lse(r1[1:]), True) + _bce(r1[0], False)
+    assert _loss([4, 5, -1], "bce").item() == pytest.approx((c0 + c1) / 2, rel=1e-6)
 
 
-def test_coarse_loss_ignores_how_mass_is_split_among_descendants():
+@pytest.mark.parametrize("kind", ["softmax", "bce"])
+def test_coarse_loss_ignores_how_mass_is_split_among_descendants(kind):
     a = torch.tensor([[3.0, -3.0, 0.0, 0.0]])
     b = torch.tensor([[-3.0, 3.0, 0.0, 0.0]])
     desc = torch.tensor(DESC)
-    assert hierarchical_label_loss(a, torch.tensor([4]), desc) == pytest.approx(
-        hierarchical_label_loss(b, torch.tensor([4]), desc).item())
-    assert hierarchical_label_loss(a, torch.tensor([0]), desc) < hierarchical_label_loss(b, torch.tensor([0]), desc)
+    assert hierarchical_label_loss(a, torch.tensor([4]), desc, kind=kind) == pytest.approx(
+        hierarchical_label_loss(b, torch.tensor([4]), desc, kind=kind).item())
+    assert hierarchical_label_loss(a, torch.tensor([0]), desc, kind=kind) \
+        < hierarchical_label_loss(b, torch.tensor([0]), desc, kind=kind)
 
 
-def test_unknown_labels_weigh_zero_and_never_nan():
-    only_first = sum(_bce(l, j == 0) for j, l in enumerate(LOGITS[0])) / 4
-    assert _loss([0, -1, -1]).item() == pytest.approx(only_first, rel=1e-6)
-    assert _loss([0, -1, 6]).item() == pytest.approx(only_first, rel=1e-6)  # code 6: coarse with no leaf
+def test_true_leaf_gradient_does_not_shrink_with_more_leaves():
+    """The collapse we saw: averaging over leaves made the true leaf's pull vanish as leaves were added."""
+    for kind in ("softmax", "bce"):
+        grads = []
+        for n_leaves in (4, 400):
+            logits = torch.zeros(1, n_leaves, requires_grad=True)
+            hierarchical_label_loss(logits, torch.tensor([0]), torch.zeros(0, n_leaves, dtype=torch.bool),
+                                    kind=kind).backward()
+            grads.append(-logits.grad[0, 0].item())
+        assert grads[1] >= grads[0] * 0.99 > 0.4, (kind, grads)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "bce"])
+def test_unknown_labels_weigh_zero_and_never_nan(kind):
+    only_first = _loss([0, -1, -1], kind).item() * 1.0
+    full_first = hierarchical_label_loss(torch.tensor(LOGITS[:1]), torch.tensor([0]), torch.tensor(DESC),
+                                         kind=kind).item()
+    assert only_first == pytest.approx(full_first, rel=1e-6)
+    assert _loss([0, -1, 6], kind).item() == pytest.approx(full_first, rel=1e-6)  # code 6: coarse with no leaf
     logits = torch.tensor(LOGITS, requires_grad=True)
-    loss = hierarchical_label_loss(logits, torch.tensor([-1, -1, 6]), torch.tensor(DESC))
+    loss = hierarchical_label_loss(logits, torch.tensor([-1, -1, 6]), torch.tensor(DESC), kind=kind)
     loss.backward()
     assert loss.item() == 0.0
     assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="softmax"):
+        _loss([0, 1, 2], "focal")
 
 
 def test_label_loss_in_fp32_under_autocast():

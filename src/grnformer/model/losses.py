@@ -27,15 +27,26 @@ def zinb_nll(x: Tensor, mu: Tensor, theta: Tensor, pi_logit: Tensor, eps: float 
         return -torch.where(x < 0.5, log_zero, log_nonzero)
 
 
-def hierarchical_label_loss(logits: Tensor, codes: Tensor, descendants: Tensor) -> Tensor:
-    """Mean binary cross-entropy of one label class over the cells whose label is known.
+LABEL_LOSSES = ("softmax", "bce")
 
-    `codes[i]` < n_leaves names a leaf: that leaf is the positive, every other leaf a negative (plain one-vs-rest
-    BCE averaged over the leaves). A code n_leaves + j names coarse term j (row j of `descendants`, n_coarse x
-    n_leaves): its descendant leaves are merged into one positive whose logit is their logsumexp ("one of these"),
-    and the remaining leaves are negatives; the BCE is averaged over those 1 + n_negative terms. Code -1 (unknown)
-    and coarse terms without a descendant leaf weigh 0; a batch with no usable label gives 0, not NaN.
+
+def hierarchical_label_loss(logits: Tensor, codes: Tensor, descendants: Tensor, kind: str = "softmax") -> Tensor:
+    """Mean label loss of one label class over the cells whose label is known.
+
+    `codes[i]` < n_leaves names a leaf; a code n_leaves + j names coarse term j (row j of `descendants`,
+    n_coarse x n_leaves), whose descendant leaves form the positive set: an ancestor label raises the logsumexp
+    of its descendant leaves ("one of these"), whichever of them it is. Code -1 (unknown) and coarse terms
+    without a descendant leaf weigh 0; a batch with no usable label gives 0, not NaN.
+
+    kind "softmax" (default): cross-entropy of the positive set under a softmax over the leaves,
+    logsumexp(all leaves) - logsumexp(positive leaves). Leaves of one class are mutually exclusive, and the
+    true leaf gets the full gradient whatever the number of leaves.
+    kind "bce": one-vs-rest binary cross-entropy, the positive set's logsumexp against each negative leaf,
+    summed over leaves (not averaged: averaging over hundreds of leaves drowns the one positive term and the
+    classifier collapses onto one class, which we observed).
     """
+    if kind not in LABEL_LOSSES:
+        raise ValueError(f"label loss kind must be one of {LABEL_LOSSES}, not {kind!r}")
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logits = logits.float()
         n_leaves = logits.shape[1]
@@ -45,7 +56,9 @@ def hierarchical_label_loss(logits: Tensor, codes: Tensor, descendants: Tensor) 
         usable = (codes >= 0) & positive.any(dim=1)
         positive = torch.where(usable[:, None], positive, eye[0])              # keep unused rows finite
         pos_logit = logits.masked_fill(~positive, float("-inf")).logsumexp(dim=1)
-        neg = F.softplus(logits).masked_fill(positive, 0.0).sum(dim=1)
-        per_cell = (F.softplus(-pos_logit) + neg) / (1 + (~positive).sum(dim=1))
+        if kind == "softmax":
+            per_cell = logits.logsumexp(dim=1) - pos_logit
+        else:
+            per_cell = F.softplus(-pos_logit) + F.softplus(logits).masked_fill(positive, 0.0).sum(dim=1)
         weight = usable.float()
         return (per_cell * weight).sum() / weight.sum().clamp_min(1.0)
