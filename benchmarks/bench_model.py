@@ -71,9 +71,10 @@ def make_batch(B: int, L: int, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def training_loss(model: GRNFormer, desc: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-    out = model(b["genes"], b["counts"], b["depth"])
+    scale = b["target"].sum(1)
+    out = model(b["genes"], b["counts"], b["depth"], scale=scale)
     loss = zinb_nll(b["target"], out.mu, out.theta, out.pi_logit).mean()
-    loss = loss + zinb_nll(b["target"], *model.bottleneck(out, b["genes"], b["depth"])).mean()
+    loss = loss + zinb_nll(b["target"], *model.bottleneck(out, b["genes"], b["depth"], scale)).mean()
     for i, (name, logits) in enumerate(out.label_logits.items()):
         loss = loss + hierarchical_label_loss(logits, b["labels"][:, i], desc[name])
     return loss

@@ -44,7 +44,7 @@ def outputs(model, batch):
     model.eval()
     with torch.no_grad():
         out = model(batch["genes"], batch["counts"], batch["depth"])
-        bott = model.bottleneck(out, batch["genes"], batch["depth"])
+        bott = model.bottleneck(out, batch["genes"], batch["depth"], batch["target"].sum(1))
     return [out.cell_emb, out.mu, out.theta, out.pi_logit, *out.label_logits.values(), *bott]
 
 

@@ -78,12 +78,25 @@ def test_output_shapes(preset):
     assert model(genes, counts, depth).qk is None
 
 
-def test_mu_sums_to_depth_and_theta_positive():
-    model = _model()
+def test_mu_sums_to_scale_and_theta_positive():
+    model = _model().eval()
     genes, counts, depth = _batch()
     out = model(genes, counts, depth)
-    torch.testing.assert_close(out.mu.sum(1), depth)
+    torch.testing.assert_close(out.mu.sum(1), counts.sum(1))  # default scale: the input context's counts
+    scale = torch.tensor([7.0, 123.0, 4.5])
+    scaled = model(genes, counts, depth, scale=scale)
+    torch.testing.assert_close(scaled.mu.sum(1), scale)
+    torch.testing.assert_close(scaled.mu / scale[:, None], out.mu / counts.sum(1, keepdim=True))  # same shares
     assert (out.mu > 0).all() and (out.theta > 0).all()
+
+
+def test_depth_token_changes_the_shares_not_the_total():
+    model = _model().eval()
+    genes, counts, depth = _batch()
+    with torch.no_grad():
+        a, b = model(genes, counts, depth), model(genes, counts, depth * 10)
+    torch.testing.assert_close(a.mu.sum(1), b.mu.sum(1))
+    assert not torch.allclose(a.mu, b.mu)
 
 
 def test_qk_equal_manual_recomputation_from_block_weights():
@@ -121,10 +134,10 @@ def test_bottleneck_sees_only_cell_and_label_embeddings():
         a = model(genes, counts, depth)
         b = model(genes, counts * 5 + 1, depth)
         mixed = dataclasses.replace(b, cell_emb=a.cell_emb, label_emb=a.label_emb)  # b's gene outputs, a's tokens
-        for ta, tm in zip(model.bottleneck(a, genes, depth), model.bottleneck(mixed, genes, depth)):
+        for ta, tm in zip(model.bottleneck(a, genes, depth, depth), model.bottleneck(mixed, genes, depth, depth)):
             torch.testing.assert_close(ta, tm)
-        mu_b = model.bottleneck(b, genes, depth)[0]
-    assert not torch.allclose(mu_b, model.bottleneck(a, genes, depth)[0].detach())  # cell tokens do matter
+        mu_b = model.bottleneck(b, genes, depth, depth)[0]
+    assert not torch.allclose(mu_b, model.bottleneck(a, genes, depth, depth)[0].detach())  # cell tokens do matter
     torch.testing.assert_close(mu_b.sum(1), depth)
 
 
@@ -133,7 +146,7 @@ def test_gradients_reach_every_trainable_parameter():
     genes, counts, depth = _batch()
     out = model(genes, counts, depth)
     loss = zinb_nll(counts, out.mu, out.theta, out.pi_logit).mean()
-    loss = loss + zinb_nll(counts, *model.bottleneck(out, genes, depth)).mean()
+    loss = loss + zinb_nll(counts, *model.bottleneck(out, genes, depth, counts.sum(1))).mean()
     for name, logits in out.label_logits.items():
         loss = loss + hierarchical_label_loss(logits, torch.tensor([0, 1, -1]), torch.zeros(0, logits.shape[1]))
     loss.backward()
@@ -160,7 +173,7 @@ def test_bf16_autocast_gives_finite_losses_and_gradients():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(genes, counts, depth)
         losses = [zinb_nll(counts, out.mu, out.theta, out.pi_logit).mean(),
-                  zinb_nll(counts, *model.bottleneck(out, genes, depth)).mean(),
+                  zinb_nll(counts, *model.bottleneck(out, genes, depth, counts.sum(1))).mean(),
                   hierarchical_label_loss(out.label_logits["cell_type"], torch.tensor([0, 7, -1]),
                                           torch.tensor([[True] * 3 + [False] * 4]))]
     assert out.mu.dtype == out.theta.dtype == torch.float32

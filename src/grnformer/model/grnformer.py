@@ -5,7 +5,10 @@ learned embedding, or frozen external embeddings projected to d_model), how much
 the count), and where it sits on the genome (a fixed sinusoid of its position token). Special tokens go first:
 a cell token, a depth token (MLP on log1p total counts) and one token per label class. The trunk is bidirectional
 with no mask (the context is always full). Gene outputs decode to zero-inflated negative binomial parameters,
-label outputs to logits over that class's leaf terms. The attention module can hand back its own queries and keys,
+label outputs to logits over that class's leaf terms. The depth token tells the model the cell's library
+size; the ZINB means are the model's share of each context gene times `scale`, the counts the context holds
+(by default what the input context holds): a context is a part of the cell, so its genes share only the
+counts that fall on them, not the whole library. The attention module can hand back its own queries and keys,
 which is how gene networks are read without a second attention implementation.
 """
 
@@ -35,7 +38,7 @@ class ModelOutput:
     cell_emb: Tensor                  # [B, d]
     label_emb: Tensor                 # [B, C, d]
     gene_out: Tensor                  # [B, L, d]
-    mu: Tensor                        # [B, L] expected counts; sums to `depth` over the context
+    mu: Tensor                        # [B, L] expected counts; sums to `scale` over the context
     theta: Tensor                     # [B, L] NB inverse dispersion (> 0)
     pi_logit: Tensor                  # [B, L] logit of a structural zero
     label_logits: dict[str, Tensor]   # class -> [B, n_leaves]
@@ -196,7 +199,7 @@ class GRNFormer(nn.Module):
                           self.gene_tokens(genes, counts)], dim=1)
 
     # -- trunk and heads ----------------------------------------------------------------------------------
-    def _run(self, x: Tensor, depth: Tensor, return_qk: bool) -> ModelOutput:
+    def _run(self, x: Tensor, scale: Tensor, return_qk: bool) -> ModelOutput:
         s = self.config.n_special
         x = self.drop(x)
         qks = []
@@ -206,29 +209,33 @@ class GRNFormer(nn.Module):
                 qks.append((qk[0][:, :, s:], qk[1][:, :, s:]))
         h = self.ln_f(x)
         gene_out = h[:, s:]
-        mu, theta, pi_logit = self._zinb(gene_out, depth)
+        mu, theta, pi_logit = self._zinb(gene_out, scale)
         label_emb = h[:, 2:s]
         logits = {name: head(label_emb[:, i]) for i, (name, head) in enumerate(self.label_heads.items())}
         return ModelOutput(h[:, 0], label_emb, gene_out, mu, theta, pi_logit, logits, qks if return_qk else None)
 
-    def _zinb(self, gene_out: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Mean = softmax over the context's genes x depth; theta = softplus (> 0); all in fp32."""
+    def _zinb(self, gene_out: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean = softmax over the context's genes x scale; theta = softplus (> 0); all in fp32."""
         raw = self.zinb_head(gene_out).float()
-        mu = torch.softmax(raw[..., 0], dim=-1) * depth.float().unsqueeze(-1)
+        mu = torch.softmax(raw[..., 0], dim=-1) * scale.float().unsqueeze(-1)
         theta = F.softplus(raw[..., 1]) + 1e-4
         return mu, theta, raw[..., 2]
 
-    def forward(self, genes: Tensor, counts: Tensor, depth: Tensor, return_qk: bool = False) -> ModelOutput:
-        """genes [B, L] token ids, counts [B, L] (possibly down-sampled) counts, depth [B] total counts the
-        output means should add up to. With `return_qk`, also each layer's gene-token queries and keys."""
-        return self._run(self.embed(genes, counts, depth), depth, return_qk)
+    def forward(self, genes: Tensor, counts: Tensor, depth: Tensor, scale: Tensor | None = None,
+                return_qk: bool = False) -> ModelOutput:
+        """genes [B, L] token ids, counts [B, L] (possibly down-sampled) counts, depth [B] the library size the
+        output should describe (depth token), scale [B] the counts the output means add up to over the context
+        (default: the input context's counts). With `return_qk`, also each layer's gene-token queries and keys."""
+        scale = counts.sum(dim=-1) if scale is None else scale
+        return self._run(self.embed(genes, counts, depth), scale, return_qk)
 
-    def bottleneck(self, out: ModelOutput, genes: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def bottleneck(self, out: ModelOutput, genes: Tensor, depth: Tensor, scale: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor]:
         """Second pass that must regenerate expression from the cell and label embeddings of `out` alone: its
         special tokens are those outputs (plus a depth token), its gene tokens carry no expression."""
         x = torch.cat([out.cell_emb.unsqueeze(1), self.depth_token(depth).unsqueeze(1), out.label_emb,
                        self.gene_tokens(genes, None)], dim=1)
-        o = self._run(x, depth, return_qk=False)
+        o = self._run(x, scale, return_qk=False)
         return o.mu, o.theta, o.pi_logit
 
     # -- accounting ---------------------------------------------------------------------------------------

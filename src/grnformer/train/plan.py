@@ -21,6 +21,7 @@ from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, hierarchical_label_loss, zinb_nll
+from grnformer.model.losses import LABEL_LOSSES
 from grnformer.train.checkpoint import META_KEY, bundle_metadata
 
 SCHEDULERS = ("cosine", "plateau", "constant")
@@ -91,7 +92,9 @@ class PretrainPlan(LightningModule):
 
     loss = w_denoise * ZINB NLL(target | model(down-sampled counts, original depth))
          + w_bottleneck * ZINB NLL(target | bottleneck pass from the cell and label tokens alone)
-         + sum over label classes c of w_c * hierarchical label loss of c.
+         + sum over label classes c of w_c * hierarchical label loss of c ("softmax" or "bce": `label_loss`).
+    Both passes are told the original library size (depth token) and share out the target's counts over the
+    context (ZINB scale): the model learns relative abundance within a context, magnitude from the depth.
     `loss_weights` keys: "denoise", "bottleneck" and label class names; missing ones weigh 1. A zero bottleneck
     weight skips the second pass. Each term is logged as train/<name> and val/<name>, the sum as */loss.
 
@@ -101,8 +104,11 @@ class PretrainPlan(LightningModule):
 
     def __init__(self, model: GRNFormer, vocab: GeneVocab, label_set: LabelSet,
                  loss_weights: Mapping[str, float] | None = None, optim: OptimConfig | None = None,
-                 seed: int = 0, run_config: Mapping[str, Any] | None = None):
+                 seed: int = 0, run_config: Mapping[str, Any] | None = None, label_loss: str = "softmax"):
         super().__init__()
+        if label_loss not in LABEL_LOSSES:
+            raise InputError(f"label_loss must be one of {LABEL_LOSSES}; got '{label_loss}'.")
+        self.label_loss = label_loss
         self.model = model
         self.optim = optim or OptimConfig()
         self.seed = int(seed)
@@ -121,6 +127,7 @@ class PretrainPlan(LightningModule):
             self.register_buffer(f"descendants_{i}", desc, persistent=False)
         self._meta = bundle_metadata(model.config, vocab, label_set)
         self._meta["loss_weights"] = self.loss_weights
+        self._meta["label_loss"] = label_loss
         self._meta["optim"] = asdict(self.optim)
         if run_config is not None:
             self._meta["run_config"] = dict(run_config)
@@ -130,13 +137,14 @@ class PretrainPlan(LightningModule):
     def losses(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Every weighted term and their sum ("loss") for one collated batch."""
         genes, depth, target = batch["genes"], batch["depth"], batch["target"]
-        out = self.model(genes, batch["counts"], depth)
+        scale = target.sum(dim=-1)
+        out = self.model(genes, batch["counts"], depth, scale=scale)
         terms = {"denoise": zinb_nll(target, out.mu, out.theta, out.pi_logit).mean()}
         if self.loss_weights["bottleneck"]:
-            terms["bottleneck"] = zinb_nll(target, *self.model.bottleneck(out, genes, depth)).mean()
+            terms["bottleneck"] = zinb_nll(target, *self.model.bottleneck(out, genes, depth, scale)).mean()
         for i, name in enumerate(self.classes):
             terms[name] = hierarchical_label_loss(out.label_logits[name], batch["labels"][:, i],
-                                                  getattr(self, f"descendants_{i}"))
+                                                  getattr(self, f"descendants_{i}"), kind=self.label_loss)
         terms["loss"] = sum(self.loss_weights[k] * v for k, v in terms.items())
         return terms
 
