@@ -1,7 +1,5 @@
-"""Denoised counts on real PBMC cells (raw, gene symbols) with a tiny random-init model, recomputed by hand from
-the model's ZINB outputs, for each cell's own genes and for a fixed gene set split over two contexts."""
-
-import math
+"""Denoised counts on real PBMC cells (raw, gene symbols) with a tiny random-init model (context 64), recomputed
+by hand from the model's ZINB outputs on the context each value comes from."""
 
 import anndata as ad
 import numpy as np
@@ -11,11 +9,10 @@ import torch
 from _tasks_support import CONTEXT, pbmc, tiny_bundle
 
 from grnformer import InputError
-from grnformer.data.collate import CellRecord, Collator
-from grnformer.data.corpus import AnnDataCells
-from grnformer.data.prepare import prepare
 from grnformer.tasks.denoise import LAYER, denoise, denoise_file
-from grnformer.tasks.inference import prepare_input, select_genes
+from grnformer.tasks.inference import prepare_input
+
+GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
 
 
 @pytest.fixture(scope="module")
@@ -23,61 +20,76 @@ def bundle():
     return tiny_bundle()
 
 
-def _user_column(cells, gene_id, prepared):
-    """Column of the raw AnnData holding a prepared gene (PBMC3k: prepare() maps its var['gene_ids'])."""
-    assert prepared.uns["grnformer_prepare"]["gene_source"] == 'var["gene_ids"]'
-    return list(cells.var["gene_ids"]).index(prepared.var.loc[gene_id, "input_name"])
+def _top_genes_only(cells, keep):
+    """Real cells cut down to their ``keep`` highest counts, so a whole cell fits one context of the tiny model."""
+    x = sp.csr_matrix(cells.X).toarray()
+    for row in x:
+        row[np.argsort(-row, kind="stable")[keep:]] = 0
+    out = cells.copy()
+    out.X = sp.csr_matrix(x)
+    return out
 
 
-def test_all_expressed_genes_match_the_zinb_mean(bundle):
-    cells = pbmc(12, seed=7)
-    layer = denoise(bundle, cells, depth_multiplier=2.0, batch_size=12, progress=False)
-    assert sp.issparse(layer) and layer.shape == cells.shape and cells.layers[LAYER] is layer
-    x = sp.csr_matrix(cells.X)
-    pattern = layer.copy()
-    pattern.data[:] = 1
-    assert (pattern.multiply(x > 0).sum() == pattern.sum())  # only genes the cell expressed get a value
-    prepared, _ = prepare(cells, vocab=bundle.vocab)
-    records = AnnDataCells(prepared, bundle.vocab, bundle.labels)
-    batch = Collator(bundle.vocab, CONTEXT, "all", seed=0)([records[i] for i in range(12)])
+def _by_hand(bundle, prep, cell, tokens, counts, m):
+    """(1 - pi) mu of the model on one cell's context: depth token = m x library, means share m x context counts."""
+    depth = torch.tensor([prep.adata.X[cell].sum() * m], dtype=torch.float32)
+    c = torch.as_tensor(counts, dtype=torch.float32)[None]
     with torch.no_grad():
-        out = bundle.model(batch["genes"], batch["counts"], batch["depth"] * 2.0)
-    expected = ((1 - torch.sigmoid(out.pi_logit)) * out.mu).numpy()  # the context holds all counts: share 1
-    ids = bundle.vocab.ids
-    for cell in (0, 5, 11):
-        for pos in np.flatnonzero(batch["target"][cell].numpy() > 0)[:20]:
-            col = _user_column(cells, ids[batch["genes"][cell, pos]], prepared)
-            assert layer[cell, col] == pytest.approx(expected[cell, pos], rel=1e-4)
-    unmapped = np.flatnonzero(~cells.var["gene_ids"].isin(prepared.var["input_name"]).to_numpy())
-    assert len(unmapped) > 10_000  # non-coding genes are outside the vocabulary
-    assert layer[:, unmapped].nnz == 0
+        out = bundle.model(torch.as_tensor(tokens)[None], c, depth, scale=c.sum(1) * m)
+    return ((1 - torch.sigmoid(out.pi_logit)) * out.mu)[0].numpy()
 
 
-def test_gene_set_over_two_contexts_is_imputed_within_each_cells_genes(bundle):
-    cells = pbmc(16, seed=8)
-    layer = denoise(bundle, cells, genes="hvg", n_genes=100, max_listed_per_context=CONTEXT, batch_size=16,
-                    progress=False)
-    filled = np.flatnonzero(np.diff(layer.tocsc().indptr) > 0)
-    assert len(filled) == 100 and layer.nnz == 16 * 100 and (layer.data > 0).all()  # unexpressed genes too
-    # by hand: 100 ranked genes in two parts of 50 (at most 64 per context); each joins every cell's own genes
+def _values(layer, cells, prep, cell, tokens):
+    cols = prep.user_var_columns(cells)
+    col_of = {tok: np.flatnonzero(cols == k)[0] for k, tok in enumerate(prep.tokens)}
+    return np.array([layer[prep.obs_rows[cell], col_of[t]] for t in tokens])
+
+
+def test_listed_genes_are_shared_out_with_the_cells_own_genes(bundle):
+    cells = _top_genes_only(pbmc(3, seed=7), keep=30)
+    layer = denoise(bundle, cells, genes=GENES, depth_multiplier=2.0, batch_size=1, progress=False)
+    assert layer.nnz == 3 * 4 and (layer.data > 0).all()  # every listed gene, expressed or not
     prep = prepare_input(bundle, cells)
-    tokens = prep.tokens[select_genes(prep, "hvg", 100)]
-    records = [prep.cells[i] for i in range(16)]
-    collator = Collator(bundle.vocab, CONTEXT, "all", seed=0)
-    ids = bundle.vocab.ids
-    for chunk in np.array_split(tokens, math.ceil(100 / CONTEXT)):  # as chunk_genes splits
-        extended = [CellRecord(np.concatenate([r.genes, chunk[~np.isin(chunk, r.genes)]]),
-                               np.concatenate([r.counts, np.zeros((~np.isin(chunk, r.genes)).sum(), np.float32)]),
-                               r.labels, r.organism) for r in records]
-        batch = collator(extended)
-        assert (batch["depth"].numpy() == [r.counts.sum() for r in records]).all()  # added genes add no counts
-        with torch.no_grad():
-            out = bundle.model(batch["genes"], batch["counts"], batch["depth"])
-        expected = ((1 - torch.sigmoid(out.pi_logit)) * out.mu).numpy()
-        for cell in (0, 9):
-            for pos in np.flatnonzero(np.isin(batch["genes"][cell].numpy(), chunk))[:15]:
-                col = _user_column(cells, ids[batch["genes"][cell, pos]], prep.adata)
-                assert layer[cell, col] == pytest.approx(expected[cell, pos], rel=1e-4)
+    listed = prep.tokens[[list(prep.adata.var["symbol"]).index(g) for g in GENES]]
+    for cell in range(3):
+        r = prep.cells[cell]
+        others = ~np.isin(r.genes, listed)  # 30 genes < 64 - 4: every other expressed gene is an anchor
+        counts = [r.counts[r.genes == t].sum() for t in listed]
+        tokens = np.concatenate([listed, r.genes[others]])
+        expected = _by_hand(bundle, prep, cell, tokens, np.concatenate([counts, r.counts[others]]), 2.0)[:4]
+        np.testing.assert_allclose(_values(layer, cells, prep, cell, listed), expected, rtol=1e-4)
+
+
+def test_all_expressed_genes_in_one_context_when_they_fit(bundle):
+    cells = _top_genes_only(pbmc(4, seed=3), keep=40)
+    layer = denoise(bundle, cells, batch_size=1, progress=False)
+    prep = prepare_input(bundle, cells)
+    for cell in range(4):
+        r = prep.cells[cell]
+        expected = _by_hand(bundle, prep, cell, r.genes, r.counts, 1.0)  # order does not matter to the model
+        np.testing.assert_allclose(_values(layer, cells, prep, cell, r.genes), expected, rtol=1e-4)
+    assert layer.nnz == sum(len(prep.cells[i].genes) for i in range(4))
+
+
+def test_large_cells_are_split_into_bounded_contexts(bundle):
+    cells = pbmc(12, seed=7)
+    prep = prepare_input(bundle, cells)
+    sizes = [len(prep.cells[i].genes) for i in range(12)]
+    assert min(sizes) > 3 * CONTEXT  # real PBMC cells: several contexts each
+    contexts = []
+    model = bundle.model
+    hook = model.register_forward_hook(lambda mod, args, out: contexts.append(tuple(args[0].shape)))
+    try:
+        layer = denoise(bundle, cells, depth_multiplier=2.0, batch_size=6, progress=False)
+    finally:
+        hook.remove()
+    assert all(L <= CONTEXT for _, L in contexts)
+    assert sum(b for b, _ in contexts) == sum(-(-n // CONTEXT) for n in sizes)
+    x = sp.csr_matrix(cells.X)
+    mapped = prep.user_var_columns(cells) >= 0
+    expressed_mapped = x[:, mapped] > 0
+    assert layer.nnz == expressed_mapped.sum() and (layer.data > 0).all()  # each expressed gene once
+    assert layer[:, ~mapped].nnz == 0 and (layer.multiply(x > 0)).nnz == layer.nnz
 
 
 def test_denoise_file_and_bad_inputs(bundle, tmp_path):
@@ -91,11 +103,12 @@ def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     assert (out.layers[LAYER][:, cols].toarray() > 0).all()
     with pytest.raises(InputError, match="NOTAGENE"):
         denoise(bundle, cells, genes=["CD3E", "NOTAGENE"], progress=False)
-    whole = denoise(bundle, cells, genes=["CD3E", "MS4A1", "LYZ", "NKG7"], progress=False)
-    parts = denoise(bundle, cells, genes=["CD3E", "MS4A1", "LYZ", "NKG7"], max_listed_per_context=2, progress=False)
+    whole = denoise(bundle, cells, genes=GENES, progress=False)
+    parts = denoise(bundle, cells, genes=GENES, max_listed_per_context=2, progress=False)
     assert whole.nnz == parts.nnz == 12 * 4 and not np.allclose(whole.data, parts.data)  # contexts differ
-    with pytest.raises(InputError, match="max_listed"):
-        denoise(bundle, cells, genes="hvg", max_listed_per_context=0, progress=False)
+    for bad in (0, CONTEXT):
+        with pytest.raises(InputError, match="max_listed"):
+            denoise(bundle, cells, genes="hvg", max_listed_per_context=bad, progress=False)
     with pytest.raises(InputError, match="depth_multiplier"):
         denoise(bundle, cells, depth_multiplier=0, progress=False)
     with pytest.raises(InputError, match="'variable'"):

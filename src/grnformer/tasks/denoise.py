@@ -1,24 +1,24 @@
 """Denoised expression: the expected counts the model predicts for each cell at a chosen sequencing depth.
 
 The model was pre-trained to reconstruct a cell's full counts from a thinned copy when told the full depth. So
-we feed the measured counts and tell it ``depth_multiplier`` × the cell's depth; the ZINB head gives μ (summing
-to that depth over the context), θ and the zero-inflation π. We report the ZINB mean (1 − π)·μ — the expected
-*measured* count, zeros included — rather than μ alone, which would describe a dropout-free assay the model was
-never trained against.
+we feed the measured counts, tell it ``depth_multiplier`` × the cell's depth (depth token), and the ZINB head
+gives μ, θ and the zero-inflation π, where μ shares out ``depth_multiplier`` × the counts the context holds. We
+report the ZINB mean (1 − π)·μ — the expected *measured* count, zeros included — rather than μ alone, which
+would describe a dropout-free assay the model was never trained against.
 
-A cell's context always holds all of its expressed genes, as in pre-training, so μ shares out the cell's whole
-depth the way the model learnt to. Gene sets: None/'all' returns values for each cell's expressed genes only
-(zeros stay zero). 'hvg' (``n_genes`` most variable) or a list of names adds the listed genes the cell did not
-express to its context (with count 0) and returns values for every listed gene: that is imputation. The
-whole list goes into one context by default: splitting it would repeat the cell's expressed genes in every
-part (cost grows with the number of parts); ``max_listed_per_context`` splits longer lists into near-equal
-parts when memory demands it.
+Contexts are bounded by the model's context length, as in pre-training. A cell's output genes — its expressed
+genes (None/'all': zeros stay zero), or the listed genes ('hvg' with ``n_genes``, or a list of names: the
+unexpressed ones get a value too, which is imputation) — are split into parts of at most
+``max_listed_per_context`` genes (default: the context length for 'all', half of it for a list). Each part runs
+in one context, filled up to the context length with other expressed genes of the same cell drawn at random:
+those anchor the part's share of the cell's counts (a part the cell barely expresses would otherwise hold no
+counts to share out). Cost is linear in the number of output genes, not quadratic in the cell's size.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,33 +44,31 @@ def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes
             organism: str | None = None, seed: int = 0, progress: bool = True) -> sp.csr_matrix:
     """Write layers['grnformer_denoised'] (CSR, float32, aligned with ``adata``'s genes) and return it.
 
-    Genes outside the chosen set, genes that did not map to the vocabulary and cells prepare() dropped are 0."""
+    Genes outside the chosen set, genes that did not map to the vocabulary and cells prepare() dropped are 0.
+    ``batch_size`` counts cells; each cell runs one context per part of its output genes."""
     if not depth_multiplier > 0:
         raise InputError(f"depth_multiplier must be > 0; got {depth_multiplier}.")
-    if max_listed_per_context is not None and max_listed_per_context < 1:
-        raise InputError(f"max_listed_per_context must be >= 1; got {max_listed_per_context}.")
     bundle, dev = load_task_bundle(bundle, device)
+    L = bundle.config.context_length
+    if max_listed_per_context is not None and not 1 <= max_listed_per_context < L:
+        raise InputError(f"max_listed_per_context must be between 1 and {L - 1} (the context length minus one "
+                         f"slot for the cell's own genes); got {max_listed_per_context}.")
     prep = prepare_input(bundle, adata, organism)
     everything = genes is None or (isinstance(genes, str) and genes == "all")
     if not everything and isinstance(genes, str) and genes != "hvg":
         raise InputError(f"genes must be None, 'all', 'hvg' or a list of gene names; got '{genes}'.")
-    listed = np.empty(0, dtype=np.int64) if everything else prep.tokens[select_genes(prep, genes, n_genes)]
-    chunks = [] if everything else chunk_genes(listed, max_listed_per_context or len(listed))
-    collator = context_collator(bundle, "all", seed=seed)
-    contexts = [collator] if everything else [_with_genes(collator, chunk) for chunk in chunks]
+    listed = None if everything else prep.tokens[select_genes(prep, genes, n_genes)]
+    part_size = max_listed_per_context or (L if everything else max(1, L // 2))
+    contexts = _PartContexts(context_collator(bundle, "all", seed=seed), L, part_size, listed, seed)
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
     col_of_token[torch.as_tensor(prep.tokens, device=dev)] = torch.arange(len(prep.tokens), device=dev)
-    chunk_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
-    for c, chunk in enumerate(chunks):
-        chunk_of_token[torch.as_tensor(chunk, device=dev)] = c
     parts_r, parts_c, parts_v = [], [], []
-    for rows, c, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), contexts, dev, batch_size,
+    for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), [contexts], dev, batch_size,
                                          precision, progress=progress, desc="denoise", depth_scale=depth_multiplier):
         expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float()
         cols_b = col_of_token[batch["genes"]]
-        wanted = batch["target"] > 0 if everything else chunk_of_token[batch["genes"]] == c
-        r, p = torch.nonzero(wanted & (cols_b >= 0), as_tuple=True)
-        parts_r.append(rows[r.cpu().numpy()])
+        r, p = torch.nonzero(batch["output"] & (cols_b >= 0), as_tuple=True)
+        parts_r.append(rows[batch["cell"][r].cpu().numpy()])
         parts_c.append(cols_b[r, p].cpu().numpy())
         parts_v.append(expected[r, p].cpu().numpy().astype(np.float32))
     values = sp.csr_matrix((np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
@@ -79,21 +77,50 @@ def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes
     adata.layers[LAYER] = layer
     adata.uns["grnformer_denoise"] = {"depth_multiplier": depth_multiplier,
                                       "genes": "all" if everything else genes if isinstance(genes, str) else "list",
+                                      "genes_per_context": part_size, "context_length": L,
                                       "value": "ZINB mean (1 - pi) * mu"}
     return layer
 
 
-def _with_genes(collator: Collator, tokens: np.ndarray) -> Callable[[list[CellRecord]], dict[str, torch.Tensor]]:
-    """Collate cells with ``tokens`` added to each cell's genes (count 0 where the cell did not express them)."""
-    def collate(records: list[CellRecord]) -> dict[str, torch.Tensor]:
-        extended = []
-        for r in records:
-            extra = tokens[~np.isin(tokens, r.genes)]
-            extended.append(CellRecord(np.concatenate([r.genes, extra]),
-                                       np.concatenate([r.counts, np.zeros(len(extra), dtype=np.float32)]),
-                                       r.labels, r.organism))
-        return collator(extended)
-    return collate
+class _PartContexts:
+    """Collate cells into one context per part of their output genes, filled with anchor genes of the cell.
+
+    Adds batch['cell'] (index of each row's cell in the records) and batch['output'] (positions whose values
+    are reported), and sets batch['depth'] to the whole cell's library size, which the depth token describes."""
+
+    def __init__(self, collator: Collator, context_length: int, part_size: int, listed: np.ndarray | None,
+                 seed: int):
+        self.collator, self.L, self.part_size = collator, context_length, part_size
+        self.parts = None if listed is None else chunk_genes(listed, part_size)
+        self.rng = np.random.default_rng(seed)
+
+    def _cell_parts(self, record: CellRecord) -> list[np.ndarray]:
+        if self.parts is not None:
+            return self.parts
+        return chunk_genes(self.rng.permutation(record.genes), self.part_size)
+
+    def __call__(self, records: list[CellRecord]) -> dict[str, torch.Tensor]:
+        sub, cell, parts = [], [], []
+        for i, r in enumerate(records):
+            for part in self._cell_parts(r):
+                order = np.argsort(r.genes)
+                slot = order[np.minimum(np.searchsorted(r.genes, part, sorter=order), len(order) - 1)]
+                counts = np.where(r.genes[slot] == part, r.counts[slot], 0).astype(np.float32)
+                others = np.flatnonzero(~np.isin(r.genes, part))
+                n_anchor = min(len(others), self.L - len(part))
+                anchors = self.rng.choice(others, n_anchor, replace=False) if n_anchor < len(others) else others
+                sub.append(CellRecord(np.concatenate([part, r.genes[anchors]]),
+                                      np.concatenate([counts, r.counts[anchors]]), r.labels, r.organism))
+                cell.append(i)
+                parts.append(part)
+        batch = self.collator(sub)
+        cell_t = torch.as_tensor(np.asarray(cell, dtype=np.int64))
+        batch["depth"] = torch.as_tensor(np.fromiter((r.counts.sum() for r in records), np.float32,
+                                                     len(records)))[cell_t]
+        batch["cell"] = cell_t
+        genes = batch["genes"].numpy()
+        batch["output"] = torch.from_numpy(np.stack([np.isin(g, p) for g, p in zip(genes, parts)]))
+        return batch
 
 
 def _to_user(values: sp.csr_matrix, obs_rows: np.ndarray, var_cols: np.ndarray, shape: tuple[int, int]

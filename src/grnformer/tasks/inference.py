@@ -289,8 +289,10 @@ def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray,
               return_qk: bool = False, progress: bool = True, desc: str = "cells", depth_scale: float = 1.0
               ) -> Iterator[tuple[np.ndarray, int, dict[str, torch.Tensor], ModelOutput]]:
     """Yield (prepared rows, collator index, batch on device, output) for every batch of ``rows`` and every
-    collator (a `Collator` or any function of records to a batch; one per gene chunk, or a single one). Gradients off, model in eval mode. The model is told
-    ``depth_scale`` × each cell's depth (its outputs' means add up to that)."""
+    collator (a `Collator` or any function of records to a batch; one per gene chunk, or a single one).
+    Gradients off, model in eval mode. The model is told ``depth_scale`` × each cell's depth (depth token), and
+    its means share out ``depth_scale`` × the counts each context holds (what a context of that cell would hold
+    at that depth)."""
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size}).")
     model = bundle.model.eval()
@@ -301,7 +303,8 @@ def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray,
             for c, collator in enumerate(collators):
                 batch = {k: v.to(device, non_blocking=True) for k, v in collator(records).items()}
                 with torch.inference_mode(), autocast(device, precision):
-                    out = model(batch["genes"], batch["counts"], batch["depth"] * depth_scale, return_qk=return_qk)
+                    out = model(batch["genes"], batch["counts"], batch["depth"] * depth_scale,
+                                scale=batch["counts"].sum(dim=-1) * depth_scale, return_qk=return_qk)
                 yield batch_rows, c, batch, out
                 bar.update(len(batch_rows))
 
