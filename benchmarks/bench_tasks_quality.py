@@ -1,7 +1,6 @@
 """Quality of the zero-shot tasks with a trained checkpoint: denoising, label prediction, embedding clusters.
 
-    .venv/bin/python benchmarks/bench_tasks_quality.py --make-split benchmarks/out/retina_split  # once
-    .venv/bin/python benchmarks/bench_tasks_quality.py --ckpt CKPT --retina-test benchmarks/out/retina_split/retina_test.h5ad
+    .venv/bin/python benchmarks/bench_tasks_quality.py --ckpt CKPT
 
 Denoising (PBMC3k): 70% of every cell's counts are removed by binomial thinning (seeded); each method sees only
 the thinned counts and is scored, per cell, by the Spearman correlation of its output with the full counts over
@@ -10,9 +9,10 @@ thinned counts themselves, kNN smoothing (mean of the 15 nearest cells' normalis
 the thinned data), MAGIC (PyPI magic-impute, when importable) and grnformer (denoise() on those genes, told the
 original depth: depth_multiplier = 1 / 0.3, as in pre-training).
 
-Labels (retina): cells the checkpoint never trained on (``--make-split`` writes a 70/30 split stratified by cell
-type; train on retina_train.h5ad, test here on retina_test.h5ad). classify() accuracy and macro-F1 (strict and
-ontology-aware) beside the majority class and a kNN classifier on PCA fitted to the training split.
+Labels (retina): the named datasets retina_train / retina_test split the retina 70/30 within each cell type; a
+checkpoint trained on retina_train (the shipped one is) is tested on retina_test, cells it never saw (other
+files: --retina-test / --retina-train). classify() accuracy and macro-F1 (strict and ontology-aware) beside the
+majority class and a kNN classifier on PCA fitted to the training split.
 Networks (PBMC3k): one grn() run over 1,000 highly variable genes keeps every head's map; its mean is the 'kq'
 network and the mean of the transposed maps the 'qk' one. Both are scored against Omnipath and ENCODE ChIP
 (bench.metrics.score_network, all pairs and TF rows only), then heads are selected on Omnipath with a split of
@@ -174,20 +174,6 @@ def networks(bundle, n_genes: int, max_cells: int | None, seed: int, batch_size:
 
 # ------------------------------------------------------------------------------------------ labels, embeddings
 
-def make_split(out_dir: Path, seed: int = 0, test_fraction: float = 0.3) -> tuple[Path, Path]:
-    """Retina cells split 70/30 within each cell type, written as two h5ad files."""
-    retina = datasets.load("retina")
-    rng = np.random.default_rng(seed)
-    test = np.zeros(retina.n_obs, dtype=bool)
-    for _, rows in retina.obs.groupby(CELL_TYPE, observed=True).indices.items():
-        test[rng.permutation(rows)[: int(round(test_fraction * len(rows)))]] = True
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = out_dir / "retina_train.h5ad", out_dir / "retina_test.h5ad"
-    retina[~test].copy().write_h5ad(paths[0])
-    retina[test].copy().write_h5ad(paths[1])
-    return paths
-
-
 def _clusters(rep: np.ndarray, truth: np.ndarray, seed: int) -> dict[str, float]:
     k = len(np.unique(truth))
     found = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(rep)
@@ -197,22 +183,21 @@ def _clusters(rep: np.ndarray, truth: np.ndarray, seed: int) -> dict[str, float]
 
 def labels_and_embeddings(bundle, test_path: Path | None, train_path: Path | None, seed: int, batch_size: int,
                           device: str | None) -> dict[str, Any]:
-    test = ad.read_h5ad(test_path) if test_path else datasets.load("retina")
-    results: dict[str, Any] = {"test_cells": int(test.n_obs), "held_out": test_path is not None,
-                               "test_file": str(test_path) if test_path else "all retina cells (not held out)"}
+    test = ad.read_h5ad(test_path) if test_path else datasets.load("retina_test")
+    results: dict[str, Any] = {"test_cells": int(test.n_obs),
+                               "test_file": str(test_path) if test_path else "retina_test (named split)"}
     metrics = classify(bundle, test, batch_size=batch_size, device=device, seed=seed)
     results["classify"] = metrics
     truth = test.obs[CELL_TYPE].astype(str).to_numpy()
     majority = max(set(truth), key=list(truth).count)
     results["majority_class_accuracy"] = float(np.mean(truth == majority))
     prepared_test, _ = prepare(test, vocab=bundle.vocab)
-    if train_path is not None:
-        train, _ = prepare(ad.read_h5ad(train_path), vocab=bundle.vocab)
-        genes = train.var_names.intersection(prepared_test.var_names)
-        both = _pcs(sp.vstack([train[:, genes].X, prepared_test[:, genes].X]).tocsr(), seed=seed)
-        knn = KNeighborsClassifier(n_neighbors=15).fit(both[: train.n_obs], train.obs[CELL_TYPE].astype(str))
-        pred = knn.predict(both[train.n_obs:])
-        results["knn_on_pca_accuracy"] = float(np.mean(pred == prepared_test.obs[CELL_TYPE].astype(str).to_numpy()))
+    train, _ = prepare(ad.read_h5ad(train_path) if train_path else datasets.load("retina_train"), vocab=bundle.vocab)
+    genes = train.var_names.intersection(prepared_test.var_names)
+    both = _pcs(sp.vstack([train[:, genes].X, prepared_test[:, genes].X]).tocsr(), seed=seed)
+    knn = KNeighborsClassifier(n_neighbors=15).fit(both[: train.n_obs], train.obs[CELL_TYPE].astype(str))
+    pred = knn.predict(both[train.n_obs:])
+    results["knn_on_pca_accuracy"] = float(np.mean(pred == prepared_test.obs[CELL_TYPE].astype(str).to_numpy()))
     reps = {"PCA (50 PCs of log-normalised counts)": _pcs(prepared_test.X, seed=seed)}
     for source in ("cell", "cell_type"):
         if source == "cell" or "cell_type" in bundle.config.label_sizes:
@@ -226,9 +211,10 @@ def labels_and_embeddings(bundle, test_path: Path | None, train_path: Path | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", help="trained checkpoint (bundle or Lightning .ckpt)")
-    p.add_argument("--make-split", dest="make_split", help="write retina_train/test.h5ad into this directory")
-    p.add_argument("--retina-test", dest="retina_test", help="retina cells the checkpoint never saw")
-    p.add_argument("--retina-train", dest="retina_train", help="their training split (for the kNN baseline)")
+    p.add_argument("--retina-test", dest="retina_test", help="h5ad of labelled cells the checkpoint never saw "
+                   "(default: the named split retina_test)")
+    p.add_argument("--retina-train", dest="retina_train", help="their training split, for the kNN baseline "
+                   "(default: retina_train)")
     p.add_argument("--denoise-cells", dest="denoise_cells", type=int, default=None,
                    help="PBMC3k cells for denoising (default: all 2,700)")
     p.add_argument("--skip-denoise", action="store_true")
@@ -241,12 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_tasks_quality.json"))
     args = p.parse_args(argv)
-    if args.make_split:
-        for path in make_split(Path(args.make_split), args.seed):
-            print(f"wrote {path}")
-        return 0
     if not args.ckpt:
-        p.error("--ckpt is needed (or --make-split)")
+        p.error("--ckpt is needed")
     bundle = load_bundle(args.ckpt)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "checkpoint": args.ckpt,
                               "command": " ".join(sys.argv)}

@@ -41,6 +41,15 @@ def test_loader_gives_raw_counts(name):
     assert a.uns["grnformer_dataset"] == name
 
 
+def test_retina_split_is_disjoint_stratified_and_fixed():
+    full, train, test = load("retina"), load("retina_train"), load("retina_test")
+    assert train.n_obs + test.n_obs == full.n_obs and not set(train.obs_names) & set(test.obs_names)
+    column = "cell_type_ontology_term_id"
+    share = test.obs[column].value_counts() / full.obs[column].value_counts()
+    assert share.dropna().between(0.2, 0.4).all() and set(test.obs[column]) == set(full.obs[column])
+    assert list(load("retina_test").obs_names) == list(test.obs_names)
+
+
 def test_available_lists_every_set_with_a_description():
     names = available()
     assert set(EXPECTED) <= set(names)

