@@ -11,7 +11,7 @@ from grnformer.data import datasets
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
+from grnformer.data.labels import LABEL_CLASSES, LabelSet
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.sampler import LabelBalancedSampler
 
@@ -69,6 +69,22 @@ def test_cells_equal_source(retina, vocab):
     assert list(cells.obs(["cell_type_ontology_term_id"]).iloc[:, 0]) == list(source.obs["cell_type_ontology_term_id"])
 
 
+def test_label_encoders_fitted_on_the_selected_cells(retina, vocab):
+    from grnformer.data.soma import SomaCells
+
+    uri, source, _ = retina
+    cells = SomaCells(uri, vocab=vocab, label_set=LABEL_CLASSES)
+    expected = LabelSet.fit(source.obs)  # what the shard corpus fits on the same cells
+    assert cells.label_set.to_dict() == expected.to_dict() and cells.label_classes == list(LABEL_CLASSES)
+    assert cells.label_set.sizes["cell_type"] > 3
+    np.testing.assert_array_equal(cells.label_codes, expected.encode(source.obs))
+    term = source.obs["cell_type_ontology_term_id"].value_counts().index[0]
+    subset = SomaCells(uri, vocab=vocab, label_set=["cell_type"], obs_filter=f"cell_type_ontology_term_id == '{term}'")
+    assert subset.label_set.encoders["cell_type"].leaves == [term] and (subset.label_codes == 0).all()
+    with pytest.raises(InputError, match="unknown label classes"):
+        SomaCells(uri, vocab=vocab, label_set=["celltype"])
+
+
 def test_filter_and_sampler_batches(retina, vocab):
     from grnformer.data.soma import SomaCells
 
@@ -121,6 +137,8 @@ def test_organism_from_experiment_name(tmp_path, vocab):
     uri = _write(adata, tmp_path, "homo_sapiens")
     cells = SomaCells(uri, vocab=vocab)
     assert cells.organisms == ["NCBITaxon:9606"] and cells.label_codes.shape == (150, 0)
+    fitted = SomaCells(uri, vocab=vocab, label_set=["organism"])  # the organism label comes from the name too
+    assert fitted.label_set.encoders["organism"].leaves == ["NCBITaxon:9606"] and (fitted.label_codes == 0).all()
     shutil.copytree(uri, tmp_path / "pbmc")
     with pytest.raises(InputError, match="organism"):
         SomaCells(str(tmp_path / "pbmc"), vocab=vocab)

@@ -11,8 +11,11 @@ Two readers over one experiment, local or remote (same code; only the URI and Ti
 The CELLxGENE Census human experiment (public, anonymous S3; the build tag is the release date)::
 
     uri = "s3://cellxgene-census-public-us-west-2/cell-census/2025-11-08/soma/census_data/homo_sapiens"
-    cells = SomaCells(uri, label_set=labels, obs_filter="is_primary_data == True",
+    cells = SomaCells(uri, label_set=LABEL_CLASSES, obs_filter="is_primary_data == True",
                       tiledb_config={"vfs.s3.region": "us-west-2", "vfs.s3.no_sign_request": "true"})
+
+(``label_set=LABEL_CLASSES`` fits the label encoders on the selected cells, as `grnformer pretrain` does; pass a
+`LabelSet` to encode with given encoders instead.)
 
 Census conventions are the defaults: measurement "RNA", raw counts in X layer "raw", Ensembl IDs in
 var["feature_id"], labels in obs["<class>_ontology_term_id"]; the organism comes from
@@ -27,7 +30,7 @@ from __future__ import annotations
 import gc
 import os
 import weakref
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +38,7 @@ import torch
 
 from grnformer.data.collate import CellRecord
 from grnformer.data.genes import GeneVocab, organism_id
-from grnformer.data.labels import LabelSet, column
+from grnformer.data.labels import LABEL_CLASSES, LabelEncoder, LabelSet, column
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
@@ -64,20 +67,31 @@ os.register_at_fork(before=_close_before_fork)
 class SomaCells(torch.utils.data.Dataset):
     """CellRecords of the cells of a SOMA experiment selected by ``obs_filter`` (a SOMA value filter).
 
+    ``label_set``: the encoders of ``label_codes``, or label class names whose encoders are fitted on the terms
+    of the selected cells (what `LabelSet.fit` gives on their obs); the encoders used are ``self.label_set``.
+    The organism class labels each cell with its organism (from obs or the experiment, see the module docstring).
     Opening reads only obs label columns and var IDs (label codes are int32 [n_cells, n_classes]); X is read on
     demand, per process, so DataLoader workers each open their own handle.
     """
 
-    def __init__(self, uri: str, vocab: GeneVocab | None = None, label_set: LabelSet | None = None,
-                 obs_filter: str | None = None, measurement: str = "RNA", layer: str = "raw",
-                 var_id_column: str = "feature_id", organism: str | None = None,
-                 tiledb_config: dict | None = None) -> None:
+    def __init__(self, uri: str, vocab: GeneVocab | None = None,
+                 label_set: LabelSet | Sequence[str] | None = None, obs_filter: str | None = None,
+                 measurement: str = "RNA", layer: str = "raw", var_id_column: str = "feature_id",
+                 organism: str | None = None, tiledb_config: dict | None = None) -> None:
         if tiledbsoma is None:
             raise ImportError("reading SOMA experiments needs tiledbsoma: pip install 'grnformer[soma]'.")
         self.uri, self.measurement, self.layer = uri, measurement, layer
-        self.tiledb_config = dict(tiledb_config or {})
+        # YAML gives booleans, TileDB reads "true" / "false"
+        self.tiledb_config = {k: str(v).lower() if isinstance(v, bool) else v
+                              for k, v in (tiledb_config or {}).items()}
         self.vocab = GeneVocab.default() if vocab is None else vocab
-        self.label_classes = [] if label_set is None else list(label_set.classes)
+        if label_set is None or isinstance(label_set, LabelSet):
+            self.label_classes = [] if label_set is None else list(label_set.classes)
+        else:
+            self.label_classes = list(label_set)
+            unknown = [c for c in self.label_classes if c not in LABEL_CLASSES]
+            if unknown:
+                raise InputError(f"unknown label classes {unknown}: choose among {', '.join(LABEL_CLASSES)}.")
         self._exp = None
         self._pid: int | None = None
         try:
@@ -129,35 +143,49 @@ class SomaCells(torch.utils.data.Dataset):
         mapped = self.token_of_var[self.token_of_var >= 0]
         self._tokens_increase = bool(np.all(np.diff(mapped) > 0))  # then X order is already token order
 
-    def _read_obs(self, exp, label_set: LabelSet | None, obs_filter: str | None, organism: str | None) -> None:
+    def _read_obs(self, exp, label_set: LabelSet | Sequence[str] | None, obs_filter: str | None,
+                  organism: str | None) -> None:
         names = exp.obs.schema.names
-        wanted = ["soma_joinid"] + [c for c in dict.fromkeys(
-            [ORGANISM_COLUMN] + [column(c) for c in self.label_classes]) if c in names]
-        joinids, codes, orgs = [], [], []
-        for batch in self._obs_batches(exp, wanted, obs_filter):
+        columns = [c for c in dict.fromkeys([ORGANISM_COLUMN] + [column(c) for c in self.label_classes])
+                   if c in names]
+        joinids, terms = [], {c: _Terms() for c in columns}
+        for batch in self._obs_batches(exp, ["soma_joinid", *columns], obs_filter):
             frame = batch.to_pandas()
             joinids.append(frame["soma_joinid"].to_numpy())
-            if label_set is not None:
-                codes.append(label_set.encode(frame).astype(np.int32))
-            if ORGANISM_COLUMN in frame:
-                orgs.append(frame[ORGANISM_COLUMN].astype(str).to_numpy())
+            for c, t in terms.items():
+                t.add(frame[c])
         self.joinids = np.concatenate(joinids) if joinids else np.empty(0, dtype=np.int64)
         if len(self.joinids) == 0:
             raise InputError(f"no cell of '{self.uri}' matches the filter {obs_filter!r}.")
         order = np.argsort(self.joinids, kind="stable")
         self.joinids = self.joinids[order]
-        self.label_codes = (np.concatenate(codes)[order] if codes
-                            else np.zeros((len(self.joinids), 0), dtype=np.int32))
-        if orgs:
-            names_, codes_ = np.unique(np.concatenate(orgs)[order], return_inverse=True)
-            self.organisms = [organism_id(o) for o in names_]
-            self.organism_codes = codes_.astype(np.int16)
-            if organism is not None and self.organisms != [organism_id(organism)]:
+        if ORGANISM_COLUMN in terms:
+            self.organism_codes = terms[ORGANISM_COLUMN].codes()[order].astype(np.int16)
+            if (self.organism_codes < 0).any():
+                raise InputError(f"{int((self.organism_codes < 0).sum())} selected cells of '{self.uri}' have no "
+                                 f"obs['{ORGANISM_COLUMN}'].")
+            self.organisms = [organism_id(o) for o in terms[ORGANISM_COLUMN].values]
+            if organism is not None and set(self.organisms) != {organism_id(organism)}:
                 raise InputError(f"organism='{organism}' contradicts obs['{ORGANISM_COLUMN}'] of '{self.uri}' "
                                  f"({', '.join(self.organisms)}).")
         else:
             self.organisms = [self._experiment_organism(organism)]
             self.organism_codes = np.zeros(len(self.joinids), dtype=np.int16)
+        self._encode_labels(label_set, {c: (t.codes()[order], t.values) for c, t in terms.items()})
+
+    def _encode_labels(self, label_set: LabelSet | Sequence[str] | None,
+                       terms: dict[str, tuple[np.ndarray, list[str]]]) -> None:
+        """label_codes (and label_set, fitted when given class names) from each column's term ids and terms."""
+        terms[column("organism")] = (self.organism_codes, self.organisms)  # normalised, column or not
+        if label_set is not None and not isinstance(label_set, LabelSet):
+            label_set = LabelSet({c: LabelEncoder.fit(c, terms.get(column(c), (None, []))[1])
+                                  for c in self.label_classes})
+        self.label_set = label_set
+        self.label_codes = np.full((len(self.joinids), len(self.label_classes)), -1, dtype=np.int32)
+        for k, c in enumerate(self.label_classes):
+            if column(c) in terms:
+                ids, values = terms[column(c)]
+                self.label_codes[:, k] = np.append(label_set.encoders[c].codes(values), -1)[ids]
 
     def _obs_batches(self, exp, columns: list[str], obs_filter: str | None) -> Iterator:
         """Arrow batches of obs; a malformed value filter becomes an InputError."""
@@ -194,6 +222,8 @@ class SomaCells(torch.utils.data.Dataset):
 
     def read(self, rows: np.ndarray) -> list[CellRecord]:
         """CellRecords of dataset rows ``rows`` (in that order), fetched with one X query."""
+        if len(rows) == 0:
+            return []
         ids = self.joinids[rows]
         unique_ids = np.unique(ids)
         x = self._experiment().ms[self.measurement].X[self.layer]
@@ -220,6 +250,27 @@ class SomaCells(torch.utils.data.Dataset):
         names = None if columns is None else ["soma_joinid", *columns]
         table = self._experiment().obs.read(coords=(self.joinids,), column_names=names).concat().to_pandas()
         return table.set_index("soma_joinid").loc[self.joinids]
+
+
+class _Terms:
+    """One obs string column read batch by batch as int32 ids into its distinct values (-1 = missing): the
+    Census obs has tens of millions of rows but a few hundred terms per column."""
+
+    def __init__(self) -> None:
+        self._id: dict[str, int] = {}
+        self._parts: list[np.ndarray] = []
+
+    def add(self, values: pd.Series) -> None:
+        codes, uniques = pd.factorize(values)  # categorical columns are factorized without a per-row str
+        table = np.array([self._id.setdefault(str(u), len(self._id)) for u in uniques] + [-1], dtype=np.int32)
+        self._parts.append(table[codes])
+
+    @property
+    def values(self) -> list[str]:
+        return list(self._id)
+
+    def codes(self) -> np.ndarray:
+        return np.concatenate(self._parts) if self._parts else np.empty(0, dtype=np.int32)
 
 
 class SomaStream(torch.utils.data.IterableDataset):
