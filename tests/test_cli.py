@@ -1,7 +1,13 @@
 """The CLI as a user meets it: clear one-paragraph errors, exit code 2, nothing written on failure."""
 
+import json
 import subprocess
 import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
 
 from grnformer.cli import main
 from grnformer.data.resources import RESOURCES
@@ -46,3 +52,135 @@ def test_prepare_unreadable_file_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "broken.h5ad" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("out.h5ad*"))
+
+
+# ------------------------------------------------------------------ grn / select-heads / --precision, end to end
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny checkpoint on disk and 45 real PBMC cells in three groups (A, B, C), as a user hands them over."""
+    from _tasks_support import pbmc, tiny_bundle
+
+    from grnformer.train.checkpoint import save_bundle
+
+    root = tmp_path_factory.mktemp("cli")
+    b = tiny_bundle()
+    ckpt = save_bundle(b.model, b.config, b.vocab, b.labels, root / "tiny.pt")
+    cells = pbmc(45, seed=7)
+    cells.obs["type"] = np.array(["A", "B", "C"])[np.arange(cells.n_obs) % 3]
+    cells.write_h5ad(root / "cells.h5ad")
+    return str(ckpt), str(root / "cells.h5ad")
+
+
+def cli(argv, capsys):
+    """(exit code, stderr) of one command, argparse's usage errors (SystemExit 2) included."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+def test_grn_options_reach_the_network_file(files, tmp_path, capsys):
+    ckpt, cells = files
+    out = tmp_path / "net.h5ad"
+    code, err = cli(["grn", ckpt, cells, out, "--genes", "hvg", "--n-genes", "20", "--keep-heads", "--max-cells",
+                     "10", "--method", "per_cell", "--precision", "fp32", "--seed", "3"], capsys)
+    assert code == 0, err
+    net = ad.read_h5ad(out)
+    assert net.uns["grn_heads"].shape == (4, 20, 20) and list(net.uns["grn_head_names"])[-1] == "L1H1"
+    info = net.uns["grn"]
+    assert (info["n_cells"], info["max_cells"], info["method"], info["precision"], info["seed"]) == \
+        (10, 10, "per_cell", "fp32", 3)
+    assert net.n_obs == 10
+    other = tmp_path / "other.h5ad"
+    assert cli(["grn", ckpt, cells, other, "--genes", "hvg", "--n-genes", "20", "--max-cells", "10",
+                "--seed", "4"], capsys)[0] == 0
+    again = ad.read_h5ad(other)
+    assert "grn_heads" not in again.uns and again.uns["grn"]["method"] == "mean_qk"
+    assert set(again.obs_names) != set(net.obs_names)  # the seed draws other cells
+
+
+def test_grn_groups_writes_only_those_groups(files, tmp_path, capsys):
+    ckpt, cells = files
+    code, err = cli(["grn", ckpt, cells, tmp_path / "nets", "--genes", "hvg", "--n-genes", "20",
+                     "--groupby", "type", "--groups", "C,A", "--csv"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["A.csv", "A.h5ad", "C.csv", "C.h5ad"]
+    for g in ("A", "C"):
+        net = ad.read_h5ad(tmp_path / "nets" / f"{g}.h5ad")
+        assert net.uns["grn"]["group"] == g and (net.obs["type"] == g).all() and net.n_obs == 15
+
+
+def test_precision_reaches_the_model(files, tmp_path, capsys):
+    ckpt, cells = files
+    emb = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.h5ad"
+        assert cli(["embed", ckpt, cells, out, "--precision", precision], capsys)[0] == 0
+        emb[precision] = ad.read_h5ad(out).obsm["X_grnformer"]
+    np.testing.assert_allclose(emb["fp32"], emb["bf16"], atol=0.1)  # same cells, same model …
+    assert not np.array_equal(emb["fp32"], emb["bf16"])  # … run in bfloat16
+
+
+def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys):
+    """A truth made of one head's strongest edges: select-heads finds that head; grn --heads uses the JSON."""
+    from _tasks_support import tiny_bundle
+
+    from grnformer.tasks.grn import grn
+
+    ckpt, cells = files
+    kw = dict(genes="hvg", n_genes=30, progress=False)
+    full = grn(tiny_bundle(), ad.read_h5ad(cells), keep_heads=True, **kw)
+    planted = full.uns["grn_heads"][2] * ~np.eye(30, dtype=bool)
+    r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:60], planted.shape)
+    names = np.asarray(full.var_names)
+    pd.DataFrame({"regulator": names[r], "target": names[t]}).to_csv(tmp_path / "truth.csv", index=False)
+    heads = tmp_path / "heads.json"
+    code, err = cli(["select-heads", ckpt, cells, tmp_path / "truth.csv", heads, "--genes", "hvg", "--n-genes",
+                     "30", "--split", "regulators", "--train-fraction", "0.6", "--seed", "1"], capsys)
+    assert code == 0, err
+    fitted = json.loads(heads.read_text())
+    assert fitted["heads"][0]["layer"] == 1 and fitted["heads"][0]["head"] == 0  # L1H0 = cube index 2
+    assert fitted["metrics"]["split"] == "regulators" and fitted["metrics"]["train_fraction"] == 0.6
+    assert cli(["grn", ckpt, cells, tmp_path / "net.h5ad", "--genes", "hvg", "--n-genes", "30", "--heads",
+                heads], capsys)[0] == 0
+    net = ad.read_h5ad(tmp_path / "net.h5ad")
+    assert dict(net.uns["grn"]["heads"]) == {f"L{h['layer']}H{h['head']}": pytest.approx(h["weight"])
+                                             for h in fitted["heads"]}
+    code, err = cli(["grn", ckpt, cells, tmp_path / "qk.h5ad", "--genes", "hvg", "--n-genes", "30", "--heads",
+                     heads, "--direction", "qk"], capsys)
+    assert code == 2 and "direction" in err and not (tmp_path / "qk.h5ad").exists()
+
+
+BAD = [
+    (["grn", "--max-cells", "0"], "max_cells must be >= 1"),
+    (["grn", "--groups", "A"], "groups were given without groupby"),
+    (["grn", "--groupby", "type", "--groups", "A,Z"], "no cells in obs['type']: Z"),
+    (["grn", "--groups", ","], "expected comma-separated names"),
+    (["grn", "--method", "exact"], "invalid choice: 'exact'"),
+    (["grn", "--precision", "fp16"], "invalid choice: 'fp16'"),
+    (["grn", "--seed", "-1"], "seed must be >= 0"),
+    (["grn", "--batch-size", "0"], "batch_size must be >= 1"),
+    (["grn", "--max-cells", "ten"], "invalid int value: 'ten'"),
+    (["grn", "--method", "per_cell", "--genes", "random_expressed"], "needs one shared context"),
+    (["grn", "--heads", "missing.json"], "head selection file not found"),
+    (["select-heads", "--train-fraction", "1.5"], "train_fraction must be in (0, 1)"),
+    (["select-heads", "--split", "cells"], "invalid choice: 'cells'"),
+    (["embed", "--precision", "half"], "invalid choice: 'half'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_values_exit_2_with_a_message_and_no_output(files, tmp_path, capsys, argv, message):
+    ckpt, cells = files
+    command, options = argv[0], argv[1:]
+    out = tmp_path / "out" / ("heads.json" if command == "select-heads" else "net.h5ad")
+    out.parent.mkdir()
+    truth = tmp_path / "truth.csv"
+    truth.write_text("regulator,target\nSPI1,LYZ\n")
+    positional = [ckpt, cells, truth, out] if command == "select-heads" else [ckpt, cells, out]
+    code, err = cli([command, *positional, "--genes", "hvg", "--n-genes", "20", *options] if command != "embed"
+                    else [command, *positional, *options], capsys)
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and not list(out.parent.iterdir())

@@ -106,8 +106,7 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
                                rtol=1e-5)
     path = sel.save(tmp_path / "heads.json")
     net = grn(bundle, cells, heads=str(path), **kw)
-    assert net.uns["grn"]["heads"] == [{"layer": 0, "head": 1, "weight": 0.75}, {"layer": 1, "head": 0,
-                                                                                 "weight": 0.25}]
+    assert net.uns["grn"]["heads"] == {"L0H1": 0.75, "L1H0": 0.25}
     with pytest.raises(InputError, match="direction"):
         grn(bundle, cells, heads=path, direction="qk", **kw)
     with pytest.raises(InputError, match="3 layers"):

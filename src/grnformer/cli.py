@@ -59,29 +59,41 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from grnformer.tasks.embed import embed_file
 
     embed_file(args.checkpoint, args.input, args.output,
-               **_task_options(args, ["source", "umap", "batch_size", "device", "organism"]))
+               **_task_options(args, ["source", "umap", "batch_size", "device", "precision", "organism"]))
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
     from grnformer.tasks.classify import classify_file
 
     classify_file(args.checkpoint, args.input, args.output,
-                  **_task_options(args, ["threshold", "batch_size", "device", "organism"]))
+                  **_task_options(args, ["threshold", "batch_size", "device", "precision", "organism"]))
 
 
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from grnformer.tasks.denoise import denoise_file
 
     denoise_file(args.checkpoint, args.input, args.output,
-                 **_task_options(args, ["depth_multiplier", "genes", "batch_size", "device", "organism"]))
+                 **_task_options(args, ["depth_multiplier", "genes", "batch_size", "device", "precision",
+                                        "organism"]))
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
     from grnformer.tasks.grn import grn_file
 
     grn_file(args.checkpoint, args.input, args.output,
-             **_task_options(args, ["genes", "n_genes", "groupby", "heads", "direction", "filter", "top_k",
-                                    "symmetrise", "batch_size", "device", "organism", "csv"]))
+             **_task_options(args, ["genes", "n_genes", "groupby", "groups", "heads", "direction", "filter",
+                                    "top_k", "symmetrise", "keep_heads", "method", "max_cells", "batch_size",
+                                    "device", "precision", "seed", "organism", "csv"]))
+
+
+def _cmd_select_heads(args: argparse.Namespace) -> None:
+    from grnformer.tasks.grn import select_heads_file
+
+    path = select_heads_file(args.checkpoint, args.input, args.truth, args.output,
+                             **_task_options(args, ["genes", "n_genes", "direction", "split", "train_fraction",
+                                                    "seed", "max_cells", "batch_size", "device", "precision",
+                                                    "organism"]))
+    print(f"head selection: {path}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -99,13 +111,35 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
-def _add_task_io(p: argparse.ArgumentParser) -> None:
+def _comma_list(value: str) -> list[str]:
+    """'A,B' → ['A', 'B']; an empty list is a usage error (exit 2) rather than 'no groups'."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got '{value}'")
+    return items
+
+
+def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)") -> None:
     p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
     p.add_argument("input", help="h5ad file of raw counts")
-    p.add_argument("output", help="output h5ad (written atomically)")
+    p.add_argument("output", help=output)
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--organism", help="human or mouse, when obs has no organism_ontology_term_id")
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 on GPUs that support it, fp32 elsewhere")
+
+
+def _add_network_genes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genes", help="'hvg', 'most_expressed', 'random_expressed', or a comma-separated list / file")
+    p.add_argument("--n-genes", dest="n_genes", type=int)
+    p.add_argument("--direction", choices=["qk", "kq"], help="rows = keys (kq, default) or queries (qk)")
+    p.add_argument("--max-cells", dest="max_cells", type=int, help="at most this many cells per network, at random")
+    p.add_argument("--seed", type=int, help="random draws: cells (with --max-cells), contexts, split (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,17 +189,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_denoise)
 
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
-    _add_task_io(p)
-    p.add_argument("--genes", help="'hvg', 'most_expressed', 'random_expressed', or a comma-separated list / file")
-    p.add_argument("--n-genes", dest="n_genes", type=int)
+    _add_task_io(p, "output h5ad; with --groupby a directory of <group>.h5ad")
+    _add_network_genes(p)
     p.add_argument("--groupby", help="obs column: one network per group (e.g. cell_type)")
-    p.add_argument("--heads", help="JSON of selected heads (from head selection) instead of the mean")
-    p.add_argument("--direction", choices=["qk", "kq"])
+    p.add_argument("--groups", type=_comma_list, help="with --groupby: only these groups, comma-separated")
+    p.add_argument("--heads", help="JSON of selected heads (from select-heads) instead of the mean")
+    p.add_argument("--method", choices=["mean_qk", "per_cell"],
+                   help="mean_qk (default): softmax of mean q·k; per_cell: mean of per-cell maps (one context)")
     p.add_argument("--filter", choices=["none", "topk", "above_uniform"])
     p.add_argument("--top-k", dest="top_k", type=int)
     p.add_argument("--symmetrise", action="store_true", default=None)
+    p.add_argument("--keep-heads", dest="keep_heads", action="store_true", default=None,
+                   help="also store every head's map in uns['grn_heads']")
     p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
     p.set_defaults(func=_cmd_grn)
+
+    p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
+    p.add_argument("output", help="output JSON, for grn --heads")
+    _add_run_options(p)
+    _add_network_genes(p)
+    p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
+    p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
+    p.set_defaults(func=_cmd_select_heads)
 
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
     p.add_argument("--methods", nargs="+", required=True)

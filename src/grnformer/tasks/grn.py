@@ -45,9 +45,11 @@ from torch import Tensor
 import grnformer
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
-from grnformer.tasks.heads import HeadSelection, head_names, load_heads, read_edge_list, select_heads_from_network
+from grnformer.tasks.heads import (
+    HeadSelection, check_split, head_names, load_heads, read_edge_list, select_heads_from_network,
+)
 from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, GENE_SETS, Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle,
+    DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS, Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle,
     parse_gene_option, prepare_input, read_input, run_model, select_genes,
 )
 from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
@@ -217,6 +219,12 @@ class GRNOptions:
             raise InputError(f"top_k must be >= 1 (got {self.top_k}).")
         if self.max_cells is not None and self.max_cells < 1:
             raise InputError(f"max_cells must be >= 1 (got {self.max_cells}).")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1 (got {self.batch_size}).")
+        if self.seed < 0:
+            raise InputError(f"seed must be >= 0 (got {self.seed}).")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'.")
         if self.heads is not None and not (isinstance(self.heads, str) and self.heads == "mean"):
             self.selection = self.heads if isinstance(self.heads, HeadSelection) else load_heads(self.heads)
             if (self.selection.n_layers, self.selection.n_heads) != (c.n_layers, c.n_heads):
@@ -292,8 +300,8 @@ def _one_network(bundle: Bundle, prep: Prepared, cols: np.ndarray, rows: np.ndar
     acc: Accumulator = (MeanQK(c.n_layers, c.n_heads, c.d_head, len(tokens), dev) if opts.method == "mean_qk"
                         else MeanAttention(c.n_layers, c.n_heads, len(tokens), dev))
     desc = "grn" if group == "all" else f"grn {group}"
-    for _, _, batch, out in run_model(bundle, prep, rows, collators, dev, opts.batch_size, opts.precision,
-                                      return_qk=True, progress=progress, desc=desc):
+    for _, _, batch, out in run_model(bundle, prep, rows, collators, dev, batch_size=opts.batch_size,
+                                      precision=opts.precision, return_qk=True, progress=progress, desc=desc):
         acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
     weights = opts.head_weights(bundle, dev)
     net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
@@ -308,8 +316,7 @@ def _one_network(bundle: Bundle, prep: Prepared, cols: np.ndarray, rows: np.ndar
 
 def _provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int,
                 level: float) -> dict[str, Any]:
-    heads = "mean" if opts.selection is None else [
-        {"layer": l, "head": h, "weight": w} for l, h, w in opts.selection.selected()]
+    heads = "mean" if opts.selection is None else opts.selection.named_weights()
     return {
         "method": opts.method, "direction": opts.direction,
         "rows": "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
@@ -430,9 +437,11 @@ def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, trut
                       **opts: Any) -> Path:
     """CLI entry: fit a head selection on an h5ad's network against an edge-list ground truth; write its JSON.
 
-    ``opts`` choose the network as for `grn` (genes, n_genes, direction, …; heads are all kept, no filter). The
-    JSON holds the weights and the held-out metrics; pass it to `grn(..., heads=FILE)` on other data."""
+    ``opts`` choose the network as for `grn` (genes, n_genes, direction, max_cells, …; heads are all kept, no
+    filter); ``seed`` draws both the cells (with max_cells) and the split. The JSON holds the weights and the
+    held-out metrics; pass it to `grn(..., heads=FILE)` on other data. Options are checked before the model runs."""
     check_writable(out_json)
+    check_split(split, train_fraction)
     truth = read_edge_list(truth_path)
     bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
     if "genes" in opts:
@@ -440,6 +449,6 @@ def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, trut
     clash = sorted({"keep_heads", "filter", "heads", "groupby", "symmetrise"} & set(opts))
     if clash:
         raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
-    net = grn(bundle, read_input(in_path), keep_heads=True, **opts)
+    net = grn(bundle, read_input(in_path), keep_heads=True, seed=seed, **opts)
     selection = select_heads_from_network(net, truth, split=split, train_fraction=train_fraction, seed=seed)
     return selection.save(out_json)

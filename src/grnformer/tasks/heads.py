@@ -67,6 +67,11 @@ class HeadSelection:
         order = np.argsort(-self.weights[l, h], kind="stable")
         return [(int(l[i]), int(h[i]), float(self.weights[l[i], h[i]])) for i in order]
 
+    def named_weights(self) -> dict[str, float]:
+        """{'L0H1': 0.75, …} of the selected heads, heaviest first: the form a network's uns['grn'] stores
+        (h5ad can hold a mapping of numbers, not a list of mappings)."""
+        return {f"L{l}H{h}": w for l, h, w in self.selected()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "n_layers": self.n_layers,
                 "n_heads": self.n_heads, "direction": self.direction,
@@ -175,6 +180,14 @@ def _split(G: int, truth: np.ndarray, split: str, train_fraction: float, rng: np
     return train, ~train & off_diag
 
 
+def check_split(split: str, train_fraction: float) -> None:
+    """InputError for a split or training fraction `select_heads` cannot use (checked before any model run)."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {', '.join(SPLITS)}; got '{split}'.")
+    if not 0 < train_fraction < 1:
+        raise InputError(f"train_fraction must be in (0, 1); got {train_fraction}.")
+
+
 def _auc(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"auprc": float(average_precision_score(labels, scores)), "auroc": float(roc_auc_score(labels, scores))}
 
@@ -192,10 +205,7 @@ def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[t
     n_total, G = cube.shape[0], cube.shape[1]
     if cube.shape != (n_total, G, G) or n_total != n_layers * n_heads:
         raise InputError(f"the cube has shape {cube.shape}; expected ({n_layers * n_heads}, G, G).")
-    if split not in SPLITS:
-        raise InputError(f"split must be one of {', '.join(SPLITS)}; got '{split}'.")
-    if not 0 < train_fraction < 1:
-        raise InputError(f"train_fraction must be in (0, 1); got {train_fraction}.")
+    check_split(split, train_fraction)
     if not isinstance(truth, np.ndarray) and genes is None:
         raise InputError("an edge-list ground truth needs the network's gene names (genes=...).")
     truth = truth_matrix(truth, genes if genes is not None else [str(i) for i in range(G)])
