@@ -1,12 +1,17 @@
 """Batches for pre-training: a held-out validation split, label-balanced training draws per rank, collation.
 
+The cells come from a shard corpus or straight from a TileDB-SOMA experiment (`SomaCells`): both are map-style
+datasets with per-cell label codes, so the same samplers, split and collator serve both.
 Every random choice is a function of (seed, epoch, rank, batch number): which cells (LabelBalancedSampler),
 which genes and which molecules are kept (the collator, re-seeded per batch). The training loader saves its
-position in Lightning checkpoints, so a resumed run sees exactly the batches the uninterrupted run would have.
+position in Lightning checkpoints, so a resumed run sees exactly the batches the uninterrupted run would have;
+the data module saves a fingerprint of its cells, so a resume over other cells is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,30 +25,38 @@ from grnformer.data.corpus import Corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler, combination_key
+from grnformer.data.soma import SomaCells
 from grnformer.errors import InputError
 
 _VAL_STREAM = 1 << 20  # random streams of the validation split and batches; training streams are keyed by rank
 _SPLIT_CHUNK = 1 << 22
 
 
-def split_cells(n_cells: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_cells(n_cells: int, val_fraction: float, seed: int,
+                ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) cell indices: each cell is held out with probability `val_fraction`.
 
-    The draw for cell i depends only on (seed, i), so cells appended to a corpus never move existing ones.
+    The draw for cell i depends only on (seed, i), so cells appended to a corpus never move existing ones; with
+    `ids` (stable non-negative ids of the n_cells cells, e.g. SOMA joinids) only on (seed, ids[i]), so selecting
+    other cells of an experiment never moves a cell between the sides either.
     """
     if not 0 <= val_fraction < 1:
         raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}.")
+    n_draws = n_cells if ids is None else int(ids.max()) + 1
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_VAL_STREAM,)))
-    held = np.concatenate([rng.random(min(_SPLIT_CHUNK, n_cells - lo)) < val_fraction
-                           for lo in range(0, n_cells, _SPLIT_CHUNK)] or [np.zeros(0, bool)])
+    held = np.concatenate([rng.random(min(_SPLIT_CHUNK, n_draws - lo)) < val_fraction
+                           for lo in range(0, n_draws, _SPLIT_CHUNK)] or [np.zeros(0, bool)])
+    if ids is not None:
+        held = held[ids]
     dtype = np.int32 if n_cells < 1 << 31 else np.int64
     return np.flatnonzero(~held).astype(dtype), np.flatnonzero(held).astype(dtype)
 
 
 class _Cells(Dataset):
-    """The corpus addressed by whole batches: a key (seed, cell ids) gives (seed, cell ids, records)."""
+    """The corpus addressed by whole batches: a key (seed, cell ids) gives (seed, cell ids, records), fetched
+    with the corpus's own batched read (one X query per batch for SOMA)."""
 
-    def __init__(self, corpus: Corpus):
+    def __init__(self, corpus: Corpus | SomaCells):
         self.corpus = corpus
 
     def __len__(self) -> int:
@@ -51,7 +64,7 @@ class _Cells(Dataset):
 
     def __getitems__(self, key: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, list[CellRecord]]:
         seed, cells = key
-        return seed, cells, [self.corpus[int(i)] for i in cells]
+        return seed, cells, self.corpus.__getitems__(cells)
 
 
 class _Collate:
@@ -144,7 +157,8 @@ class _ResumableLoader(DataLoader):
 
 
 class CorpusDataModule(LightningDataModule):
-    """Training and validation batches from a corpus directory (see `data.corpus.build_corpus`).
+    """Training and validation batches from a corpus: a corpus directory (see `data.corpus.build_corpus`), an
+    opened `Corpus`, or a `SomaCells` (whose validation split is keyed by soma_joinid, see `split_cells`).
 
     batch_size: cells per batch per process; context_length: genes per cell; val_fraction: share of cells held
     out for validation (same cells for a given seed); s: label-balancing constant of `LabelBalancedSampler`, or
@@ -155,7 +169,7 @@ class CorpusDataModule(LightningDataModule):
     label_classes: label columns the model predicts, in its order (default: the corpus classes that have leaves).
     """
 
-    def __init__(self, corpus_dir: str | Path, batch_size: int = 64, context_length: int = 2200,
+    def __init__(self, corpus: str | Path | Corpus | SomaCells, batch_size: int = 64, context_length: int = 2200,
                  val_fraction: float = 0.02, s: float | None = 100.0, replacement: bool = True,
                  downsample: float | tuple[float, float] | None = (0.55, 0.7), num_workers: int = 0,
                  seed: int = 0, mode: str = "random-expressed", cells_per_epoch: int | None = None,
@@ -165,9 +179,9 @@ class CorpusDataModule(LightningDataModule):
             raise InputError(f"batch_size must be >= 1, got {batch_size}.")
         if num_workers < 0:
             raise InputError(f"num_workers must be >= 0, got {num_workers}.")
-        self.corpus = Corpus(corpus_dir)
+        self.corpus = corpus if isinstance(corpus, (Corpus, SomaCells)) else Corpus(corpus)
         self.vocab: GeneVocab = self.corpus.vocab
-        full = LabelSet.from_dict(self.corpus.manifest["label_set"] or {})
+        full = self.corpus.label_set or LabelSet({})
         if label_classes is None:
             label_classes = [c for c, n in full.sizes.items() if n > 0]
         unknown = [c for c in label_classes if c not in full.encoders]
@@ -178,10 +192,39 @@ class CorpusDataModule(LightningDataModule):
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.s, self.replacement = (None if s is None else float(s)), bool(replacement)
         self.collator = Collator(self.vocab, context_length, mode=mode, downsample=downsample, seed=seed)
-        self.train_cells, self.val_cells = split_cells(len(self.corpus), val_fraction, seed)
+        self.cell_ids = self.corpus.joinids if isinstance(self.corpus, SomaCells) else None
+        self.train_cells, self.val_cells = split_cells(len(self.corpus), val_fraction, seed, self.cell_ids)
         if val_fraction > 0 and len(self.val_cells) == 0:
             raise InputError(f"val_fraction {val_fraction} holds out no cell of {len(self.corpus)}: raise it.")
         self.cells_per_epoch = int(cells_per_epoch or len(self.train_cells))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the cells, their split and their label codes: what an exact resume needs unchanged."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(np.int64(len(self.corpus)))
+        for array in (self.cell_ids, self.train_cells):
+            if array is not None:
+                h.update(np.ascontiguousarray(array))
+        for lo in range(0, len(self.corpus), _SPLIT_CHUNK):
+            h.update(np.ascontiguousarray(self.corpus.label_codes[lo:lo + _SPLIT_CHUNK, self.label_columns]))
+        return h.hexdigest()
+
+    def state_dict(self) -> dict[str, str]:
+        return {"cells": self.fingerprint}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint trained on other cells: its saved loader position would replay other draws."""
+        if state.get("cells") != self.fingerprint:
+            raise InputError("the checkpoint was trained on other cells than this configuration selects (another "
+                             "corpus, SOMA experiment or obs filter, other labels or validation split): it cannot "
+                             "resume exactly here: resume with the data settings it was trained with.")
+
+    def check_resume(self, checkpoint: str | Path) -> None:
+        """`load_state_dict` on a checkpoint's saved state before training starts (nothing written yet)."""
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        if type(self).__qualname__ in saved:  # where Lightning keeps a data module's state_dict
+            self.load_state_dict(saved[type(self).__qualname__])
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer

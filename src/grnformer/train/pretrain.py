@@ -1,7 +1,8 @@
 """`grnformer pretrain`: a YAML configuration in, a trained checkpoint out.
 
 The configuration has four parts (see docs/TRAINING.md and the shipped files in grnformer/configs):
-`model` (a preset and any ModelConfig field), `data` (a corpus directory, built from `sources` when missing),
+`model` (a preset and any ModelConfig field), `data` (a corpus directory, built from `sources` when missing,
+or a TileDB-SOMA experiment read directly),
 `training` (optimiser, schedule, precision, devices, strategy, checkpoints, validation), and top-level `seed`
 and `out_dir`. Dotted overrides such as ``training.max_steps=50`` patch it from the command line.
 """
@@ -28,7 +29,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from grnformer.data.corpus import build_corpus
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
+from grnformer.data.labels import LABEL_CLASSES, LabelSet
+from grnformer.data.soma import SomaCells
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
 from grnformer.model.grnformer import Block
@@ -52,6 +54,15 @@ DEFAULTS: dict[str, Any] = {
         "sample_with_replacement": True,  # balanced draws; false: disjoint draws across ranks within an epoch
         "cells_per_epoch": None,        # balanced draws per epoch over all ranks (default: the training cells)
         "num_workers": 4,
+        "soma": {                       # train straight from a TileDB-SOMA experiment instead of a corpus
+            "uri": None,                # local path or s3:// URI (e.g. a CELLxGENE Census experiment)
+            "obs_filter": None,         # SOMA value filter on obs, e.g. "is_primary_data == True"
+            "measurement": "RNA",
+            "layer": "raw",             # X layer of raw counts
+            "var_id_column": "feature_id",  # var column of Ensembl IDs
+            "organism": None,           # for experiments whose obs and name do not say it
+            "tiledb_config": {},        # e.g. {vfs.s3.region: us-west-2, vfs.s3.no_sign_request: true}
+        },
     },
     "training": {
         "max_steps": 100_000,
@@ -85,6 +96,7 @@ _OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "
 # ModelConfig fields a configuration may set; the others come from the corpus and the embedding file
 _MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "n_positions", "label_sizes",
                                                         "gene_embedding_dim"}
+_FREE_FORM = ("training.loss_weights.", "data.soma.tiledb_config.")  # mappings whose keys are not checked
 
 
 @dataclass
@@ -138,7 +150,7 @@ def _merge(base: Mapping[str, Any], update: Mapping[str, Any], where: str) -> di
     for key, value in update.items():
         path = f"{where}{key}"
         if key not in base:
-            if where == "model." and key in _MODEL_FIELDS or where == "training.loss_weights.":
+            if where == "model." and key in _MODEL_FIELDS or where in _FREE_FORM:
                 out[key] = value
                 continue
             known = sorted(set(base) | (_MODEL_FIELDS if where == "model." else set()))
@@ -159,6 +171,18 @@ def _global_rank() -> int:
         if os.environ.get(var):
             return int(os.environ[var])
     return 0
+
+
+def data_source(data: Mapping[str, Any], out_dir: Path) -> Path | SomaCells:
+    """What the data module reads: the SOMA experiment `data.soma.uri` (opened here, label encoders fitted on
+    its selected cells), or else the corpus directory of `ensure_corpus`."""
+    soma = dict(data["soma"])
+    if not soma["uri"]:
+        return ensure_corpus(data, out_dir)
+    if data["corpus"] or data["sources"]:
+        raise InputError("data.soma.uri and data.corpus / data.sources are alternatives: set only one of them "
+                         f"(got soma.uri={soma['uri']!r}, corpus={data['corpus']!r}, sources={data['sources']!r}).")
+    return SomaCells(str(soma.pop("uri")), label_set=LABEL_CLASSES, **soma)
 
 
 def ensure_corpus(data: Mapping[str, Any], out_dir: Path) -> Path:
@@ -250,7 +274,7 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     strategy = _strategy(t, accelerator)
     seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     data = CorpusDataModule(
-        ensure_corpus(d, out_dir), batch_size=int(t["batch_size"]),
+        data_source(d, out_dir), batch_size=int(t["batch_size"]),
         context_length=int(m.get("context_length", ModelConfig.context_length)),
         val_fraction=float(d["val_fraction"]), s=None if d["balance_s"] is None else float(d["balance_s"]),
         replacement=bool(d["sample_with_replacement"]), downsample=d["downsample"],
@@ -305,6 +329,7 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
     run = build(cfg)
     if resume is not None:
         _check_resume(Path(resume), run.plan.model.config)
+        run.data.check_resume(resume)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.global_rank == 0:
         (run.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
