@@ -188,16 +188,18 @@ class SomaCells(torch.utils.data.Dataset):
                 self.label_codes[:, k] = np.append(label_set.encoders[c].codes(values), -1)[ids]
 
     def _obs_batches(self, exp, columns: list[str], obs_filter: str | None) -> Iterator:
-        """Arrow batches of obs; a malformed value filter becomes an InputError."""
-        reader = iter(exp.obs.read(column_names=columns, value_filter=obs_filter))
+        """Arrow batches of obs; a malformed value filter (refused when parsed or read) becomes an InputError."""
+        reader = None
         while True:
             try:
+                reader = reader or iter(exp.obs.read(column_names=columns, value_filter=obs_filter))
                 batch = next(reader)
             except StopIteration:
                 return
             except Exception as err:  # tiledbsoma raises SOMAError / ValueError / TileDBError for bad filters
+                detail = str(err).split("\n", 1)[0]  # TileDB appends a C++ trace
                 raise InputError(f"could not read obs of '{self.uri}' with filter {obs_filter!r} "
-                                 f"({type(err).__name__}: {err}).") from err
+                                 f"({type(err).__name__}: {detail}).") from err
             yield batch
 
     def _experiment_organism(self, organism: str | None) -> str:

@@ -180,8 +180,9 @@ def data_source(data: Mapping[str, Any], out_dir: Path) -> Path | SomaCells:
     if not soma["uri"]:
         return ensure_corpus(data, out_dir)
     if data["corpus"] or data["sources"]:
-        raise InputError("data.soma.uri and data.corpus / data.sources are alternatives: set only one of them "
-                         f"(got soma.uri={soma['uri']!r}, corpus={data['corpus']!r}, sources={data['sources']!r}).")
+        raise InputError(f"data.soma.uri and data.corpus / data.sources are alternatives, got soma.uri="
+                         f"{soma['uri']!r} with corpus={data['corpus']!r}, sources={data['sources']!r}: to train "
+                         "from the experiment, add data.corpus=null data.sources=[] (the shipped configs set both).")
     return SomaCells(str(soma.pop("uri")), label_set=LABEL_CLASSES, **soma)
 
 
