@@ -112,6 +112,24 @@ def test_grn_groups_writes_only_those_groups(files, tmp_path, capsys):
         assert net.uns["grn"]["group"] == g and (net.obs["type"] == g).all() and net.n_obs == 15
 
 
+def test_grn_rerun_keeps_finished_groups_and_overwrite_recomputes(files, tmp_path, capsys):
+    ckpt, cells = files
+    out = tmp_path / "nets"
+    base = ["grn", ckpt, cells, out, "--genes", "hvg", "--n-genes", "20", "--groupby", "type"]
+    assert cli(base, capsys)[0] == 0
+    made = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert sorted(made) == ["A.h5ad", "B.h5ad", "C.h5ad"]
+    code, err = cli(base, capsys)
+    assert code == 0 and "kept 3 network(s)" in err
+    code, err = cli(base + ["--direction", "qk"], capsys)
+    assert code == 2 and "direction: kq there, qk now" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == made
+    assert cli(base + ["--direction", "qk", "--overwrite"], capsys)[0] == 0
+    for name, mtime in made.items():
+        assert (out / name).stat().st_mtime_ns != mtime
+        assert ad.read_h5ad(out / name).uns["grn"]["direction"] == "qk"
+
+
 def test_precision_reaches_the_model(files, tmp_path, capsys):
     ckpt, cells = files
     emb = {}

@@ -140,6 +140,123 @@ def test_per_group_networks_equal_networks_of_each_subset(bundle, cells):
     assert not np.allclose(nets["A"].varp["GRN"], nets["B"].varp["GRN"])
 
 
+def three_groups(cells):
+    """Groups A, B, C by row, and a few cells in no group (NaN)."""
+    adata = cells.copy()
+    labels = np.array(["A", "B", "C"], dtype=object)[np.arange(adata.n_obs) % 3]
+    labels[:4] = None
+    adata.obs["type"] = pd.Categorical(labels, ["A", "B", "C"])
+    return adata
+
+
+@pytest.mark.parametrize("method, n_genes, max_cells", [("mean_qk", 100, None), ("mean_qk", 40, 6),
+                                                        ("per_cell", 40, None)])
+def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, method, n_genes, max_cells):
+    adata = three_groups(cells)
+    kw = dict(genes="hvg", n_genes=n_genes, method=method, max_cells=max_cells, batch_size=8, progress=False)
+    apart = grn(bundle, adata, groupby="type", groups=["C", "A"], **kw)
+    together = grn(bundle, adata, groupby="type", groups=["C", "A"], include_all=True, **kw)
+    assert list(together) == ["C", "A", "all"]
+    for g in ("C", "A"):
+        assert list(together[g].obs_names) == list(apart[g].obs_names)  # max_cells draws the same cells
+        np.testing.assert_allclose(together[g].varp["GRN"], apart[g].varp["GRN"], rtol=1e-5, atol=1e-8)
+        assert together[g].n_obs == (max_cells or {"C": 15, "A": 14}[g])
+    # 'all': C, A and the cells in neither (B and the unlabelled ones; at most max_cells of those)
+    everyone = together["all"]
+    assert everyone.n_obs == (3 * max_cells if max_cells else cells.n_obs)
+    assert everyone.uns["grn"]["group"] == "all" and everyone.uns["grn"]["n_cells"] == everyone.n_obs
+    alone = grn(bundle, adata[everyone.obs_names].copy(), **{**kw, "genes": list(everyone.var["gene_id"]),
+                                                              "max_cells": None})
+    np.testing.assert_allclose(everyone.varp["GRN"], alone.varp["GRN"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(everyone.var["n_cells"], alone.var["n_cells"])
+
+
+def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, monkeypatch):
+    made = []
+
+    class Spy(grn_mod.MeanQK):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(grn_mod, "MeanQK", Spy)
+    nets = grn(bundle, three_groups(cells), genes="hvg", n_genes=20, groupby="type", one_pass=True, progress=False)
+    assert sorted(nets) == ["A", "B", "C"] and len(made) == 3
+    assert [int(m.n_cells.max()) for m in made] == [net.n_obs for net in nets.values()]  # groups in order met
+    with pytest.raises(InputError, match="needs groupby"):
+        grn(bundle, cells, genes="hvg", n_genes=20, include_all=True, progress=False)
+    adata = cells.copy()
+    adata.obs["type"] = np.where(np.arange(adata.n_obs) < 10, "all", "other")
+    with pytest.raises(InputError, match="group named 'all'"):
+        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", include_all=True, progress=False)
+
+
+def counted_networks(monkeypatch, fail_at=None):
+    """Count the networks grn_file computes; with ``fail_at``, that one (1-based) dies like a killed job."""
+    calls = []
+    real = grn_mod._network
+
+    def network(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grn_mod, "_network", network)
+    return calls
+
+
+def test_interrupted_grouped_run_resumes_with_only_the_missing_groups(bundle, cells, tmp_path, monkeypatch):
+    src = tmp_path / "in.h5ad"
+    three_groups(cells).write_h5ad(src)
+    out = tmp_path / "nets"
+    kw = dict(groupby="type", genes="hvg", n_genes=30, max_cells=10, csv=True, progress=False)
+    expected = grn(bundle, three_groups(cells), groupby="type", genes="hvg", n_genes=30, max_cells=10,
+                   progress=False)
+    counted_networks(monkeypatch, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        grn_file(bundle, src, out, **kw)
+    # groups run in the order met in obs (B, C, A): B is complete, C died, A never started; no .part files
+    assert sorted(p.name for p in out.iterdir()) == ["B.csv", "B.h5ad"]
+    first = (out / "B.h5ad").stat().st_mtime_ns
+    calls = counted_networks(monkeypatch)
+    paths = grn_file(bundle, src, out, **kw)
+    assert calls == ["C", "A"] and (out / "B.h5ad").stat().st_mtime_ns == first
+    assert sorted(p.name for p in paths) == sorted(p.name for p in out.iterdir()) == \
+        ["A.csv", "A.h5ad", "B.csv", "B.h5ad", "C.csv", "C.h5ad"]
+    for g, net in expected.items():  # the resumed groups are the networks an uninterrupted run makes
+        stored = ad.read_h5ad(out / f"{g}.h5ad")
+        assert list(stored.obs_names) == list(net.obs_names)
+        np.testing.assert_allclose(stored.varp["GRN"], net.varp["GRN"], rtol=1e-6)
+    grn_file(bundle, src, out, **kw)
+    assert calls == ["C", "A"]  # nothing left to do
+
+
+def test_resume_refuses_other_settings_unless_overwrite(bundle, cells, tmp_path, monkeypatch):
+    src = tmp_path / "in.h5ad"
+    three_groups(cells).write_h5ad(src)
+    out = tmp_path / "nets"
+    kw = dict(groupby="type", genes="hvg", n_genes=20, progress=False)
+    grn_file(bundle, src, out, **kw)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    calls = counted_networks(monkeypatch)
+    for other, says in ((dict(direction="qk"), "direction: kq there, qk now"),
+                        (dict(n_genes=25), "n_genes: 20 there, 25 now; the network genes"),
+                        (dict(keep_heads=True), "keep_heads: False there, True now"),
+                        (dict(max_cells=5), "n_cells: 15 there, 5 now")):
+        with pytest.raises(InputError, match=f"B.h5ad' holds a network made with other settings .*{says}.*"
+                                             f"--overwrite"):
+            grn_file(bundle, src, out, **{**kw, **other})
+    assert calls == [] and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    grn_file(bundle, src, out, csv=True, **kw)  # same networks, CSVs missing: made now
+    assert calls == ["B", "C", "A"] and len(list(out.glob("*.csv"))) == 3
+    grn_file(bundle, src, out, overwrite=True, **{**kw, "direction": "qk"})
+    assert calls == ["B", "C", "A"] * 2 and ad.read_h5ad(out / "B.h5ad").uns["grn"]["direction"] == "qk"
+    ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(tmp_path / "plain.h5ad")
+    with pytest.raises(InputError, match="not a grnformer network"):
+        grn_file(bundle, src, tmp_path / "plain.h5ad", genes="hvg", n_genes=20, progress=False)
+
+
 def test_filters_and_symmetrise(bundle, cells):
     kw = dict(genes="hvg", n_genes=40, progress=False)
     dense = grn(bundle, cells, **kw).varp["GRN"]

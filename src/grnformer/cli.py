@@ -83,7 +83,7 @@ def _cmd_grn(args: argparse.Namespace) -> None:
     grn_file(args.checkpoint, args.input, args.output,
              **_task_options(args, ["genes", "n_genes", "groupby", "groups", "heads", "direction", "filter",
                                     "top_k", "symmetrise", "keep_heads", "method", "max_cells", "batch_size",
-                                    "device", "precision", "seed", "organism", "csv"]))
+                                    "device", "precision", "seed", "organism", "csv", "overwrite"]))
 
 
 def _cmd_select_heads(args: argparse.Namespace) -> None:
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-heads", dest="keep_heads", action="store_true", default=None,
                    help="also store every head's map in uns['grn_heads']")
     p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="recompute networks already in the output (by default a re-run computes only missing "
+                        "ones, and refuses files made with other settings)")
     p.set_defaults(func=_cmd_grn)
 
     p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")

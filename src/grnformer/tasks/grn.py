@@ -22,6 +22,12 @@ network gene's vectors are averaged over the cells whose context drew it (`var['
 'per_cell' averages the true per-cell attention maps softmax(q kᵀ / √d_head) over cells instead — exact but
 O(cells × G²) work, so only for gene sets that fit one context. With a single cell both methods coincide.
 
+Groups (one network per value of an obs column) run one after the other, or in one pass over all their cells
+with each batch row feeding its own group's accumulator; that pass can also yield the all-cells network (the sum
+of the accumulators, plus the cells in no group) at no extra model cost. `grn_file` writes each group's files
+as soon as the group is done and, run again, skips the groups whose files were made with the same settings
+(uns['grn'] records them), so a long run over many cell types can be interrupted and resumed.
+
 Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a filter: 'topk' keeps each
 regulator's k strongest targets; 'above_uniform' keeps scores above what a uniformly attending head would give
 (1 / number of genes per unit of head weight, i.e. 1/G for the mean), the level every softmax row averages to.
@@ -30,19 +36,23 @@ regulator's k strongest targets; 'above_uniform' keeps scores above what a unifo
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
+from anndata.io import read_elem
 from torch import Tensor
 
 import grnformer
+from grnformer.data.collate import Collator
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
 from grnformer.tasks.heads import (
@@ -99,6 +109,12 @@ class MeanQK:
             self.k_sum[layer].index_add_(1, idx, k.permute(1, 0, 2, 3)[:, keep].float())
         self.n_cells.index_add_(0, idx, torch.ones(idx.shape, dtype=torch.float64, device=idx.device))
 
+    def merge(self, other: MeanQK) -> None:
+        """Add another accumulator's cells (sums are additive: a union of groups is the sum of its groups)."""
+        self.q_sum += other.q_sum
+        self.k_sum += other.k_sum
+        self.n_cells += other.n_cells
+
     def head_maps(self, layer: int) -> Tensor:
         """[H, G, G] softmax(Q̄ K̄ᵀ / √d_head) over the genes seen in at least one cell (others: zero)."""
         seen = torch.nonzero(self.n_cells > 0).squeeze(1)
@@ -131,6 +147,10 @@ class MeanAttention:
             scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
             self.sums[layer] += torch.softmax(scores, dim=-1).sum(0)
         self.n_cells += slots.shape[0]
+
+    def merge(self, other: MeanAttention) -> None:
+        self.sums += other.sums
+        self.n_cells += other.n_cells
 
     def head_maps(self, layer: int) -> Tensor:
         return self.sums[layer] / self.n_cells.clamp_min(1).float()[None, :, None]
@@ -248,13 +268,47 @@ class GRNOptions:
 
 # -------------------------------------------------------------------------------------------------- grn
 
+@dataclass
+class NetworkPlan:
+    """What a run computes, fixed before the model runs: the prepared cells, the network genes (prepared
+    columns), each network's cells (prepared rows, after max_cells) and the cells in no group."""
+
+    prep: Prepared
+    cols: np.ndarray
+    groups: dict[str, np.ndarray]
+    rest: np.ndarray
+
+
+def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions, organism: str | None = None) -> NetworkPlan:
+    """Validate the data and choose genes and cells (InputError before any model run).
+
+    Each group is subsampled on its own (a fresh generator from ``seed``), so a group's cells do not depend on
+    which other groups run — a resumed run draws the cells the first run drew."""
+    prep = prepare_input(bundle, adata, organism)
+    cols = select_genes(prep, opts.genes, opts.n_genes)
+    if opts.method == "per_cell" and len(cols) > bundle.config.context_length:
+        raise InputError(f"method 'per_cell' handles gene sets up to the context length "
+                         f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
+    groups = cells_in_groups(prep, opts.groupby, opts.groups)
+    rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate(list(groups.values())))
+    return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
+                       _subsample(rest, opts.max_cells, opts.seed))
+
+
+def _subsample(rows: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
+    if max_cells is None or len(rows) <= max_cells:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False))
+
+
 def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_genes: int | None = DEFAULT_N_GENES,
         groupby: str | None = None, groups: Sequence[str] | None = None,
         heads: str | Path | HeadSelection | Mapping | None = None, direction: str | None = None,
         filter: str = "none", top_k: int = 20, symmetrise: bool = False, keep_heads: bool = False,
         method: str = "mean_qk", max_cells: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
-        seed: int = 0, progress: bool = True) -> AnnData | dict[str, AnnData]:
+        seed: int = 0, one_pass: bool = False, include_all: bool = False, progress: bool = True
+        ) -> AnnData | dict[str, AnnData]:
     """Gene network(s) of ``adata``'s cells from the model's attention.
 
     genes: a list of names (Ensembl IDs or symbols), or 'hvg' / 'most_expressed' / 'random_expressed' with
@@ -263,65 +317,128 @@ def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_ge
     path, dict or HeadSelection weights them. direction: 'kq' (rows = keys, default) or 'qk'. filter: 'none',
     'topk' (``top_k`` per regulator) or 'above_uniform'. keep_heads: also store the per-head cube in
     uns['grn_heads'] (names in uns['grn_head_names']). max_cells: per network, at most this many cells drawn at
-    random (``seed``). Returns one AnnData (varp['GRN'], rows = regulators; var['is_tf'], var['gene_id'],
-    var['n_cells']; X = the cells' counts of the network genes; uns['grn'] = method and options), or
-    {group: AnnData} with groupby."""
+    random (``seed``).
+
+    Groups run one after the other by default. one_pass: a single pass over the union of the groups' cells,
+    each batch row feeding its group's accumulator (one accumulator per group in memory: with 'per_cell' that
+    is G² per layer and head and group). include_all (implies one_pass): also the network of every cell under
+    key 'all' — the groups' cells plus the cells in no listed group (with max_cells, at most that many of
+    those) — from the same pass. Given gene sets give the same networks either way; 'random_expressed' draws
+    other contexts when cells are batched differently.
+
+    Returns one AnnData (varp['GRN'], rows = regulators; var['is_tf'], var['gene_id'], var['n_cells']; X = the
+    cells' counts of the network genes; uns['grn'] = method and options), or {group: AnnData} with groupby."""
     opts = GRNOptions(genes=genes, n_genes=n_genes, groupby=groupby, groups=groups, heads=heads,
                       direction=direction, filter=filter, top_k=top_k, symmetrise=symmetrise,
                       keep_heads=keep_heads, method=method, max_cells=max_cells, batch_size=batch_size,
                       precision=precision, seed=seed)
     bundle, dev = load_task_bundle(bundle, device)
     opts.validate(bundle)
-    prep = prepare_input(bundle, adata, organism)
-    cols = select_genes(prep, opts.genes, opts.n_genes)
-    if opts.method == "per_cell" and len(cols) > bundle.config.context_length:
-        raise InputError(f"method 'per_cell' handles gene sets up to the context length "
-                         f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
-    cell_groups = cells_in_groups(prep, opts.groupby, opts.groups)
-    rng = np.random.default_rng(opts.seed)
-    if opts.max_cells is not None:
-        cell_groups = {g: np.sort(rng.choice(r, opts.max_cells, replace=False)) if len(r) > opts.max_cells else r
-                       for g, r in cell_groups.items()}
-    nets = {g: _one_network(bundle, prep, cols, rows, opts, dev, g, progress) for g, rows in cell_groups.items()}
+    if include_all and groupby is None:
+        raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
+    plan = plan_networks(bundle, adata, opts, organism)
+    if include_all and "all" in plan.groups:
+        raise InputError(f"obs['{groupby}'] has a group named 'all', the key of the all-cells network; rename "
+                         f"it or leave include_all off.")
+    if one_pass or include_all:
+        nets = networks_in_one_pass(bundle, plan, opts, dev, include_all, progress)
+    else:
+        nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
     return nets if opts.groupby is not None else nets["all"]
 
 
-def _one_network(bundle: Bundle, prep: Prepared, cols: np.ndarray, rows: np.ndarray, opts: GRNOptions,
-                 dev: torch.device, group: str, progress: bool) -> AnnData:
-    c = bundle.config
-    tokens = prep.tokens[cols]
-    slot_of = torch.full((c.vocab_size,), -1, dtype=torch.long, device=dev)
-    slot_of[torch.as_tensor(tokens, device=dev)] = torch.arange(len(tokens), device=dev)
+def _gene_slots(bundle: Bundle, plan: NetworkPlan, dev: torch.device) -> Tensor:
+    """[vocab] network-gene index of every token (-1 = not a network gene)."""
+    tokens = torch.as_tensor(plan.prep.tokens[plan.cols], device=dev)
+    slot_of = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
+    slot_of[tokens] = torch.arange(len(tokens), device=dev)
+    return slot_of
+
+
+def _collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> list[Collator]:
+    """One collator per context a cell runs: a random draw of its expressed genes, or each chunk of the genes."""
     if opts.random_contexts:
-        collators = [context_collator(bundle, "random-expressed", seed=opts.seed)]
-    else:
-        collators = [context_collator(bundle, "given", chunk, seed=opts.seed)
-                     for chunk in chunk_genes(tokens, c.context_length)]
-    acc: Accumulator = (MeanQK(c.n_layers, c.n_heads, c.d_head, len(tokens), dev) if opts.method == "mean_qk"
-                        else MeanAttention(c.n_layers, c.n_heads, len(tokens), dev))
-    desc = "grn" if group == "all" else f"grn {group}"
-    for _, _, batch, out in run_model(bundle, prep, rows, collators, dev, batch_size=opts.batch_size,
-                                      precision=opts.precision, return_qk=True, progress=progress, desc=desc):
-        acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
-    weights = opts.head_weights(bundle, dev)
+        return [context_collator(bundle, "random-expressed", seed=opts.seed)]
+    return [context_collator(bundle, "given", chunk, seed=opts.seed)
+            for chunk in chunk_genes(plan.prep.tokens[plan.cols], bundle.config.context_length)]
+
+
+def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator:
+    c = bundle.config
+    if opts.method == "mean_qk":
+        return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev)
+    return MeanAttention(c.n_layers, c.n_heads, n_genes, dev)
+
+
+def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, names: Sequence[str],
+                  progress: bool = True) -> Iterator[tuple[str, AnnData]]:
+    """(name, network) of the named groups, one after the other, each yielded as soon as it is done (so a
+    caller can save it before the next one starts)."""
+    slot_of, collators = _gene_slots(bundle, plan, dev), _collators(bundle, plan, opts)
+    for name in names:
+        rows = plan.groups[name]
+        acc = _accumulator(bundle, len(plan.cols), opts, dev)
+        for _, _, batch, out in run_model(bundle, plan.prep, rows, collators, dev, batch_size=opts.batch_size,
+                                          precision=opts.precision, return_qk=True, progress=progress,
+                                          desc="grn" if name == "all" else f"grn {name}"):
+            acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
+        yield name, _network(bundle, plan, opts, name, rows, acc, len(collators))
+
+
+def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device,
+                         include_all: bool = False, progress: bool = True) -> dict[str, AnnData]:
+    """Every group's network from one pass over their cells (see `grn`); with ``include_all`` also 'all', the
+    sum of every accumulator, the cells in no group included."""
+    sets = {**plan.groups, **({"": plan.rest} if include_all else {})}  # "": the cells in no group
+    label = np.full(plan.prep.n_cells, -1)
+    for i, rows in enumerate(sets.values()):
+        label[rows] = i
+    everyone = np.flatnonzero(label >= 0)
+    slot_of, collators = _gene_slots(bundle, plan, dev), _collators(bundle, plan, opts)
+    accs = [_accumulator(bundle, len(plan.cols), opts, dev) for _ in sets]
+    for batch_rows, _, batch, out in run_model(bundle, plan.prep, everyone, collators, dev,
+                                               batch_size=opts.batch_size, precision=opts.precision,
+                                               return_qk=True, progress=progress, desc="grn, one pass"):
+        slots = slot_of[batch["genes"]]
+        which = torch.as_tensor(label[batch_rows], device=dev)
+        for i in torch.unique(which).tolist():
+            mine = which == i
+            accs[i].add(slots[mine], [(q[mine], k[mine]) for q, k in out.qk], same_context=not opts.random_contexts)
+    nets = {g: _network(bundle, plan, opts, g, rows, acc, len(collators))
+            for (g, rows), acc in zip(plan.groups.items(), accs)}
+    if include_all:
+        total = _accumulator(bundle, len(plan.cols), opts, dev)
+        for acc in accs:
+            total.merge(acc)
+        nets["all"] = _network(bundle, plan, opts, "all", everyone, total, len(collators))
+    return nets
+
+
+def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, rows: np.ndarray,
+             acc: Accumulator, n_contexts: int) -> AnnData:
+    """The network AnnData of one accumulator: heads combined, symmetrised and filtered as asked."""
+    c = bundle.config
+    weights = opts.head_weights(bundle, acc.n_cells.device)
     net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
     if opts.symmetrise:
         net = (net + net.T) / 2
     n_seen = int((acc.n_cells > 0).sum())
     level = float(weights.sum()) / max(n_seen, 1)
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level)
-    uns = _provenance(bundle, prep, opts, group, len(rows), len(collators), level)
-    return network_adata(grn_matrix, prep, cols, rows, acc.n_cells.cpu().numpy(), uns, cube, c.n_layers, c.n_heads)
+    uns = {**_provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
+    return network_adata(grn_matrix, plan.prep, plan.cols, rows, acc.n_cells.cpu().numpy(), uns, cube,
+                         c.n_layers, c.n_heads)
 
 
-def _provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int,
-                level: float) -> dict[str, Any]:
+def _provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int
+                ) -> dict[str, Any]:
+    """uns['grn'] of a network, less its uniform level (a result): what a resumed run compares (RESUME_KEYS)."""
     heads = "mean" if opts.selection is None else opts.selection.named_weights()
     return {
         "method": opts.method, "direction": opts.direction,
         "rows": "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
-        "uniform_level": level, "symmetrise": opts.symmetrise,
+        "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
         "groupby": opts.groupby, "group": group, "n_cells": n_cells, "max_cells": opts.max_cells,
         "n_contexts_per_cell": n_contexts, "context_length": bundle.config.context_length,
@@ -382,39 +499,93 @@ def benchmark_method(adata: AnnData, genes: Sequence[str], regulators: Sequence[
 
 # ------------------------------------------------------------------------------------------------- file
 
+# What must agree for an existing network file to count as this run's output (uniform_level, a result, and
+# the version are left out; the network genes are compared separately).
+RESUME_KEYS = ("method", "direction", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
+               "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed", "organism",
+               "model")
+
+
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path, csv: bool = False,
-             csv_max_edges: int | None = None, **opts: Any) -> list[Path]:
+             csv_max_edges: int | None = None, overwrite: bool = False, device: str | torch.device | None = None,
+             organism: str | None = None, progress: bool = True, **options: Any) -> list[Path]:
     """CLI entry: network(s) of an h5ad written as h5ad (+ edge CSV beside it with ``csv``).
 
     Without groupby, ``out`` is the network's h5ad path (or an existing directory, which gets network.h5ad);
-    with groupby, a directory (created if missing) holding ``<group>.h5ad`` per group. Everything is validated
-    before the model runs, and all files appear together once every one of them is complete."""
+    with groupby, a directory (created if missing) holding ``<group>.h5ad`` per group. Each network's files are
+    written atomically as soon as it is done, so an interrupted run leaves only complete networks and the same
+    command run again computes only the missing ones. An existing network made with other options, genes or
+    cells is an InputError (before the model runs) unless ``overwrite``, which recomputes every network.
+    ``options`` are those of `grn`. Returns the run's network files, kept or written."""
     out = Path(out)
-    grouped = opts.get("groupby") is not None
-    if grouped:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"with groupby, the output '{out}' must be a directory.")
-        check_writable(out / "probe.h5ad") if out.is_dir() else check_writable(out)
-    else:
-        check_writable(out / "network.h5ad" if out.is_dir() else out)
-    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
-    if "genes" in opts:
-        opts["genes"] = parse_gene_option(opts["genes"], GENE_SETS)
-    result = grn(bundle, read_input(in_path), **opts)
-    if grouped:
-        stems = _file_stems(list(result))
-        bases = {g: out / stems[g] for g in result}
-    else:
-        result = {"network": result}
-        bases = {"network": out / "network" if out.is_dir() else out.with_suffix("")}
-    writers = {}
-    for g, net in result.items():
-        writers[bases[g].with_name(bases[g].name + ".h5ad")] = h5ad_writer(net)
-        if csv:
-            writers[bases[g].with_name(bases[g].name + ".csv")] = csv_writer(net, csv_max_edges)
+    grouped = options.get("groupby") is not None
+    _check_output(out, grouped)
+    bundle, dev = load_task_bundle(checkpoint, device)
+    if "genes" in options:
+        options["genes"] = parse_gene_option(options["genes"], GENE_SETS)
+    opts = GRNOptions(**options)
+    opts.validate(bundle)
+    plan = plan_networks(bundle, read_input(in_path), opts, organism)
+    stems = _file_stems(list(plan.groups)) if grouped else {}
+    bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
+             for g in plan.groups}
+    files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
+    n_contexts = len(_collators(bundle, plan, opts))
+    done = [] if overwrite else [
+        g for g in plan.groups
+        if _is_done(files[g], _provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]
+    if done and progress:
+        print(f"kept {len(done)} network(s) already made with these settings: "
+              f"{', '.join(files[g][0].name for g in done)}", file=sys.stderr)
     if grouped:
         out.mkdir(exist_ok=True)
-    return write_many(writers)
+    for g, net in iter_networks(bundle, plan, opts, dev, [g for g in plan.groups if g not in done], progress):
+        writers = {files[g][0]: h5ad_writer(net)}
+        if csv:
+            writers[files[g][1]] = csv_writer(net, csv_max_edges)
+        write_many(writers)
+    return [path for g in plan.groups for path in files[g]]
+
+
+def _check_output(out: Path, grouped: bool) -> None:
+    if not grouped:
+        check_writable(out / "network.h5ad" if out.is_dir() else out)
+    elif out.exists() and not out.is_dir():
+        raise InputError(f"with groupby, the output '{out}' must be a directory.")
+    else:
+        check_writable(out / "probe.h5ad" if out.is_dir() else out)
+
+
+def _is_done(paths: list[Path], expected: dict[str, Any], plan: NetworkPlan) -> bool:
+    """Whether a network's files all exist and its h5ad was made with ``expected`` provenance on the same
+    network genes; an h5ad made otherwise is an InputError (a resumed run must not mix two settings)."""
+    if not paths[0].exists():
+        return False
+    try:
+        with h5py.File(paths[0], "r") as f:
+            found, gene_ids = read_elem(f["uns/grn"]), read_elem(f["var"])["gene_id"].astype(str).tolist()
+    except Exception as err:  # h5py and anndata raise many types for a file that is not a network
+        raise InputError(f"'{paths[0]}' exists and is not a grnformer network ({type(err).__name__}: {err}); "
+                         f"choose another output or pass --overwrite.") from err
+    differ = [f"{k}: {_plain(found.get(k))} there, {_plain(expected[k])} now" for k in RESUME_KEYS
+              if _plain(found.get(k)) != _plain(expected[k])]
+    if gene_ids != plan.prep.adata.var_names[plan.cols].astype(str).tolist():
+        differ.append("the network genes")
+    if differ:
+        raise InputError(f"'{paths[0]}' holds a network made with other settings ({'; '.join(differ)}); choose "
+                         f"another output or pass --overwrite to recompute.")
+    return all(p.exists() for p in paths[1:])
+
+
+def _plain(value: Any) -> Any:
+    """A provenance value as plain Python, as it reads back from h5ad (where None is stored as 'none')."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _file_stems(groups: list[str]) -> dict[str, str]:
