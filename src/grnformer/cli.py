@@ -139,7 +139,8 @@ def _add_network_genes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-genes", dest="n_genes", type=int)
     p.add_argument("--direction", choices=["qk", "kq"], help="rows = keys (kq, default) or queries (qk)")
     p.add_argument("--max-cells", dest="max_cells", type=int, help="at most this many cells per network, at random")
-    p.add_argument("--seed", type=int, help="random draws: cells (with --max-cells), contexts, split (default 0)")
+    p.add_argument("--seed", type=int,
+                   help="random draws: cells (with --max-cells), random contexts, select-heads' split (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
