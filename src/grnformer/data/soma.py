@@ -3,7 +3,8 @@
 Two readers over one experiment, local or remote (same code; only the URI and TileDB configuration differ):
 
 - `SomaCells`: map-style dataset of CellRecords, like `Corpus`. A DataLoader batch is fetched with one X query
-  (``__getitems__``), so it works with `LabelBalancedSampler` / `ShardedEpochSampler` over ``label_codes``.
+  (``__getitems__``), so it works with `LabelBalancedSampler` / `ShardedEpochSampler` over ``label_codes``;
+  `grnformer pretrain` trains from it through the corpus data module (``data.soma.uri``, docs/TRAINING.md).
 - `SomaStream`: iterable dataset that reads contiguous blocks of cells (far fewer, larger queries: the fast path
   for remote storage), shuffles block order and cells within a block per epoch, and gives every block to exactly
   one (rank, DataLoader worker).
