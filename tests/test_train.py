@@ -96,12 +96,16 @@ def test_bad_settings_raise_before_training(corpus, tmp_path):
                             ("training.loss_weights.celltype=2", "unknown loss weights"),
                             ("model.n_heads=3", "divisible"), ("training.strategy=fsdp", "CUDA GPUs"),
                             ("training.precision=fp12", "invalid training settings"),
-                            ("training.lr=fast", "optimiser settings")]:
+                            ("training.lr=fast", "optimiser settings"),
+                            ("training.label_loss=focal", "label_loss")]:
         cfg = load_config("cpu_demo", TINY + [f"data.corpus={corpus}", f"out_dir={tmp_path}", override])
         with pytest.raises(InputError, match=match):
             build(cfg)
     with pytest.raises(InputError, match="does not exist"):
         build(load_config("cpu_demo", TINY + [f"data.corpus={tmp_path / 'none'}", "data.sources=[]"]))
+    run = build(load_config("cpu_demo", TINY + [f"data.corpus={corpus}", f"out_dir={tmp_path}",
+                                                "training.label_loss=bce"]))
+    assert run.plan.label_loss == "bce" and run.plan._meta["label_loss"] == "bce"
 
 
 def test_schedule_warmup_then_cosine():

@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
         "plateau_patience": 2,
         "grad_clip": 1.0,
         "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
+        "label_loss": "softmax",        # softmax (cross-entropy over leaves) | bce (per-leaf, summed over leaves)
         "precision": "auto",            # auto = bf16-mixed on GPU, 32 on CPU; or any Lightning precision
         "accelerator": "auto",
         "devices": "auto",
@@ -291,7 +292,7 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     model = GRNFormer(config, torch.as_tensor(vocab.positions), embeddings)
     optim = OptimConfig.from_dict({k: t[k] for k in _OPTIM_KEYS})
     plan = PretrainPlan(model, vocab, data.label_set, loss_weights=t["loss_weights"], optim=optim,
-                        seed=int(cfg["seed"]), run_config=cfg)
+                        seed=int(cfg["seed"]), run_config=cfg, label_loss=str(t["label_loss"]))
     every = int(t["checkpoint_every_n_steps"])
     checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step-{step}", every_n_train_steps=every,
                                   save_top_k=int(t["keep_checkpoints"]), monitor="step", mode="max",
