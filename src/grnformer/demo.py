@@ -194,10 +194,10 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     counts = adata.obs[type_col].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
     networks: dict[str, AnnData] = {}
-    with timer("grnformer network, all cells"):
-        networks["grnformer (all cells)"] = grn(bundle, adata, genes=genes, n_genes=None, progress=False)
-    with timer(f"grnformer networks per predicted cell type ({len(groups)})"):
-        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=type_col, groups=groups, progress=False)
+    with timer(f"grnformer networks: all cells + {len(groups)} predicted cell types, one pass"):
+        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=type_col, groups=groups, include_all=True,
+                       progress=False)
+        networks["grnformer (all cells)"] = per_type.pop("all")
     names = {g: term_label(g) for g in counts.index}
     with timer("GENIE3 (all cells)"):
         networks["GENIE3"] = infer("genie3", adata, genes=genes, seed=seed, n_jobs=-1, n_estimators=GENIE3_TREES)
