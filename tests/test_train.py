@@ -64,9 +64,12 @@ class Crash(Callback):
 # ------------------------------------------------------------------------------------------- configuration
 
 def test_config_files_defaults_and_overrides(tmp_path):
-    for name in ("small", "medium", "large", "cpu_demo"):
+    for name in ("small", "medium", "large", "cpu_demo", "census"):
         cfg = load_config(name)
         assert cfg["training"]["lr"] == pytest.approx(1e-4 if name != "cpu_demo" else 1e-3)
+    census = load_config("census")["data"]  # a SOMA source alone: no corpus or sources to null by hand
+    assert census["corpus"] is None and census["sources"] == [] and census["soma"]["uri"].startswith("s3://")
+    assert census["soma"]["tiledb_config"]["vfs.s3.no_sign_request"] is True
     cfg = load_config("small")
     assert (cfg["model"]["preset"], cfg["training"]["precision"], cfg["training"]["weight_decay"]) == \
         ("small", "auto", 0.01)
