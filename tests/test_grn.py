@@ -95,7 +95,9 @@ def test_per_cell_variant_matches_on_one_cell_and_differs_on_many(bundle, cells)
         grn(bundle, cells, genes="hvg", n_genes=CONTEXT + 1, method="per_cell", progress=False)
 
 
-def test_accumulator_memory_does_not_grow_with_cells(bundle, monkeypatch):
+@pytest.fixture
+def accumulators(monkeypatch):
+    """Every MeanQK accumulator grn() creates during the test, in creation order."""
     made = []
 
     class Spy(grn_mod.MeanQK):
@@ -104,6 +106,11 @@ def test_accumulator_memory_does_not_grow_with_cells(bundle, monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(grn_mod, "MeanQK", Spy)
+    return made
+
+
+def test_accumulator_memory_does_not_grow_with_cells(bundle, accumulators):
+    made = accumulators
     small, large = pbmc(8, seed=1), pbmc(96, seed=2)
     genes = list(grn(bundle, small, genes="most_expressed", n_genes=50, progress=False).var["gene_id"])
     made.clear()
@@ -171,15 +178,8 @@ def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, 
     np.testing.assert_array_equal(everyone.var["n_cells"], alone.var["n_cells"])
 
 
-def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, monkeypatch):
-    made = []
-
-    class Spy(grn_mod.MeanQK):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(grn_mod, "MeanQK", Spy)
+def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, accumulators):
+    made = accumulators
     nets = grn(bundle, three_groups(cells), genes="hvg", n_genes=20, groupby="type", one_pass=True, progress=False)
     assert sorted(nets) == ["A", "B", "C"] and len(made) == 3
     assert [int(m.n_cells.max()) for m in made] == [net.n_obs for net in nets.values()]  # groups in order met
