@@ -178,6 +178,14 @@ def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, 
     np.testing.assert_array_equal(everyone.var["n_cells"], alone.var["n_cells"])
 
 
+def test_include_all_with_no_group_selected_gives_the_all_cells_network(bundle, cells):
+    """The demo asks for the types with enough cells; on a small input there may be none."""
+    kw = dict(genes="hvg", n_genes=20, batch_size=8, progress=False)
+    nets = grn(bundle, three_groups(cells), groupby="type", groups=[], include_all=True, **kw)
+    assert list(nets) == ["all"] and nets["all"].n_obs == cells.n_obs
+    np.testing.assert_allclose(nets["all"].varp["GRN"], grn(bundle, cells, **kw).varp["GRN"], rtol=1e-5, atol=1e-8)
+
+
 def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, accumulators):
     made = accumulators
     nets = grn(bundle, three_groups(cells), genes="hvg", n_genes=20, groupby="type", one_pass=True, progress=False)

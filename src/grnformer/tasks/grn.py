@@ -290,7 +290,7 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions, organism: st
         raise InputError(f"method 'per_cell' handles gene sets up to the context length "
                          f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
-    rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate(list(groups.values())))
+    rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed))
 
