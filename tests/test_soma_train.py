@@ -16,7 +16,7 @@ from grnformer.train import load_bundle
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.pretrain import build, load_config, pretrain
 from test_soma import _write
-from test_train import TINY, Crash, Recorder, _read_metrics
+from test_train import TINY, Recorder, _read_metrics, crash_and_resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -114,16 +114,8 @@ def test_kill_and_resume_from_soma_is_exact_and_refuses_other_cells(experiment, 
     uri, _ = experiment
     base = _soma(uri, "training.max_steps=8", "training.checkpoint_every_n_steps=4", "data.cells_per_epoch=24",
                  "training.val_every_n_steps=3", "training.warmup_steps=3", "training.lr=0.002")
-    whole = Recorder()
-    ref = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'a'}"]), callbacks=[whole])
-    ref.trainer.fit(ref.plan, ref.data)
-    crashed = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'b'}"]), callbacks=[Crash(6)])
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        crashed.trainer.fit(crashed.plan, crashed.data)
+    whole, _, again, _ = crash_and_resume(base, tmp_path)
     step4 = tmp_path / "b" / "checkpoints" / "step-4.ckpt"
-    again = Recorder()
-    resumed = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'b'}"]), callbacks=[again])
-    resumed.trainer.fit(resumed.plan, resumed.data, ckpt_path=str(step4))
     assert sorted(again.loss) == [5, 6, 7, 8]  # past an epoch boundary (3 batches) and a validation
     assert all(again.cells[s] == whole.cells[s] and again.loss[s] == whole.loss[s] for s in range(5, 9))
     # the same checkpoint over other cells (same labels, 40 cells fewer): refused before anything is written

@@ -224,22 +224,28 @@ def test_pretrain_cli_learns_logs_every_loss_and_writes_checkpoints(corpus, tmp_
     assert "context length  64 genes" in info and "step 40" in info and "cell_type" in info
 
 
-def test_kill_and_resume_reproduces_the_loss_curve_exactly(corpus, tmp_path):
-    """8 steps over 3-batch epochs; a crash at step 6 and a resume from step 4 (mid-epoch) must retrace the same
-    losses, across the next epoch boundary and a validation."""
-    base = TINY + [f"data.corpus={corpus}", "training.max_steps=8", "training.checkpoint_every_n_steps=4",
-                   "data.cells_per_epoch=24", "training.val_every_n_steps=3", "data.downsample=[0.5, 0.7]",
-                   "training.warmup_steps=3", "training.lr=0.002"]
+def crash_and_resume(base: list[str], tmp_path) -> tuple:
+    """Train 8 steps uninterrupted (out_dir a), then crash at step 6 (out_dir b) and resume b from step-4.ckpt.
+    Returns (uninterrupted recorder, its run, resumed recorder, resumed run)."""
     whole = Recorder()
     ref = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'a'}"]), callbacks=[whole])
     ref.trainer.fit(ref.plan, ref.data)
     crashed = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'b'}"]), callbacks=[Crash(6)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashed.trainer.fit(crashed.plan, crashed.data)
-    resumed_rec = Recorder()
-    resumed = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'b'}"]),
-                    callbacks=[resumed_rec])
+    again = Recorder()
+    resumed = build(load_config("cpu_demo", base + [f"out_dir={tmp_path / 'b'}"]), callbacks=[again])
     resumed.trainer.fit(resumed.plan, resumed.data, ckpt_path=str(tmp_path / "b" / "checkpoints" / "step-4.ckpt"))
+    return whole, ref, again, resumed
+
+
+def test_kill_and_resume_reproduces_the_loss_curve_exactly(corpus, tmp_path):
+    """8 steps over 3-batch epochs; a crash at step 6 and a resume from step 4 (mid-epoch) must retrace the same
+    losses, across the next epoch boundary and a validation."""
+    base = TINY + [f"data.corpus={corpus}", "training.max_steps=8", "training.checkpoint_every_n_steps=4",
+                   "data.cells_per_epoch=24", "training.val_every_n_steps=3", "data.downsample=[0.5, 0.7]",
+                   "training.warmup_steps=3", "training.lr=0.002"]
+    whole, ref, resumed_rec, resumed = crash_and_resume(base, tmp_path)
     assert sorted(resumed_rec.loss) == list(range(5, 9))
     for step in range(5, 9):
         assert resumed_rec.cells[step] == whole.cells[step]
