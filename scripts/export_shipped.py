@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import yaml  # noqa: E402
 
 from grnformer.train.checkpoint import load_bundle, save_bundle  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign import HELD_OUT  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "grnformer" / "checkpoints" / "small.pt"
 FIGURE = ROOT / "benchmarks" / "figures" / "shipped_small_loss.png"
@@ -27,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--ckpt", default="last.ckpt", help="file name under RUN_DIR/checkpoints")
-    parser.add_argument("--wall-seconds", type=float, default=None)
+    parser.add_argument("--ledger", type=Path, default=None,
+                        help="the campaign's stretches.json: wall time and cell views of every stretch so far")
     args = parser.parse_args()
     run = args.run_dir
     bundle = load_bundle(run / "checkpoints" / args.ckpt)
@@ -54,18 +59,29 @@ def main() -> None:
     fig.savefig(FIGURE, dpi=100, bbox_inches="tight")
 
     config = yaml.safe_load((run / "config.yaml").read_text())
+    manifest = json.loads((Path(config["data"]["corpus"]) / "manifest.json").read_text())
     last = train.iloc[-1]
+    steps = int(train.index.max()) + 1
+    batch = int(config["training"]["batch_size"])
+    stretches = json.loads(args.ledger.read_text()) if args.ledger else []
+    wall = sum(s["wall_seconds"] for s in stretches)
+    mine = [s for s in stretches if s["run"] == run.name]
     card = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU",
-        "command": "scripts/train_shipped.sh",
+        "command": ".venv/bin/python scripts/campaign.py --minutes N",
         "sources": config["data"]["sources"],
-        "held_out": ["pbmc3k (demo)", "chen_hesc", "semrau_mesc (network ground truths)",
-                     "retina_test (label accuracy)"],
-        "steps": int(train.index.max()) + 1,
-        "batch_size": config["training"]["batch_size"],
+        "n_cells": manifest["n_cells"],
+        "cells_per_source": {s["name"]: s["n_cells"] for s in manifest["sources"]},
+        "held_out": HELD_OUT,
+        "steps": steps,
+        "batch_size": batch,
         "context_length": bundle.config.context_length,
-        "wall_seconds": args.wall_seconds,
+        # cell views: this run's steps x batch, plus those of the weights it was warm-started from
+        "cell_views": steps * batch + (mine[0]["base_cell_views"] if mine else 0),
+        "stretches": len(stretches),
+        "wall_seconds": wall,
+        "cpu_hours": round(sum(s["wall_seconds"] * s["threads"] for s in stretches) / 3600, 2),
         "final_train": {k.removeprefix("train/"): float(v) for k, v in last.items()
                         if str(k).startswith("train/") and pd.notna(v)},
         "final_val": ({k.removeprefix("val/"): float(v) for k, v in val.iloc[-1].items()

@@ -5,8 +5,8 @@ we label the other training sets ourselves, and say so everywhere these labels a
 - PBMC sets: cells are clustered (k-means on PCA of log-normalised counts) and each cluster gets the Cell
   Ontology term whose canonical marker genes score highest in it (markers below, textbook PBMC biology);
   clusters where no marker set stands out stay 'unknown' and weigh nothing in training.
-- Mouse pancreas E15.5: the authors' clusters mapped to Cell Ontology terms (one-to-one table below).
-Assay and disease come from each dataset's own documentation (PROVENANCE.md); what is not documented is 'unknown'.
+Sets that carry the authors' own labels are mapped to Cell Ontology in `author_labels` instead; assay and disease
+come from each dataset's documentation there too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import scanpy as sc
 from anndata import AnnData
 from sklearn.cluster import KMeans
 
-UNKNOWN = "unknown"
+from grnformer.data import author_labels
+from grnformer.data.author_labels import CELL_TYPE_COLUMN, UNKNOWN
 
 PBMC_MARKERS: dict[str, list[str]] = {
     "CL:0000084": ["CD3E", "CD3D", "CD2", "CD3G"],  # T cell (split into CD4/CD8 below)
@@ -35,29 +36,9 @@ T_CELL_SUBTYPES: dict[str, list[str]] = {
     "CL:0000625": ["CD8A", "CD8B", "GZMK"],  # CD8-positive, alpha-beta T cell
 }
 
-PANCREAS_CLUSTERS: dict[str, str] = {
-    "Ductal": "CL:0002079",  # pancreatic ductal cell
-    "Alpha": "CL:0000171",  # pancreatic A cell
-    "Beta": "CL:0000169",  # type B pancreatic cell
-    "Delta": "CL:0000173",  # pancreatic D cell
-    "Epsilon": "CL:0005019",  # pancreatic epsilon cell
-    "Ngn3 low EP": "CL:0008024",  # pancreatic endocrine cell (progenitor stage: coarse label)
-    "Ngn3 high EP": "CL:0008024",
-    "Pre-endocrine": "CL:0008024",
-}
-
-# Assay / disease as documented for each named dataset (None: leave what the data has, or unknown).
-DATASET_METADATA: dict[str, dict[str, str]] = {
-    "pbmc3k": {"assay_ontology_term_id": "EFO:0009901", "disease_ontology_term_id": "PATO:0000461"},
-    "pbmc_soupx": {"assay_ontology_term_id": "EFO:0009899", "disease_ontology_term_id": "PATO:0000461"},
-    "pbmc_10x_v2_1k": {"assay_ontology_term_id": "EFO:0009899", "disease_ontology_term_id": "PATO:0000461"},
-    "pbmc_10x_v3_1k": {"assay_ontology_term_id": "EFO:0009922", "disease_ontology_term_id": "PATO:0000461"},
-    "pbmc_10x_5prime_1k": {"assay_ontology_term_id": "EFO:0011025", "disease_ontology_term_id": "PATO:0000461"},
-    "pbmc_ifnb": {"disease_ontology_term_id": "PATO:0000461"},
-    "mouse_pancreas_e155": {"assay_ontology_term_id": "EFO:0009899", "disease_ontology_term_id": "PATO:0000461"},
-}
+# PBMC sets without the authors' cell types (zheng2017_sorted_pbmc_facs has FACS labels: data.author_labels)
 PBMC_SETS = ("pbmc3k", "pbmc_soupx", "pbmc_10x_v2_1k", "pbmc_10x_v3_1k", "pbmc_10x_5prime_1k", "pbmc_ifnb",
-             "celltypist_sample")
+             "celltypist_sample", "pisces_pbmc_10x_1k", "zheng2017_frozen_pbmc_donorA_10x")
 
 
 def pbmc_cell_types(adata: AnnData, n_clusters: int = 14, min_margin: float = 0.25, seed: int = 0) -> pd.Series:
@@ -112,22 +93,22 @@ def _clear_winner(row: pd.Series, min_margin: float) -> str | None:
     return None
 
 
-def pancreas_cell_types(obs: pd.DataFrame, column: str = "clusters") -> pd.Series:
-    """Cell Ontology term per cell from the authors' cluster names."""
-    mapped = obs[column].astype(str).map(PANCREAS_CLUSTERS).fillna(UNKNOWN)
-    return mapped.rename("cell_type_ontology_term_id")
-
-
 def add_training_labels(name: str, adata: AnnData) -> AnnData:
-    """Return a copy of a named dataset with ontology label columns filled as documented above."""
+    """Return a copy of a named dataset with ontology label columns filled: the data's own columns first, then
+    the authors' labels mapped to Cell Ontology (`author_labels`), then silver labels for unlabelled PBMC sets.
+    uns['grnformer_label_source'] says which."""
     out = adata.copy()
-    for column, term in DATASET_METADATA.get(name, {}).items():
+    for column, values in author_labels.metadata_columns(name, out.obs).items():
         if column not in out.obs:
-            out.obs[column] = term
-    if "cell_type_ontology_term_id" not in out.obs:
-        if name in PBMC_SETS:
-            out.obs["cell_type_ontology_term_id"] = pbmc_cell_types(out)
-        elif name == "mouse_pancreas_e155":
-            out.obs["cell_type_ontology_term_id"] = pancreas_cell_types(out.obs)
-    out.uns["grnformer_label_source"] = "silver" if name != "retina" else "cellxgene"
+            out.obs[column] = values
+    source = "dataset"
+    if CELL_TYPE_COLUMN not in out.obs:
+        authors = author_labels.cell_types(name, out.obs)
+        if authors is not None:
+            out.obs[CELL_TYPE_COLUMN], source = authors, "authors"
+        elif name in PBMC_SETS:
+            out.obs[CELL_TYPE_COLUMN], source = pbmc_cell_types(out), "silver"
+        else:
+            source = "none"
+    out.uns["grnformer_label_source"] = source
     return out

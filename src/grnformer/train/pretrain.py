@@ -34,15 +34,18 @@ from grnformer.data.soma import SomaCells
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
 from grnformer.model.grnformer import Block
-from grnformer.train.checkpoint import read_checkpoint
+from grnformer.train.checkpoint import read_checkpoint, resolve_checkpoint
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.plan import OptimConfig, PretrainPlan
+from grnformer.train.warm_start import warm_start
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "out_dir": "runs/grnformer",
     # preset plus any ModelConfig field (d_model, n_layers, n_heads, context_length, dropout, expr_encoding, …)
-    "model": {"preset": "small", "gene_embeddings": None},
+    "model": {"preset": "small", "gene_embeddings": None,
+              "init_from": None,           # warm start: weights of an earlier bundle/checkpoint, fresh schedule
+              "gene_init": None},          # coexpression: learned gene embeddings start from data.gene_prior
     "data": {
         "corpus": None,                 # corpus directory; built from `sources` when it does not exist
         "sources": [],                  # h5ad paths and/or named datasets (grnformer datasets)
@@ -78,6 +81,8 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 1.0,
         "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
         "label_loss": "softmax",        # softmax (cross-entropy over leaves) | bce (per-leaf, summed over leaves)
+        "bottleneck_fraction": 1.0,     # share of each batch's cells that also run the bottleneck pass
+        "fused": False,                 # AdamW fused kernel (fp32 only: Lightning refuses clipping with it under AMP)
         "precision": "auto",            # auto = bf16-mixed on GPU, 32 on CPU; or any Lightning precision
         "accelerator": "auto",
         "devices": "auto",
@@ -90,10 +95,11 @@ DEFAULTS: dict[str, Any] = {
         "keep_checkpoints": -1,         # -1 keeps every periodic checkpoint, k keeps the k latest
         "log_every_n_steps": 50,
         "progress_bar": True,
+        "stop_after_minutes": None,     # end this stretch after N wall-clock minutes (saved; resume continues)
     },
 }
 _OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "min_lr_ratio", "plateau_factor",
-               "plateau_patience")
+               "plateau_patience", "fused")
 # ModelConfig fields a configuration may set; the others come from the corpus and the embedding file
 _MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "n_positions", "label_sizes",
                                                         "gene_embedding_dim"}
@@ -267,6 +273,18 @@ class _FinalCheckpoint(Callback):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class _StopAfter(Callback):
+    """End training after `minutes` of wall time in this process: one stretch of a longer, resumable run. The
+    schedule keeps its horizon (max_steps); the final checkpoint lets the next stretch resume exactly."""
+
+    def __init__(self, minutes: float):
+        self.deadline = time.monotonic() + 60.0 * minutes
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if time.monotonic() >= self.deadline:
+            trainer.should_stop = True
+
+
 def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     """Corpus, data module, model, plan and Trainer for a full configuration (from `load_config`)."""
     cfg = dict(cfg)
@@ -283,6 +301,7 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
         num_workers=int(d["num_workers"]), seed=int(cfg["seed"]), mode=str(d["gene_selection"]),
         cells_per_epoch=d["cells_per_epoch"])
     vocab = data.vocab
+    gene_init, init_from = m.pop("gene_init"), m.pop("init_from")
     embeddings = None
     if m.pop("gene_embeddings"):
         embeddings, _ = load_gene_embeddings(cfg["model"]["gene_embeddings"], vocab.ids, vocab.symbols)
@@ -290,9 +309,16 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     config = ModelConfig.preset(m.pop("preset"), vocab_size=len(vocab), n_positions=vocab.n_positions,
                                 label_sizes=data.label_set.sizes, **m)
     model = GRNFormer(config, torch.as_tensor(vocab.positions), embeddings)
+    if gene_init == "coexpression":
+        cfg["gene_init"] = _coexpression_init(model, data)
+    elif gene_init is not None:
+        raise InputError(f"model.gene_init must be null or coexpression, got {gene_init!r}.")
+    if init_from:
+        cfg["warm_start"] = warm_start(model, vocab, data.label_set, resolve_checkpoint(init_from))
     optim = OptimConfig.from_dict({k: t[k] for k in _OPTIM_KEYS})
     plan = PretrainPlan(model, vocab, data.label_set, loss_weights=t["loss_weights"], optim=optim,
-                        seed=int(cfg["seed"]), run_config=cfg, label_loss=str(t["label_loss"]))
+                        seed=int(cfg["seed"]), run_config=cfg, label_loss=str(t["label_loss"]),
+                        bottleneck_fraction=float(t["bottleneck_fraction"]))
     every = int(t["checkpoint_every_n_steps"])
     checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="step-{step}", every_n_train_steps=every,
                                   save_top_k=int(t["keep_checkpoints"]), monitor="step", mode="max",
@@ -302,6 +328,17 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     except (ValueError, MisconfigurationException) as exc:  # every Trainer argument comes from the config
         raise InputError(f"invalid training settings: {exc}") from exc
     return Run(plan, data, trainer, out_dir, cfg)
+
+
+def _coexpression_init(model: GRNFormer, data: CorpusDataModule) -> dict[str, int]:
+    """Start the learned gene embeddings from the corpus's co-expression (genes it barely holds stay random)."""
+    from grnformer.data.gene_prior import coexpression_embedding
+
+    table = model.gene_encoder.learned.weight
+    vectors, found = coexpression_embedding(data.corpus, data.train_cells, table.shape[0], table.shape[1])
+    with torch.no_grad():
+        table[torch.from_numpy(found)] = torch.from_numpy(vectors[found])
+    return {"n_genes_with_prior": int(found.sum())}
 
 
 def _trainer(t: Mapping[str, Any], out_dir: Path, accelerator: str, strategy: str | Strategy,
@@ -314,7 +351,8 @@ def _trainer(t: Mapping[str, Any], out_dir: Path, accelerator: str, strategy: st
         limit_val_batches=int(t["val_batches"]) if validate else 0, num_sanity_val_steps=0,
         log_every_n_steps=int(t["log_every_n_steps"]), logger=_loggers(out_dir),
         callbacks=[*callbacks, _FinalCheckpoint(out_dir / "checkpoints" / "last.ckpt"), LearningRateMonitor("step")]
-        + ([TQDMProgressBar(refresh_rate=10)] if t["progress_bar"] else []),
+        + ([TQDMProgressBar(refresh_rate=10)] if t["progress_bar"] else [])
+        + ([_StopAfter(float(t["stop_after_minutes"]))] if t["stop_after_minutes"] else []),
         enable_progress_bar=bool(t["progress_bar"]), use_distributed_sampler=False, default_root_dir=out_dir,
     )
 
@@ -334,7 +372,7 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
         run.data.check_resume(resume)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.global_rank == 0:
-        (run.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (run.out_dir / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
     run.trainer.fit(run.plan, run.data, ckpt_path=str(resume) if resume else None)
     return run.out_dir / "checkpoints" / "last.ckpt"
 

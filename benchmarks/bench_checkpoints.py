@@ -1,0 +1,241 @@
+"""Zero-shot quality at each checkpoint of the training campaign, with bootstrap intervals, beside baselines.
+
+    .venv/bin/python benchmarks/bench_checkpoints.py CKPT [CKPT ...] [--denoise-cells 300]
+
+Every task runs on cells and truths the campaign never trains on (scripts/campaign.py HELD_OUT):
+- labels, retina_test: classify() accuracy and macro-F1 vs a 15-NN classifier on 50 PCs fitted on retina_train;
+- embeddings, retina_test and paul2015 (a labelled set left out of training): k-means (k = number of types) on
+  the cell embedding vs on 50 PCs, ARI and NMI;
+- denoising, PBMC3k: per-cell Spearman after removing 70% of the counts (bench_tasks_quality's protocol) vs kNN
+  smoothing;
+- networks: grnformer's default network vs Pearson and GENIE3 on the same cells and genes (200 genes: the most
+  variable TFs and genes), TF rows: PBMC3k vs Omnipath and ENCODE, Chen hESC and Semrau mESC vs McCalla ChIP∩KD.
+  AUPRC ratio (AUPRC / random precision) and EPR.
+Intervals: 95% percentile bootstrap over cells (200 resamples) for labels, embeddings and denoising; for networks,
+over regulators (each resample scores a random 70% of the TF rows, without replacement: rows are the unit a
+truth is built from). Baselines do not depend on the checkpoint and are computed once. Output: a markdown table
+per checkpoint, benchmarks/out/bench_checkpoints.json and a plot of every measure against cell views.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
+from sklearn.neighbors import KNeighborsClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noqa: E402
+
+from grnformer.bench.baselines import infer, select_genes  # noqa: E402
+from grnformer.bench.metrics import score_network  # noqa: E402
+from grnformer.bench.truths import load_truth  # noqa: E402
+from grnformer.data import datasets  # noqa: E402
+from grnformer.data.labels import column  # noqa: E402
+from grnformer.data.prepare import prepare  # noqa: E402
+from grnformer.tasks.classify import classify  # noqa: E402
+from grnformer.tasks.denoise import denoise  # noqa: E402
+from grnformer.tasks.embed import embed  # noqa: E402
+from grnformer.tasks.grn import grn  # noqa: E402
+from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
+
+CELL_TYPE = column("cell_type")
+N_BOOT = 200
+EMBEDDING_SETS = {"retina_test": CELL_TYPE, "paul2015_mouse_myeloid_progenitors_marsseq": "cell_type2"}
+NETWORKS = {"pbmc3k": ("omnipath", "encode_chip"), "chen_hesc": ("mccalla_hesc",), "semrau_mesc": ("mccalla_mesc",)}
+NETWORK_GENES, NETWORK_CELLS = 200, 500
+
+
+def interval(stat: Callable[[np.ndarray], float], n: int, seed: int = 0) -> list[float]:
+    """[estimate, low, high]: the statistic on all n units and its 95% bootstrap percentile interval."""
+    rng = np.random.default_rng(seed)
+    boots = [stat(rng.integers(0, n, n)) for _ in range(N_BOOT)]
+    return [float(stat(np.arange(n))), *map(float, np.percentile(boots, [2.5, 97.5]))]
+
+
+# -------------------------------------------------------------------------------------------- cell-level tasks
+
+def labels(bundle, cache: dict) -> dict[str, Any]:
+    test = datasets.load("retina_test")
+    classify(bundle, test, progress=False)
+    truth = test.obs[CELL_TYPE].astype(str).to_numpy()
+    pred = test.obs["grnformer_cell_type"].astype(str).to_numpy()
+    if "knn" not in cache:
+        train, _ = prepare(datasets.load("retina_train"))
+        ptest, _ = prepare(datasets.load("retina_test"))
+        genes = train.var_names.intersection(ptest.var_names)
+        pcs = _pcs(sp.vstack([train[:, genes].X, ptest[:, genes].X]).tocsr())
+        knn = KNeighborsClassifier(n_neighbors=15).fit(pcs[: train.n_obs], train.obs[CELL_TYPE].astype(str))
+        cache["knn"] = knn.predict(pcs[train.n_obs:])
+    out = {}
+    for name, p in (("grnformer", pred), ("kNN on PCA", cache["knn"])):
+        out[name] = {"accuracy": interval(lambda i: float(np.mean(p[i] == truth[i])), len(truth)),
+                     "macro_f1": interval(lambda i: float(f1_score(truth[i], p[i], average="macro")), len(truth))}
+    return out
+
+
+def _cluster_scores(rep: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
+    found = KMeans(n_clusters=len(np.unique(truth)), n_init=10, random_state=0).fit_predict(rep)
+    return {"ari": interval(lambda i: adjusted_rand_score(truth[i], found[i]), len(truth)),
+            "nmi": interval(lambda i: normalized_mutual_info_score(truth[i], found[i]), len(truth))}
+
+
+def embeddings(bundle, cache: dict) -> dict[str, Any]:
+    out = {}
+    for name, label in EMBEDDING_SETS.items():
+        adata = datasets.load(name)
+        truth = adata.obs[label].astype(str).to_numpy()
+        emb = embed(bundle, adata, progress=False)
+        keep = np.isfinite(emb).all(axis=1)
+        if f"pca/{name}" not in cache:
+            cache[f"pca/{name}"] = _cluster_scores(_pcs(prepare(adata)[0].X), truth[keep])
+        out[name] = {"grnformer": _cluster_scores(emb[keep], truth[keep]), "PCA": cache[f"pca/{name}"]}
+    return out
+
+
+def denoising(bundle, cache: dict, n_cells: int) -> dict[str, Any]:
+    import anndata as ad
+    import scanpy as sc
+
+    from grnformer.tasks.inference import normalised_log
+
+    full, _ = prepare(datasets.load("pbmc3k"))
+    rng = np.random.default_rng(0)
+    full = full[np.sort(rng.choice(full.n_obs, min(n_cells, full.n_obs), replace=False))].copy()
+    x = sp.csr_matrix(full.X)
+    thinned = x.copy()
+    thinned.data = rng.binomial(x.data.astype(np.int64), KEEP).astype(np.float32)
+    thinned.eliminate_zeros()
+    work = ad.AnnData(normalised_log(thinned), var=full.var[[]].copy())
+    sc.pp.highly_variable_genes(work, n_top_genes=2000, flavor="seurat")
+    cols = np.flatnonzero(work.var["highly_variable"].to_numpy())
+    truth = x[:, cols].toarray()
+    if "knn" not in cache:
+        cache["knn"] = per_cell_spearman(knn_smooth(thinned)[:, cols], truth)
+    noisy = ad.AnnData(thinned, obs=full.obs.copy(), var=full.var.copy())
+    layer = denoise(bundle, noisy, genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP, progress=False)
+    ours = per_cell_spearman(layer[:, cols].toarray(), truth)
+    return {name: {"spearman": interval(lambda i: float(v[i].mean()), len(v))}
+            for name, v in (("grnformer", ours), ("kNN smoothing", cache["knn"]))}
+
+
+# ------------------------------------------------------------------------------------------------ networks
+
+def _network_scores(net, truth, seed: int = 0) -> dict[str, list[float]]:
+    """AUPRC ratio and EPR over TF rows, with the regulator-subsampling interval."""
+    frame = pd.DataFrame(np.asarray(net.varp["GRN"].todense() if sp.issparse(net.varp["GRN"]) else
+                                    net.varp["GRN"]), index=net.var_names, columns=net.var_names)
+    tfs = [g for g in frame.index if g in set(truth.regulators)]
+    rng = np.random.default_rng(seed)
+
+    def score(rows: list[str]) -> tuple[float, float]:
+        m = score_network(frame.loc[rows], truth)
+        return m["auprc"] / m["random_precision"], m["epr"]
+
+    full = score(tfs)
+    subs = np.array([score(list(rng.choice(tfs, int(0.7 * len(tfs)), replace=False))) for _ in range(50)])
+    return {"auprc_ratio": [full[0], *np.percentile(subs[:, 0], [2.5, 97.5])],
+            "epr": [full[1], *np.percentile(subs[:, 1], [2.5, 97.5])], "n_tf_rows": len(tfs)}
+
+
+def networks(bundle, cache: dict) -> dict[str, Any]:
+    out = {}
+    for name, truth_names in NETWORKS.items():
+        adata = datasets.load(name)
+        if adata.n_obs > NETWORK_CELLS:
+            adata = adata[np.sort(np.random.default_rng(0).choice(adata.n_obs, NETWORK_CELLS, replace=False))].copy()
+        prepared, _ = prepare(adata)
+        genes = select_genes(prepared, n_genes=NETWORK_GENES, n_tfs=NETWORK_GENES // 2)
+        t = time.perf_counter()
+        ours = grn(bundle, prepared, genes=genes, progress=False)
+        ours.var_names = ours.var["symbol"].astype(str).to_numpy()
+        seconds = time.perf_counter() - t
+        for method in ("pearson", "genie3"):
+            if f"{name}/{method}" not in cache:
+                cache[f"{name}/{method}"] = infer(method, prepared, genes=genes)
+        for truth_name in truth_names:
+            truth = load_truth(truth_name)
+            out[f"{name} vs {truth_name}"] = {
+                "grnformer": {**_network_scores(ours, truth), "seconds": seconds},
+                **{m: _network_scores(cache[f"{name}/{m}"], truth) for m in ("pearson", "genie3")}}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+def _cell_views(path: Path) -> int | None:
+    """Cell views behind a checkpoint: its step × batch plus the warm start's, from the campaign ledger."""
+    card = path.with_suffix(".json")
+    if card.is_file():
+        return json.loads(card.read_text()).get("cell_views")
+    meta = load_bundle(path).meta
+    if "training" not in meta:
+        return None
+    steps = int(meta["training"]["global_step"])
+    cfg = meta.get("run_config", {})
+    batch = int(cfg.get("training", {}).get("batch_size", 0))
+    ledger = path.parents[2] / "stretches.json" if len(path.parents) > 2 else None
+    base = 0
+    if ledger is not None and ledger.is_file():
+        base = next((int(s["base_cell_views"]) for s in json.loads(ledger.read_text())), 0)
+    return steps * batch + base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--denoise-cells", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
+    args = parser.parse_args()
+    caches: dict[str, dict] = {k: {} for k in ("labels", "embeddings", "denoising", "networks")}
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for ckpt in args.checkpoints:
+        path = resolve_checkpoint(ckpt)
+        bundle = load_bundle(path)
+        t = time.perf_counter()
+        row = {"cell_views": _cell_views(path), "labels": labels(bundle, caches["labels"]),
+               "embeddings": embeddings(bundle, caches["embeddings"]),
+               "denoising": denoising(bundle, caches["denoising"], args.denoise_cells),
+               "networks": networks(bundle, caches["networks"])}
+        row["seconds"] = time.perf_counter() - t
+        results[str(ckpt)] = row
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1, default=float))
+        print(f"## {ckpt} ({row['cell_views']} cell views, {row['seconds']:.0f} s)\n{table(row)}", flush=True)
+
+
+def _fmt(v: list[float]) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
+def table(row: dict) -> str:
+    """One markdown table: task, data, measure, grnformer and the baselines, each with its interval."""
+    lines = ["| task | data | measure | grnformer | baselines |", "|---|---|---|---|---|"]
+    for measure in ("accuracy", "macro_f1"):
+        lines.append(f"| labels | retina_test | {measure} | {_fmt(row['labels']['grnformer'][measure])} | "
+                     f"kNN on PCA {_fmt(row['labels']['kNN on PCA'][measure])} |")
+    for data, r in row["embeddings"].items():
+        for measure in ("ari", "nmi"):
+            lines.append(f"| embedding | {data} | {measure} | {_fmt(r['grnformer'][measure])} | "
+                         f"PCA {_fmt(r['PCA'][measure])} |")
+    d = row["denoising"]
+    lines.append(f"| denoising | PBMC3k | Spearman | {_fmt(d['grnformer']['spearman'])} | "
+                 f"kNN smoothing {_fmt(d['kNN smoothing']['spearman'])} |")
+    for data, r in row["networks"].items():
+        for measure in ("auprc_ratio", "epr"):
+            lines.append(f"| networks (TF rows) | {data} | {measure} | {_fmt(r['grnformer'][measure])} | "
+                         f"GENIE3 {_fmt(r['genie3'][measure])}; Pearson {_fmt(r['pearson'][measure])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

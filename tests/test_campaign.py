@@ -1,0 +1,144 @@
+"""The training campaign's parts on real cells: authors' labels mapped to Cell Ontology, the co-expression prior,
+warm start across a grown label set, the bottleneck on part of a batch, and stretches that stop on time."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grnformer.data import author_labels, datasets, silver
+from grnformer.data.corpus import AnnDataCells, build_corpus
+from grnformer.data.gene_prior import coexpression_embedding
+from grnformer.data.labels import LabelSet, ontology_parser
+from grnformer.data.prepare import prepare
+from grnformer.train.checkpoint import load_bundle
+from grnformer.train.pretrain import build, load_config, pretrain
+from grnformer.train.warm_start import warm_start
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=1", "model.context_length=64",
+        "training.batch_size=8", "training.progress_bar=false", "training.log_every_n_steps=1",
+        "data.num_workers=0", "data.val_fraction=0.1", "training.val_batches=2", "model.dropout=0.0"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_mapped_author_label_is_a_cell_ontology_term_and_every_label_is_covered():
+    parser = ontology_parser()
+    for name, (col, table) in author_labels.CELL_TYPES.items():
+        for term in set(table.values()):
+            assert parser.is_valid_term_id(term), (name, term)
+        obs = datasets.load(name).obs
+        mapped = author_labels.cell_types(name, obs)
+        unknown = set(obs.loc[mapped == "unknown", col].astype(str))
+        assert unknown <= {"PPR"}, (name, unknown)  # the one label documented as having no term
+
+
+def test_pancreas_cluster_codes_are_the_types_their_hormones_say():
+    a = silver.add_training_labels("mouse_pancreas_e155", datasets.load("mouse_pancreas_e155"))
+    terms = a.obs["cell_type_ontology_term_id"].to_numpy()
+    x = a.X.tocsc()
+    for term, gene, fold in [("CL:0000169", "Ins2", 20), ("CL:0000171", "Gcg", 20), ("CL:0000173", "Sst", 20),
+                             ("CL:0005019", "Ghrl", 20), ("CL:0002079", "Krt19", 2.5)]:  # ductal: a soft marker
+        col = np.asarray(x[:, a.var_names.get_loc(gene)].todense()).ravel()
+        assert col[terms == term].mean() > fold * col[terms != term].mean(), (term, gene)
+    assert (terms != "unknown").all()
+
+
+def test_training_labels_for_sorted_pbmc_are_the_facs_populations():
+    a = silver.add_training_labels("zheng2017_sorted_pbmc_facs", datasets.load("zheng2017_sorted_pbmc_facs"))
+    assert a.uns["grnformer_label_source"] == "authors"
+    monocytes = a.obs["celltype"] == "CD14+ Monocyte"
+    assert (a.obs.loc[monocytes, "cell_type_ontology_term_id"] == "CL:0001054").all()
+    assert (a.obs["assay_ontology_term_id"] == "EFO:0009901").all()
+    lines = silver.add_training_labels("cellbench_tian2019_lung_cancer_cell_lines",
+                                       datasets.load("cellbench_tian2019_lung_cancer_cell_lines"))
+    drop = lines.obs["protocol"].str.startswith("Drop-seq")
+    assert set(lines.obs.loc[drop, "assay_ontology_term_id"]) == {"EFO:0008722"}
+    assert set(lines.obs.loc[~drop, "assay_ontology_term_id"]) == {"EFO:0010010"}
+
+
+def test_campaign_trains_on_every_set_but_the_held_out_ones():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import campaign
+
+    sources = campaign.training_sources()
+    assert not set(sources) & set(campaign.HELD_OUT)
+    counts = {p.stem for p in (ROOT.parent / "shared" / "data" / "counts").glob("*.h5ad")}
+    assert counts - set(campaign.HELD_OUT) <= set(sources)  # a set that lands in counts/ is trained on
+    assert "retina_train" in sources
+
+
+def test_coexpression_prior_puts_co_expressed_genes_close():
+    """On real PBMC cells, B-cell genes (CD79A, CD79B, MS4A1) sit closer to each other than to T-cell genes."""
+    adata, _ = prepare(datasets.load("pbmc_10x_v3_1k"))
+    cells = AnnDataCells(adata)
+    vocab_size = cells.x.shape[1]
+    vectors, found = coexpression_embedding(cells, np.arange(len(cells)), vocab_size, dim=16)
+    assert vectors.shape == (vocab_size, 16) and 5_000 < found.sum() < vocab_size
+    assert np.allclose(np.linalg.norm(vectors[found], axis=1).mean(), 4.0, rtol=1e-3)  # sqrt(dim): N(0,1) rows
+    from grnformer.data.genes import GeneVocab
+
+    vocab = GeneVocab.default()
+    ids = dict(zip(vocab.symbols, range(len(vocab))))
+    v = {g: vectors[ids[g]] / np.linalg.norm(vectors[ids[g]]) for g in ("CD79A", "CD79B", "MS4A1", "CD3E", "CD3D")}
+    within = np.mean([v["CD79A"] @ v["CD79B"], v["CD79A"] @ v["MS4A1"]])
+    across = np.mean([v["CD79A"] @ v["CD3E"], v["MS4A1"] @ v["CD3D"]])
+    assert within > across + 0.2
+
+
+def _corpus(path, with_pancreas: bool):
+    sources = {"retina": datasets.load("retina")[:300].copy()}
+    if with_pancreas:
+        sources["pancreas"] = silver.add_training_labels("mouse_pancreas_e155",
+                                                         datasets.load("mouse_pancreas_e155")[:200])
+    build_corpus(sources, path, label_set=LabelSet.fit([a.obs for a in sources.values()]))
+    return path
+
+
+def test_warm_start_carries_weights_by_gene_and_by_leaf(tmp_path):
+    small = pretrain({"out_dir": str(tmp_path / "a"), "data": {"corpus": str(_corpus(tmp_path / "ca", False))},
+                      "training": {"max_steps": 3}}, TINY)
+    old = load_bundle(small)
+    cfg = load_config({"out_dir": str(tmp_path / "b"), "data": {"corpus": str(_corpus(tmp_path / "cb", True))}},
+                      TINY)
+    run = build(cfg)
+    model, labels = run.plan.model, run.data.label_set
+    summary = warm_start(model, run.data.vocab, labels, small)
+    assert summary["n_carried"] > 10 and not summary["skipped"]
+    new_types, old_types = labels.encoders["cell_type"].leaves, old.labels.encoders["cell_type"].leaves
+    assert len(new_types) > len(old_types)
+    head, old_head = model.label_heads["cell_type"].weight, old.model.label_heads["cell_type"].weight
+    for i, term in enumerate(new_types):
+        if term in old_types:
+            assert torch.equal(head[i], old_head[old_types.index(term)])
+    assert torch.equal(model.blocks[0].attn.qkv.weight, old.model.blocks[0].attn.qkv.weight)
+    assert torch.equal(model.gene_encoder.learned.weight, old.model.gene_encoder.learned.weight)  # same vocabulary
+
+
+def test_bottleneck_on_part_of_the_batch_and_a_stretch_that_stops_on_time(tmp_path):
+    corpus = _corpus(tmp_path / "c", False)
+    cfg = load_config({"out_dir": str(tmp_path / "r"), "data": {"corpus": str(corpus)}},
+                      TINY + ["training.bottleneck_fraction=0.25"])
+    run = build(cfg)
+    batch = next(iter(run.data.train_dataloader()))
+    calls = []
+    original = run.plan.model.bottleneck
+    run.plan.model.bottleneck = lambda out, genes, *a: calls.append(genes.shape[0]) or original(out, genes, *a)
+    terms = run.plan.losses(batch)
+    assert calls == [2] and torch.isfinite(terms["bottleneck"])  # 25% of 8 cells
+    with pytest.raises(Exception, match="bottleneck_fraction"):
+        build(load_config(cfg, ["training.bottleneck_fraction=0"]))
+    ckpt = pretrain(cfg, ["training.max_steps=100000", "training.stop_after_minutes=0.05"])
+    step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < step < 100000  # stopped by the clock, and saved where it stopped
+
+
+def test_campaign_refuses_a_stretch_without_minutes():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign.py")], capture_output=True, text=True)
+    assert out.returncode == 2 and "--minutes" in out.stderr
+    assert json.loads((ROOT / "src" / "grnformer" / "checkpoints" / "small.json").read_text())["steps"] > 0
