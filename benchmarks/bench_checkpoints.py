@@ -83,6 +83,26 @@ def labels(bundle, cache: dict) -> dict[str, Any]:
     return out
 
 
+def monocytes(bundle, cache: dict) -> dict[str, Any]:
+    """The demo's first impression: PBMC3k monocytes as the marker-based silver labels call them (CD14+ vs
+    CD16+), and the share of each that the model calls the same."""
+    from grnformer.data.silver import pbmc_cell_types
+
+    adata = datasets.load("pbmc3k")
+    if "silver" not in cache:
+        adata.X = adata.X.astype(np.float32)
+        cache["silver"] = pbmc_cell_types(adata).to_numpy()
+    classify(bundle, adata, progress=False)
+    pred = adata.obs["grnformer_cell_type"].astype(str).to_numpy()
+    out = {}
+    for term, name in (("CL:0001054", "CD14 monocytes"), ("CL:0002396", "CD16 monocytes")):
+        cells = cache["silver"] == term
+        out[name] = {"n_silver": int(cells.sum()), "agree": float(np.mean(pred[cells] == term)),
+                     "called_CD14": int((pred[cells] == "CL:0001054").sum()),
+                     "called_CD16": int((pred[cells] == "CL:0002396").sum())}
+    return out
+
+
 def _cluster_scores(rep: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
     found = KMeans(n_clusters=len(np.unique(truth)), n_init=10, random_state=0).fit_predict(rep)
     return {"ari": interval(lambda i: adjusted_rand_score(truth[i], found[i]), len(truth)),
@@ -196,13 +216,14 @@ def main() -> None:
     parser.add_argument("--denoise-cells", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
     args = parser.parse_args()
-    caches: dict[str, dict] = {k: {} for k in ("labels", "embeddings", "denoising", "networks")}
+    caches: dict[str, dict] = {k: {} for k in ("labels", "monocytes", "embeddings", "denoising", "networks")}
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for ckpt in args.checkpoints:
         path = resolve_checkpoint(ckpt)
         bundle = load_bundle(path)
         t = time.perf_counter()
         row = {"cell_views": _cell_views(path), "labels": labels(bundle, caches["labels"]),
+               "monocytes": monocytes(bundle, caches["monocytes"]),
                "embeddings": embeddings(bundle, caches["embeddings"]),
                "denoising": denoising(bundle, caches["denoising"], args.denoise_cells),
                "networks": networks(bundle, caches["networks"])}
@@ -223,6 +244,9 @@ def table(row: dict) -> str:
     for measure in ("accuracy", "macro_f1"):
         lines.append(f"| labels | retina_test | {measure} | {_fmt(row['labels']['grnformer'][measure])} | "
                      f"kNN on PCA {_fmt(row['labels']['kNN on PCA'][measure])} |")
+    for name, m in row["monocytes"].items():
+        lines.append(f"| labels | PBMC3k {name} (silver, {m['n_silver']} cells) | share called the same | "
+                     f"{m['agree']:.2f} (CD14 {m['called_CD14']}, CD16 {m['called_CD16']}) | — |")
     for data, r in row["embeddings"].items():
         for measure in ("ari", "nmi"):
             lines.append(f"| embedding | {data} | {measure} | {_fmt(r['grnformer'][measure])} | "

@@ -103,7 +103,8 @@ class PretrainPlan(LightningModule):
     weight skips the second pass; `bottleneck_fraction` < 1 runs it on that share of the batch's cells only (the
     second pass costs a whole forward: on CPU this is the cheapest way to keep the task and buy speed). Each term is logged as train/<name> and val/<name>, the sum as */loss.
 
-    Dropout randomness is re-seeded at every step from (seed, global step, rank), so a run resumed from a
+    Losses are computed in fp32 under bf16 autocast (the ZINB parameters leave the model in fp32; the label
+    logits are cast here). Dropout randomness is re-seeded at every step from (seed, global step, rank), so a run resumed from a
     checkpoint repeats the uninterrupted run exactly.
     """
 
@@ -156,7 +157,7 @@ class PretrainPlan(LightningModule):
             terms["bottleneck"] = zinb_nll(target[:n], *self.model.bottleneck(part, genes[:n], depth[:n],
                                                                               scale[:n])).mean()
         for i, name in enumerate(self.classes):
-            terms[name] = hierarchical_label_loss(out.label_logits[name], batch["labels"][:, i],
+            terms[name] = hierarchical_label_loss(out.label_logits[name].float(), batch["labels"][:, i],
                                                   getattr(self, f"descendants_{i}"), kind=self.label_loss)
         terms["loss"] = sum(self.loss_weights[k] * v for k, v in terms.items())
         return terms
