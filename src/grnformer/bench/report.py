@@ -1,6 +1,6 @@
 """Benchmark outputs: metrics JSON, a markdown table, PR-curve PNGs, and one self-contained HTML report.
 
-Every file is written atomically (``NAME.part`` then rename). The HTML carries its images inline (base64), so it can
+Every file is written atomically (`grnformer.atomic`). The HTML carries its images inline (base64), so it can
 be mailed or archived alone.
 """
 
@@ -15,14 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grnformer.atomic import atomic_path, write_text
+
 COLUMNS = ["auprc", "ap", "auroc", "epr", "precision_at_k", "odds_ratio", "random_precision", "n_true",
            "n_candidates", "seconds"]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _json_safe(obj):
@@ -110,10 +106,9 @@ def plot_pr_curves(curves: dict, out_dir: Path) -> dict[tuple[str, str, str], Pa
         ax.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
         path = out_dir / f"pr_{dname}__{tname}__{universe}.png"
-        tmp = path.with_name(path.name + ".part")
-        fig.savefig(tmp, dpi=110, format="png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
-        tmp.replace(path)
         paths[(dname, tname, universe)] = path
     return paths
 
@@ -157,8 +152,8 @@ def write_report(results: dict, curves: dict, out_dir: str | Path) -> Path:
     """metrics.json, results.md, pr_*.png and report.html in ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "metrics.json", json.dumps(_json_safe(results), indent=1))
-    _atomic_text(out / "results.md", markdown_table(results))
+    write_text(out / "metrics.json", json.dumps(_json_safe(results), indent=1))
+    write_text(out / "results.md", markdown_table(results))
     images = plot_pr_curves(curves, out)
-    _atomic_text(out / "report.html", _html(results, images))
+    write_text(out / "report.html", _html(results, images))
     return out / "report.html"

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from grnformer.atomic import write_text
 from grnformer.data.corpus import build_corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LABEL_CLASSES, LabelSet
@@ -334,7 +335,7 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
         run.data.check_resume(resume)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.global_rank == 0:
-        (run.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        write_text(run.out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     run.trainer.fit(run.plan, run.data, ckpt_path=str(resume) if resume else None)
     return run.out_dir / "checkpoints" / "last.ckpt"
 
