@@ -41,13 +41,13 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from grnformer.data import datasets
+from grnformer.data.expression import log_per_10k
 from grnformer.data.labels import column
 from grnformer.data.prepare import prepare
 from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed
-from grnformer.tasks.inference import normalised_log
 from grnformer.train.checkpoint import load_bundle
 
 KEEP = 0.3  # fraction of counts kept: 70% removed
@@ -59,7 +59,7 @@ CELL_TYPE = column("cell_type")
 
 def _pcs(x: sp.csr_matrix, n: int = 50, seed: int = 0) -> np.ndarray:
     """Principal components of log-normalised counts (centred through a dense copy: fine at these sizes)."""
-    logx = normalised_log(sp.csr_matrix(x)).toarray()
+    logx = log_per_10k(sp.csr_matrix(x)).toarray()
     logx -= logx.mean(axis=0)
     return TruncatedSVD(n_components=min(n, min(logx.shape) - 1), random_state=seed).fit_transform(logx)
 
@@ -110,7 +110,7 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
 
     import scanpy as sc
 
-    work = ad.AnnData(normalised_log(thinned), var=full.var[[]].copy())
+    work = ad.AnnData(log_per_10k(thinned), var=full.var[[]].copy())
     sc.pp.highly_variable_genes(work, n_top_genes=N_GENES, flavor="seurat")
     cols = np.flatnonzero(work.var["highly_variable"].to_numpy())
     full_g, noisy_g = x[:, cols].toarray(), thinned[:, cols]

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from anndata import AnnData  # noqa: E402
 
+from grnformer.atomic import write_text  # noqa: E402
 from grnformer.errors import InputError  # noqa: E402
 
 TRUTHS = ("omnipath", "encode_chip")
@@ -70,6 +71,7 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     the most variable genes, so that TF-row scoring has regulators to score."""
     import scanpy as sc
 
+    from grnformer.data.expression import organism_of
     from grnformer.data.genes import tf_symbols
 
     work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var["symbol"].astype(str).to_numpy()))
@@ -79,7 +81,7 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     sc.pp.log1p(work)
     sc.pp.highly_variable_genes(work, n_top_genes=min(4 * n_genes, work.n_vars))
     ranked = work.var.sort_values("dispersions_norm", ascending=False).index.tolist()
-    organism = str(adata.obs["organism_ontology_term_id"].iloc[0])
+    organism = organism_of(adata, required=True)
     tfs = tf_symbols(organism)
     chosen = [g for g in ranked if g in tfs][: n_genes // 3]
     chosen += [g for g in ranked if g not in set(chosen)][: n_genes - len(chosen)]
@@ -162,6 +164,7 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     from grnformer.bench.baselines import infer
     from grnformer.bench.metrics import score_network
     from grnformer.bench.truths import load_truth
+    from grnformer.data.expression import organism_of
     from grnformer.data.labels import term_label
     from grnformer.tasks.classify import classify
     from grnformer.tasks.denoise import denoise
@@ -206,7 +209,7 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
 
     rows, pr_figs = [], []
     with timer("score against ground truths"):
-        organism = str(adata.obs["organism_ontology_term_id"].iloc[0])
+        organism = organism_of(adata, required=True)
         for truth_name in TRUTHS:
             truth = load_truth(truth_name)
             for universe in ("all", "tf"):
@@ -235,8 +238,8 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
         for key, net in all_nets.items():
             write_h5ad(net, nets_dir / f"{key}.h5ad")
             write_csv(net, nets_dir / f"{key}.csv")
-        metrics.to_csv(out / "metrics.csv", index=False)
-        (out / "metrics.json").write_text(json.dumps(rows, indent=1, default=float))
+        write_text(out / "metrics.csv", metrics.to_csv(index=False))
+        write_text(out / "metrics.json", json.dumps(rows, indent=1, default=float))
 
     command = "grnformer demo " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 and \
         sys.argv[1] == "demo" else f"grnformer demo --out {shlex.quote(str(out_dir))}"
@@ -269,8 +272,4 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
         "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:2px 8px;"
         "border-bottom:1px solid #ddd}img{max-width:100%;margin:4px}pre{background:#f6f6f6;padding:8px;"
         "white-space:pre-wrap}</style></head><body><h1>grnformer demo report</h1>" + body + "</body></html>")
-    report = out / "report.html"
-    tmp = report.with_suffix(".html.part")
-    tmp.write_text(page)
-    tmp.replace(report)
-    return report
+    return write_text(out / "report.html", page)

@@ -23,9 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from grnformer.atomic import atomic_path
 from grnformer.bench import baselines
 from grnformer.bench.metrics import UNIVERSES, score_network
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
+from grnformer.data.expression import organism_of
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
 
@@ -79,13 +81,6 @@ def _load_grnformer_method() -> None:
 # ---------------------------------------------------------------------------------------------------- inputs
 
 
-def _organism(adata: ad.AnnData) -> str:
-    col = adata.obs.get("organism_ontology_term_id")
-    if col is None or not len(col):
-        raise InputError("a benchmark dataset needs obs['organism_ontology_term_id'] (prepare() sets it)")
-    return str(col.iloc[0])
-
-
 def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict[str, ad.AnnData]:
     """Named datasets (loaded and prepared) or ``{name: AnnData}`` as given."""
     if isinstance(datasets, Mapping):
@@ -124,9 +119,8 @@ def _cache_key(method: str, options: dict, data_hash: str, genes: Sequence[str],
 
 
 def _write_h5ad(net: ad.AnnData, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    net.write_h5ad(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as part:
+        net.write_h5ad(part)
 
 
 # ---------------------------------------------------------------------------------------------------- the matrix
@@ -161,7 +155,7 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
 
     setups = {}
     for dname, adata in data.items():
-        org = _organism(adata)
+        org = organism_of(adata, required=True)
         genes = baselines.select_genes(adata, n_genes=n_genes, n_tfs=n_tfs, min_frac=min_frac)
         regs = [g for g in genes if g in tf_symbols(org)] if regulators == "tf" else None
         setups[dname] = (adata, org, genes, regs, _fingerprint(adata))
