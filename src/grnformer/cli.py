@@ -7,6 +7,7 @@ only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from grnformer.demo import run_demo
 
     report = run_demo(args.out, adata_path=args.adata, checkpoint=args.checkpoint, n_genes=args.n_genes,
-                      max_cells=args.max_cells)
+                      max_cells=args.max_cells, seed=args.seed, command=args.command_line)
     print(f"report: {report}")
 
 
@@ -234,12 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="shipped")
     p.add_argument("--n-genes", dest="n_genes", type=int, default=None)
     p.add_argument("--max-cells", dest="max_cells", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="cell subsample (--max-cells) and GENIE3 (default 0)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["grnformer", *argv])  # what the demo report gives to reproduce it
     try:
         args.func(args)
     except (InputError, ResourceError) as err:

@@ -126,6 +126,29 @@ def _write_h5ad(net: ad.AnnData, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- the matrix
 
 
+def score_networks(networks: Mapping[str, ad.AnnData], truths: Mapping[str, GroundTruth], organism: str,
+                   universes: Iterable[str] = ("all", "tf")) -> tuple[list[dict], dict]:
+    """Score every network against every truth of ``organism`` (others are skipped) in every universe.
+
+    The 'tf' universe uses the organism's TF list for every method, whatever its network marks. Returns the
+    records (truth, method, universe and `score_network`'s metrics), truth → universe → method order, and the PR
+    curves ``{(truth, universe, method): (recall, precision)}``.
+    """
+    records, curves = [], {}
+    tfs = tf_symbols(organism)
+    for tname, truth in truths.items():
+        if truth.organism != organism:
+            continue
+        for universe in universes:
+            for method, net in networks.items():
+                res = score_network(net, truth, universe=universe, tfs=tfs, curve=True)
+                curves[(tname, universe, method)] = (res.pop("recall"), res.pop("precision"))
+                res.pop("fpr"), res.pop("tpr")
+                records.append({"method": method, "truth": tname, **res})
+    return records, curves
+
+
+
 def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.AnnData],
               truths: Sequence[str] | Mapping[str, GroundTruth], out_dir: str | Path, n_genes: int = 1000,
               n_tfs: int = 500, min_frac: float = 0.01, universes: Iterable[str] = ("all", "tf"),
@@ -183,15 +206,9 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
         timings.append({"method": method, "dataset": dname, "seconds": float(net.uns["grn"]["wall_seconds"]),
                         "cached": cached, "network": str(path.relative_to(out)), "n_genes": len(genes),
                         "n_cells": int(adata.n_obs)})
-        for tname, truth in truth_objs.items():
-            if truth.organism != org:
-                continue
-            for universe in universes:
-                res = score_network(net, truth, universe=universe, tfs=tf_symbols(org), curve=True)
-                curves[(dname, tname, universe, method)] = (res.pop("recall"), res.pop("precision"))
-                res.pop("fpr"), res.pop("tpr")
-                records.append({"method": method, "dataset": dname, "truth": tname, **res,
-                                "seconds": timings[-1]["seconds"]})
+        scored, pr = score_networks({method: net}, truth_objs, org, universes)
+        records += [{"method": method, "dataset": dname, **r, "seconds": timings[-1]["seconds"]} for r in scored]
+        curves.update({(dname, *key): curve for key, curve in pr.items()})
     results = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "settings": {"n_genes": n_genes, "n_tfs": n_tfs, "min_frac": min_frac, "universes": universes,
