@@ -13,7 +13,7 @@ import copy
 import importlib.util
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -66,16 +66,11 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "training": {
-        "max_steps": 100_000,
+        # OptimConfig's fields and defaults: lr, weight_decay, betas, warmup_steps, max_steps,
+        # scheduler (cosine | plateau | constant), min_lr_ratio, plateau_factor, plateau_patience
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(OptimConfig()).items()},
         "batch_size": 64,               # per process
         "accumulate_grad_batches": 1,
-        "lr": 1.0e-4,
-        "weight_decay": 0.01,
-        "warmup_steps": 1_000,
-        "scheduler": "cosine",          # cosine | plateau | constant
-        "min_lr_ratio": 0.1,
-        "plateau_factor": 0.5,
-        "plateau_patience": 2,
         "grad_clip": 1.0,
         "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
         "label_loss": "softmax",        # softmax (cross-entropy over leaves) | bce (per-leaf, summed over leaves)
@@ -93,8 +88,7 @@ DEFAULTS: dict[str, Any] = {
         "progress_bar": True,
     },
 }
-_OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "min_lr_ratio", "plateau_factor",
-               "plateau_patience")
+_OPTIM_KEYS = tuple(f.name for f in fields(OptimConfig))
 # ModelConfig fields a configuration may set; the others come from the corpus and the embedding file
 _MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "n_positions", "label_sizes",
                                                         "gene_embedding_dim"}
