@@ -48,6 +48,7 @@ from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed
+from grnformer.tasks.options import DenoiseOptions
 from grnformer.train.checkpoint import load_bundle
 
 KEEP = 0.3  # fraction of counts kept: 70% removed
@@ -125,8 +126,8 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
     if magic_out is not None:
         scores["MAGIC (magic-impute)"] = per_cell_spearman(magic_out, full_g)
     t = time.perf_counter()
-    layer = denoise(bundle, noisy, genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP,
-                    batch_size=batch_size, device=device, seed=seed)
+    layer = denoise(bundle, noisy, DenoiseOptions(genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP,
+                                                  batch_size=batch_size, seed=seed), device=device)
     results["seconds_grnformer"] = time.perf_counter() - t
     scores["grnformer (ZINB mean)"] = per_cell_spearman(layer[:, cols].toarray(), full_g)
     results["spearman"] = {k: {"mean": float(v.mean()), "median": float(np.median(v)), "n_cells": int(len(v))}

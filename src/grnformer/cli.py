@@ -1,17 +1,21 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
-Imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
+Options dataclasses (`tasks.options`, `bench.options`, standard library only) give the denoise and bench flags;
+other imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
 only affects the command that needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
 
+from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
+from grnformer.tasks.options import DenoiseOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -70,12 +74,16 @@ def _cmd_classify(args: argparse.Namespace) -> None:
                   **_task_options(args, ["threshold", "batch_size", "device", "precision", "organism"]))
 
 
+def _options(cls: type, args: argparse.Namespace, names: list[str] | None = None):
+    """An options dataclass from the flags given on the command line (others keep the dataclass defaults)."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and (names is None or f.name in names)]
+    return cls(**_task_options(args, fields))
+
+
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from grnformer.tasks.denoise import denoise_file
 
-    denoise_file(args.checkpoint, args.input, args.output,
-                 **_task_options(args, ["depth_multiplier", "genes", "batch_size", "device", "precision",
-                                        "organism"]))
+    denoise_file(args.checkpoint, args.input, args.output, _options(DenoiseOptions, args), device=args.device)
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
@@ -100,8 +108,8 @@ def _cmd_select_heads(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from grnformer.bench.runner import bench_main
 
-    bench_main(methods=args.methods, datasets=args.datasets, truths=args.truths, out_dir=args.out,
-               **_task_options(args, ["n_genes", "checkpoint"]))
+    bench_main(args.methods, args.datasets, args.truths, args.out, _options(BenchOptions, args),
+               checkpoint=args.checkpoint)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -125,6 +133,21 @@ def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written
     p.add_argument("input", help="h5ad file of raw counts")
     p.add_argument("output", help=output)
     _add_run_options(p)
+
+
+def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
+    """One flag per documented field of an options dataclass (``option(...)`` metadata: help, choices, kind)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or (names is not None and f.name not in names):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = "" if f.default is None or f.default is False else f" (default {f.default})"
+        if meta["kind"] == "flag":
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
+            continue
+        kind = {"int": int, "float": float, "str": str, "list": _comma_list}[meta["kind"]]
+        p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -185,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("denoise", help="denoised counts into layers['grnformer_denoised']")
-    _add_task_io(p)
-    p.add_argument("--depth-multiplier", dest="depth_multiplier", type=float)
-    p.add_argument("--genes", help="'hvg', 'all', or a comma-separated gene list")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("output", help="output h5ad (written atomically)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, DenoiseOptions)
     p.set_defaults(func=_cmd_denoise)
 
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
@@ -225,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--truths", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--n-genes", dest="n_genes", type=int)
+    _add_option_flags(p, BenchOptions)
     p.add_argument("--checkpoint", help="checkpoint for the grnformer method")
     p.set_defaults(func=_cmd_bench)
 

@@ -207,13 +207,14 @@ def _annotate_cells(bundle, adata: AnnData, n_genes: int, timer: _Timer) -> dict
     from grnformer.tasks.classify import classify
     from grnformer.tasks.denoise import denoise
     from grnformer.tasks.embed import embed
+    from grnformer.tasks.options import DenoiseOptions
 
     with timer("embed (+ UMAP)"):
         embed(bundle, adata, umap=True, progress=False)
     with timer("classify"):
         cell_metrics = classify(bundle, adata, progress=False).get("cell_type")
     with timer("denoise (highly variable genes)"):
-        denoise(bundle, adata, genes="hvg", n_genes=n_genes, progress=False)
+        denoise(bundle, adata, DenoiseOptions(genes="hvg", n_genes=n_genes), progress=False)
     return cell_metrics
 
 
