@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
-from grnformer.tasks.options import DenoiseOptions
+from grnformer.tasks.options import PRECISIONS, DenoiseOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -128,11 +128,18 @@ def _comma_list(value: str) -> list[str]:
     return items
 
 
-def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)") -> None:
+def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)",
+                 options: type | None = None) -> None:
+    """A task's positionals and --device, then its options: the fields of ``options`` (an options dataclass),
+    or the common run options."""
     p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
     p.add_argument("input", help="h5ad file of raw counts")
     p.add_argument("output", help=output)
-    _add_run_options(p)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    if options is not None:
+        _add_option_flags(p, options)
+    else:
+        _add_run_options(p)
 
 
 def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
@@ -153,8 +160,7 @@ def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--organism", help="human or mouse, when obs has no organism_ontology_term_id")
     p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that support it, fp32 elsewhere")
 
 
@@ -208,11 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("denoise", help="denoised counts into layers['grnformer_denoised']")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
-    p.add_argument("output", help="output h5ad (written atomically)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    _add_option_flags(p, DenoiseOptions)
+    _add_task_io(p, options=DenoiseOptions)
     p.set_defaults(func=_cmd_denoise)
 
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
@@ -239,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="h5ad file of raw counts")
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_run_options(p)
     _add_network_genes(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
