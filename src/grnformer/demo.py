@@ -28,7 +28,7 @@ from anndata import AnnData  # noqa: E402
 
 from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench.report import figure_png, html_page, img, pr_figure_png, table  # noqa: E402
-from grnformer.data.expression import organism_of  # noqa: E402
+from grnformer.data.expression import log_per_10k, organism_of  # noqa: E402
 from grnformer.errors import InputError  # noqa: E402
 
 TRUTHS = ("omnipath", "encode_chip")
@@ -91,8 +91,7 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var["symbol"].astype(str).to_numpy()))
     work.var_names_make_unique()
     sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
-    sc.pp.normalize_total(work, target_sum=1e4)
-    sc.pp.log1p(work)
+    work.X = log_per_10k(work.X)
     sc.pp.highly_variable_genes(work, n_top_genes=min(4 * n_genes, work.n_vars))
     ranked = work.var.sort_values("dispersions_norm", ascending=False).index.tolist()
     organism = organism_of(adata, required=True)
