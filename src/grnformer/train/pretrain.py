@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -39,6 +40,7 @@ from grnformer.train.checkpoint import read_checkpoint
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.plan import OptimConfig, PretrainPlan
 
+_DM = {name: p.default for name, p in inspect.signature(CorpusDataModule).parameters.items()}  # its defaults
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "out_dir": "runs/grnformer",
@@ -48,12 +50,13 @@ DEFAULTS: dict[str, Any] = {
         "corpus": None,                 # corpus directory; built from `sources` when it does not exist
         "sources": [],                  # h5ad paths and/or named datasets (grnformer datasets)
         "silver_labels": True,          # named datasets without ontology labels get data.silver's labels
-        "val_fraction": 0.02,
-        "gene_selection": "random-expressed",
-        "downsample": [0.55, 0.7],      # fraction of counts removed from the input (a value or a range)
-        "balance_s": 100.0,             # LabelBalancedSampler constant s; null: no balancing, each cell once
-        "sample_with_replacement": True,  # balanced draws; false: disjoint draws across ranks within an epoch
-        "cells_per_epoch": None,        # balanced draws per epoch over all ranks (default: the training cells)
+        # CorpusDataModule's defaults under their configuration names
+        "val_fraction": _DM["val_fraction"],
+        "gene_selection": _DM["mode"],
+        "downsample": list(_DM["downsample"]),  # fraction of counts removed from the input (a value or a range)
+        "balance_s": _DM["s"],          # LabelBalancedSampler constant s; null: no balancing, each cell once
+        "sample_with_replacement": _DM["replacement"],  # false: disjoint balanced draws across ranks in an epoch
+        "cells_per_epoch": _DM["cells_per_epoch"],  # balanced draws per epoch over all ranks (default: the cells)
         "num_workers": 4,
         "soma": {                       # train straight from a TileDB-SOMA experiment instead of a corpus
             "uri": None,                # local path or s3:// URI (e.g. a CELLxGENE Census experiment)
@@ -69,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
         # OptimConfig's fields and defaults: lr, weight_decay, betas, warmup_steps, max_steps,
         # scheduler (cosine | plateau | constant), min_lr_ratio, plateau_factor, plateau_patience
         **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(OptimConfig()).items()},
-        "batch_size": 64,               # per process
+        "batch_size": _DM["batch_size"],  # per process
         "accumulate_grad_batches": 1,
         "grad_clip": 1.0,
         "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
