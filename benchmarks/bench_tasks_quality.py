@@ -41,7 +41,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from grnformer.data import datasets
-from grnformer.data.expression import log_per_10k
+from grnformer.data.expression import counts_per_10k, log_per_10k
 from grnformer.data.labels import column
 from grnformer.data.prepare import prepare
 from grnformer.errors import InputError
@@ -69,8 +69,7 @@ def knn_smooth(noisy: sp.csr_matrix, k: int = 15, seed: int = 0) -> np.ndarray:
     """Each cell's normalised counts averaged with its k nearest cells' (self included) in PC space."""
     pcs = _pcs(noisy, seed=seed)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)
-    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
-    norm = sp.diags(1e4 / totals) @ noisy
+    norm = counts_per_10k(noisy)
     return np.stack([np.asarray(norm[row].mean(axis=0)).ravel() for row in idx])
 
 
@@ -80,8 +79,7 @@ def magic_impute(noisy: sp.csr_matrix, seed: int = 0) -> np.ndarray | None:
         import magic
     except ImportError:
         return None
-    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
-    x = np.sqrt((sp.diags(1e4 / totals) @ noisy).toarray())
+    x = np.sqrt(counts_per_10k(noisy).toarray())
     return np.asarray(magic.MAGIC(random_state=seed, verbose=0).fit_transform(x))
 
 
