@@ -149,6 +149,7 @@ def img(png: bytes, alt: str = "figure") -> str:
 
 
 def table(df: pd.DataFrame, index: bool = False) -> str:
+    """A DataFrame as an HTML table in the page style (floats to 4 significant digits)."""
     return df.to_html(index=index, float_format=lambda v: f"{v:.4g}", border=0)
 
 
