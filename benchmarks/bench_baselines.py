@@ -24,6 +24,7 @@ import platform
 import time
 from pathlib import Path
 
+from grnformer.bench.options import BenchOptions
 from grnformer.bench.runner import run_bench
 
 GROUPS = {
@@ -85,9 +86,9 @@ def main() -> None:
                "load_average_at_start": os.getloadavg(), "settings": vars(args), "groups": {}}
     for group in args.groups:
         datasets, truths = GROUPS[group]
-        res = run_bench(METHODS, datasets, truths, Path(args.out) / group, n_genes=args.n_genes, n_tfs=args.n_tfs,
-                        universes=["all", "tf", "truth_regulators"], n_jobs=args.n_jobs,
-                        method_options={**options, "regdiffusion": {"n_steps": steps[group]}})
+        res = run_bench(METHODS, datasets, truths, Path(args.out) / group, BenchOptions(
+            n_genes=args.n_genes, n_tfs=args.n_tfs, universes=["all", "tf", "truth_regulators"], n_jobs=args.n_jobs,
+            method_options={**options, "regdiffusion": {"n_steps": steps[group]}}))
         summary["groups"][group] = {"timings": res["timings"], "datasets": res["datasets"]}
         for t in res["timings"]:
             print(f"{group:12s} {t['dataset']:12s} {t['method']:13s} {t['seconds']:8.1f} s"

@@ -37,12 +37,13 @@ import torch
 from anndata import AnnData
 
 from grnformer.data import datasets
-from grnformer.data.collate import Collator
+from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import Corpus, build_corpus
 from grnformer.data.labels import LabelSet, column
 from grnformer.data.prepare import ORGANISM_COLUMN, prepare
 from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler
 from grnformer.data.silver import add_training_labels
+from grnformer.errors import InputError
 
 OUT = Path(__file__).resolve().parent / "out"
 POOL = ("pbmc3k", "retina", "pbmc_soupx", "pbmc_ifnb", "pbmc_10x_v2_1k", "pbmc_10x_v3_1k", "pbmc_10x_5prime_1k",
@@ -192,11 +193,77 @@ def stream(path: Path, n_read: int, workers: int, batch: int, context: int, seed
     return {"corpus_cells": len(corpus), **_measure(loader, n_read, open_s)}
 
 
+class SomaStream(torch.utils.data.IterableDataset):
+    """Blocks of ``block_size`` consecutive cells of a `SomaCells`, in a shuffled order that changes per epoch.
+
+    The block reader this benchmark compares with `SomaCells`' random batches: far fewer, larger X queries. It
+    lives here, not in `grnformer.data`, because pre-training does not use it: it has no label balancing and no
+    exact resume (docs/TRAINING.md).
+
+    Blocks go round-robin to ranks, then to the DataLoader workers of a rank, so each cell reaches exactly one
+    worker of one rank per epoch. With ``even=True`` a rank with fewer cells repeats cells of its first block
+    until it has as many as the busiest rank (DDP needs equal step counts); cells without counts in vocabulary
+    genes are skipped, so lengths can fall short by those.
+    """
+
+    def __init__(self, cells, block_size: int = 1024, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, even: bool = True) -> None:
+        if block_size < 1:
+            raise InputError(f"block_size must be positive, got {block_size}.")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise InputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
+        self.cells, self.block_size, self.shuffle, self.seed = cells, int(block_size), shuffle, int(seed)
+        self.rank, self.world_size, self.even = int(rank), int(world_size), even
+        self.epoch = 0
+        if -(-len(cells) // self.block_size) < self.world_size:
+            raise InputError(f"{len(cells)} cells make fewer blocks of {self.block_size} than the {world_size} "
+                             "ranks: lower block_size.")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rank_blocks(self) -> list[np.ndarray]:
+        """Block start offsets of every rank this epoch."""
+        starts = np.arange(0, len(self.cells), self.block_size)
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,)))
+            starts = starts[rng.permutation(len(starts))]
+        return [starts[r::self.world_size] for r in range(self.world_size)]
+
+    def _size(self, starts: np.ndarray) -> int:
+        return int(np.minimum(starts + self.block_size, len(self.cells)).sum() - starts.sum())
+
+    def __len__(self) -> int:
+        sizes = [self._size(s) for s in self._rank_blocks()]
+        return max(sizes) if self.even else sizes[self.rank]
+
+    def __iter__(self) -> Iterator[CellRecord]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        all_blocks = self._rank_blocks()
+        mine = all_blocks[self.rank]
+        for start in mine[worker::n_workers]:
+            yield from self._block(int(start))
+        if self.even and worker == 0:
+            missing = max(self._size(s) for s in all_blocks) - self._size(mine)
+            while missing > 0:  # at most one block: block counts per rank differ by at most one
+                repeat = self._block(int(mine[0]))[:missing]
+                yield from repeat
+                missing -= max(len(repeat), 1)
+
+    def _block(self, start: int) -> list[CellRecord]:
+        rows = np.arange(start, min(start + self.block_size, len(self.cells)))
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, start)))
+            rows = rows[rng.permutation(len(rows))]
+        return [r for r in self.cells.read(rows) if len(r.genes)]
+
+
 def stream_soma(uri: str, corpus_path: Path, workers: int, batch: int, context: int, seed: int) -> dict:
     """The same cells read three ways: one epoch of SOMA blocks (SomaStream), SOMA random batches (SomaCells in
     ShardedEpochSampler order; only the first SOMA_RANDOM_CELLS cells, it is slow) and one epoch of the shard
     store in random order (Corpus + ShardedEpochSampler)."""
-    from grnformer.data.soma import SomaCells, SomaStream
+    from grnformer.data.soma import SomaCells
 
     torch.set_num_threads(1)
     corpus = Corpus(corpus_path)

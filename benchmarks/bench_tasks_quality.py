@@ -41,13 +41,14 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from grnformer.data import datasets
+from grnformer.data.expression import counts_per_10k, log_per_10k
 from grnformer.data.labels import column
 from grnformer.data.prepare import prepare
 from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed
-from grnformer.tasks.inference import normalised_log
+from grnformer.tasks.options import DenoiseOptions
 from grnformer.train.checkpoint import load_bundle
 
 KEEP = 0.3  # fraction of counts kept: 70% removed
@@ -59,7 +60,7 @@ CELL_TYPE = column("cell_type")
 
 def _pcs(x: sp.csr_matrix, n: int = 50, seed: int = 0) -> np.ndarray:
     """Principal components of log-normalised counts (centred through a dense copy: fine at these sizes)."""
-    logx = normalised_log(sp.csr_matrix(x)).toarray()
+    logx = log_per_10k(sp.csr_matrix(x)).toarray()
     logx -= logx.mean(axis=0)
     return TruncatedSVD(n_components=min(n, min(logx.shape) - 1), random_state=seed).fit_transform(logx)
 
@@ -68,8 +69,7 @@ def knn_smooth(noisy: sp.csr_matrix, k: int = 15, seed: int = 0) -> np.ndarray:
     """Each cell's normalised counts averaged with its k nearest cells' (self included) in PC space."""
     pcs = _pcs(noisy, seed=seed)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)
-    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
-    norm = sp.diags(1e4 / totals) @ noisy
+    norm = counts_per_10k(noisy)
     return np.stack([np.asarray(norm[row].mean(axis=0)).ravel() for row in idx])
 
 
@@ -79,8 +79,7 @@ def magic_impute(noisy: sp.csr_matrix, seed: int = 0) -> np.ndarray | None:
         import magic
     except ImportError:
         return None
-    totals = np.maximum(np.asarray(noisy.sum(axis=1)).ravel(), 1)
-    x = np.sqrt((sp.diags(1e4 / totals) @ noisy).toarray())
+    x = np.sqrt(counts_per_10k(noisy).toarray())
     return np.asarray(magic.MAGIC(random_state=seed, verbose=0).fit_transform(x))
 
 
@@ -110,7 +109,7 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
 
     import scanpy as sc
 
-    work = ad.AnnData(normalised_log(thinned), var=full.var[[]].copy())
+    work = ad.AnnData(log_per_10k(thinned), var=full.var[[]].copy())
     sc.pp.highly_variable_genes(work, n_top_genes=N_GENES, flavor="seurat")
     cols = np.flatnonzero(work.var["highly_variable"].to_numpy())
     full_g, noisy_g = x[:, cols].toarray(), thinned[:, cols]
@@ -125,8 +124,8 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
     if magic_out is not None:
         scores["MAGIC (magic-impute)"] = per_cell_spearman(magic_out, full_g)
     t = time.perf_counter()
-    layer = denoise(bundle, noisy, genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP,
-                    batch_size=batch_size, device=device, seed=seed)
+    layer = denoise(bundle, noisy, DenoiseOptions(genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP,
+                                                  batch_size=batch_size, seed=seed), device=device)
     results["seconds_grnformer"] = time.perf_counter() - t
     scores["grnformer (ZINB mean)"] = per_cell_spearman(layer[:, cols].toarray(), full_g)
     results["spearman"] = {k: {"mean": float(v.mean()), "median": float(np.median(v)), "n_cells": int(len(v))}

@@ -1,7 +1,9 @@
-"""Fixtures shared by the training tests."""
+"""Fixtures shared by the test files."""
 
 import pytest
 import torch
+
+from grnformer.data.genes import GeneVocab
 
 
 @pytest.fixture
@@ -11,3 +13,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def vocab() -> GeneVocab:
+    """The default vocabulary (protein-coding genes of human and mouse)."""
+    return GeneVocab.default()

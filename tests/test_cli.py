@@ -202,3 +202,26 @@ def test_bad_values_exit_2_with_a_message_and_no_output(files, tmp_path, capsys,
                     else [command, *positional, *options], capsys)
     assert code == 2 and message in err, err
     assert "Traceback" not in err and not list(out.parent.iterdir())
+
+
+def test_denoise_and_bench_flags_are_built_from_their_options():
+    """Every documented option field is a flag, and the flags given become the options object (others keep
+    the dataclass defaults)."""
+    import dataclasses
+
+    from grnformer.bench.options import BenchOptions
+    from grnformer.cli import _options, build_parser
+    from grnformer.tasks.options import DenoiseOptions
+
+    parser = build_parser()
+    for command, cls in (("denoise", DenoiseOptions), ("bench", BenchOptions)):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        flags = {a.dest for a in sub._actions}
+        assert {f.name for f in dataclasses.fields(cls) if f.metadata["cli"]} <= flags
+        assert "method_options" not in flags
+    args = parser.parse_args(["denoise", "ck", "in.h5ad", "out.h5ad", "--n-genes", "50", "--seed", "3",
+                              "--max-listed-per-context", "10", "--genes", "hvg"])
+    assert _options(DenoiseOptions, args) == DenoiseOptions(genes="hvg", n_genes=50, seed=3, max_listed_per_context=10)
+    args = parser.parse_args(["bench", "--methods", "pearson", "--datasets", "chen_hesc", "--truths", "omnipath",
+                              "--out", "o", "--universes", "all,truth_regulators", "--regulators", "tf"])
+    assert _options(BenchOptions, args) == BenchOptions(universes=["all", "truth_regulators"], regulators="tf")

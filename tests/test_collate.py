@@ -13,11 +13,6 @@ from grnformer.data.genes import GeneVocab
 
 
 @pytest.fixture(scope="module")
-def vocab() -> GeneVocab:
-    return GeneVocab.default()
-
-
-@pytest.fixture(scope="module")
 def retina(vocab) -> list[CellRecord]:
     """Human retina, ~2,800 expressed genes per cell: deeper than the 2,200-gene context."""
     cells = AnnDataCells(datasets.load("retina", prepared=True), vocab)

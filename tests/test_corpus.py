@@ -20,11 +20,6 @@ PANCREAS = "mouse_pancreas_e155"
 
 
 @pytest.fixture(scope="module")
-def vocab() -> GeneVocab:
-    return GeneVocab.default()
-
-
-@pytest.fixture(scope="module")
 def built(tmp_path_factory, vocab):
     """pbmc3k (raw AnnData), pancreas (h5ad path, mouse) and retina (raw AnnData with ontology labels), in
     shards of 1,500 cells written from chunks of 1,000, so shards and chunks cross each other."""

@@ -40,6 +40,8 @@ def test_demo_outputs(demo_dir):
     assert {r["truth"] for r in rows} == {"omnipath", "encode_chip"}
     assert all(0 <= r["random_precision"] <= 1 for r in rows)
     assert (demo_dir / "networks" / "grnformer_all.csv").stat().st_size > 0
+    page = (demo_dir / "report.html").read_text()
+    assert f"grnformer demo --out {demo_dir} --n-genes 40 --max-cells 300" in page  # the call, as a command
 
 
 def test_report_renders_every_figure_in_chromium(demo_dir, tmp_path):

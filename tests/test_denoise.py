@@ -11,6 +11,7 @@ from _tasks_support import CONTEXT, pbmc, tiny_bundle
 from grnformer import InputError
 from grnformer.tasks.denoise import LAYER, denoise, denoise_file
 from grnformer.tasks.inference import prepare_input
+from grnformer.tasks.options import DenoiseOptions
 
 GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
 
@@ -47,7 +48,7 @@ def _values(layer, cells, prep, cell, tokens):
 
 def test_listed_genes_are_shared_out_with_the_cells_own_genes(bundle):
     cells = _top_genes_only(pbmc(3, seed=7), keep=30)
-    layer = denoise(bundle, cells, genes=GENES, depth_multiplier=2.0, batch_size=1, progress=False)
+    layer = denoise(bundle, cells, DenoiseOptions(genes=GENES, depth_multiplier=2.0, batch_size=1), progress=False)
     assert layer.nnz == 3 * 4 and (layer.data > 0).all()  # every listed gene, expressed or not
     prep = prepare_input(bundle, cells)
     listed = prep.tokens[[list(prep.adata.var["symbol"]).index(g) for g in GENES]]
@@ -62,7 +63,7 @@ def test_listed_genes_are_shared_out_with_the_cells_own_genes(bundle):
 
 def test_all_expressed_genes_in_one_context_when_they_fit(bundle):
     cells = _top_genes_only(pbmc(4, seed=3), keep=40)
-    layer = denoise(bundle, cells, batch_size=1, progress=False)
+    layer = denoise(bundle, cells, DenoiseOptions(batch_size=1), progress=False)
     prep = prepare_input(bundle, cells)
     for cell in range(4):
         r = prep.cells[cell]
@@ -80,7 +81,7 @@ def test_large_cells_are_split_into_bounded_contexts(bundle):
     model = bundle.model
     hook = model.register_forward_hook(lambda mod, args, out: contexts.append(tuple(args[0].shape)))
     try:
-        layer = denoise(bundle, cells, depth_multiplier=2.0, batch_size=6, progress=False)
+        layer = denoise(bundle, cells, DenoiseOptions(depth_multiplier=2.0, batch_size=6), progress=False)
     finally:
         hook.remove()
     assert all(L <= CONTEXT for _, L in contexts)
@@ -96,23 +97,23 @@ def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     cells = pbmc(12, seed=9)
     src = tmp_path / "in.h5ad"
     cells.write_h5ad(src)
-    denoise_file(bundle, src, tmp_path / "out.h5ad", genes="CD3E,MS4A1,LYZ", progress=False)
+    denoise_file(bundle, src, tmp_path / "out.h5ad", DenoiseOptions(genes="CD3E,MS4A1,LYZ"), progress=False)
     out = ad.read_h5ad(tmp_path / "out.h5ad")
     cols = [list(out.var_names).index(g) for g in ("CD3E", "MS4A1", "LYZ")]
     assert out.layers[LAYER].shape == cells.shape and out.layers[LAYER].nnz == 12 * 3
     assert (out.layers[LAYER][:, cols].toarray() > 0).all()
     with pytest.raises(InputError, match="NOTAGENE"):
-        denoise(bundle, cells, genes=["CD3E", "NOTAGENE"], progress=False)
-    whole = denoise(bundle, cells, genes=GENES, progress=False)
-    parts = denoise(bundle, cells, genes=GENES, max_listed_per_context=2, progress=False)
+        denoise(bundle, cells, DenoiseOptions(genes=["CD3E", "NOTAGENE"]), progress=False)
+    whole = denoise(bundle, cells, DenoiseOptions(genes=GENES), progress=False)
+    parts = denoise(bundle, cells, DenoiseOptions(genes=GENES, max_listed_per_context=2), progress=False)
     assert whole.nnz == parts.nnz == 12 * 4 and not np.allclose(whole.data, parts.data)  # contexts differ
     for bad in (0, CONTEXT):
         with pytest.raises(InputError, match="max_listed"):
-            denoise(bundle, cells, genes="hvg", max_listed_per_context=bad, progress=False)
+            denoise(bundle, cells, DenoiseOptions(genes="hvg", max_listed_per_context=bad), progress=False)
     with pytest.raises(InputError, match="depth_multiplier"):
-        denoise(bundle, cells, depth_multiplier=0, progress=False)
+        denoise(bundle, cells, DenoiseOptions(depth_multiplier=0), progress=False)
     with pytest.raises(InputError, match="'variable'"):
-        denoise(bundle, cells, genes="variable", progress=False)
+        denoise(bundle, cells, DenoiseOptions(genes="variable"), progress=False)
     with pytest.raises(InputError, match="NOTAGENE"):
-        denoise_file(bundle, src, tmp_path / "bad.h5ad", genes="CD3E,NOTAGENE", progress=False)
+        denoise_file(bundle, src, tmp_path / "bad.h5ad", DenoiseOptions(genes="CD3E,NOTAGENE"), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.h5ad"]

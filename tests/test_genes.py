@@ -11,11 +11,6 @@ from grnformer.data.genes import (HUMAN, MOUSE, POSITION_WINDOW, GeneVocab, gene
 TP53, TRP53 = "ENSG00000141510", "ENSMUSG00000059552"
 
 
-@pytest.fixture(scope="module")
-def vocab() -> GeneVocab:
-    return GeneVocab.default()
-
-
 def test_organism_names():
     for name in ("human", "Homo sapiens", "NCBITaxon:9606", "9606", " HUMAN "):
         assert organism_id(name) == HUMAN

@@ -37,13 +37,19 @@ def test_missing_resource_says_how_to_supply_it(tmp_path, monkeypatch):
     assert "--archives" in msg and str(tmp_path) in msg
 
 
-def test_fetch_from_archives(tmp_path, monkeypatch):
-    """Offline route: archives in a directory (a wheel and an sdist) are read instead of downloading."""
+def _archives_with_wheel(tmp_path, monkeypatch, member: str, text: str):
+    """An empty cache and an archives directory holding a grnndata wheel with one file."""
     monkeypatch.setenv("GRNFORMER_CACHE", str(tmp_path / "cache"))
     archives = tmp_path / "archives"
     archives.mkdir()
     with zipfile.ZipFile(archives / "grnndata-1.3.2-py3-none-any.whl", "w") as zf:
-        zf.writestr("grnndata/mTF.txt", "Trp53\nSox2\n")
+        zf.writestr(member, text)
+    return archives
+
+
+def test_fetch_from_archives(tmp_path, monkeypatch):
+    """Offline route: archives in a directory (a wheel and an sdist) are read instead of downloading."""
+    archives = _archives_with_wheel(tmp_path, monkeypatch, "grnndata/mTF.txt", "Trp53\nSox2\n")
     member = RESOURCES["retina"].member
     payload = tmp_path / "test.h5ad"
     payload.write_bytes(b"pretend h5ad")
@@ -61,11 +67,7 @@ def test_fetch_from_archives(tmp_path, monkeypatch):
 
 
 def test_archive_without_member(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRNFORMER_CACHE", str(tmp_path / "cache"))
-    archives = tmp_path / "archives"
-    archives.mkdir()
-    with zipfile.ZipFile(archives / "grnndata-1.3.2-py3-none-any.whl", "w") as zf:
-        zf.writestr("grnndata/other.txt", "x")
+    archives = _archives_with_wheel(tmp_path, monkeypatch, "grnndata/other.txt", "x")
     with pytest.raises(ResourceError, match="has no member 'grnndata/TF.txt'"):
         fetch(["tf_human"], archives=archives)
     with pytest.raises(ResourceError):  # nothing half-written was left behind

@@ -11,6 +11,7 @@ import pytest
 
 from grnformer import InputError
 from grnformer.bench.baselines import network_anndata
+from grnformer.bench.options import BenchOptions
 from grnformer.bench.runner import available_methods, bench_main, register_method, run_bench
 from grnformer.data.datasets import load
 
@@ -34,8 +35,8 @@ def test_run_bench_writes_every_output_and_reuses_its_cache(tmp_path, chen):
     register_method("anti", _anti_network, version="1")
     assert {"genie3", "grnboost2", "pearson", "spearman", "regdiffusion", "anti"} <= set(available_methods())
     truths = ["mccalla_hesc_chip_kd", "omnipath_tf", "mccalla_mesc_chip_kd"]   # the mouse one must be skipped
-    res = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path, n_genes=150, n_tfs=60,
-                    universes=["all", "tf"], progress=False)
+    res = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path,
+                    BenchOptions(n_genes=150, n_tfs=60, universes=["all", "tf"]), progress=False)
     recs = res["records"]
     assert {r["truth"] for r in recs} == {"mccalla_hesc_chip_kd", "omnipath_tf"}
     assert len(recs) == 2 * 2 * 2
@@ -58,19 +59,18 @@ def test_run_bench_writes_every_output_and_reuses_its_cache(tmp_path, chen):
     assert "http" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)   # nothing fetched from elsewhere
     assert len(list((tmp_path / "networks").glob("*.h5ad"))) == 2
 
-    again = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path, n_genes=150, n_tfs=60,
-                      universes=["all", "tf"], progress=False)
+    again = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path,
+                      BenchOptions(n_genes=150, n_tfs=60, universes=["all", "tf"]), progress=False)
     assert all(t["cached"] for t in again["timings"])
     np.testing.assert_array_equal([r["auprc"] for r in again["records"]], [r["auprc"] for r in recs])
-    changed = run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], tmp_path, n_genes=120, n_tfs=60,
+    changed = run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], tmp_path, BenchOptions(n_genes=120, n_tfs=60),
                         progress=False, report=False)
     assert not changed["timings"][0]["cached"]                     # other genes, other key
 
 
 def test_baseline_options_reach_the_method(tmp_path, chen):
-    res = run_bench(["genie3"], {"chen": chen}, ["omnipath_tf"], tmp_path, n_genes=40, n_tfs=10,
-                    method_options={"genie3": {"n_estimators": 3}}, progress=False, report=False,
-                    regulators="tf")
+    options = BenchOptions(n_genes=40, n_tfs=10, regulators="tf", method_options={"genie3": {"n_estimators": 3}})
+    res = run_bench(["genie3"], {"chen": chen}, ["omnipath_tf"], tmp_path, options, progress=False, report=False)
     net_path = tmp_path / res["timings"][0]["network"]
     import anndata as ad
 
@@ -87,7 +87,8 @@ def test_errors_come_before_any_output(tmp_path, chen):
     with pytest.raises(InputError, match="unknown method"):
         run_bench(["aracne"], {"chen": chen}, ["omnipath_tf"], out, progress=False)
     with pytest.raises(InputError, match="universe"):
-        run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], out, universes=["genome"], progress=False)
+        run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], out, BenchOptions(universes=["genome"]),
+                  progress=False)
     with pytest.raises(InputError, match="checkpoint"):
         bench_main(["pearson"], ["chen_hesc"], ["omnipath_tf"], out, checkpoint="model.ckpt")
     with pytest.raises(InputError, match="unknown dataset"):
@@ -102,7 +103,7 @@ def test_grnformer_runs_as_a_bench_method_with_the_shipped_model(tmp_path):
     from grnformer.bench.runner import available_methods, bench_main
 
     assert "grnformer" in available_methods()
-    bench_main(["grnformer"], ["chen_hesc"], ["mccalla_hesc_chip_kd"], tmp_path, n_genes=40, n_tfs=20,
+    bench_main(["grnformer"], ["chen_hesc"], ["mccalla_hesc_chip_kd"], tmp_path, BenchOptions(n_genes=40, n_tfs=20),
                checkpoint="shipped")
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert result["methods"]["grnformer"].startswith("grnformer ")

@@ -10,7 +10,6 @@ from grnformer import InputError
 from grnformer.data import datasets
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
-from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LABEL_CLASSES, LabelSet
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.sampler import LabelBalancedSampler
@@ -27,11 +26,6 @@ def _write(adata, root, name: str) -> str:
     uri = str(root / name)
     tiledbsoma_io.from_h5ad(uri, str(path), "RNA", X_layer_name="raw", var_id_name="feature_id")
     return uri
-
-
-@pytest.fixture(scope="module")
-def vocab() -> GeneVocab:
-    return GeneVocab.default()
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +95,11 @@ def test_filter_and_sampler_batches(retina, vocab):
     np.testing.assert_allclose(depth, totals[list(sampler)], rtol=1e-6)
 
 
-def test_stream_gives_each_cell_to_one_rank_and_worker(retina, vocab):
-    from grnformer.data.soma import SomaCells, SomaStream
+def test_benchmark_block_stream_gives_each_cell_to_one_rank_and_worker(retina, vocab):
+    """The block reader benchmarks/bench_streaming.py measures against SomaCells reads every cell once."""
+    from bench_streaming import SomaStream
+
+    from grnformer.data.soma import SomaCells
 
     uri, source, labels = retina
     cells = SomaCells(uri, vocab=vocab, label_set=labels)

@@ -119,6 +119,20 @@ def test_schedule_warmup_then_cosine():
     assert OptimConfig(warmup_steps=0, scheduler="constant").lr_factor(1000) == 1.0
 
 
+def test_optimiser_defaults_and_betas_come_from_optim_config():
+    """pretrain's training defaults are OptimConfig's (one owner); betas can be set from YAML and are checked."""
+    from grnformer.train.pretrain import _OPTIM_KEYS, load_config
+
+    cfg = load_config("cpu_demo", ["training.betas=[0.9, 0.95]"])
+    opt = OptimConfig.from_dict({k: cfg["training"][k] for k in _OPTIM_KEYS})
+    assert opt.betas == (0.9, 0.95) and opt.warmup_steps == 20            # the file's value
+    defaults = load_config({})["training"]
+    assert {k: defaults[k] for k in ("warmup_steps", "max_steps")} == {"warmup_steps": OptimConfig().warmup_steps,
+                                                                       "max_steps": OptimConfig().max_steps}
+    with pytest.raises(InputError, match="betas"):
+        OptimConfig(betas=[0.9])
+
+
 # ------------------------------------------------------------------------------------------------- data
 
 def test_validation_split_is_fixed_and_disjoint():

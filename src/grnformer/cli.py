@@ -1,16 +1,21 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
-Imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
+Options dataclasses (`tasks.options`, `bench.options`, standard library only) give the denoise and bench flags;
+other imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
 only affects the command that needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
+from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
+from grnformer.tasks.options import PRECISIONS, DenoiseOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -69,12 +74,16 @@ def _cmd_classify(args: argparse.Namespace) -> None:
                   **_task_options(args, ["threshold", "batch_size", "device", "precision", "organism"]))
 
 
+def _options(cls: type, args: argparse.Namespace, names: list[str] | None = None):
+    """An options dataclass from the flags given on the command line (others keep the dataclass defaults)."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and (names is None or f.name in names)]
+    return cls(**_task_options(args, fields))
+
+
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from grnformer.tasks.denoise import denoise_file
 
-    denoise_file(args.checkpoint, args.input, args.output,
-                 **_task_options(args, ["depth_multiplier", "genes", "batch_size", "device", "precision",
-                                        "organism"]))
+    denoise_file(args.checkpoint, args.input, args.output, _options(DenoiseOptions, args), device=args.device)
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
@@ -99,15 +108,15 @@ def _cmd_select_heads(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from grnformer.bench.runner import bench_main
 
-    bench_main(methods=args.methods, datasets=args.datasets, truths=args.truths, out_dir=args.out,
-               **_task_options(args, ["n_genes", "checkpoint"]))
+    bench_main(args.methods, args.datasets, args.truths, args.out, _options(BenchOptions, args),
+               checkpoint=args.checkpoint)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from grnformer.demo import run_demo
 
     report = run_demo(args.out, adata_path=args.adata, checkpoint=args.checkpoint, n_genes=args.n_genes,
-                      max_cells=args.max_cells)
+                      max_cells=args.max_cells, seed=args.seed, command=args.command_line)
     print(f"report: {report}")
 
 
@@ -119,18 +128,39 @@ def _comma_list(value: str) -> list[str]:
     return items
 
 
-def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)") -> None:
+def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)",
+                 options: type | None = None) -> None:
+    """A task's positionals and --device, then its options: the fields of ``options`` (an options dataclass),
+    or the common run options."""
     p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
     p.add_argument("input", help="h5ad file of raw counts")
     p.add_argument("output", help=output)
-    _add_run_options(p)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    if options is not None:
+        _add_option_flags(p, options)
+    else:
+        _add_run_options(p)
+
+
+def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
+    """One flag per documented field of an options dataclass (``option(...)`` metadata: help, choices, kind)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or (names is not None and f.name not in names):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = "" if f.default is None or f.default is False else f" (default {f.default})"
+        if meta["kind"] == "flag":
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
+            continue
+        kind = {"int": int, "float": float, "str": str, "list": _comma_list}[meta["kind"]]
+        p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--organism", help="human or mouse, when obs has no organism_ontology_term_id")
     p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that support it, fp32 elsewhere")
 
 
@@ -184,9 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("denoise", help="denoised counts into layers['grnformer_denoised']")
-    _add_task_io(p)
-    p.add_argument("--depth-multiplier", dest="depth_multiplier", type=float)
-    p.add_argument("--genes", help="'hvg', 'all', or a comma-separated gene list")
+    _add_task_io(p, options=DenoiseOptions)
     p.set_defaults(func=_cmd_denoise)
 
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
@@ -213,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="h5ad file of raw counts")
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_run_options(p)
     _add_network_genes(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
@@ -224,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--truths", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--n-genes", dest="n_genes", type=int)
+    _add_option_flags(p, BenchOptions)
     p.add_argument("--checkpoint", help="checkpoint for the grnformer method")
     p.set_defaults(func=_cmd_bench)
 
@@ -234,12 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="shipped")
     p.add_argument("--n-genes", dest="n_genes", type=int, default=None)
     p.add_argument("--max-cells", dest="max_cells", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="cell subsample (--max-cells) and GENIE3 (default 0)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["grnformer", *argv])  # what the demo report gives to reproduce it
     try:
         args.func(args)
     except (InputError, ResourceError) as err:

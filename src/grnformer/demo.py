@@ -8,14 +8,12 @@ one self-contained HTML report. Every step is timed; the report states the exact
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import shlex
-import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -25,13 +23,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 from anndata import AnnData  # noqa: E402
 
+from grnformer.atomic import write_text  # noqa: E402
+from grnformer.bench.report import figure_png, html_page, img, pr_figure_png, table  # noqa: E402
+from grnformer.data.expression import log_per_10k, organism_of  # noqa: E402
 from grnformer.errors import InputError  # noqa: E402
 
 TRUTHS = ("omnipath", "encode_chip")
+UNIVERSES = ("all", "tf")
 MIN_CELLS_PER_TYPE = 100
 GENIE3_TREES = 100
+TYPE_COLUMN = "grnformer_cell_type"
+ALL_CELLS = "grnformer (all cells)"
+
+
+@dataclass
+class _Network:
+    """One inferred network: its name in tables and figures, its file stem under networks/, and for a per-type
+    grnformer network the readable cell type."""
+
+    name: str
+    stem: str
+    net: AnnData
+    cell_type: str | None = None
 
 
 class _Timer:
@@ -75,22 +91,14 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var["symbol"].astype(str).to_numpy()))
     work.var_names_make_unique()
     sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
-    sc.pp.normalize_total(work, target_sum=1e4)
-    sc.pp.log1p(work)
+    work.X = log_per_10k(work.X)
     sc.pp.highly_variable_genes(work, n_top_genes=min(4 * n_genes, work.n_vars))
     ranked = work.var.sort_values("dispersions_norm", ascending=False).index.tolist()
-    organism = str(adata.obs["organism_ontology_term_id"].iloc[0])
+    organism = organism_of(adata, required=True)
     tfs = tf_symbols(organism)
     chosen = [g for g in ranked if g in tfs][: n_genes // 3]
     chosen += [g for g in ranked if g not in set(chosen)][: n_genes - len(chosen)]
     return chosen
-
-
-def _png(fig: plt.Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def _umap_figure(adata: AnnData, column: str, label_names: dict[str, str]) -> str:
@@ -103,14 +111,19 @@ def _umap_figure(adata: AnnData, column: str, label_names: dict[str, str]) -> st
     ax.set_xticks([]), ax.set_yticks([])
     ax.set_title("UMAP of grnformer cell embeddings, coloured by predicted cell type")
     ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
-    return _png(fig)
+    return img(figure_png(fig))
+
+
+def _dense_grn(net: AnnData) -> np.ndarray:
+    """A writable dense copy of the network's scores."""
+    grn = net.varp["GRN"]
+    return np.array(grn.toarray() if sp.issparse(grn) else grn)
 
 
 def _network_figure(net: AnnData, title: str, n_edges: int = 40) -> str:
     import networkx as nx
 
-    grn = np.asarray(net.varp["GRN"].todense() if hasattr(net.varp["GRN"], "todense") else net.varp["GRN"])
-    grn = grn.copy()
+    grn = _dense_grn(net)
     np.fill_diagonal(grn, -np.inf)
     flat = np.argsort(grn, axis=None)[::-1][:n_edges]
     rows, cols = np.unravel_index(flat, grn.shape)
@@ -129,48 +142,40 @@ def _network_figure(net: AnnData, title: str, n_edges: int = 40) -> str:
     nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrowsize=8, alpha=0.6, edge_color="#555")
     ax.set_title(f"{title}: the {len(rows)} strongest edges (orange = TF)")
     ax.axis("off")
-    return _png(fig)
+    return img(figure_png(fig))
 
 
 def _top_regulators(net: AnnData, k: int = 8) -> list[str]:
     """Genes with the largest summed outgoing score over each row's top 10 targets."""
-    grn = np.asarray(net.varp["GRN"].todense() if hasattr(net.varp["GRN"], "todense") else net.varp["GRN"])
-    grn = grn.copy()
+    grn = _dense_grn(net)
     np.fill_diagonal(grn, 0)
     strength = np.sort(grn, axis=1)[:, -10:].sum(axis=1)
     return net.var_names[np.argsort(strength)[::-1][:k]].tolist()
 
 
-def _pr_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, random_precision: float) -> str:
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, (precision, recall) in curves.items():
-        ax.plot(recall, precision, label=name, lw=1.2)
-    ax.axhline(random_precision, color="grey", ls="--", lw=0.8, label="random")
-    ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title(title, fontsize=9)
-    ax.set_xlim(0, 1), ax.set_ylim(0, min(1, max(4 * random_precision, 0.05)))
-    ax.legend(fontsize=7)
-    return _png(fig)
-
-
-def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+def demo_command(out_dir: str | Path, adata_path: str | None = None, checkpoint: str = "shipped",
+                 n_genes: int | None = None, max_cells: int | None = None, seed: int = 0) -> str:
+    """The `grnformer demo` command line equivalent to a `run_demo` call (the report's "Reproduce" section)."""
+    words = ["grnformer", "demo", "--out", str(out_dir)]
+    for flag, value, default in (("--adata", adata_path, None), ("--checkpoint", checkpoint, "shipped"),
+                                 ("--n-genes", n_genes, None), ("--max-cells", max_cells, None), ("--seed", seed, 0)):
+        if value != default:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str = "shipped",
-             n_genes: int | None = None, max_cells: int | None = None, seed: int = 0) -> Path:
-    """Run the whole demo into ``out_dir``; return the path of the HTML report."""
-    from grnformer.bench.baselines import infer
-    from grnformer.bench.metrics import score_network
-    from grnformer.bench.truths import load_truth
-    from grnformer.data.labels import term_label
-    from grnformer.tasks.classify import classify
-    from grnformer.tasks.denoise import denoise
-    from grnformer.tasks.embed import embed
-    from grnformer.tasks.grn import grn
-    from grnformer.tasks.io import write_csv, write_h5ad
-    from grnformer.train.checkpoint import describe, load_bundle, resolve_checkpoint
+             n_genes: int | None = None, max_cells: int | None = None, seed: int = 0,
+             command: str | None = None) -> Path:
+    """Run the whole demo into ``out_dir``; return the path of the HTML report.
 
-    n_genes = n_genes or 300
+    ``command``: the command line the report gives to reproduce it (the CLI passes the one it was called with;
+    by default the `grnformer demo` call equivalent to these arguments).
+    """
+    from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
+
+    command = command or demo_command(out_dir, adata_path, checkpoint, n_genes, max_cells, seed)
+    n_genes = 300 if n_genes is None else n_genes
     if n_genes < 20:
         raise InputError(f"--n-genes must be at least 20 (got {n_genes}).")
     if adata_path is not None and not Path(adata_path).is_file():
@@ -182,95 +187,128 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
         bundle = load_bundle(checkpoint)
     with timer("load and validate data"):
         adata, data_name = _load_input(adata_path, max_cells, seed)
+    cell_metrics = _annotate_cells(bundle, adata, n_genes, timer)
+    with timer("choose network genes"):
+        genes = _network_genes(adata, n_genes)
+    networks = _infer_networks(bundle, adata, genes, seed, timer)
+    with timer("score against ground truths"):
+        records, pr_figures = _score(networks, adata)
+    with timer("write outputs"):
+        _write_outputs(out, adata, networks, records)
+    sections = _report_sections(adata, data_name, checkpoint, cell_metrics, networks, records, pr_figures, timer,
+                                command)
+    return write_text(out / "report.html", html_page("grnformer demo report", sections))
+
+
+def _annotate_cells(bundle, adata: AnnData, n_genes: int, timer: _Timer) -> dict | None:
+    """Embedding (+ UMAP), predicted labels and denoised counts into ``adata``; the cell-type metrics against the
+    data's own labels, when it has any."""
+    from grnformer.tasks.classify import classify
+    from grnformer.tasks.denoise import denoise
+    from grnformer.tasks.embed import embed
+    from grnformer.tasks.options import DenoiseOptions
+
     with timer("embed (+ UMAP)"):
         embed(bundle, adata, umap=True, progress=False)
     with timer("classify"):
-        metrics_cls = classify(bundle, adata, progress=False).get("cell_type")
+        cell_metrics = classify(bundle, adata, progress=False).get("cell_type")
     with timer("denoise (highly variable genes)"):
-        denoise(bundle, adata, genes="hvg", n_genes=n_genes, progress=False)
-    with timer("choose network genes"):
-        genes = _network_genes(adata, n_genes)
-    type_col = "grnformer_cell_type"
-    counts = adata.obs[type_col].value_counts()
+        denoise(bundle, adata, DenoiseOptions(genes="hvg", n_genes=n_genes), progress=False)
+    return cell_metrics
+
+
+def _group_names(adata: AnnData) -> dict[str, str]:
+    """Predicted cell-type term → readable name, for every predicted type."""
+    from grnformer.data.labels import term_label
+
+    return {g: term_label(g) for g in adata.obs[TYPE_COLUMN].value_counts().index}
+
+
+def _infer_networks(bundle, adata: AnnData, genes: list[str], seed: int, timer: _Timer) -> list[_Network]:
+    """grnformer on all cells, GENIE3 and Pearson on all cells, then grnformer per predicted type with at least
+    `MIN_CELLS_PER_TYPE` cells (one forward pass feeds all grnformer networks)."""
+    from grnformer.bench.baselines import infer
+    from grnformer.tasks.grn import grn
+
+    counts = adata.obs[TYPE_COLUMN].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
-    networks: dict[str, AnnData] = {}
     with timer(f"grnformer networks: all cells + {len(groups)} predicted cell types, one pass"):
-        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=type_col, groups=groups, include_all=True,
-                       progress=False)
-        networks["grnformer (all cells)"] = per_type.pop("all")
-    names = {g: term_label(g) for g in counts.index}
+        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups,
+                       include_all=True, progress=False)
+        networks = [_Network(ALL_CELLS, "grnformer_all", per_type.pop("all"))]
     with timer("GENIE3 (all cells)"):
-        networks["GENIE3"] = infer("genie3", adata, genes=genes, seed=seed, n_jobs=-1, n_estimators=GENIE3_TREES)
+        genie3 = infer("genie3", adata, genes=genes, seed=seed, n_jobs=-1, n_estimators=GENIE3_TREES)
+        networks.append(_Network("GENIE3", "genie3", genie3))
     with timer("Pearson correlation (all cells)"):
-        networks["Pearson"] = infer("pearson", adata, genes=genes)
+        networks.append(_Network("Pearson", "pearson", infer("pearson", adata, genes=genes)))
+    names = _group_names(adata)
+    return networks + [_Network(f"grnformer ({names.get(g, g)})", f"grnformer_{g.replace(':', '_')}", net,
+                                cell_type=names.get(g, g)) for g, net in per_type.items()]
 
-    rows, pr_figs = [], []
-    with timer("score against ground truths"):
-        organism = str(adata.obs["organism_ontology_term_id"].iloc[0])
-        for truth_name in TRUTHS:
-            truth = load_truth(truth_name)
-            for universe in ("all", "tf"):
-                curves, rp = {}, None
-                scored = {**networks, **{f"grnformer ({names.get(g, g)})": n for g, n in per_type.items()}}
-                for method, net in scored.items():
-                    m = score_network(net, truth, universe=universe, organism=organism, curve=True)
-                    precision, recall = m.pop("precision"), m.pop("recall")
-                    m.pop("fpr", None), m.pop("tpr", None)
-                    rows.append({"method": method, "truth": truth_name, "universe": universe, **m})
-                    if not method.startswith("grnformer (") or method == "grnformer (all cells)":
-                        curves[method] = (precision, recall)
-                    rp = m["random_precision"]
-                if rp is not None and rows[-1]["n_true"] > 0:
-                    pr_figs.append(_pr_figure(curves, f"{truth_name}, {universe} regulators", rp))
-    metrics = pd.DataFrame(rows)
 
-    with timer("write outputs"):
-        out.mkdir(parents=True, exist_ok=True)
-        write_h5ad(adata, out / "cells.h5ad")
-        nets_dir = out / "networks"
-        nets_dir.mkdir(exist_ok=True)
-        all_nets = {"grnformer_all": networks["grnformer (all cells)"], "genie3": networks["GENIE3"],
-                    "pearson": networks["Pearson"],
-                    **{f"grnformer_{g.replace(':', '_')}": n for g, n in per_type.items()}}
-        for key, net in all_nets.items():
-            write_h5ad(net, nets_dir / f"{key}.h5ad")
-            write_csv(net, nets_dir / f"{key}.csv")
-        metrics.to_csv(out / "metrics.csv", index=False)
-        (out / "metrics.json").write_text(json.dumps(rows, indent=1, default=float))
+def _score(networks: list[_Network], adata: AnnData) -> tuple[list[dict], list[str]]:
+    """The bench's scoring (`bench.runner.score_networks`) against `TRUTHS`; PR figures of the all-cells
+    networks per truth and universe."""
+    from grnformer.bench.runner import resolve_truths, score_networks
 
-    command = "grnformer demo " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 and \
-        sys.argv[1] == "demo" else f"grnformer demo --out {shlex.quote(str(out_dir))}"
-    sections = {
-        "Data and model": f"<p>{html.escape(data_name)}: {adata.n_obs:,} cells, {adata.n_vars:,} vocabulary genes."
-                          f"</p><pre>{html.escape(describe(checkpoint))}</pre>",
-        "Cell embedding and predicted types": _umap_figure(adata, type_col, names) + _table(
-            pd.DataFrame({"predicted cell type": [names.get(g, g) for g in counts.index], "term": counts.index,
-                          "cells": counts.to_numpy()})) + (
-            f"<p>Against labels present in the data: {html.escape(json.dumps(metrics_cls, default=float))}</p>"
-            if metrics_cls else "<p>The data carries no cell-type labels: predictions are not scored here.</p>"),
-        "Top regulators per predicted cell type": _table(pd.DataFrame(
-            [{"network": k, "top regulators (out-strength)": ", ".join(_top_regulators(n))}
-             for k, n in {"all cells": networks["grnformer (all cells)"],
-                          **{names.get(g, g): n for g, n in per_type.items()}}.items()])),
-        "Strongest edges": _network_figure(networks["grnformer (all cells)"], "grnformer, all cells"),
-        "Precision-recall against ground truths": "".join(pr_figs),
-        "Metrics (with the random baseline of each row)": _table(metrics[[
-            "method", "truth", "universe", "n_true", "auprc", "random_precision", "epr", "auroc", "odds_ratio"]]),
-        "Timings (wall clock, this machine)": _table(pd.DataFrame(
-            {"step": list(timer.steps), "seconds": list(timer.steps.values())})),
-        "Reproduce": f"<pre>{html.escape(command)}</pre><p>Outputs: cells.h5ad (obsm['X_grnformer'], "
-                     f"obs['grnformer_cell_type'], layers['grnformer_denoised']), networks/*.h5ad and *.csv, "
-                     f"metrics.csv/json.</p>",
-    }
-    body = "".join(f"<section><h2>{html.escape(t)}</h2>{c}</section>" for t, c in sections.items())
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>grnformer demo</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd}img{max-width:100%;margin:4px}pre{background:#f6f6f6;padding:8px;"
-        "white-space:pre-wrap}</style></head><body><h1>grnformer demo report</h1>" + body + "</body></html>")
-    report = out / "report.html"
-    tmp = report.with_suffix(".html.part")
-    tmp.write_text(page)
-    tmp.replace(report)
-    return report
+    records, curves = score_networks({n.name: n.net for n in networks}, resolve_truths(TRUTHS),
+                                     organism_of(adata, required=True), UNIVERSES)
+    figures = []
+    for truth in TRUTHS:
+        for universe in UNIVERSES:
+            items = [(n.name, *curves[(truth, universe, n.name)]) for n in networks
+                     if n.cell_type is None and (truth, universe, n.name) in curves]
+            png = pr_figure_png(items, f"{truth}, {universe} regulators")
+            if png is not None:
+                figures.append(img(png, "PR curves"))
+    return records, figures
+
+
+def _write_outputs(out: Path, adata: AnnData, networks: list[_Network], records: list[dict]) -> None:
+    from grnformer.tasks.io import write_csv, write_h5ad
+
+    (out / "networks").mkdir(parents=True, exist_ok=True)
+    write_h5ad(adata, out / "cells.h5ad")
+    for n in networks:
+        write_h5ad(n.net, out / "networks" / f"{n.stem}.h5ad")
+        write_csv(n.net, out / "networks" / f"{n.stem}.csv")
+    write_text(out / "metrics.csv", pd.DataFrame(records).to_csv(index=False))
+    write_text(out / "metrics.json", json.dumps(records, indent=1, default=float))
+
+
+def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metrics: dict | None,
+                     networks: list[_Network], records: list[dict], pr_figures: list[str], timer: _Timer,
+                     command: str) -> list[tuple[str, str]]:
+    from grnformer.train.checkpoint import describe
+
+    counts = adata.obs[TYPE_COLUMN].value_counts()
+    names = _group_names(adata)
+    all_cells = networks[0]
+    types = pd.DataFrame({"predicted cell type": [names.get(g, g) for g in counts.index], "term": counts.index,
+                          "cells": counts.to_numpy()})
+    scored = (f"<p>Against labels present in the data: {html.escape(json.dumps(cell_metrics, default=float))}</p>"
+              if cell_metrics else "<p>The data carries no cell-type labels: predictions are not scored here.</p>")
+    regulators = pd.DataFrame([{"network": "all cells" if n is all_cells else n.cell_type,
+                                "top regulators (out-strength)": ", ".join(_top_regulators(n.net))}
+                               for n in networks if n is all_cells or n.cell_type is not None])
+    metrics = pd.DataFrame(records)
+    if metrics.empty:
+        metrics_html = (f"<p>No ground truth of this organism ({html.escape(organism_of(adata))}) among "
+                        f"{', '.join(TRUTHS)}: the networks are not scored.</p>")
+    else:
+        metrics_html = table(metrics[["method", "truth", "universe", "n_true", "auprc", "random_precision", "epr",
+                                      "auroc", "odds_ratio"]])
+    return [
+        ("Data and model", f"<p>{html.escape(data_name)}: {adata.n_obs:,} cells, {adata.n_vars:,} vocabulary "
+                           f"genes.</p><pre>{html.escape(describe(checkpoint))}</pre>"),
+        ("Cell embedding and predicted types", _umap_figure(adata, TYPE_COLUMN, names) + table(types) + scored),
+        ("Top regulators per predicted cell type", table(regulators)),
+        ("Strongest edges", _network_figure(all_cells.net, "grnformer, all cells")),
+        ("Precision-recall against ground truths", "".join(pr_figures)),
+        ("Metrics (with the random baseline of each row)", metrics_html),
+        ("Timings (wall clock, this machine)", table(pd.DataFrame({"step": list(timer.steps),
+                                                                   "seconds": list(timer.steps.values())}))),
+        ("Reproduce", f"<pre>{html.escape(command)}</pre><p>Outputs: cells.h5ad (obsm['X_grnformer'], "
+                      f"obs['grnformer_cell_type'], layers['grnformer_denoised']), networks/*.h5ad and *.csv, "
+                      f"metrics.csv/json.</p>"),
+    ]

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 
+from grnformer.data.expression import log_per_10k, organism_of
 from grnformer.errors import InputError
 
 MethodFn = Callable[..., np.ndarray]
@@ -50,21 +51,8 @@ def log_normalised(adata: ad.AnnData, columns: np.ndarray | None = None) -> np.n
     x = x.tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
     if x.nnz and (x.data < 0).any():
         raise InputError("X has negative values: give raw counts (or set uns['transform'] = 'given')")
-    depth = np.asarray(x.sum(1), dtype=np.float64).ravel()
-    if (depth <= 0).any():
-        raise InputError(f"{int((depth <= 0).sum())} cells have no counts; remove them first")
-    sub = x[:, columns] if columns is not None else x
-    dense = np.asarray(sub.toarray(), dtype=np.float64) * (1e4 / depth)[:, None]
-    return np.log1p(dense).astype(np.float32)
-
-
-def _organism(adata: ad.AnnData, organism: str | None) -> str | None:
-    if organism:
-        from grnformer.data.genes import organism_id
-
-        return organism_id(organism)
-    col = adata.obs.get("organism_ontology_term_id")
-    return str(col.iloc[0]) if col is not None and len(col) else None
+    logx = log_per_10k(x, allow_empty=False)
+    return (logx[:, columns] if columns is not None else logx).toarray().astype(np.float32)
 
 
 def select_genes(adata: ad.AnnData, n_genes: int = 1000, n_tfs: int = 500, organism: str | None = None,
@@ -81,7 +69,7 @@ def select_genes(adata: ad.AnnData, n_genes: int = 1000, n_tfs: int = 500, organ
     disp = np.where(detected & (mean > 0), var / np.maximum(mean, 1e-12), -np.inf)
     first = ~pd.Index(symbols).duplicated()
     order = [i for i in np.argsort(-disp, kind="stable") if np.isfinite(disp[i]) and first[i]]
-    org = _organism(adata, organism)
+    org = organism_of(adata, organism)
     chosen: list[str] = []
     if org is not None and n_tfs > 0:
         from grnformer.data.genes import tf_symbols
@@ -295,7 +283,7 @@ def infer(method: str, adata: ad.AnnData, genes: Sequence[str] | None = None,
         raise InputError("none of the requested regulators is among the network's genes")
     reg = pd.Index(names).get_indexer(reg_names)
     x = log_normalised(adata, cols)
-    org = _organism(adata, organism)
+    org = organism_of(adata, organism)
     from grnformer.data.genes import tf_symbols
 
     tfs = tf_symbols(org) if org in ("NCBITaxon:9606", "NCBITaxon:10090") else None

@@ -1,6 +1,6 @@
 """Benchmark outputs: metrics JSON, a markdown table, PR-curve PNGs, and one self-contained HTML report.
 
-Every file is written atomically (``NAME.part`` then rename). The HTML carries its images inline (base64), so it can
+Every file is written atomically (`grnformer.atomic`). The HTML carries its images inline (base64), so it can
 be mailed or archived alone.
 """
 
@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from grnformer.atomic import atomic_path, write_text
+
 COLUMNS = ["auprc", "ap", "auroc", "epr", "precision_at_k", "odds_ratio", "random_precision", "n_true",
            "n_candidates", "seconds"]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _json_safe(obj):
@@ -83,82 +81,115 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_pr_curves(curves: dict, out_dir: Path) -> dict[tuple[str, str, str], Path]:
-    """One PNG per dataset × truth × universe: each method's PR curve and the random-precision line."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def pr_figure_png(items: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> bytes | None:
+    """PR curves ``(method, recall, precision)`` on one log-precision plot with the random line; None when no
+    curve has a point (no true edge among the candidates)."""
+    items = [i for i in items if len(i[1])]
+    if not items:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4))
+    for method, recall, precision in items:
+        ax.step(recall, precision, where="post", label=method, linewidth=1.2)
+    baseline = items[0][2][-1]                     # precision at recall 1 = random precision
+    ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label=f"random ({baseline:.1e})")
+    ax.set_yscale("log")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision (log)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return figure_png(fig)
+
+
+def plot_pr_curves(curves: dict, out_dir: Path) -> dict[tuple[str, str, str], Path]:
+    """One PNG per dataset × truth × universe: each method's PR curve and the random-precision line."""
     groups: dict[tuple[str, str, str], list] = {}
     for (dname, tname, universe, method), (recall, precision) in curves.items():
         groups.setdefault((dname, tname, universe), []).append((method, recall, precision))
     paths = {}
     for (dname, tname, universe), items in groups.items():
-        items = [i for i in items if len(i[1])]
-        if not items:                                  # no true edge among the candidates: nothing to draw
+        png = pr_figure_png(items, f"{dname} vs {tname} ({universe})")
+        if png is None:
             continue
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for method, recall, precision in items:
-            ax.step(recall, precision, where="post", label=method, linewidth=1.2)
-        baseline = items[0][2][-1]                     # precision at recall 1 = random precision
-        ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label=f"random ({baseline:.1e})")
-        ax.set_yscale("log")
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision (log)")
-        ax.set_title(f"{dname} vs {tname} ({universe})", fontsize=10)
-        ax.legend(fontsize=8, loc="upper right")
-        fig.tight_layout()
         path = out_dir / f"pr_{dname}__{tname}__{universe}.png"
-        tmp = path.with_name(path.name + ".part")
-        fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        tmp.replace(path)
+        with atomic_path(path) as part:
+            part.write_bytes(png)
         paths[(dname, tname, universe)] = path
     return paths
 
 
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}"
+         "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
+         "td:first-child{text-align:left}img{max-width:100%;margin:4px}"
+         "pre{font-size:12px;background:#f6f6f6;padding:8px;white-space:pre-wrap;overflow:auto}")
+
+
+def img(png: bytes, alt: str = "figure") -> str:
+    """An inline <img> (base64), so that the page stands alone."""
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def table(df: pd.DataFrame, index: bool = False) -> str:
+    """A DataFrame as an HTML table in the page style (floats to 4 significant digits)."""
+    return df.to_html(index=index, float_format=lambda v: f"{v:.4g}", border=0)
+
+
+def html_page(title: str, sections: Sequence[tuple[str, str]], intro: str = "") -> str:
+    """The one page layout of every grnformer report: title, intro HTML, then a titled section per item."""
+    body = "".join(f"<section><h2>{html.escape(head)}</h2>{content}</section>\n" for head, content in sections)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{intro}\n{body}</body></html>")
+
+
 def _html(results: dict, images: dict[tuple[str, str, str], Path]) -> str:
     df = results_table(results)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>grnformer benchmark</title><style>",
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}"
-             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child{text-align:left}img{max-width:520px;margin:4px}pre{font-size:12px;overflow:auto}",
-             "</style></head><body><h1>grnformer benchmark</h1>",
-             f"<p>Created {html.escape(results['created'])}. Settings: <code>"
-             f"{html.escape(json.dumps(_json_safe(results['settings'])))}</code></p>",
+    intro = (f"<p>Created {html.escape(results['created'])}. Settings: <code>"
+             f"{html.escape(json.dumps(_json_safe(results['settings'])))}</code></p>"
              "<p>AUPRC: exact area under the PR curve (linear TP/FP interpolation inside tied blocks); AP: "
              "scikit-learn's average precision; EPR: precision among the top K (K = true edges) ÷ random "
-             "precision; odds ratio at K without continuity correction. Self-pairs are excluded.</p>"]
-    parts.append("<h2>Datasets</h2>" + pd.DataFrame(results["datasets"]).T.to_html())
-    parts.append("<h2>Run time</h2>" + pd.DataFrame(results["timings"]).to_html(index=False))
+             "precision; odds ratio at K without continuity correction. Self-pairs are excluded.</p>")
+    sections = [("Datasets", table(pd.DataFrame(results["datasets"]).T, index=True)),
+                ("Run time", table(pd.DataFrame(results["timings"])))]
     if not df.empty:
         for (dname, tname, universe), block in df.groupby(["dataset", "truth", "universe"], sort=False):
-            parts.append(f"<h2>{html.escape(dname)} vs {html.escape(tname)} — {html.escape(universe)}</h2>")
             shown = block.drop(columns=["dataset", "truth", "universe"]).copy()
             for col in COLUMNS:
                 shown[col] = [_fmt(v, col) for v in shown[col]]
-            parts.append(shown.to_html(index=False))
-            img = images.get((dname, tname, universe))
-            if img is not None:
-                data = base64.b64encode(img.read_bytes()).decode()
-                parts.append(f"<img alt='PR curves' src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Ground truths</h2>")
-    for tname, info in results["truths"].items():
-        parts.append(f"<details><summary>{html.escape(tname)}: {info['edges']:,} edges ({info['organism']})"
-                     f"</summary><pre>{html.escape(json.dumps(_json_safe(info['provenance']), indent=1))}</pre>"
-                     f"</details>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+            image = images.get((dname, tname, universe))
+            sections.append((f"{dname} vs {tname} — {universe}",
+                             table(shown) + (img(image.read_bytes(), "PR curves") if image is not None else "")))
+    sections.append(("Ground truths", "".join(
+        f"<details><summary>{html.escape(tname)}: {info['edges']:,} edges ({info['organism']})"
+        f"</summary><pre>{html.escape(json.dumps(_json_safe(info['provenance']), indent=1))}</pre></details>"
+        for tname, info in results["truths"].items())))
+    return html_page("grnformer benchmark", sections, intro)
 
 
 def write_report(results: dict, curves: dict, out_dir: str | Path) -> Path:
     """metrics.json, results.md, pr_*.png and report.html in ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "metrics.json", json.dumps(_json_safe(results), indent=1))
-    _atomic_text(out / "results.md", markdown_table(results))
+    write_text(out / "metrics.json", json.dumps(_json_safe(results), indent=1))
+    write_text(out / "results.md", markdown_table(results))
     images = plot_pr_curves(curves, out)
-    _atomic_text(out / "report.html", _html(results, images))
+    write_text(out / "report.html", _html(results, images))
     return out / "report.html"

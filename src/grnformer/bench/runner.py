@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import anndata as ad
@@ -23,9 +23,12 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from grnformer.atomic import atomic_path
 from grnformer.bench import baselines
+from grnformer.bench.options import BenchOptions
 from grnformer.bench.metrics import UNIVERSES, score_network
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
+from grnformer.data.expression import organism_of
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
 
@@ -79,13 +82,6 @@ def _load_grnformer_method() -> None:
 # ---------------------------------------------------------------------------------------------------- inputs
 
 
-def _organism(adata: ad.AnnData) -> str:
-    col = adata.obs.get("organism_ontology_term_id")
-    if col is None or not len(col):
-        raise InputError("a benchmark dataset needs obs['organism_ontology_term_id'] (prepare() sets it)")
-    return str(col.iloc[0])
-
-
 def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict[str, ad.AnnData]:
     """Named datasets (loaded and prepared) or ``{name: AnnData}`` as given."""
     if isinstance(datasets, Mapping):
@@ -124,36 +120,56 @@ def _cache_key(method: str, options: dict, data_hash: str, genes: Sequence[str],
 
 
 def _write_h5ad(net: ad.AnnData, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    net.write_h5ad(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as part:
+        net.write_h5ad(part)
 
 
 # ---------------------------------------------------------------------------------------------------- the matrix
 
 
+def score_networks(networks: Mapping[str, ad.AnnData], truths: Mapping[str, GroundTruth], organism: str,
+                   universes: Iterable[str] = ("all", "tf")) -> tuple[list[dict], dict]:
+    """Score every network against every truth of ``organism`` (others are skipped) in every universe.
+
+    The 'tf' universe uses the organism's TF list for every method, whatever its network marks. Returns the
+    records (truth, method, universe and `score_network`'s metrics), truth → universe → method order, and the PR
+    curves ``{(truth, universe, method): (recall, precision)}``.
+    """
+    records, curves = [], {}
+    tfs = tf_symbols(organism)
+    for tname, truth in truths.items():
+        if truth.organism != organism:
+            continue
+        for universe in universes:
+            for method, net in networks.items():
+                res = score_network(net, truth, universe=universe, tfs=tfs, curve=True)
+                curves[(tname, universe, method)] = (res.pop("recall"), res.pop("precision"))
+                res.pop("fpr"), res.pop("tpr")
+                records.append({"method": method, "truth": tname, **res})
+    return records, curves
+
+
+
 def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.AnnData],
-              truths: Sequence[str] | Mapping[str, GroundTruth], out_dir: str | Path, n_genes: int = 1000,
-              n_tfs: int = 500, min_frac: float = 0.01, universes: Iterable[str] = ("all", "tf"),
-              regulators: str = "all", seed: int = 0, n_jobs: int = 2,
-              method_options: Mapping[str, dict] | None = None, progress: bool = True, report: bool = True) -> dict:
+              truths: Sequence[str] | Mapping[str, GroundTruth], out_dir: str | Path,
+              options: BenchOptions | None = None, *, progress: bool = True, report: bool = True) -> dict:
     """Run every method on every dataset, score against every truth of the dataset's organism, write the results.
 
-    ``regulators``: 'all' (every benchmark gene may regulate) or 'tf' (only TFs). ``method_options``: per-method
-    keyword arguments (e.g. ``{"genie3": {"n_estimators": 50}}``). Writes ``metrics.json``, ``results.md``, PR-curve
-    PNGs and ``report.html`` in ``out_dir`` (with ``report=True``) and returns the results dict.
+    ``options``: see `BenchOptions`. Writes ``metrics.json``, ``results.md``, PR-curve PNGs and ``report.html`` in
+    ``out_dir`` (with ``report=True``) and returns the results dict.
     """
+    o = options or BenchOptions()
     _load_grnformer_method()
     unknown = [m for m in methods if m not in _METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; known: {', '.join(sorted(_METHODS))}")
-    universes = list(universes)
+    universes = list(o.universes)
     bad = [u for u in universes if u not in UNIVERSES]
     if bad:
         raise InputError(f"unknown universe(s) {bad}; known: {UNIVERSES}")
-    if regulators not in ("all", "tf"):
-        raise InputError(f"regulators must be 'all' or 'tf', not {regulators!r}")
-    method_options = {m: dict(method_options.get(m, {})) if method_options else {} for m in methods}
+    if o.regulators not in ("all", "tf"):
+        raise InputError(f"regulators must be 'all' or 'tf', not {o.regulators!r}")
+    method_options = {m: dict(o.method_options.get(m, {})) if o.method_options else {} for m in methods}
     truth_objs = resolve_truths(truths)
     data = resolve_datasets(datasets)
     out = Path(out_dir)
@@ -161,9 +177,9 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
 
     setups = {}
     for dname, adata in data.items():
-        org = _organism(adata)
-        genes = baselines.select_genes(adata, n_genes=n_genes, n_tfs=n_tfs, min_frac=min_frac)
-        regs = [g for g in genes if g in tf_symbols(org)] if regulators == "tf" else None
+        org = organism_of(adata, required=True)
+        genes = baselines.select_genes(adata, n_genes=o.n_genes, n_tfs=o.n_tfs, min_frac=o.min_frac)
+        regs = [g for g in genes if g in tf_symbols(org)] if o.regulators == "tf" else None
         setups[dname] = (adata, org, genes, regs, _fingerprint(adata))
 
     records, curves, timings = [], {}, []
@@ -174,9 +190,9 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
         adata, org, genes, regs, data_hash = setups[dname]
         options = {**_METHODS[method].defaults, **method_options[method]}
         if method in baselines.METHODS:
-            options.setdefault("seed", seed)
-            options.setdefault("n_jobs", n_jobs)
-        key = _cache_key(method, options, data_hash, genes, regs, seed)
+            options.setdefault("seed", o.seed)
+            options.setdefault("n_jobs", o.n_jobs)
+        key = _cache_key(method, options, data_hash, genes, regs, o.seed)
         path = out / "networks" / f"{method}__{dname}__{key}.h5ad"
         cached = path.exists()
         if cached:
@@ -189,19 +205,12 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
         timings.append({"method": method, "dataset": dname, "seconds": float(net.uns["grn"]["wall_seconds"]),
                         "cached": cached, "network": str(path.relative_to(out)), "n_genes": len(genes),
                         "n_cells": int(adata.n_obs)})
-        for tname, truth in truth_objs.items():
-            if truth.organism != org:
-                continue
-            for universe in universes:
-                res = score_network(net, truth, universe=universe, tfs=tf_symbols(org), curve=True)
-                curves[(dname, tname, universe, method)] = (res.pop("recall"), res.pop("precision"))
-                res.pop("fpr"), res.pop("tpr")
-                records.append({"method": method, "dataset": dname, "truth": tname, **res,
-                                "seconds": timings[-1]["seconds"]})
+        scored, pr = score_networks({method: net}, truth_objs, org, universes)
+        records += [{"method": method, "dataset": dname, **r, "seconds": timings[-1]["seconds"]} for r in scored]
+        curves.update({(dname, *key): curve for key, curve in pr.items()})
     results = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "settings": {"n_genes": n_genes, "n_tfs": n_tfs, "min_frac": min_frac, "universes": universes,
-                     "regulators": regulators, "seed": seed, "n_jobs": n_jobs, "method_options": method_options},
+        "settings": {**asdict(o), "universes": universes, "method_options": method_options},
         "methods": {m: _METHODS[m].version for m in methods},
         "datasets": {d: {"organism": s[1], "n_cells": int(s[0].n_obs), "n_genes": len(s[2])} for d, s in setups.items()},
         "truths": {t: {"organism": g.organism, "edges": len(g), "provenance": g.provenance} for t, g in truth_objs.items()},
@@ -216,14 +225,16 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
 
 
 def bench_main(methods: list[str], datasets: list[str], truths: list[str], out_dir: str | Path,
-               n_genes: int = 1000, checkpoint: str | None = None, **kw) -> dict:
-    """The `grnformer bench` command: ``checkpoint`` goes to the 'grnformer' method; other keywords to
-    `run_bench`. Prints where the report is."""
-    options = dict(kw.pop("method_options", {}) or {})
+               options: BenchOptions | None = None, checkpoint: str | None = None, progress: bool = True) -> dict:
+    """The `grnformer bench` command: ``checkpoint`` goes to the 'grnformer' method's options. Prints where the
+    report is."""
+    options = options or BenchOptions()
     if checkpoint is not None:
         if "grnformer" not in methods:
             raise InputError("--checkpoint is only used by the 'grnformer' method; add it to --methods")
-        options.setdefault("grnformer", {})["checkpoint"] = checkpoint
-    results = run_bench(methods, datasets, truths, out_dir, n_genes=n_genes, method_options=options, **kw)
+        per_method = {m: dict(o) for m, o in (options.method_options or {}).items()}
+        per_method.setdefault("grnformer", {})["checkpoint"] = checkpoint
+        options = replace(options, method_options=per_method)
+    results = run_bench(methods, datasets, truths, out_dir, options, progress=progress)
     print(f"{len(results['records'])} scores; report: {Path(out_dir) / 'report.html'}")
     return results

@@ -23,7 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.data import resources
+from grnformer.data.expression import counts_per_10k, organism_of
 from grnformer.data.genes import HUMAN, MOUSE, gene_table, organism_id
+from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import shared_data_dir
 from grnformer.errors import InputError, ResourceError
@@ -359,7 +361,7 @@ def beeline_expression(directory: str | Path, organism: str | None = None):
     adata.var_names_make_unique()
     adata.uns["transform"] = "given"
     if organism:
-        adata.obs["organism_ontology_term_id"] = organism_id(organism)
+        adata.obs[ORGANISM_COLUMN] = organism_id(organism)
     return adata
 
 
@@ -387,18 +389,9 @@ def perturbation(adata, perturbation_key: str, control: str, test: str = "mannwh
         raise InputError(f"control label {control!r} not in obs[{perturbation_key!r}]")
     if test not in ("mannwhitney", "ttest"):
         raise InputError(f"test must be 'mannwhitney' or 'ttest', not {test!r}")
-    if organism:
-        org = organism_id(organism)
-    elif "organism_ontology_term_id" in adata.obs and adata.n_obs:
-        org = str(adata.obs["organism_ontology_term_id"].iloc[0])
-    else:
-        org = "unknown"
+    org = organism_of(adata, organism) or "unknown"
     symbols = (adata.var["symbol"] if "symbol" in adata.var else adata.var_names.to_series()).astype(str).to_numpy()
-    x = adata.X.tocsr() if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
-    depth = np.asarray(x.sum(1)).ravel()
-    if (depth <= 0).any():
-        raise InputError("some cells have no counts; remove them before deriving a perturbation truth")
-    x = sp.diags(1e4 / depth) @ x
+    x = counts_per_10k(adata.X, allow_empty=False)
     ctrl = labels == control
     xc = x[ctrl].toarray()
     prov = {"source_file": "AnnData in memory", "perturbation_key": perturbation_key, "control": control,

@@ -1,6 +1,6 @@
 """Data layer: resources, gene vocabulary, input validation, labels, corpus, sampler, collator, datasets.
 
-`grnformer.data.prepare(adata_or_path, organism=None)` is the entry point for user data (DESIGN.md's interface);
+`grnformer.data.prepare(adata_or_path, organism=None)` is the entry point for user data (docs/ARCHITECTURE.md);
 the module of the same name stays importable as `from grnformer.data.prepare import MappingReport`.
 """
 

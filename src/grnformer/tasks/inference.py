@@ -27,14 +27,12 @@ from tqdm.auto import tqdm
 
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
+from grnformer.data.expression import log_per_10k
 from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, prepare
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
+from grnformer.tasks.options import DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS  # noqa: F401 (re-exported)
 from grnformer.train.checkpoint import Bundle, load_bundle
-
-PRECISIONS = ("auto", "fp32", "bf16")
-GENE_SETS = ("hvg", "most_expressed", "random_expressed")
-DEFAULT_BATCH_SIZE = 32
 
 
 # ------------------------------------------------------------------------------------------ device, precision
@@ -210,14 +208,6 @@ def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
     return cols
 
 
-def normalised_log(x: sp.csr_matrix) -> sp.csr_matrix:
-    """log1p of counts per 10,000 (per cell), the usual scale for variability and mean-expression ranks."""
-    totals = np.asarray(x.sum(axis=1)).ravel()
-    scaled = sp.diags(1e4 / np.maximum(totals, 1)) @ x
-    scaled.data = np.log1p(scaled.data)
-    return scaled.tocsr()
-
-
 def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None) -> np.ndarray:
     """Prepared columns of a gene set, in rank order.
 
@@ -241,7 +231,7 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     if genes == "random_expressed":
         order = np.argsort(-n_cells_expr[candidates], kind="stable")
         return candidates[order[:n]]
-    logx = normalised_log(x[:, candidates])
+    logx = log_per_10k(x[:, candidates])
     mean = np.asarray(logx.mean(axis=0)).ravel()
     if genes == "most_expressed":
         return candidates[np.argsort(-mean, kind="stable")[:n]]

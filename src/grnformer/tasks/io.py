@@ -1,30 +1,24 @@
-"""Atomic output: every file is written to ``NAME.part`` beside its destination, then renamed.
+"""The tasks' output files, all atomic (`grnformer.atomic`: ``NAME.part`` beside the destination, then renamed).
 
-A crash, a full disk or an error half-way through leaves the destination untouched and no ``.part`` behind, so
-a user never mistakes a truncated h5ad or CSV for a result. Files that belong together (a network's h5ad and its
-edge CSV) are all written as parts first and renamed only when every part is complete; per-group networks are
-published group by group, so an interrupted run keeps its finished groups and can resume (`tasks.grn.grn_file`).
+Files that belong together (a network's h5ad and its edge CSV) are
+all written as parts first and renamed only when every part is complete; per-group networks are published group by
+group, so an interrupted run keeps its finished groups and can resume (`tasks.grn.grn_file`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from grnformer.atomic import atomic_paths, write_text
 from grnformer.errors import InputError
-
-
-def part_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".part")
 
 
 def check_writable(path: str | Path, overwrite: bool = True) -> Path:
@@ -39,24 +33,6 @@ def check_writable(path: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise InputError(f"output '{path}' already exists.")
     return path
-
-
-@contextmanager
-def atomic_paths(paths: list[str | Path]) -> Iterator[list[Path]]:
-    """Yield the ``.part`` path of each destination; on success rename them all, on error delete them all."""
-    dests = [Path(p) for p in paths]
-    parts = [part_path(p) for p in dests]
-    try:
-        yield parts
-        missing = [str(p) for p in parts if not p.exists()]
-        if missing:
-            raise RuntimeError(f"writer produced no file for {missing}")
-    except BaseException:
-        for p in parts:
-            p.unlink(missing_ok=True)
-        raise
-    for part, dest in zip(parts, dests):
-        os.replace(part, dest)
 
 
 def write_many(writers: Mapping[str | Path, Callable[[Path], None]]) -> list[Path]:
@@ -127,6 +103,4 @@ def write_csv(net: AnnData, path: str | Path, max_edges: int | None = None) -> P
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
-    def write(part: Path) -> None:
-        part.write_text(json.dumps(obj, indent=1))
-    return write_many({path: write})[0]
+    return write_text(path, json.dumps(obj, indent=1))

@@ -8,7 +8,6 @@ the key `grnformer`, so either file can be loaded with `load_bundle`.
 
 from __future__ import annotations
 
-import os
 import pickle
 from importlib import resources
 from collections import Counter
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 import grnformer
+from grnformer.atomic import atomic_path
 from grnformer.data.genes import ORGANISMS, GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
@@ -60,9 +60,8 @@ def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_s
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
     path = Path(path)
-    part = path.with_name(path.name + ".part")
-    torch.save({**meta, "state_dict": state}, part)
-    os.replace(part, path)
+    with atomic_path(path) as part:
+        torch.save({**meta, "state_dict": state}, part)
     return path
 
 

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from grnformer.data.collate import CellRecord, Collator
+from grnformer.data.collate import CONTEXT_LENGTH, CellRecord, Collator
 from grnformer.data.corpus import Corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
@@ -169,11 +169,11 @@ class CorpusDataModule(LightningDataModule):
     label_classes: label columns the model predicts, in its order (default: the corpus classes that have leaves).
     """
 
-    def __init__(self, corpus: str | Path | Corpus | SomaCells, batch_size: int = 64, context_length: int = 2200,
-                 val_fraction: float = 0.02, s: float | None = 100.0, replacement: bool = True,
-                 downsample: float | tuple[float, float] | None = (0.55, 0.7), num_workers: int = 0,
-                 seed: int = 0, mode: str = "random-expressed", cells_per_epoch: int | None = None,
-                 label_classes: Sequence[str] | None = None):
+    def __init__(self, corpus: str | Path | Corpus | SomaCells, batch_size: int = 64,
+                 context_length: int = CONTEXT_LENGTH, val_fraction: float = 0.02, s: float | None = 100.0,
+                 replacement: bool = True, downsample: float | tuple[float, float] | None = (0.55, 0.7),
+                 num_workers: int = 0, seed: int = 0, mode: str = "random-expressed",
+                 cells_per_epoch: int | None = None, label_classes: Sequence[str] | None = None):
         super().__init__()
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}.")

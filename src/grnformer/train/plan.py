@@ -42,8 +42,8 @@ class OptimConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 500
-    max_steps: int = 10_000
+    warmup_steps: int = 1_000
+    max_steps: int = 100_000
     scheduler: str = "cosine"
     min_lr_ratio: float = 0.1
     plateau_factor: float = 0.5
@@ -65,6 +65,8 @@ class OptimConfig:
             problems.append(f"lr must be > 0 (got {self.lr})")
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1) (got {list(self.betas)})")
         if self.warmup_steps < 0 or self.max_steps < 1:
             problems.append(f"need warmup_steps >= 0 and max_steps >= 1 (got {self.warmup_steps}, {self.max_steps})")
         if self.scheduler not in SCHEDULERS:

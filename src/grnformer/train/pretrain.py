@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,6 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from grnformer.atomic import write_text
 from grnformer.data.corpus import build_corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LABEL_CLASSES, LabelSet
@@ -39,6 +41,7 @@ from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.plan import OptimConfig, PretrainPlan
 from grnformer.train.warm_start import warm_start
 
+_DM = {name: p.default for name, p in inspect.signature(CorpusDataModule).parameters.items()}  # its defaults
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "out_dir": "runs/grnformer",
@@ -50,12 +53,13 @@ DEFAULTS: dict[str, Any] = {
         "corpus": None,                 # corpus directory; built from `sources` when it does not exist
         "sources": [],                  # h5ad paths and/or named datasets (grnformer datasets)
         "silver_labels": True,          # named datasets without ontology labels get data.silver's labels
-        "val_fraction": 0.02,
-        "gene_selection": "random-expressed",
-        "downsample": [0.55, 0.7],      # fraction of counts removed from the input (a value or a range)
-        "balance_s": 100.0,             # LabelBalancedSampler constant s; null: no balancing, each cell once
-        "sample_with_replacement": True,  # balanced draws; false: disjoint draws across ranks within an epoch
-        "cells_per_epoch": None,        # balanced draws per epoch over all ranks (default: the training cells)
+        # CorpusDataModule's defaults under their configuration names
+        "val_fraction": _DM["val_fraction"],
+        "gene_selection": _DM["mode"],
+        "downsample": list(_DM["downsample"]),  # fraction of counts removed from the input (a value or a range)
+        "balance_s": _DM["s"],          # LabelBalancedSampler constant s; null: no balancing, each cell once
+        "sample_with_replacement": _DM["replacement"],  # false: disjoint balanced draws across ranks in an epoch
+        "cells_per_epoch": _DM["cells_per_epoch"],  # balanced draws per epoch over all ranks (default: the cells)
         "num_workers": 4,
         "soma": {                       # train straight from a TileDB-SOMA experiment instead of a corpus
             "uri": None,                # local path or s3:// URI (e.g. a CELLxGENE Census experiment)
@@ -68,21 +72,16 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "training": {
-        "max_steps": 100_000,
-        "batch_size": 64,               # per process
+        # OptimConfig's fields and defaults: lr, weight_decay, betas, warmup_steps, max_steps,
+        # scheduler (cosine | plateau | constant), min_lr_ratio, plateau_factor, plateau_patience,
+        # fused (AdamW's fused kernel; fp32 only: Lightning refuses to clip its gradients under AMP)
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(OptimConfig()).items()},
+        "batch_size": _DM["batch_size"],  # per process
         "accumulate_grad_batches": 1,
-        "lr": 1.0e-4,
-        "weight_decay": 0.01,
-        "warmup_steps": 1_000,
-        "scheduler": "cosine",          # cosine | plateau | constant
-        "min_lr_ratio": 0.1,
-        "plateau_factor": 0.5,
-        "plateau_patience": 2,
         "grad_clip": 1.0,
         "loss_weights": {},             # denoise / bottleneck / <label class>: weight (default 1)
         "label_loss": "softmax",        # softmax (cross-entropy over leaves) | bce (per-leaf, summed over leaves)
         "bottleneck_fraction": 1.0,     # share of each batch's cells that also run the bottleneck pass
-        "fused": False,                 # AdamW fused kernel (fp32 only: Lightning refuses clipping with it under AMP)
         "precision": "auto",            # auto = bf16-mixed on GPU, 32 on CPU; or any Lightning precision
         "accelerator": "auto",
         "devices": "auto",
@@ -98,8 +97,7 @@ DEFAULTS: dict[str, Any] = {
         "stop_after_minutes": None,     # end this stretch after N wall-clock minutes (saved; resume continues)
     },
 }
-_OPTIM_KEYS = ("lr", "weight_decay", "warmup_steps", "max_steps", "scheduler", "min_lr_ratio", "plateau_factor",
-               "plateau_patience", "fused")
+_OPTIM_KEYS = tuple(f.name for f in fields(OptimConfig))
 # ModelConfig fields a configuration may set; the others come from the corpus and the embedding file
 _MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "n_positions", "label_sizes",
                                                         "gene_embedding_dim"}
@@ -372,7 +370,7 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
         run.data.check_resume(resume)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.global_rank == 0:
-        (run.out_dir / "config.yaml").write_text(yaml.safe_dump(run.config, sort_keys=False))
+        write_text(run.out_dir / "config.yaml", yaml.safe_dump(run.config, sort_keys=False))
     run.trainer.fit(run.plan, run.data, ckpt_path=str(resume) if resume else None)
     return run.out_dir / "checkpoints" / "last.ckpt"
 
