@@ -40,10 +40,12 @@ from grnformer.bench.baselines import infer, select_genes  # noqa: E402
 from grnformer.bench.metrics import score_network  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
 from grnformer.data import datasets  # noqa: E402
+from grnformer.data.expression import log_per_10k  # noqa: E402
 from grnformer.data.labels import column  # noqa: E402
 from grnformer.data.prepare import prepare  # noqa: E402
 from grnformer.tasks.classify import classify  # noqa: E402
 from grnformer.tasks.denoise import denoise  # noqa: E402
+from grnformer.tasks.options import DenoiseOptions  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
 from grnformer.tasks.grn import grn  # noqa: E402
 from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
@@ -126,8 +128,6 @@ def denoising(bundle, cache: dict, n_cells: int) -> dict[str, Any]:
     import anndata as ad
     import scanpy as sc
 
-    from grnformer.tasks.inference import normalised_log
-
     full, _ = prepare(datasets.load("pbmc3k"))
     rng = np.random.default_rng(0)
     full = full[np.sort(rng.choice(full.n_obs, min(n_cells, full.n_obs), replace=False))].copy()
@@ -135,14 +135,15 @@ def denoising(bundle, cache: dict, n_cells: int) -> dict[str, Any]:
     thinned = x.copy()
     thinned.data = rng.binomial(x.data.astype(np.int64), KEEP).astype(np.float32)
     thinned.eliminate_zeros()
-    work = ad.AnnData(normalised_log(thinned), var=full.var[[]].copy())
+    work = ad.AnnData(log_per_10k(thinned), var=full.var[[]].copy())
     sc.pp.highly_variable_genes(work, n_top_genes=2000, flavor="seurat")
     cols = np.flatnonzero(work.var["highly_variable"].to_numpy())
     truth = x[:, cols].toarray()
     if "knn" not in cache:
         cache["knn"] = per_cell_spearman(knn_smooth(thinned)[:, cols], truth)
     noisy = ad.AnnData(thinned, obs=full.obs.copy(), var=full.var.copy())
-    layer = denoise(bundle, noisy, genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP, progress=False)
+    layer = denoise(bundle, noisy, DenoiseOptions(genes=list(noisy.var_names[cols]), depth_multiplier=1 / KEEP),
+                    progress=False)
     ours = per_cell_spearman(layer[:, cols].toarray(), truth)
     return {name: {"spearman": interval(lambda i: float(v[i].mean()), len(v))}
             for name, v in (("grnformer", ours), ("kNN smoothing", cache["knn"]))}

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
 from grnformer.data.corpus import CellDataset
-from grnformer.data.normalize import log_normalize
+from grnformer.data.expression import log_per_10k
 
 
 def coexpression_embedding(cells: CellDataset, indices: np.ndarray, vocab_size: int, dim: int,
@@ -29,7 +29,7 @@ def coexpression_embedding(cells: CellDataset, indices: np.ndarray, vocab_size: 
     indptr = np.concatenate([[0], np.cumsum([len(r.genes) for r in records])])
     x = sp.csr_matrix((np.concatenate([r.counts for r in records]), np.concatenate([r.genes for r in records]),
                        indptr), shape=(len(records), vocab_size), dtype=np.float32)
-    x = log_normalize(x)
+    x = log_per_10k(x)
     found = np.asarray((x > 0).sum(axis=0)).ravel() >= min_cells
     genes = x[:, found].T.tocsr()  # genes x cells
     k = min(dim, genes.shape[0] - 1, genes.shape[1] - 1)
