@@ -34,8 +34,8 @@ HOW = ("ensembl", "exact", "case", "synonym", "ambiguous", "unknown")
 
 def ensembl_base(names: Iterable[str]) -> np.ndarray:
     """Unversioned Ensembl ID of each name (object array), None where the name is no Ensembl gene ID."""
-    ids = pd.Index([str(n).strip() for n in names]).str.extract(ENSEMBL, expand=False)
-    return np.asarray(ids.to_numpy(dtype=object), dtype=object) if len(ids) else np.empty(0, dtype=object)
+    ids = pd.Index([str(n).strip() for n in names]).str.extract(ENSEMBL, expand=False) if len(names) else []
+    return np.array([v if isinstance(v, str) else None for v in ids], dtype=object)
 
 
 @dataclass
@@ -121,9 +121,11 @@ def _synonym_targets(org: str) -> tuple[pd.Series, frozenset[str]]:
         frozenset(n_genes.index[n_genes > 1])
 
 
-def match_names(names: Sequence[str], organism: str, vocab: GeneVocab | None = None) -> NameMatch:
+def match_names(names: Sequence[str], organism: str, vocab: GeneVocab | None = None,
+                one_to_one: bool = True) -> NameMatch:
     """The gene of each name of one organism, by the module's rules (``vocab`` breaks ties between genes that
-    share a symbol). Names are matched as a set: rule 4 leaves out a name whose gene another name already names."""
+    share a symbol). Names are matched as a set: rule 4 leaves out a name whose gene another name already names
+    (``one_to_one=False`` keeps it: for edge lists, where two names of one gene should merge)."""
     org = organism_id(organism)
     names = pd.Index([str(n).strip() for n in names])
     gene_id = ensembl_base(names)
@@ -146,9 +148,9 @@ def match_names(names: Sequence[str], organism: str, vocab: GeneVocab | None = N
             single, multi = _synonym_targets(org)
             keys = pd.Series(names[rest]).str.upper()
             hit = keys.map(single).to_numpy(dtype=object)
-            claimed = set(gene_id[pd.notna(gene_id)])
+            claimed = set(gene_id[pd.notna(gene_id)]) if one_to_one else set()
             targets = pd.Series(hit[pd.notna(hit)])
-            repeated = set(targets[targets.duplicated(keep=False)])
+            repeated = set(targets[targets.duplicated(keep=False)]) if one_to_one else set()
             table = gene_table(org)["symbol"]
             for i, key, g in zip(rest, keys, hit):
                 if pd.isna(g):
@@ -164,6 +166,20 @@ def match_names(names: Sequence[str], organism: str, vocab: GeneVocab | None = N
                 remapped[str(names[i])] = str(table.get(g, g))
     gene_id = np.array([g if isinstance(g, str) else None for g in gene_id], dtype=object)
     return NameMatch(gene_id, how.astype(str), remapped, ambiguous)
+
+
+def current_symbols(names: Sequence[str], organism: str) -> tuple[np.ndarray, np.ndarray]:
+    """The current symbol of each name (rules 1-4; names of one gene merge) and a mask of names found; names not
+    found are returned unchanged. For ground truths, whose edges must name genes as prepared data does."""
+    names = np.asarray([str(n) for n in names], dtype=object)
+    match = match_names(names, organism, one_to_one=False)
+    symbol = gene_table(organism)["symbol"]
+    found = pd.notna(match.gene_id)
+    out = names.copy()
+    out[found] = symbol.reindex(match.gene_id[found]).to_numpy(dtype=object)
+    keep = found & pd.notna(out)
+    out[found & ~keep] = names[found & ~keep]
+    return out, keep
 
 
 def rows_by_name(names: Sequence[str], ids: Sequence[str], symbols: Sequence[str] | None = None) -> np.ndarray:
