@@ -162,7 +162,7 @@ def test_unmapped_names_list_examples_and_id_type(pbmc):
 
 def test_too_few_genes_threshold(pbmc):
     small = pbmc[:, :150].copy()
-    with pytest.raises(InputError, match="at least 200 needed"):
+    with pytest.raises(InputError, match="at least 200 needed"):  # 129 of 150 names map: no clean panel
         prepare(small)
     out, report = prepare(small, min_mapped=50)
     assert report.n_genes_in == 150 and out.n_vars == report.n_genes_mapped >= 50

@@ -252,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
     p.add_argument("--methods", nargs="+", required=True)
-    p.add_argument("--datasets", nargs="+", required=True)
-    p.add_argument("--truths", nargs="+", required=True)
+    p.add_argument("--datasets", nargs="+", required=True,
+                   help="named datasets (grnformer datasets), or BEELINE directories as beeline:DIR[:organism]")
+    p.add_argument("--truths", nargs="*", default=[],
+                   help="ground truths (a BEELINE directory brings its own reference network)")
     p.add_argument("--out", required=True)
     p.add_argument("--n-genes", dest="n_genes", type=int)
     p.add_argument("--checkpoint", help="checkpoint for the grnformer method")

@@ -27,6 +27,7 @@ ORGANISM_COLUMN = "organism_ontology_term_id"
 COUNT_LAYERS = ("counts", "raw_counts")  # layers used automatically when X does not hold counts
 GENE_ID_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_gene_id", "feature_id")
 DEFAULT_MIN_MAPPED = 200
+PANEL_SHARE = 0.9  # fewer than min_mapped genes are fine when this share of the names map (a small gene panel)
 COUNTS_FROM = ("log2p1", "log1p", "tpm")  # normalised values `with_pseudo_counts` can turn back into counts
 DEFAULT_PSEUDO_DEPTH = 10_000.0  # counts per cell of rebuilt pseudo-counts: a typical 10x cell's library size
 PSEUDO_LAYER = "counts"
@@ -143,7 +144,7 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     mappings = {name: _map_names(names, org, vocab) for name, names in gene_sources.items()}
     gene_source = max(mappings, key=lambda k: mappings[k].n_mapped)  # first (var_names) wins ties
     mapping = mappings[gene_source]
-    if mapping.n_mapped < min_mapped:
+    if mapping.n_mapped < min_mapped and mapping.n_mapped < PANEL_SHARE * len(gene_sources[gene_source]):
         raise InputError(_too_few_message(mapping, gene_sources[gene_source], gene_source, org, vocab,
                                           min_mapped, source))
     if mapping.n_case_insensitive > mapping.n_recognised / 2 and organism_source != "argument":
@@ -448,7 +449,8 @@ def _map_names(names: np.ndarray, org: str, vocab: GeneVocab) -> _Mapping:
 def _too_few_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org: str, vocab: GeneVocab,
                      min_mapped: int, source: str) -> str:
     msg = (f"only {mapping.n_mapped:,} of {len(names):,} gene names in {gene_source} of {source} map to "
-           f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed; min_mapped sets this). "
+           f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed, min_mapped sets this, or "
+           f"{PANEL_SHARE:.0%} of the names for a smaller panel). "
            f"Names were read as {_ID_WORDS[mapping.id_type]}; {mapping.n_unrecognised:,} are no {ORGANISMS[org]} gene and "
            f"{mapping.n_not_in_vocab:,} are genes outside the vocabulary. Examples: "
            f"{', '.join(mapping.unmapped_examples(names)[:N_EXAMPLES])}.")
