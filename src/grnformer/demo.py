@@ -71,9 +71,9 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     import scanpy as sc
 
     from grnformer.data.genes import tf_symbols
+    from grnformer.data.prepare import unique_names
 
-    work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var["symbol"].astype(str).to_numpy()))
-    work.var_names_make_unique()
+    work = AnnData(adata.X.copy(), var=pd.DataFrame(index=unique_names(adata.var["symbol"])))  # genes may share one
     sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
     sc.pp.normalize_total(work, target_sum=1e4)
     sc.pp.log1p(work)

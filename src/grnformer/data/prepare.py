@@ -189,7 +189,7 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     if report.n_obs_names_made_unique:
         warnings.warn(f"{source}: {report.n_obs_names_made_unique:,} cell names repeat an earlier one; made them "
                       f"unique with a suffix (-1, -2 …)", stacklevel=2)
-        obs.index = unique_obs_names(adata.obs_names)[keep]
+        obs.index = unique_names(adata.obs_names)[keep]
     obs[ORGANISM_COLUMN] = org
     out_var = pd.DataFrame({"symbol": vocab.symbols[kept_tokens], "input_name": first_name.astype(str)},
                            index=pd.Index(vocab.ids[kept_tokens], name="gene_id"))
@@ -269,8 +269,8 @@ def n_repeated_obs_names(names: pd.Index) -> int:
     return int(pd.Index(names).duplicated().sum())
 
 
-def unique_obs_names(names: pd.Index) -> pd.Index:
-    """Repeated cell names given a suffix -1, -2 … (anndata's rule), so outputs never hold two cells of one name."""
+def unique_names(names: pd.Index) -> pd.Index:
+    """Repeated names given a suffix -1, -2 … (anndata's rule), so outputs never hold two cells of one name."""
     return anndata.utils.make_index_unique(pd.Index(names).astype(str))
 
 

@@ -29,7 +29,7 @@ from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
 from grnformer.data.gene_names import match_names
 from grnformer.data.genes import GeneVocab
-from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_obs_names
+from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_names
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
 from grnformer.train.checkpoint import Bundle, load_bundle
@@ -142,7 +142,7 @@ def read_input(path: str | Path | AnnData) -> AnnData:
     if n_repeated:
         warnings.warn(f"{path}: {n_repeated:,} cell names repeat an earlier one; made them unique with a suffix "
                       f"(-1, -2 …) in the outputs", stacklevel=2)
-        adata.obs_names = unique_obs_names(adata.obs_names)
+        adata.obs_names = unique_names(adata.obs_names)
     return adata
 
 
@@ -167,7 +167,7 @@ def _kept_rows(user: AnnData, prepared: AnnData) -> np.ndarray:
     walk over the user's names made unique recovers them."""
     names = prepared.obs_names.to_numpy()
     rows, j = [], 0
-    for i, name in enumerate(unique_obs_names(user.obs_names)):
+    for i, name in enumerate(unique_names(user.obs_names)):
         if j < len(names) and name == names[j]:
             rows.append(i)
             j += 1

@@ -145,8 +145,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable grnformer checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from exc
+        # torch's own text (weights_only, arbitrary code execution …) is about other files: say only what it is
+        raise InputError(f"{path} is not a grnformer checkpoint: it is damaged (e.g. truncated) or another kind "
+                         f"of file. Pass a bundle or a checkpoint written by grnformer, or 'shipped'.") from exc
     if not isinstance(obj, dict):
         raise InputError(f"{path} is not a grnformer checkpoint (it holds a {type(obj).__name__}).")
     if obj.get("format") == FORMAT:
