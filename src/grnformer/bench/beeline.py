@@ -115,7 +115,7 @@ def load(spec: str | Path, organism: str | None = None, depth: float = DEFAULT_P
                     var=pd.DataFrame({"beeline_name": names}, index=pd.Index(symbols.to_numpy(), name="gene")))
     name = f"beeline_{path.resolve().name}"
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="counts_from=")  # said once, in the dataset's provenance
+        warnings.filterwarnings("ignore", message=".*counts_from=")  # said in the dataset's provenance instead
         adata = with_pseudo_counts(adata, COUNTS_FROM, depth, source=str(path / EXPRESSION))
     adata.uns["transform"] = "given"
     adata.uns["beeline"] = {"name": name, "dir": str(path), "organism": org, "counts_from": COUNTS_FROM,
