@@ -399,3 +399,13 @@ def test_counts_from_bad_values(pbmc):
         prepare(big, counts_from="log2p1")
     with pytest.raises(InputError, match="depth must be > 0"):
         prepare(pbmc, counts_from="tpm", counts_depth=0)
+
+
+def test_report_with_remaps_survives_h5ad(tmp_path):
+    pbmc3k = load("pbmc3k")[:50].copy()
+    pbmc3k.var = pbmc3k.var[[]]
+    out, report = prepare(pbmc3k)
+    out.write_h5ad(tmp_path / "p.h5ad")
+    back = ad.read_h5ad(tmp_path / "p.h5ad").uns["grnformer_prepare"]
+    assert dict(zip(back["remapped"]["old"], back["remapped"]["new"])) == report.remapped
+    assert back["n_genes_mapped"] == report.n_genes_mapped

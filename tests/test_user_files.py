@@ -105,3 +105,52 @@ def test_grn_file_on_normalised_values_with_pseudo_counts(bundle, cells, tmp_pat
     paths = grn_file(bundle, pseudo, tmp_path / "net.h5ad", genes=genes, progress=False)
     net = ad.read_h5ad(paths[0])
     assert list(net.var["symbol"]) == genes and np.isfinite(net.varp["GRN"]).all()
+
+
+def test_cli_counts_from_on_prepare_and_a_task(cells, tmp_path, capsys):
+    from grnformer.cli import main
+
+    x = cells.X.toarray().astype(np.float64)
+    logged = ad.AnnData(sp.csr_matrix(np.log1p(x / x.sum(1, keepdims=True) * 1e4).astype(np.float32)),
+                        obs=cells.obs.copy(), var=cells.var.copy())
+    src = tmp_path / "log.h5ad"
+    logged.write_h5ad(src)
+    assert main(["prepare", str(src)]) == 2 and "not normalised, log-transformed" in capsys.readouterr().err
+    assert main(["prepare", str(src), "--counts-from", "log1p", "--counts-depth", "2000"]) == 0
+    assert "pseudo-counts rebuilt from log1p values (scaled to 2,000 per cell" in capsys.readouterr().out
+    assert main(["prepare", str(src), "--counts-depth", "2000"]) == 2
+    assert "needs --counts-from" in capsys.readouterr().err
+    out = tmp_path / "emb.h5ad"
+    assert main(["embed", "shipped", str(src), str(out), "--counts-from", "log1p", "--device", "cpu"]) == 0
+    result = ad.read_h5ad(out)
+    np.testing.assert_allclose(result.X.toarray(), logged.X.toarray())  # the user's values, as given
+    assert result.obsm["X_grnformer"].shape[0] == cells.n_obs and "counts" in result.layers
+    assert result.uns["grnformer_counts_from"]["transform"] == "log1p"
+
+
+def test_reading_a_file_with_repeated_gene_names_is_quiet(cells, tmp_path):
+    from grnformer.tasks.inference import read_input
+
+    rep = cells.copy()
+    names = list(rep.var_names)
+    names[1] = names[0]
+    rep.var_names = names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep.write_h5ad(tmp_path / "rep.h5ad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adata = read_input(tmp_path / "rep.h5ad")
+    assert adata.n_vars == rep.n_vars
+
+
+def test_demo_network_gene_choice_prints_no_anndata_warning(cells):
+    """Prepared genes may share a symbol; the demo's gene choice used to print anndata's 'not unique' warning."""
+    from grnformer.data.prepare import prepare
+    from grnformer.demo import _network_genes
+
+    prepared = prepare(cells)[0]
+    assert prepared.var["symbol"].duplicated().any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(_network_genes(prepared, 20)) == 20

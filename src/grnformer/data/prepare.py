@@ -103,7 +103,11 @@ class MappingReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values for uns; ``remapped`` as two lists (old, new): gene names may hold '/', which h5ad would
+        read as nested groups if they were keys."""
+        d = asdict(self)
+        d["remapped"] = {"old": list(self.remapped), "new": list(self.remapped.values())}
+        return d
 
 
 def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vocab: GeneVocab | None = None,
