@@ -1,4 +1,4 @@
-"""BEELINE-format directories built from real data, benched end to end, with bootstrap intervals (~2 min on 2 cores).
+"""BEELINE-format directories built from real data, benched end to end, with bootstrap intervals (~3 min on 2 cores).
 
     .venv/bin/python benchmarks/bench_beeline.py [OUT]     # default benchmarks/out/beeline
 
