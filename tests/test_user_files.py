@@ -154,3 +154,17 @@ def test_demo_network_gene_choice_prints_no_anndata_warning(cells):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(_network_genes(prepared, 20)) == 20
+
+
+def test_cli_grn_max_missing(cells, tmp_path, capsys):
+    from grnformer.cli import main
+
+    src = tmp_path / "in.h5ad"
+    cells[:8].copy().write_h5ad(src)
+    genes = ",".join(_listed_genes(cells, 10) + ["NOTAGENE1"])
+    assert main(["grn", "shipped", str(src), str(tmp_path / "net.h5ad"), "--genes", genes, "--max-missing", "0.05",
+                 "--device", "cpu"]) == 2
+    assert "1 of 11 genes are not among" in capsys.readouterr().err and not (tmp_path / "net.h5ad").exists()
+    assert main(["grn", "shipped", str(src), str(tmp_path / "net.h5ad"), "--genes", genes, "--device", "cpu"]) == 0
+    net = ad.read_h5ad(tmp_path / "net.h5ad")
+    assert net.n_vars == 10 and list(net.uns["grn"]["genes_not_found"]) == ["NOTAGENE1"]

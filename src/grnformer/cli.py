@@ -107,7 +107,7 @@ def _cmd_grn(args: argparse.Namespace) -> None:
 def _cmd_select_heads(args: argparse.Namespace) -> None:
     from grnformer.tasks.grn import select_heads_file
 
-    path = select_heads_file(args.checkpoint, args.input, args.truth, args.output,
+    path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output,
                              **_task_options(args, ["genes", "n_genes", "direction", "split", "train_fraction",
                                                     "seed", "max_cells", "batch_size", "device", "precision",
                                                     "organism"]))
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
     _add_run_options(p)
+    _add_counts_from(p)
     _add_network_genes(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
     p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")

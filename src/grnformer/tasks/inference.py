@@ -255,6 +255,7 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     contexts are drawn at random among each cell's expressed genes)."""
     if not isinstance(genes, str):
         return resolve_gene_names(prep, list(genes), max_missing)
+    prep.genes_not_found = []
     if genes not in GENE_SETS:
         raise InputError(f"genes must be a list of gene names or one of {', '.join(GENE_SETS)}; got '{genes}'.")
     x = prep.adata.X
