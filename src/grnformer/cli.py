@@ -31,8 +31,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     from grnformer.data.prepare import prepare
     from grnformer.tasks.io import write_h5ad
 
-    if args.counts_depth is not None and args.counts_from is None:
-        raise InputError("--counts-depth is the depth of pseudo-counts: it needs --counts-from.")
+    _check_counts_depth(args)
     adata, report = prepare(args.input, organism=args.organism, counts_from=args.counts_from,
                             **_task_options(args, ["counts_depth"]))
     print(report.summary())
@@ -58,12 +57,16 @@ def _task_options(args: argparse.Namespace, names: list[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _check_counts_depth(args: argparse.Namespace) -> None:
+    if args.counts_depth is not None and args.counts_from is None:
+        raise InputError("--counts-depth is the depth of pseudo-counts: it needs --counts-from.")
+
+
 def _task_input(args: argparse.Namespace):
     """The input path, or with --counts-from the file read with pseudo-counts rebuilt (layer 'counts', which
     prepare reads; X and the outputs keep the values as given)."""
+    _check_counts_depth(args)
     if args.counts_from is None:
-        if args.counts_depth is not None:
-            raise InputError("--counts-depth is the depth of pseudo-counts: it needs --counts-from.")
         return args.input
     from grnformer.data.prepare import with_pseudo_counts
     from grnformer.tasks.inference import read_input

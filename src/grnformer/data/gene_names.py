@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from grnformer.data.genes import HUMAN, MOUSE, GeneVocab, gene_table, organism_id
+from grnformer.data.genes import HUMAN, GeneVocab, gene_table, organism_id
 from grnformer.data.resources import resource_path
 
 ENSEMBL = re.compile(r"^(ENS[A-Z]*G\d{6,})(?:[._].*)?$")

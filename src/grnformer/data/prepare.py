@@ -8,7 +8,6 @@ written and the input AnnData is never modified.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -59,8 +59,8 @@ from grnformer.tasks.heads import (
     HeadSelection, check_split, head_names, load_heads, read_edge_list, select_heads_from_network,
 )
 from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, GENE_SETS, MAX_MISSING_GENES, PRECISIONS, Prepared, cells_in_groups, chunk_genes, context_collator,
-    load_task_bundle, parse_gene_option, prepare_input, read_input, run_model, select_genes,
+    DEFAULT_BATCH_SIZE, GENE_SETS, MAX_MISSING_GENES, PRECISIONS, Prepared, cells_in_groups, chunk_genes,
+    context_collator, load_task_bundle, parse_gene_option, prepare_input, read_input, run_model, select_genes,
 )
 from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
 from grnformer.train.checkpoint import Bundle
