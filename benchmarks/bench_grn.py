@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
-import numpy as np
 import torch
 
 from grnformer.data import datasets

@@ -115,7 +115,7 @@ def main() -> None:
     base = VARIANTS[0]
     base_rate = base.batch / statistics.median(times[base.name])
     rows = []
-    print(f"| variant | s/step | cell views/s | × baseline |\n|---|---|---|---|")
+    print("| variant | s/step | cell views/s | × baseline |\n|---|---|---|---|")
     for v in VARIANTS:
         s = statistics.median(times[v.name])
         rate = v.batch / s

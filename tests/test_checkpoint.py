@@ -159,8 +159,13 @@ def test_unreadable_or_foreign_files_raise_input_error(tmp_path):
         load_bundle(tmp_path / "missing.ckpt")
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(InputError, match="not a readable grnformer checkpoint"):
+    with pytest.raises(InputError, match="not a grnformer checkpoint: it is damaged"):
         load_bundle(junk)
+    pickled = tmp_path / "pickled.pt"  # arbitrary Python objects: torch's weights_only refusal is not quoted
+    torch.save({"model": torch.nn.Linear(2, 2)}, pickled)
+    with pytest.raises(InputError, match="not a grnformer checkpoint") as err:
+        load_bundle(pickled)
+    assert "weights_only" not in str(err.value) and "arbitrary code" not in str(err.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, foreign)
     with pytest.raises(InputError, match="not a grnformer checkpoint"):

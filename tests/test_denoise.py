@@ -103,7 +103,7 @@ def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     assert out.layers[LAYER].shape == cells.shape and out.layers[LAYER].nnz == 12 * 3
     assert (out.layers[LAYER][:, cols].toarray() > 0).all()
     with pytest.raises(InputError, match="NOTAGENE"):
-        denoise(bundle, cells, DenoiseOptions(genes=["CD3E", "NOTAGENE"]), progress=False)
+        denoise(bundle, cells, DenoiseOptions(genes=["CD3E", "NOTAGENE", "NOTAGENE2"]), progress=False)
     whole = denoise(bundle, cells, DenoiseOptions(genes=GENES), progress=False)
     parts = denoise(bundle, cells, DenoiseOptions(genes=GENES, max_listed_per_context=2), progress=False)
     assert whole.nnz == parts.nnz == 12 * 4 and not np.allclose(whole.data, parts.data)  # contexts differ
@@ -115,5 +115,6 @@ def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     with pytest.raises(InputError, match="'variable'"):
         denoise(bundle, cells, DenoiseOptions(genes="variable"), progress=False)
     with pytest.raises(InputError, match="NOTAGENE"):
-        denoise_file(bundle, src, tmp_path / "bad.h5ad", DenoiseOptions(genes="CD3E,NOTAGENE"), progress=False)
+        denoise_file(bundle, src, tmp_path / "bad.h5ad", DenoiseOptions(genes="CD3E,NOTAGENE,NOTAGENE2"),
+                     progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.h5ad"]

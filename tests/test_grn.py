@@ -358,7 +358,7 @@ def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
     src = tmp_path / "in.h5ad"
     cells.write_h5ad(src)
     with pytest.raises(InputError, match="NOTAGENE"):
-        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="CD3E,NOTAGENE", progress=False)
+        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="CD3E,NOTAGENE,NOTAGENE2", progress=False)
     with pytest.raises(InputError, match="does not exist"):
         grn_file(bundle, tmp_path / "missing.h5ad", tmp_path / "net.h5ad", progress=False)
     with pytest.raises(InputError, match="does not exist"):

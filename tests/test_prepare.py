@@ -55,7 +55,7 @@ def test_symbols_map_to_vocabulary_with_counts_intact(pbmc, pbmc_prepared):
     assert report.n_cells_in == report.n_cells_kept == 300 and report.n_zero_cells_dropped == 0
     assert report.n_genes_in == pbmc.n_vars and report.n_genes_mapped == out.n_vars
     assert report.n_genes_mapped + report.n_duplicates_summed + report.n_not_in_vocab + report.n_unrecognised \
-        == pbmc.n_vars
+        + len(report.ambiguous) == pbmc.n_vars
     assert 0.85 < report.fraction_counts_kept < 1.0
     assert 0 < len(report.unmapped_examples) <= 10
     assert out.uns["grnformer_prepare"]["n_genes_mapped"] == out.n_vars
@@ -162,7 +162,7 @@ def test_unmapped_names_list_examples_and_id_type(pbmc):
 
 def test_too_few_genes_threshold(pbmc):
     small = pbmc[:, :150].copy()
-    with pytest.raises(InputError, match="at least 200 needed"):
+    with pytest.raises(InputError, match="at least 200 needed"):  # 129 of 150 names map: no clean panel
         prepare(small)
     out, report = prepare(small, min_mapped=50)
     assert report.n_genes_in == 150 and out.n_vars == report.n_genes_mapped >= 50
@@ -189,9 +189,15 @@ def test_organism_inferred_or_checked_against_gene_names():
     out, report = prepare(pancreas)
     assert report.organism == MOUSE and report.organism_source == "gene names"
     assert all(g.startswith("ENSMUSG") for g in out.var_names)
-    # mouse symbols declared human match only ignoring case (Actb vs ACTB): refused, not silently mapped
-    with pytest.raises(InputError, match="organism is probably mouse"):
-        prepare(pancreas, organism="human")
+    # mouse symbols said to be human by obs match only ignoring case (Actb vs ACTB): refused, not silently mapped
+    declared = pancreas.copy()
+    declared.obs["organism_ontology_term_id"] = HUMAN
+    with pytest.raises(InputError, match="organism is probably mouse.*organism='human' explicitly"):
+        prepare(declared)
+    # ... but an explicit organism argument wins: mapped ignoring case, and the report says so
+    out, report = prepare(pancreas, organism="human")
+    assert report.organism == HUMAN and report.n_case_insensitive > out.n_vars / 2
+    assert "(organism given explicitly)" in report.summary()
 
 
 def test_empty_matrices(pbmc):
@@ -277,3 +283,129 @@ def test_repeated_obs_columns_are_an_input_error():
     bad = ad.AnnData(sp.csr_matrix(raw.X), obs=obs, var=raw.var)
     with pytest.raises(InputError, match="repeated column names"):
         prepare(bad, organism="human")
+
+
+# ------------------------------------------------------------------------------- names as real files write them
+
+def test_upper_case_mouse_symbols_map_with_explicit_organism():
+    """BEELINE and many tables write mouse genes upper-case (SOX2, POU5F1): with organism='mouse' they map."""
+    pancreas = load("mouse_pancreas_e155")[:300].copy()
+    own, own_report = prepare(pancreas)
+    upper = pancreas.copy()
+    upper.var_names = [n.upper() for n in pancreas.var_names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # upper-casing makes a few names repeat
+        out, report = prepare(upper, organism="mouse")
+    assert report.organism == MOUSE and report.organism_source == "argument"
+    assert out.n_vars >= 0.95 * own.n_vars
+    assert report.n_case_insensitive > 0.9 * own.n_vars and "organism given explicitly" in report.summary()
+    assert all(g.startswith("ENSMUSG") for g in out.var_names)
+    # the same genes: every upper-cased gene that mapped maps to the gene its own name maps to
+    assert set(out.var_names) <= set(own.var_names)
+
+
+def test_outdated_human_symbols_map_through_hgnc():
+    """10x's hg19 reference (PBMC3k) names genes by previous HGNC symbols; one-to-one ones map, ambiguous are listed."""
+    pbmc3k = load("pbmc3k")
+    by_id = prepare(pbmc3k, gene_column="gene_ids")[1]
+    symbols_only = pbmc3k.copy()
+    symbols_only.var = symbols_only.var[[]]
+    out, report = prepare(symbols_only)
+    assert report.gene_source == "var_names" and report.id_type == "symbol"
+    assert report.n_genes_mapped >= 0.97 * by_id.n_genes_mapped
+    for old, new in [("TCEB2", "ELOB"), ("WARS", "WARS1"), ("SEPP1", "SELENOP"), ("KIAA0101", "PCLAF"),
+                     ("AES", "TLE5"), ("HIST1H1E", "H1-4"), ("PTRF", "CAVIN1"), ("FAM64A", "PIMREG"),
+                     ("SGOL1", "SGO1")]:
+        assert report.remapped[old] == new
+        assert out.var.loc[out.var["input_name"] == old, "symbol"].tolist() == [new]
+    # the remapped gene carries the counts of the old name's column
+    gene = out.var.index[out.var["input_name"] == "TCEB2"][0]
+    np.testing.assert_array_equal(_dense(out[:, gene].X).ravel(), _dense(pbmc3k[:, "TCEB2"].X).ravel())
+    # QARS was the previous symbol of both EPRS1 and QARS1: left out, listed
+    assert "QARS" in report.ambiguous and "QARS" not in report.remapped
+    assert "outdated symbols" in report.summary() and "ambiguous" in report.summary()
+    # a gene named both by its current and an outdated symbol is not summed: the outdated name is left out
+    both = symbols_only[:, ["TCEB2", "CD3E", "CD3D"] + list(symbols_only.var_names[:400])].copy()
+    both.var_names = ["TCEB2", "CD3E", "ELOB"] + list(both.var_names[3:])
+    report2 = prepare(both, min_mapped=10)[1]
+    assert "TCEB2" in report2.ambiguous and "TCEB2" not in report2.remapped
+
+
+def test_outdated_mouse_symbols_map_through_mgi():
+    """MGI synonyms of genes of a real mouse set, none of them a current symbol, map back to those genes."""
+    from grnformer.data.gene_names import match_names, synonym_table
+
+    pancreas = load("mouse_pancreas_e155")[:200].copy()
+
+    syn = synonym_table("mouse")
+    ids = prepare(pancreas)[0].var_names
+    candidates = syn[syn["gene_id"].isin(ids)]
+    unique_names = candidates.groupby("name")["gene_id"].transform("nunique") == 1
+    candidates = candidates[unique_names]
+    current = set(n.upper() for n in pancreas.var_names)
+    candidates = candidates[~candidates["name"].isin(current)].drop_duplicates("gene_id")
+    match = match_names(list(candidates["name"][:20]), "mouse")
+    assert (match.how == "synonym").sum() >= 15
+    assert set(match.gene_id[match.how == "synonym"]) <= set(candidates["gene_id"][:20])
+
+
+def test_repeated_cell_names_made_unique_and_reported(pbmc):
+    rep = pbmc.copy()
+    names = list(rep.obs_names)
+    names[1] = names[0]
+    names[2] = names[0]
+    rep.obs_names = names
+    with pytest.warns(UserWarning, match="2 cell names repeat"):
+        out, report = prepare(rep)
+    assert out.obs_names.is_unique and report.n_obs_names_made_unique == 2
+    assert list(out.obs_names[:3]) == [names[0], f"{names[0]}-1", f"{names[0]}-2"]
+    assert "2 repeated names made unique" in report.summary()
+
+
+# ------------------------------------------------------------------------- normalised values → pseudo-counts
+
+@pytest.mark.parametrize("transform", ["log2p1", "log1p", "tpm"])
+def test_counts_from_normalised_values(pbmc, transform):
+    x = _dense(pbmc.X).astype(np.float64)
+    scaled = x / x.sum(1, keepdims=True) * (1e6 if transform == "tpm" else 1e4)
+    values = {"log2p1": np.log2(scaled + 1), "log1p": np.log1p(scaled), "tpm": scaled}[transform]
+    norm = ad.AnnData(sp.csr_matrix(values.astype(np.float32)), obs=pbmc.obs.copy(), var=pbmc.var.copy())
+    with pytest.raises(InputError, match="not normalised, log-transformed"):
+        prepare(norm)  # refused by default
+    with pytest.warns(UserWarning, match="trained on raw counts"):
+        out, report = prepare(norm, counts_from=transform, counts_depth=5000)
+    assert report.count_source == 'layers["counts"]'
+    assert report.counts_from["transform"] == transform and report.counts_from["depth"] == 5000
+    assert "pseudo-counts rebuilt from" in report.summary()
+    assert np.all(out.X.data == np.rint(out.X.data)) and out.X.data.min() > 0
+    # each cell's pseudo-counts are the original counts rescaled to 5000 (to rounding), genes unchanged
+    ref = prepare(pbmc)[0]
+    assert list(out.var_names) == list(ref.var_names)
+    a, b = _dense(out.X), _dense(ref.X) * 5000 / x.sum(1, keepdims=True)
+    assert np.abs(a - b).max() <= 0.5 + 1e-3
+    assert "grnformer_counts_from" not in norm.uns  # the input is untouched
+
+
+def test_counts_from_bad_values(pbmc):
+    neg = pbmc.copy()
+    neg.X = sp.csr_matrix(_dense(pbmc.X) - 1.0)
+    with pytest.raises(InputError, match="non-negative finite values"):
+        prepare(neg, counts_from="log1p")
+    with pytest.raises(InputError, match="counts_from must be one of"):
+        prepare(pbmc, counts_from="zscore")
+    big = pbmc.copy()
+    big.X = sp.csr_matrix(_dense(pbmc.X) * 100.0)
+    with pytest.raises(InputError, match="too large for log2p1"):
+        prepare(big, counts_from="log2p1")
+    with pytest.raises(InputError, match="depth must be > 0"):
+        prepare(pbmc, counts_from="tpm", counts_depth=0)
+
+
+def test_report_with_remaps_survives_h5ad(tmp_path):
+    pbmc3k = load("pbmc3k")[:50].copy()
+    pbmc3k.var = pbmc3k.var[[]]
+    out, report = prepare(pbmc3k)
+    out.write_h5ad(tmp_path / "p.h5ad")
+    back = ad.read_h5ad(tmp_path / "p.h5ad").uns["grnformer_prepare"]
+    assert dict(zip(back["remapped"]["old"], back["remapped"]["new"])) == report.remapped
+    assert back["n_genes_mapped"] == report.n_genes_mapped

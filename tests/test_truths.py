@@ -80,7 +80,8 @@ def test_mccalla_gold_standards():
     assert hesc.organism == "NCBITaxon:9606" and hesc.regulators.size == 35
     assert hesc.provenance["rows"] == 12986 and len(hesc) >= 12980   # 1 duplicate after renaming
     mesc = load_truth("mccalla_mesc_chip_kd")
-    assert mesc.organism == "NCBITaxon:10090" and mesc.regulators.size == 47 and len(mesc) == 11634
+    assert mesc.organism == "NCBITaxon:10090" and mesc.regulators.size == 47
+    assert mesc.provenance["rows"] == 11634 and len(mesc) >= 11630  # 1 duplicate after MGI renaming
     assert "Pou5f1" in set(mesc.genes) or "Nanog" in set(mesc.genes)
     assert len(load_truth("mccalla_mesc_kd")) > 150_000
     yeast = load_truth("mccalla_yeast_chip_kd")

@@ -36,7 +36,9 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
     from grnformer.data.prepare import prepare
     from grnformer.tasks.io import write_h5ad
 
-    adata, report = prepare(args.input, organism=args.organism)
+    _check_counts_depth(args)
+    adata, report = prepare(args.input, organism=args.organism, counts_from=args.counts_from,
+                            **_task_options(args, ["counts_depth"]))
     print(report.summary())
     if args.out:
         write_h5ad(adata, args.out)
@@ -60,17 +62,35 @@ def _task_options(args: argparse.Namespace, names: list[str]) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _check_counts_depth(args: argparse.Namespace) -> None:
+    if args.counts_depth is not None and args.counts_from is None:
+        raise InputError("--counts-depth is the depth of pseudo-counts: it needs --counts-from.")
+
+
+def _task_input(args: argparse.Namespace):
+    """The input path, or with --counts-from the file read with pseudo-counts rebuilt (layer 'counts', which
+    prepare reads; X and the outputs keep the values as given)."""
+    _check_counts_depth(args)
+    if args.counts_from is None:
+        return args.input
+    from grnformer.data.prepare import with_pseudo_counts
+    from grnformer.tasks.inference import read_input
+
+    depth = {} if args.counts_depth is None else {"depth": args.counts_depth}
+    return with_pseudo_counts(read_input(args.input), args.counts_from, source=args.input, **depth)
+
+
 def _cmd_embed(args: argparse.Namespace) -> None:
     from grnformer.tasks.embed import embed_file
 
-    embed_file(args.checkpoint, args.input, args.output,
+    embed_file(args.checkpoint, _task_input(args), args.output,
                **_task_options(args, ["source", "umap", "batch_size", "device", "precision", "organism"]))
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
     from grnformer.tasks.classify import classify_file
 
-    classify_file(args.checkpoint, args.input, args.output,
+    classify_file(args.checkpoint, _task_input(args), args.output,
                   **_task_options(args, ["threshold", "batch_size", "device", "precision", "organism"]))
 
 
@@ -83,22 +103,24 @@ def _options(cls: type, args: argparse.Namespace, names: list[str] | None = None
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from grnformer.tasks.denoise import denoise_file
 
-    denoise_file(args.checkpoint, args.input, args.output, _options(DenoiseOptions, args), device=args.device)
+    denoise_file(args.checkpoint, _task_input(args), args.output, _options(DenoiseOptions, args),
+                 device=args.device)
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
     from grnformer.tasks.grn import grn_file
 
-    grn_file(args.checkpoint, args.input, args.output,
+    grn_file(args.checkpoint, _task_input(args), args.output,
              **_task_options(args, ["genes", "n_genes", "groupby", "groups", "heads", "direction", "filter",
                                     "top_k", "symmetrise", "keep_heads", "method", "max_cells", "batch_size",
-                                    "device", "precision", "seed", "organism", "csv", "overwrite"]))
+                                    "device", "precision", "seed", "organism", "csv", "overwrite",
+                                    "max_missing"]))
 
 
 def _cmd_select_heads(args: argparse.Namespace) -> None:
     from grnformer.tasks.grn import select_heads_file
 
-    path = select_heads_file(args.checkpoint, args.input, args.truth, args.output,
+    path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output,
                              **_task_options(args, ["genes", "n_genes", "direction", "split", "train_fraction",
                                                     "seed", "max_cells", "batch_size", "device", "precision",
                                                     "organism"]))
@@ -155,6 +177,15 @@ def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | 
             continue
         kind = {"int": int, "float": float, "str": str, "list": _comma_list}[meta["kind"]]
         p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
+    _add_counts_from(p)
+
+
+def _add_counts_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--counts-from", dest="counts_from", choices=["log2p1", "log1p", "tpm"],
+                   help="X holds log2(x+1), log1p or TPM values, not counts: rebuild pseudo-counts from them "
+                        "(the model was trained on counts; the report records it)")
+    p.add_argument("--counts-depth", dest="counts_depth", type=float,
+                   help="with --counts-from: counts per cell of the pseudo-counts (default 10,000)")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -188,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="validate an h5ad and map its genes; print the mapping report")
     p.add_argument("input")
-    p.add_argument("--organism")
+    p.add_argument("--organism", help="human or mouse; given, it wins over a guess (symbols matched ignoring case)")
     p.add_argument("--out", help="write the prepared AnnData here")
+    _add_counts_from(p)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("info", help="describe a checkpoint: parameters, context, vocabulary, labels")
@@ -231,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-heads", dest="keep_heads", action="store_true", default=None,
                    help="also store every head's map in uns['grn_heads']")
     p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
+    p.add_argument("--max-missing", dest="max_missing", type=float,
+                   help="with a --genes list: share of it that may be missing from the data (left out with a "
+                        "warning; default 0.5); more is an error")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="recompute networks already in the output (by default a re-run computes only missing "
                         "ones, and refuses files made with other settings)")
@@ -243,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output JSON, for grn --heads")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_run_options(p)
+    _add_counts_from(p)
     _add_network_genes(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
     p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
@@ -250,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
     p.add_argument("--methods", nargs="+", required=True)
-    p.add_argument("--datasets", nargs="+", required=True)
-    p.add_argument("--truths", nargs="+", required=True)
+    p.add_argument("--datasets", nargs="+", required=True,
+                   help="named datasets (grnformer datasets), or BEELINE directories as beeline:DIR[:organism]")
+    p.add_argument("--truths", nargs="*", default=[],
+                   help="ground truths (a BEELINE directory brings its own reference network)")
     p.add_argument("--out", required=True)
     _add_option_flags(p, BenchOptions)
     p.add_argument("--checkpoint", help="checkpoint for the grnformer method")

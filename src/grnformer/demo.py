@@ -87,9 +87,9 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     import scanpy as sc
 
     from grnformer.data.genes import tf_symbols
+    from grnformer.data.prepare import unique_names
 
-    work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var["symbol"].astype(str).to_numpy()))
-    work.var_names_make_unique()
+    work = AnnData(adata.X.copy(), var=pd.DataFrame(index=unique_names(adata.var["symbol"])))  # genes may share one
     sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
     work.X = log_per_10k(work.X)
     sc.pp.highly_variable_genes(work, n_top_genes=min(4 * n_genes, work.n_vars))

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from grnformer.atomic import atomic_path
-from grnformer.bench import baselines
+from grnformer.bench import baselines, beeline
 from grnformer.bench.options import BenchOptions
 from grnformer.bench.metrics import UNIVERSES, score_network
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
@@ -83,12 +83,17 @@ def _load_grnformer_method() -> None:
 
 
 def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict[str, ad.AnnData]:
-    """Named datasets (loaded and prepared) or ``{name: AnnData}`` as given."""
+    """Named datasets (loaded and prepared), BEELINE directories (``beeline:DIR[:organism]``, see `bench.beeline`)
+    or ``{name: AnnData}`` as given."""
     if isinstance(datasets, Mapping):
         return dict(datasets)
     from grnformer.data.datasets import load
 
-    return {name: load(name, prepared=True) for name in datasets}
+    out = {}
+    for name in datasets:
+        adata = beeline.load(name) if beeline.is_spec(name) else load(name, prepared=True)
+        out[adata.uns["beeline"]["name"] if beeline.is_beeline(adata) else name] = adata
+    return out
 
 
 def resolve_truths(truths: Sequence[str] | Mapping[str, GroundTruth]) -> dict[str, GroundTruth]:
@@ -172,13 +177,18 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
     method_options = {m: dict(o.method_options.get(m, {})) if o.method_options else {} for m in methods}
     truth_objs = resolve_truths(truths)
     data = resolve_datasets(datasets)
+    own_truths = {d: beeline.reference(a) for d, a in data.items() if beeline.is_beeline(a)}
+    if not truth_objs and not own_truths:
+        raise InputError("no ground truth to score against: name --truths, or bench a BEELINE directory "
+                         "(beeline:DIR), which brings its reference network")
     out = Path(out_dir)
     (out / "networks").mkdir(parents=True, exist_ok=True)
 
     setups = {}
     for dname, adata in data.items():
         org = organism_of(adata, required=True)
-        genes = baselines.select_genes(adata, n_genes=o.n_genes, n_tfs=o.n_tfs, min_frac=o.min_frac)
+        genes = beeline.genes(adata) if beeline.is_beeline(adata) else \
+            baselines.select_genes(adata, n_genes=o.n_genes, n_tfs=o.n_tfs, min_frac=o.min_frac)
         regs = [g for g in genes if g in tf_symbols(org)] if o.regulators == "tf" else None
         setups[dname] = (adata, org, genes, regs, _fingerprint(adata))
 
@@ -208,12 +218,20 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
         scored, pr = score_networks({method: net}, truth_objs, org, universes)
         records += [{"method": method, "dataset": dname, **r, "seconds": timings[-1]["seconds"]} for r in scored]
         curves.update({(dname, *key): curve for key, curve in pr.items()})
+        if dname in own_truths:  # BEELINE's convention on the directory's own reference
+            truth = own_truths[dname]
+            res = beeline.score(net, truth, genes, curve=True)
+            curves[(dname, truth.name, beeline.UNIVERSE, method)] = (res.pop("recall"), res.pop("precision"))
+            res.pop("fpr"), res.pop("tpr")
+            records.append({"method": method, "dataset": dname, "truth": truth.name, **res,
+                            "seconds": timings[-1]["seconds"]})
     results = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "settings": {**asdict(o), "universes": universes, "method_options": method_options},
         "methods": {m: _METHODS[m].version for m in methods},
         "datasets": {d: {"organism": s[1], "n_cells": int(s[0].n_obs), "n_genes": len(s[2])} for d, s in setups.items()},
-        "truths": {t: {"organism": g.organism, "edges": len(g), "provenance": g.provenance} for t, g in truth_objs.items()},
+        "truths": {t: {"organism": g.organism, "edges": len(g), "provenance": g.provenance}
+                   for t, g in {**truth_objs, **{g.name: g for g in own_truths.values()}}.items()},
         "timings": timings,
         "records": records,
     }

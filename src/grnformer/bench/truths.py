@@ -1,11 +1,12 @@
 """Ground-truth networks: regulator→target edges over gene symbols, each with its provenance.
 
 Every loader returns a `GroundTruth`. Symbols are normalised to the current symbols of the organism's gene table
-(GENCODE v48 / vM37, the symbols `data.prepare` puts in ``var['symbol']``), so that a truth and a prepared data set
-name the same gene the same way: exact match first, then a case-insensitive match, then (human) the HGNC previous
-and alias symbols that point to a single approved symbol. A symbol that maps nowhere is kept as given (it can never
-match a prepared data set, and is counted in the provenance); identifiers that are not symbols at all (UniProt
-accessions without a mapping, miRNAs) are dropped and counted.
+(GENCODE v48 / vM37, the symbols `data.prepare` puts in ``var["symbol"]``) by `data.gene_names.current_symbols`, so
+that a truth and a prepared data set name the same gene the same way: exact match first, then a case-insensitive
+match, then the HGNC previous and alias symbols (human) or MGI synonyms (mouse) that point to a single gene. A
+symbol that maps nowhere is kept as given (it can never match a prepared data set, and is counted in the
+provenance); identifiers that are not symbols at all (UniProt accessions without a mapping, miRNAs) are dropped and
+counted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import scipy.sparse as sp
 
 from grnformer.data import resources
 from grnformer.data.expression import counts_per_10k, organism_of
-from grnformer.data.genes import HUMAN, MOUSE, gene_table, organism_id
+from grnformer.data.gene_names import current_symbols
+from grnformer.data.genes import HUMAN, MOUSE, organism_id
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import shared_data_dir
@@ -119,38 +121,13 @@ def uniprot_to_symbol() -> dict[str, str]:
     return dict(pairs[counts == 1].drop_duplicates("acc").itertuples(index=False, name=None))
 
 
-@lru_cache(maxsize=4)
-def _symbol_map(organism: str) -> dict[str, str]:
-    """Upper-cased name → current symbol, built from the most to the least trusted source."""
-    table = gene_table(organism)["symbol"].dropna()
-    current = set(table)
-    mapping: dict[str, str] = {}
-
-    def add(pairs: pd.DataFrame) -> None:
-        pairs = pairs[pairs["symbol"].isin(current)]
-        key = pairs["name"].str.upper()
-        unique = pairs.groupby(key)["symbol"].transform("nunique") == 1
-        for k, s in zip(key[unique], pairs["symbol"][unique]):
-            mapping.setdefault(k, s)
-
-    add(pd.DataFrame({"name": table.to_numpy(), "symbol": table.to_numpy()}))
-    if organism_id(organism) == HUMAN:
-        t = _hgnc()
-        for col in ("Previous symbols", "Alias symbols"):
-            names = _split(t[col])
-            add(pd.DataFrame({"name": names.to_numpy(), "symbol": t.loc[names.index, "Approved symbol"].to_numpy()}))
-    return mapping
-
-
 def normalise_symbols(names: Iterable[str], organism: str) -> tuple[np.ndarray, np.ndarray]:
-    """Current symbols for ``names`` and a mask of those found; names not found are returned unchanged."""
+    """Current symbols for ``names`` and a mask of those found; names not found are returned unchanged (the
+    rules are `data.gene_names`', the ones `prepare` uses)."""
     names = np.asarray(list(names), dtype=object)
     if organism == YEAST:
         return names, np.ones(len(names), dtype=bool)
-    mapping = _symbol_map(organism)
-    out = np.array([mapping.get(str(n).upper(), n) for n in names], dtype=object)
-    found = np.array([str(n).upper() in mapping for n in names], dtype=bool)
-    return out, found
+    return current_symbols(names, organism)
 
 
 def _normalise_edges(edges: pd.DataFrame, organism: str, prov: dict) -> pd.DataFrame:

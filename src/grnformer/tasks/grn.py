@@ -59,8 +59,8 @@ from grnformer.tasks.heads import (
     HeadSelection, check_split, head_names, load_heads, read_edge_list, select_heads_from_network,
 )
 from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS, Prepared, cells_in_groups, chunk_genes, context_collator,
-    load_task_bundle, parse_gene_option, prepare_input, read_input, run_model, select_genes,
+    DEFAULT_BATCH_SIZE, GENE_SETS, MAX_MISSING_GENES, PRECISIONS, Prepared, cells_in_groups, chunk_genes,
+    context_collator, load_task_bundle, parse_gene_option, prepare_input, read_input, run_model, select_genes,
 )
 from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
 from grnformer.train.checkpoint import Bundle
@@ -219,6 +219,7 @@ class GRNOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     precision: str = "auto"
     seed: int = 0
+    max_missing: float = MAX_MISSING_GENES
     selection: HeadSelection | None = field(default=None, repr=False)
 
     @property
@@ -285,7 +286,7 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions, organism: st
     Each group is subsampled on its own (a fresh generator from ``seed``), so a group's cells do not depend on
     which other groups run — a resumed run draws the cells the first run drew."""
     prep = prepare_input(bundle, adata, organism)
-    cols = select_genes(prep, opts.genes, opts.n_genes)
+    cols = select_genes(prep, opts.genes, opts.n_genes, opts.max_missing)
     if opts.method == "per_cell" and len(cols) > bundle.config.context_length:
         raise InputError(f"method 'per_cell' handles gene sets up to the context length "
                          f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
@@ -307,8 +308,8 @@ def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_ge
         filter: str = "none", top_k: int = 20, symmetrise: bool = False, keep_heads: bool = False,
         method: str = "mean_qk", max_cells: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
-        seed: int = 0, one_pass: bool = False, include_all: bool = False, progress: bool = True
-        ) -> AnnData | dict[str, AnnData]:
+        seed: int = 0, one_pass: bool = False, include_all: bool = False, progress: bool = True,
+        max_missing: float = MAX_MISSING_GENES) -> AnnData | dict[str, AnnData]:
     """Gene network(s) of ``adata``'s cells from the model's attention.
 
     genes: a list of names (Ensembl IDs or symbols), or 'hvg' / 'most_expressed' / 'random_expressed' with
@@ -317,7 +318,8 @@ def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_ge
     path, dict or HeadSelection weights them. direction: 'kq' (rows = keys, default) or 'qk'. filter: 'none',
     'topk' (``top_k`` per regulator) or 'above_uniform'. keep_heads: also store the per-head cube in
     uns['grn_heads'] (names in uns['grn_head_names']). max_cells: per network, at most this many cells drawn at
-    random (``seed``).
+    random (``seed``). max_missing: share of a gene list that may be missing from the data (they are left out
+    with a warning and listed in uns['grn']['genes_not_found']); more is an InputError.
 
     Groups run one after the other by default. one_pass: a single pass over the union of the groups' cells,
     each batch row feeding its group's accumulator (one accumulator per group in memory: with 'per_cell' that
@@ -331,7 +333,7 @@ def grn(bundle: Bundle, adata: AnnData, genes: Sequence[str] | str = "hvg", n_ge
     opts = GRNOptions(genes=genes, n_genes=n_genes, groupby=groupby, groups=groups, heads=heads,
                       direction=direction, filter=filter, top_k=top_k, symmetrise=symmetrise,
                       keep_heads=keep_heads, method=method, max_cells=max_cells, batch_size=batch_size,
-                      precision=precision, seed=seed)
+                      precision=precision, seed=seed, max_missing=max_missing)
     bundle, dev = load_task_bundle(bundle, device)
     opts.validate(bundle)
     if include_all and groupby is None:
@@ -440,6 +442,7 @@ def _provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
+        "genes_not_found": list(prep.genes_not_found),
         "groupby": opts.groupby, "group": group, "n_cells": n_cells, "max_cells": opts.max_cells,
         "n_contexts_per_cell": n_contexts, "context_length": bundle.config.context_length,
         "precision": opts.precision, "seed": opts.seed, "organism": prep.organism,

@@ -13,7 +13,7 @@ import contextlib
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -28,11 +28,15 @@ from tqdm.auto import tqdm
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
 from grnformer.data.expression import log_per_10k
-from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, prepare
+from grnformer.data.gene_names import match_names
+from grnformer.data.genes import GeneVocab
+from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_names
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
 from grnformer.tasks.options import DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS  # noqa: F401 (re-exported)
 from grnformer.train.checkpoint import Bundle, load_bundle
+
+MAX_MISSING_GENES = 0.5  # share of a given gene list that may be missing from the data before it is refused
 
 
 # ------------------------------------------------------------------------------------------ device, precision
@@ -84,6 +88,8 @@ class Prepared:
     obs_rows: np.ndarray  # row of each prepared cell in the user's AnnData
     organism: str
     cells: AnnDataCells   # records of the prepared cells, with true label codes where obs has them
+    vocab: GeneVocab | None = None  # the bundle's vocabulary (gene-name matching breaks ties with it)
+    genes_not_found: list[str] = field(default_factory=list)  # names of the last gene list that did not map
 
     @property
     def n_cells(self) -> int:
@@ -116,15 +122,27 @@ class Prepared:
         return out
 
 
-def read_input(path: str | Path) -> AnnData:
-    """An h5ad file as AnnData; a missing or unreadable file is an InputError."""
+def read_input(path: str | Path | AnnData) -> AnnData:
+    """An h5ad file as AnnData (an AnnData is passed through); a missing or unreadable file is an InputError.
+
+    Repeated cell names are made unique here (warned), so that no output holds two cells of one name."""
+    if isinstance(path, AnnData):
+        return path
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file '{path}' does not exist.")
     try:
-        return anndata.read_h5ad(path)
+        with warnings.catch_warnings():  # repeated gene names are prepare's to count and sum, not anndata's
+            warnings.filterwarnings("ignore", message="Variable names are not unique")
+            adata = anndata.read_h5ad(path)
     except Exception as err:  # h5py / anndata raise many types for a broken file
         raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}).") from err
+    n_repeated = n_repeated_obs_names(adata.obs_names)
+    if n_repeated:
+        warnings.warn(f"{path}: {n_repeated:,} cell names repeat an earlier one; made them unique with a suffix "
+                      f"(-1, -2 …) in the outputs", stacklevel=2)
+        adata.obs_names = unique_names(adata.obs_names)
+    return adata
 
 
 def prepare_input(bundle: Bundle, adata: AnnData, organism: str | None = None) -> Prepared:
@@ -139,14 +157,16 @@ def prepare_input(bundle: Bundle, adata: AnnData, organism: str | None = None) -
     else:
         obs_rows = _kept_rows(adata, prepared)
     return Prepared(prepared, report, bundle.vocab.index(prepared.var_names), np.asarray(obs_rows, dtype=np.int64),
-                    str(prepared.obs[ORGANISM_COLUMN].iloc[0]), AnnDataCells(prepared, bundle.vocab, bundle.labels))
+                    str(prepared.obs[ORGANISM_COLUMN].iloc[0]), AnnDataCells(prepared, bundle.vocab, bundle.labels),
+                    bundle.vocab)
 
 
 def _kept_rows(user: AnnData, prepared: AnnData) -> np.ndarray:
-    """Rows prepare() kept when obs names repeat: it keeps order, so a greedy walk recovers them."""
+    """Rows prepare() kept when obs names repeat: it made them unique the same way and keeps order, so a greedy
+    walk over the user's names made unique recovers them."""
     names = prepared.obs_names.to_numpy()
     rows, j = [], 0
-    for i, name in enumerate(user.obs_names):
+    for i, name in enumerate(unique_names(user.obs_names)):
         if j < len(names) and name == names[j]:
             rows.append(i)
             j += 1
@@ -180,35 +200,44 @@ def cells_in_groups(prep: Prepared, groupby: str | None, groups: Sequence[str] |
 
 # ----------------------------------------------------------------------------------------------- gene sets
 
-def resolve_gene_names(prep: Prepared, names: Sequence[str]) -> np.ndarray:
-    """Prepared columns of genes named by Ensembl ID, symbol or input name; every unknown name is listed."""
-    var = prep.adata.var
-    lookup: dict[str, int] = {}
-    unversioned = [str(g).split(".")[0] for g in var.index]
-    for key_list in (var["input_name"].astype(str), var["symbol"].astype(str), unversioned):
-        for i, key in enumerate(key_list):
-            lookup.setdefault(str(key), i)
-    upper = {k.upper(): v for k, v in reversed(list(lookup.items()))}
-    cols, unknown = [], []
-    for name in names:
-        key = str(name).strip()
-        key = key.split(".")[0] if key.startswith("ENS") else key
-        col = lookup.get(key, upper.get(key.upper()))
-        if col is None:
-            unknown.append(str(name))
-        else:
-            cols.append(col)
-    if unknown:
-        raise InputError(f"{len(unknown)} of {len(names)} genes are not among the {prep.adata.n_vars:,} genes of "
-                         f"the data that map to the model's vocabulary: {', '.join(unknown[:50])}"
-                         f"{' …' if len(unknown) > 50 else ''}.")
-    cols = np.asarray(list(dict.fromkeys(cols)), dtype=np.int64)  # same gene named twice: keep the first
-    if len(cols) == 0:
+def resolve_gene_names(prep: Prepared, names: Sequence[str], max_missing: float = MAX_MISSING_GENES
+                       ) -> np.ndarray:
+    """Prepared columns of genes named by the data's own names, Ensembl IDs or symbols (`gene_names` rules).
+
+    Names that are not among the prepared genes are left out with a warning that lists them, and recorded in
+    ``prep.genes_not_found`` (the tasks put them in their outputs' uns). More than ``max_missing`` (a share) of the
+    list missing is an InputError: that list was probably meant for other data."""
+    if not 0 <= max_missing < 1:
+        raise InputError(f"max_missing must be a share in [0, 1) (got {max_missing}).")
+    names = [str(n).strip() for n in names]
+    if not names:
         raise InputError("the gene list is empty.")
-    return cols
+    var = prep.adata.var
+    own = pd.Series(np.arange(prep.adata.n_vars), index=var["input_name"].astype(str).to_numpy())
+    own = own[~own.index.duplicated()]
+    col_of_id = pd.Series(np.arange(prep.adata.n_vars), index=var.index.astype(str))
+    cols = own.reindex(names).to_numpy(dtype=np.float64)
+    todo = np.flatnonzero(np.isnan(cols))
+    if len(todo):
+        match = match_names([names[i] for i in todo], prep.organism, prep.vocab)
+        ids = pd.Index([g if g is not None else "" for g in match.gene_id])
+        cols[todo] = col_of_id.reindex(ids).to_numpy(dtype=np.float64)
+    missing = [names[i] for i in np.flatnonzero(np.isnan(cols))]
+    prep.genes_not_found = missing
+    if len(missing) > max_missing * len(names):
+        raise InputError(f"{len(missing)} of {len(names)} genes are not among the {prep.adata.n_vars:,} genes of "
+                         f"the data that map to the model's vocabulary (more than {max_missing:.0%} of the list; "
+                         f"max_missing sets this): {', '.join(missing[:50])}{' …' if len(missing) > 50 else ''}.")
+    if missing:
+        warnings.warn(f"{len(missing)} of {len(names)} listed genes are not among the {prep.adata.n_vars:,} genes "
+                      f"of the data that map to the model's vocabulary; using the other {len(names) - len(missing)} "
+                      f"(left out: {', '.join(missing[:50])}{' …' if len(missing) > 50 else ''}).", stacklevel=3)
+    found = cols[~np.isnan(cols)].astype(np.int64)
+    return np.asarray(list(dict.fromkeys(found.tolist())), dtype=np.int64)  # a gene named twice: keep the first
 
 
-def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None) -> np.ndarray:
+def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None,
+                 max_missing: float = MAX_MISSING_GENES) -> np.ndarray:
     """Prepared columns of a gene set, in rank order.
 
     A list names the genes. 'hvg': the most variable genes (Seurat-style normalised dispersion of log-normalised
@@ -216,7 +245,8 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
     contexts are drawn at random among each cell's expressed genes)."""
     if not isinstance(genes, str):
-        return resolve_gene_names(prep, list(genes))
+        return resolve_gene_names(prep, list(genes), max_missing)
+    prep.genes_not_found = []
     if genes not in GENE_SETS:
         raise InputError(f"genes must be a list of gene names or one of {', '.join(GENE_SETS)}; got '{genes}'.")
     x = prep.adata.X
@@ -225,8 +255,9 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     if n_genes is None or n_genes < 2:
         raise InputError(f"n_genes must be at least 2 (got {n_genes}).")
     if n_genes > len(candidates):
-        warnings.warn(f"only {len(candidates):,} genes are expressed in >= 3 cells; using all of them instead of "
-                      f"{n_genes:,}.", stacklevel=3)
+        warnings.warn(f"n_genes={n_genes:,} asked for, but only {len(candidates):,} of the data's "
+                      f"{prep.adata.n_vars:,} vocabulary genes are expressed in >= 3 of its {prep.n_cells:,} cells: "
+                      f"using those {len(candidates):,}.", stacklevel=3)
     n = min(n_genes, len(candidates))
     if genes == "random_expressed":
         order = np.argsort(-n_cells_expr[candidates], kind="stable")

@@ -106,13 +106,13 @@ def describe(path: str | Path) -> str:
         f"checkpoint      {path}",
         f"format          {b.meta['format']} v{b.meta['format_version']}, weights stored as "
         f"{b.meta.get('dtype', 'float32')}",
-        f"versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
+        "versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
         f"model           d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, "
         f"expression {c.expr_encoding}",
         f"parameters      {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)",
         f"context length  {c.context_length} genes",
         f"vocabulary      {len(b.vocab):,} genes ({orgs}), {c.n_positions:,} position tokens",
-        f"gene embeddings " + ("learned" if c.gene_embedding_dim is None
+        "gene embeddings " + ("learned" if c.gene_embedding_dim is None
                                else f"frozen external, width {c.gene_embedding_dim}"),
         "label classes   " + (", ".join(f"{k} {v}" for k, v in c.label_sizes.items()) or "none"),
     ]
@@ -144,8 +144,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable grnformer checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}).") from exc
+        # torch's own text (weights_only, arbitrary code execution …) is about other files: say only what it is
+        raise InputError(f"{path} is not a grnformer checkpoint: it is damaged (e.g. truncated) or another kind "
+                         f"of file. Pass a bundle or a checkpoint written by grnformer, or 'shipped'.") from exc
     if not isinstance(obj, dict):
         raise InputError(f"{path} is not a grnformer checkpoint (it holds a {type(obj).__name__}).")
     if obj.get("format") == FORMAT:
