@@ -143,13 +143,11 @@ def test_precision_reaches_the_model(files, tmp_path, capsys):
 
 def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys):
     """A truth made of one head's strongest edges: select-heads finds that head; grn --heads uses the JSON."""
-    from _tasks_support import tiny_bundle
-
-    from grnformer.tasks.grn import grn
+    from _tasks_support import run_grn, tiny_bundle
 
     ckpt, cells = files
     kw = dict(genes="hvg", n_genes=30, progress=False)
-    full = grn(tiny_bundle(), ad.read_h5ad(cells), keep_heads=True, **kw)
+    full = run_grn(tiny_bundle(), ad.read_h5ad(cells), keep_heads=True, **kw)
     planted = full.uns["grn_heads"][2] * ~np.eye(30, dtype=bool)
     r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:60], planted.shape)
     names = np.asarray(full.var_names)

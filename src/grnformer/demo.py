@@ -166,7 +166,7 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     from grnformer.tasks.classify import classify
     from grnformer.tasks.denoise import denoise
     from grnformer.tasks.embed import embed
-    from grnformer.tasks.grn import grn
+    from grnformer.tasks.grn import GRNOptions, grn
     from grnformer.tasks.io import write_csv, write_h5ad
     from grnformer.train.checkpoint import describe, load_bundle, resolve_checkpoint
 
@@ -195,8 +195,8 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
     networks: dict[str, AnnData] = {}
     with timer(f"grnformer networks: all cells + {len(groups)} predicted cell types, one pass"):
-        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=type_col, groups=groups, include_all=True,
-                       progress=False)
+        per_type = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=type_col, groups=groups,
+                                                 include_all=True), progress=False)
         networks["grnformer (all cells)"] = per_type.pop("all")
     names = {g: term_label(g) for g in counts.index}
     with timer("GENIE3 (all cells)"):

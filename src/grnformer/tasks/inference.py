@@ -30,11 +30,8 @@ from grnformer.data.corpus import AnnDataCells
 from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, prepare
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
+from grnformer.tasks.options import DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS  # noqa: F401 (re-exported)
 from grnformer.train.checkpoint import Bundle, load_bundle
-
-PRECISIONS = ("auto", "fp32", "bf16")
-GENE_SETS = ("hvg", "most_expressed", "random_expressed")
-DEFAULT_BATCH_SIZE = 32
 
 
 # ------------------------------------------------------------------------------------------ device, precision

@@ -1,0 +1,130 @@
+"""Options of the tasks, as dataclasses whose fields are documented once and become the CLI's flags.
+
+Light on purpose (standard library only at import): the CLI builds its parser from these classes and
+`grnformer --help` must stay instant; validation imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from grnformer.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from grnformer.tasks.heads import HeadSelection
+    from grnformer.train.checkpoint import Bundle
+
+PRECISIONS = ("auto", "fp32", "bf16")
+GENE_SETS = ("hvg", "most_expressed", "random_expressed")
+DEFAULT_BATCH_SIZE = 32
+METHODS = ("mean_qk", "per_cell")
+DIRECTIONS = ("kq", "qk")
+FILTERS = ("none", "topk", "above_uniform")
+DEFAULT_N_GENES = 2000
+
+
+
+
+def option(default: Any, help: str, choices: Sequence[str] | None = None, kind: str | None = None,
+           cli: bool = True) -> Any:
+    """A documented option field: ``help`` is its only documentation (the CLI flag's help is built from it).
+
+    kind: how the CLI parses it when the default does not say: 'int', 'float', 'str', 'flag', 'list'
+    (comma-separated)."""
+    kind = kind or {bool: "flag", int: "int", float: "float"}.get(type(default), "str")
+    return field(default=default, metadata={"help": help, "choices": choices, "kind": kind, "cli": cli})
+
+
+@dataclass
+class GRNOptions:
+    """Everything a network run can be asked for; each field is documented once, here."""
+
+    genes: Sequence[str] | str = option(
+        "hvg", "'hvg', 'most_expressed', 'random_expressed' (genome-wide: each cell's context drawn among its "
+        "expressed genes), or gene names (Ensembl IDs or symbols; on the CLI a comma-separated list or a file)")
+    n_genes: int | None = option(DEFAULT_N_GENES, "with a gene-set keyword: how many genes (chosen once over all "
+                                 "cells, so per-group networks share genes)", kind="int")
+    groupby: str | None = option(None, "obs column: one network per group (e.g. cell_type)")
+    groups: Sequence[str] | None = option(None, "with groupby: only these groups, in this order", kind="list")
+    heads: str | Path | HeadSelection | Mapping | None = option(
+        None, "'mean' (default: every head weighs the same) or a head selection (JSON from select-heads)")
+    direction: str | None = option(None, "rows = keys (kq, default) or queries (qk); a head selection sets it",
+                                   choices=DIRECTIONS)
+    filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
+                         "above a uniformly attending head's", choices=FILTERS)
+    top_k: int = option(20, "targets kept per regulator by filter 'topk'")
+    symmetrise: bool = option(False, "replace the network A by (A + Aᵀ) / 2 before filtering")
+    keep_heads: bool = option(False, "also store every head's map in uns['grn_heads'] (names in "
+                              "uns['grn_head_names'])")
+    method: str = option("mean_qk", "mean_qk: softmax of the cells' mean q·k (any number of genes); per_cell: "
+                         "mean of per-cell maps (genes in one context)", choices=METHODS)
+    max_cells: int | None = option(None, "at most this many cells per network, drawn at random (seed)",
+                                   kind="int")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
+    precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
+    seed: int = option(0, "random draws: cells (max_cells), random contexts, select-heads' split")
+    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    one_pass: bool = option(False, "groups from a single pass over the union of their cells, each batch row "
+                            "feeding its group's accumulator (one accumulator per group in memory)", cli=False)
+    include_all: bool = option(False, "with groupby (implies one_pass): also the network of every cell, key "
+                               "'all' (the cells in no listed group included)", cli=False)
+    selection: HeadSelection | None = field(default=None, repr=False, init=False)
+
+    @property
+    def random_contexts(self) -> bool:
+        """Genome-wide mode: each cell's context drawn among its expressed genes, not the network genes."""
+        return isinstance(self.genes, str) and self.genes == "random_expressed"
+
+    def validate(self, bundle: Bundle) -> GRNOptions:
+        """A checked copy (InputError before any model run), with the head selection loaded and the direction
+        and gene list resolved."""
+        from grnformer.tasks.inference import parse_gene_option
+
+        opts = dataclasses.replace(self, genes=parse_gene_option(self.genes, GENE_SETS))
+        for name, values in (("method", METHODS), ("filter", FILTERS), ("precision", PRECISIONS)):
+            if getattr(opts, name) not in values:
+                raise InputError(f"{name} must be one of {', '.join(values)}; got '{getattr(opts, name)}'.")
+        if opts.direction is not None and opts.direction not in DIRECTIONS:
+            raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
+                             f"'{opts.direction}'.")
+        for name, low in (("top_k", 1 if opts.filter == "topk" else None), ("max_cells", 1), ("batch_size", 1),
+                          ("seed", 0)):
+            value = getattr(opts, name)
+            if low is not None and value is not None and value < low:
+                raise InputError(f"{name} must be >= {low} (got {value}).")
+        opts._resolve_heads(bundle)
+        if opts.method == "per_cell" and opts.random_contexts:
+            raise InputError("method 'per_cell' needs one shared context: give a gene list, 'hvg' or "
+                             "'most_expressed', not 'random_expressed'.")
+        if opts.include_all and opts.groupby is None:
+            raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
+        return opts
+
+    def _resolve_heads(self, bundle: Bundle) -> None:
+        from grnformer.tasks.heads import HeadSelection, load_heads
+
+        c = bundle.config
+        if self.heads is not None and not (isinstance(self.heads, str) and self.heads == "mean"):
+            self.selection = self.heads if isinstance(self.heads, HeadSelection) else load_heads(self.heads)
+            if (self.selection.n_layers, self.selection.n_heads) != (c.n_layers, c.n_heads):
+                raise InputError(f"the head selection is for {self.selection.n_layers} layers × "
+                                 f"{self.selection.n_heads} heads; this model has {c.n_layers} × {c.n_heads}.")
+            if self.direction is not None and self.direction != self.selection.direction:
+                raise InputError(f"the head selection was fitted with direction '{self.selection.direction}' "
+                                 f"but direction '{self.direction}' was asked for.")
+            self.direction = self.selection.direction
+        self.direction = self.direction or "kq"
+
+    def head_weights(self, bundle: Bundle, device: torch.device) -> Tensor:
+        import torch
+
+        c = bundle.config
+        if self.selection is None:
+            return torch.full((c.n_layers, c.n_heads), 1.0 / (c.n_layers * c.n_heads), device=device)
+        return torch.as_tensor(self.selection.weights, dtype=torch.float32, device=device)
