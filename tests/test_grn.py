@@ -31,9 +31,10 @@ def cells():
     return pbmc(48)
 
 
-def brute_force(bundle, adata, gene_ids, direction="kq"):
+def brute_force(bundle, adata, gene_ids, direction="kq", centre_q=True):
     """Mean over cells of each gene's q and k, taken one cell and one context at a time straight from the
-    model, then softmax(Q̄K̄ᵀ/√d) per head, averaged over all heads."""
+    model, then softmax(Q̄K̄ᵀ/√d) per head (Q̄ centred over the genes, the default correction), averaged over all
+    heads."""
     prepared, _ = prepare(adata, vocab=bundle.vocab)
     x = prepared[:, list(gene_ids)].X.toarray()
     depth = np.asarray(prepared.X.sum(axis=1)).ravel()
@@ -51,6 +52,8 @@ def brute_force(bundle, adata, gene_ids, direction="kq"):
                     q_sum[layer][:, chunk] += q[0].double()
                     k_sum[layer][:, chunk] += k[0].double()
     q_bar, k_bar = q_sum / prepared.n_obs, k_sum / prepared.n_obs
+    if centre_q:
+        q_bar = q_bar - q_bar.mean(dim=2, keepdim=True)
     maps = torch.softmax(q_bar @ k_bar.transpose(-1, -2) / math.sqrt(c.d_head), dim=-1)
     net = maps.mean(dim=(0, 1)).numpy()
     return net.T if direction == "kq" else net
@@ -68,6 +71,11 @@ def test_mean_qk_network_equals_brute_force(bundle, cells, n_genes):
     qk = run_grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", progress=False)
     np.testing.assert_allclose(qk.varp["GRN"], expected.T, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(qk.varp["GRN"].sum(axis=1), 1.0, rtol=1e-5)
+    raw = run_grn(bundle, cells, genes=list(net.var["gene_id"]), correction="none", progress=False)
+    raw_expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy(), centre_q=False)
+    np.testing.assert_allclose(raw.varp["GRN"], raw_expected, rtol=1e-4, atol=1e-7)
+    assert not np.allclose(raw_expected, expected, rtol=1e-3)  # the correction changes the network
+    assert raw.uns["grn"]["correction"] == "none" and net.uns["grn"]["correction"] == "centre_q"
 
 
 def test_network_annotations(bundle, cells):
@@ -353,7 +361,7 @@ def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
     with pytest.raises(InputError, match="all missing"):
         run_grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", progress=False)
     for bad in (dict(direction="up"), dict(filter="top"), dict(method="exact"), dict(genes="variable"),
-                dict(filter="topk", top_k=0), dict(n_genes=1)):
+                dict(filter="topk", top_k=0), dict(n_genes=1), dict(correction="apc")):
         with pytest.raises(InputError):
             run_grn(bundle, cells, **{"genes": "hvg", "n_genes": 20, "progress": False, **bad})
     src = tmp_path / "in.h5ad"

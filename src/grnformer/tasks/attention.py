@@ -12,6 +12,14 @@ Direction. Attention row i mixes the values of the key genes j into gene i's out
 key to query. 'kq' transposes each head's map so that rows are keys (row j = the genes that read from gene j:
 rows are regulators in the information-flow sense); 'qk' keeps rows = queries.
 
+Correction 'centre_q' (the default) subtracts, per layer and head, the mean query over the network genes
+before the softmax. Why: softmax over keys is blind to anything added to every key, but not to what every query
+shares. Q̄ᵢ·K̄ⱼ = (Q̄ᵢ - q̄)·K̄ⱼ + q̄·K̄ⱼ, and the second term is a per-key bias the same for every query: on the
+shipped model it is 76–80% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau mESC), so a few keys
+(LYZ, FTH1; JUNB on the demo's cells) are read by every gene and, rows being keys in 'kq', become hub
+regulators. The hub is not a large key (its key norm is among the smallest) but a key aligned with q̄. Centring
+K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/RESULTS.md.
+
 Filters: 'topk' keeps each regulator's k strongest targets; 'above_uniform' keeps scores above what a
 uniformly attending head would give (1 / number of genes per unit of head weight), the level every softmax row
 averages to. Nothing here reads files or knows about AnnData.
@@ -36,7 +44,9 @@ class MeanQK:
 
     Sizes depend on layers, heads, genes and d_head only — never on the number of cells."""
 
-    def __init__(self, n_layers: int, n_heads: int, d_head: int, n_genes: int, device: torch.device):
+    def __init__(self, n_layers: int, n_heads: int, d_head: int, n_genes: int, device: torch.device,
+                 centre_q: bool = False):
+        self.centre_q = centre_q
         self.q_sum = torch.zeros(n_layers, n_heads, n_genes, d_head, device=device)
         self.k_sum = torch.zeros_like(self.q_sum)
         self.n_cells = torch.zeros(n_genes, dtype=torch.float64, device=device)
@@ -79,6 +89,8 @@ class MeanQK:
         n = self.n_cells[seen].float()[None, :, None]
         q = self.q_sum[layer][:, seen] / n
         k = self.k_sum[layer][:, seen] / n
+        if self.centre_q:
+            q = q - q.mean(dim=1, keepdim=True)
         maps = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
         if len(seen) == self.n_genes:
             return maps
@@ -90,7 +102,8 @@ class MeanQK:
 class MeanAttention:
     """Sum over cells of each cell's true attention among the network genes, per layer and head (O(G²))."""
 
-    def __init__(self, n_layers: int, n_heads: int, n_genes: int, device: torch.device):
+    def __init__(self, n_layers: int, n_heads: int, n_genes: int, device: torch.device, centre_q: bool = False):
+        self.centre_q = centre_q
         self.sums = torch.zeros(n_layers, n_heads, n_genes, n_genes, device=device)
         self.n_cells = torch.zeros(n_genes, dtype=torch.float64, device=device)
 
@@ -102,7 +115,8 @@ class MeanAttention:
         if not same_context or not torch.equal(slots[0], torch.arange(self.n_genes, device=slots.device)):
             raise InputError("per-cell attention needs every network gene in one shared context.")
         for layer, (q, k) in enumerate(qk):
-            scores = q.float() @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+            q = q.float() - q.float().mean(dim=-2, keepdim=True) if self.centre_q else q.float()
+            scores = q @ k.float().transpose(-1, -2) / math.sqrt(q.shape[-1])
             self.sums[layer] += torch.softmax(scores, dim=-1).sum(0)
         self.n_cells += slots.shape[0]
 

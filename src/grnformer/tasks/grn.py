@@ -125,8 +125,8 @@ def network_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> li
 def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator:
     c = bundle.config
     if opts.method == "mean_qk":
-        return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev)
-    return MeanAttention(c.n_layers, c.n_heads, n_genes, dev)
+        return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
+    return MeanAttention(c.n_layers, c.n_heads, n_genes, dev, centre_q=opts.correction == "centre_q")
 
 
 def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, names: Sequence[str],
@@ -194,7 +194,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
     """uns['grn'] of a network, less its uniform level (a result): what a resumed run compares (RESUME_KEYS)."""
     heads = "mean" if opts.selection is None else opts.selection.named_weights()
     return {
-        "method": opts.method, "direction": opts.direction,
+        "method": opts.method, "direction": opts.direction, "correction": opts.correction,
         "rows": "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,

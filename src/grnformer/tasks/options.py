@@ -26,6 +26,7 @@ DEFAULT_BATCH_SIZE = 32
 METHODS = ("mean_qk", "per_cell")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform")
+CORRECTIONS = ("centre_q", "none")
 DEFAULT_N_GENES = 2000
 
 
@@ -56,6 +57,9 @@ class GRNOptions:
         None, "'mean' (default: every head weighs the same) or a head selection (JSON from select-heads)")
     direction: str | None = option(None, "rows = keys (kq, default) or queries (qk); a head selection sets it",
                                    choices=DIRECTIONS)
+    correction: str = option("centre_q", "centre_q: subtract the mean query over the network genes before the "
+                             "softmax (removes the per-key bias every query shares, which made hub genes); none: "
+                             "the raw maps", choices=CORRECTIONS)
     filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
                          "above a uniformly attending head's", choices=FILTERS)
     top_k: int = option(20, "targets kept per regulator by filter 'topk'")
@@ -87,7 +91,8 @@ class GRNOptions:
         from grnformer.tasks.inference import parse_gene_option
 
         opts = dataclasses.replace(self, genes=parse_gene_option(self.genes, GENE_SETS))
-        for name, values in (("method", METHODS), ("filter", FILTERS), ("precision", PRECISIONS)):
+        for name, values in (("method", METHODS), ("filter", FILTERS), ("precision", PRECISIONS),
+                             ("correction", CORRECTIONS)):
             if getattr(opts, name) not in values:
                 raise InputError(f"{name} must be one of {', '.join(values)}; got '{getattr(opts, name)}'.")
         if opts.direction is not None and opts.direction not in DIRECTIONS:
