@@ -20,6 +20,7 @@ Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -42,6 +43,7 @@ from grnformer.tasks.inference import (
     select_genes,
 )
 from grnformer.tasks.options import DEFAULT_N_GENES, DIRECTIONS, FILTERS, METHODS, GRNOptions  # noqa: F401
+from grnformer.tasks.perturb import choose_regulators, knockout_effects
 from grnformer.train.checkpoint import Bundle
 
 # -------------------------------------------------------------------------------------------------- grn
@@ -64,8 +66,8 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     which other groups run — a resumed run draws the cells the first run drew."""
     prep = prepare_input(bundle, adata, opts.organism)
     cols = select_genes(prep, opts.genes, opts.n_genes)
-    if opts.method == "per_cell" and len(cols) > bundle.config.context_length:
-        raise InputError(f"method 'per_cell' handles gene sets up to the context length "
+    if opts.method in ("per_cell", "perturb") and len(cols) > bundle.config.context_length:
+        raise InputError(f"method '{opts.method}' handles gene sets up to the context length "
                          f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
@@ -99,7 +101,12 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     if opts.include_all and "all" in plan.groups:
         raise InputError(f"obs['{opts.groupby}'] has a group named 'all', the key of the all-cells network; "
                          f"rename it or leave include_all off.")
-    if opts.one_pass or opts.include_all:
+    if opts.method == "perturb":  # no accumulator to share: each network is its own knock-out run
+        nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
+        if opts.include_all:
+            everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
+            nets["all"] = _perturb_network(bundle, plan, opts, dev, "all", everyone)
+    elif opts.one_pass or opts.include_all:
         nets = networks_in_one_pass(bundle, plan, opts, dev, opts.include_all, progress)
     else:
         nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
@@ -136,6 +143,9 @@ def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torc
     slot_of, collators = _gene_slots(bundle, plan, dev), network_collators(bundle, plan, opts)
     for name in names:
         rows = plan.groups[name]
+        if opts.method == "perturb":
+            yield name, _perturb_network(bundle, plan, opts, dev, name, rows)
+            continue
         acc = _accumulator(bundle, len(plan.cols), opts, dev)
         for _, _, batch, out in run_model(bundle, plan.prep, rows, collators, dev, batch_size=opts.batch_size,
                                           precision=opts.precision, return_qk=True, progress=progress,
@@ -189,13 +199,39 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
                          c.n_layers, c.n_heads)
 
 
+def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, group: str,
+                     rows: np.ndarray) -> AnnData:
+    """In-silico knock-out network (`tasks.perturb`): varp['GRN'] = |mean effect|, varp['GRN_effect'] = the
+    signed mean effect (positive: the regulator's loss lowers the target), rows = knocked-out regulators."""
+    symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
+    is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
+    regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators)
+    t0 = time.perf_counter()
+    effect, n_expr, forwards = knockout_effects(
+        bundle, plan.prep, rows, network_collators(bundle, plan, opts)[0], _gene_slots(bundle, plan, dev),
+        regulators, len(plan.cols), dev, opts.batch_size, opts.precision)
+    seconds = time.perf_counter() - t0
+    net = np.abs(effect)
+    if opts.symmetrise:
+        net = (net + net.T) / 2
+    uns = {**provenance(bundle, plan.prep, opts, group, len(rows), 1), "n_regulators": int(len(regulators)),
+           "forwards": forwards, "seconds": seconds}
+    out = network_adata(filter_network(net, opts.filter, opts.top_k, 0.0), plan.prep, plan.cols, rows,
+                        np.full(len(plan.cols), len(rows)), uns)
+    out.varp["GRN_effect"] = effect
+    out.var["n_cells_knocked_out"] = n_expr.astype(np.int64)
+    return out
+
+
 def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int
                 ) -> dict[str, Any]:
     """uns['grn'] of a network, less its uniform level (a result): what a resumed run compares (RESUME_KEYS)."""
     heads = "mean" if opts.selection is None else opts.selection.named_weights()
     return {
         "method": opts.method, "direction": opts.direction, "correction": opts.correction,
-        "rows": "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
+        "rows": "knocked-out regulators" if opts.method == "perturb" else
+        "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
+        "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("auto", "fp32", "bf16")
 GENE_SETS = ("hvg", "most_expressed", "random_expressed")
 DEFAULT_BATCH_SIZE = 32
-METHODS = ("mean_qk", "per_cell")
+METHODS = ("mean_qk", "per_cell", "perturb")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform")
 CORRECTIONS = ("centre_q", "none")
@@ -67,7 +67,11 @@ class GRNOptions:
     keep_heads: bool = option(False, "also store every head's map in uns['grn_heads'] (names in "
                               "uns['grn_head_names'])")
     method: str = option("mean_qk", "mean_qk: softmax of the cells' mean q·k (any number of genes); per_cell: "
-                         "mean of per-cell maps (genes in one context)", choices=METHODS)
+                         "mean of per-cell maps (genes in one context); perturb: in-silico knock-out of each regulator, "
+                         "signed effects on every gene's predicted mean (genes in one context)", choices=METHODS)
+    max_regulators: int | None = option(50, "perturb: knock out at most this many network genes (TFs first, "
+                                        "then by cells expressing them); cost ≈ one forward per regulator and "
+                                        "batch of its expressing cells", kind="int")
     max_cells: int | None = option(None, "at most this many cells per network, drawn at random (seed)",
                                    kind="int")
     batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
@@ -99,14 +103,16 @@ class GRNOptions:
             raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
                              f"'{opts.direction}'.")
         for name, low in (("top_k", 1 if opts.filter == "topk" else None), ("max_cells", 1), ("batch_size", 1),
-                          ("seed", 0)):
+                          ("seed", 0), ("max_regulators", 1)):
             value = getattr(opts, name)
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
         opts._resolve_heads(bundle)
-        if opts.method == "per_cell" and opts.random_contexts:
-            raise InputError("method 'per_cell' needs one shared context: give a gene list, 'hvg' or "
+        if opts.method in ("per_cell", "perturb") and opts.random_contexts:
+            raise InputError(f"method '{opts.method}' needs one shared context: give a gene list, 'hvg' or "
                              "'most_expressed', not 'random_expressed'.")
+        if opts.method == "perturb" and (opts.keep_heads or opts.selection is not None):
+            raise InputError("method 'perturb' reads no attention: drop keep_heads and heads.")
         if opts.include_all and opts.groupby is None:
             raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
         return opts
