@@ -20,6 +20,10 @@ shipped model it is 76–80% of the logits' variance across keys (PBMC3k, Chen h
 regulators. The hub is not a large key (its key norm is among the smallest) but a key aligned with q̄. Centring
 K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/RESULTS.md.
 
+Confidence: with n_bootstrap > 0, `Bootstrapped` keeps Poisson-weighted replicates of the sums from the same
+forward passes, and `stability` is the share of replicates in which an edge is among its regulator's top_k
+targets. Filter 'stable' keeps edges with stability >= min_stability.
+
 Filters: 'topk' keeps each regulator's k strongest targets; 'above_uniform' keeps scores above what a
 uniformly attending head would give (1 / number of genes per unit of head weight), the level every softmax row
 averages to. Nothing here reads files or knows about AnnData.
@@ -28,7 +32,7 @@ averages to. Nothing here reads files or knows about AnnData.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,27 +59,30 @@ class MeanQK:
     def n_genes(self) -> int:
         return self.q_sum.shape[2]
 
-    def add(self, slots: Tensor, qk: Sequence[tuple[Tensor, Tensor]], same_context: bool) -> None:
+    def add(self, slots: Tensor, qk: Sequence[tuple[Tensor, Tensor]], same_context: bool,
+            weights: Tensor | None = None) -> None:
         """slots [B, L]: network-gene index of each context position (-1 = not a network gene).
 
         same_context: every row holds the same genes in the same order (a given gene list), so the batch can
-        be summed before scattering."""
+        be summed before scattering. weights [B]: each cell counts this many times (bootstrap replicates)."""
+        w = torch.ones(slots.shape[0], device=slots.device) if weights is None else weights.float()
         if same_context:
             idx = slots[0]
             keep = idx >= 0
             idx = idx[keep]
             for layer, (q, k) in enumerate(qk):
-                self.q_sum[layer].index_add_(1, idx, q.sum(0, dtype=torch.float32)[:, keep])
-                self.k_sum[layer].index_add_(1, idx, k.sum(0, dtype=torch.float32)[:, keep])
-            self.n_cells.index_add_(0, idx, torch.full(idx.shape, float(slots.shape[0]), dtype=torch.float64,
+                self.q_sum[layer].index_add_(1, idx, torch.einsum("b,bhld->hld", w, q.float())[:, keep])
+                self.k_sum[layer].index_add_(1, idx, torch.einsum("b,bhld->hld", w, k.float())[:, keep])
+            self.n_cells.index_add_(0, idx, torch.full(idx.shape, float(w.sum()), dtype=torch.float64,
                                                         device=idx.device))
             return
         keep = slots >= 0
         idx = slots[keep]
+        w_pos = w[:, None].expand(slots.shape)[keep]
         for layer, (q, k) in enumerate(qk):
-            self.q_sum[layer].index_add_(1, idx, q.permute(1, 0, 2, 3)[:, keep].float())
-            self.k_sum[layer].index_add_(1, idx, k.permute(1, 0, 2, 3)[:, keep].float())
-        self.n_cells.index_add_(0, idx, torch.ones(idx.shape, dtype=torch.float64, device=idx.device))
+            self.q_sum[layer].index_add_(1, idx, q.permute(1, 0, 2, 3)[:, keep].float() * w_pos[None, :, None])
+            self.k_sum[layer].index_add_(1, idx, k.permute(1, 0, 2, 3)[:, keep].float() * w_pos[None, :, None])
+        self.n_cells.index_add_(0, idx, w_pos.double())
 
     def merge(self, other: MeanQK) -> None:
         """Add another accumulator's cells (sums are additive: a union of groups is the sum of its groups)."""
@@ -128,7 +135,54 @@ class MeanAttention:
         return self.sums[layer] / self.n_cells.clamp_min(1).float()[None, :, None]
 
 
-Accumulator = MeanQK | MeanAttention
+class Bootstrapped:
+    """A MeanQK with ``n`` bootstrap replicates fed from the same forward passes: each replicate counts every
+    cell a Poisson(1) number of times (the streaming bootstrap: no second pass, no per-cell storage)."""
+
+    def __init__(self, make: Callable[[], MeanQK], n: int, seed: int):
+        self.main, self.replicates = make(), [make() for _ in range(n)]
+        self.generator = torch.Generator(device=self.main.q_sum.device).manual_seed(seed)
+
+    @property
+    def n_genes(self) -> int:
+        return self.main.n_genes
+
+    @property
+    def n_cells(self) -> Tensor:
+        return self.main.n_cells
+
+    def add(self, slots: Tensor, qk: Sequence[tuple[Tensor, Tensor]], same_context: bool) -> None:
+        self.main.add(slots, qk, same_context)
+        ones = torch.ones(slots.shape[0], device=slots.device)
+        for rep in self.replicates:
+            rep.add(slots, qk, same_context, weights=torch.poisson(ones, generator=self.generator))
+
+    def merge(self, other: Bootstrapped) -> None:
+        self.main.merge(other.main)
+        for mine, theirs in zip(self.replicates, other.replicates):
+            mine.merge(theirs)
+
+    def head_maps(self, layer: int) -> Tensor:
+        return self.main.head_maps(layer)
+
+
+def stability(acc: Bootstrapped, weights: Tensor, direction: str, top_k: int, symmetrise: bool) -> np.ndarray:
+    """[G, G] share of bootstrap replicates in which each edge is among its regulator's ``top_k`` targets
+    (self-pairs excluded)."""
+    G = acc.n_genes
+    k = min(top_k, G - 1)
+    counts = np.zeros((G, G), dtype=np.float32)
+    for rep in acc.replicates:
+        net, _ = aggregate(rep, weights, direction)
+        if symmetrise:
+            net = (net + net.T) / 2
+        np.fill_diagonal(net, -np.inf)
+        top = np.argpartition(-net, k - 1, axis=1)[:, :k]
+        counts[np.repeat(np.arange(G), k), top.ravel()] += 1
+    return counts / max(len(acc.replicates), 1)
+
+
+Accumulator = MeanQK | MeanAttention | Bootstrapped
 
 
 def aggregate(acc: Accumulator, weights: Tensor, direction: str = "kq", keep_heads: bool = False
@@ -153,10 +207,11 @@ def aggregate(acc: Accumulator, weights: Tensor, direction: str = "kq", keep_hea
     return net.cpu().numpy(), (np.concatenate(cube).astype(np.float32) if keep_heads else None)
 
 
-def filter_network(net: np.ndarray, how: str = "none", top_k: int = 20, uniform_level: float | None = None
-                   ) -> np.ndarray | sp.csr_matrix:
+def filter_network(net: np.ndarray, how: str = "none", top_k: int = 20, uniform_level: float | None = None,
+                   stable: np.ndarray | None = None, min_stability: float = 0.5) -> np.ndarray | sp.csr_matrix:
     """'none' keeps the dense matrix; 'topk' the k strongest targets per regulator row; 'above_uniform'
-    scores strictly above ``uniform_level``. Filtered networks come back as CSR."""
+    scores strictly above ``uniform_level``; 'stable' edges whose ``stable`` share >= ``min_stability``.
+    Filtered networks come back as CSR."""
     if how == "none":
         return net
     if how == "topk":
@@ -167,4 +222,6 @@ def filter_network(net: np.ndarray, how: str = "none", top_k: int = 20, uniform_
         return sp.csr_matrix((vals, (rows, cols.ravel())), shape=net.shape, dtype=np.float32)
     if how == "above_uniform":
         return sp.csr_matrix(np.where(net > uniform_level, net, 0), dtype=np.float32)
+    if how == "stable":
+        return sp.csr_matrix(np.where(stable >= min_stability, net, 0), dtype=np.float32)
     raise InputError(f"filter must be one of {', '.join(FILTERS)}; got '{how}'.")

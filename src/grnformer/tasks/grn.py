@@ -36,7 +36,9 @@ import grnformer
 from grnformer.data.collate import Collator
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
-from grnformer.tasks.attention import Accumulator, MeanAttention, MeanQK, aggregate, filter_network
+from grnformer.tasks.attention import (
+    Accumulator, Bootstrapped, MeanAttention, MeanQK, aggregate, filter_network, stability,
+)
 from grnformer.tasks.heads import head_names
 from grnformer.tasks.inference import (
     Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle, prepare_input, run_model,
@@ -132,7 +134,9 @@ def network_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> li
 def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator:
     c = bundle.config
     if opts.method == "mean_qk":
-        return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
+        def make() -> MeanQK:
+            return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
+        return Bootstrapped(make, opts.n_bootstrap, opts.seed) if opts.n_bootstrap else make()
     return MeanAttention(c.n_layers, c.n_heads, n_genes, dev, centre_q=opts.correction == "centre_q")
 
 
@@ -193,10 +197,15 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
         net = (net + net.T) / 2
     n_seen = int((acc.n_cells > 0).sum())
     level = float(weights.sum()) / max(n_seen, 1)
-    grn_matrix = filter_network(net, opts.filter, opts.top_k, level)
+    stable = stability(acc, weights, opts.direction, opts.top_k, opts.symmetrise) \
+        if isinstance(acc, Bootstrapped) else None
+    grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
-    return network_adata(grn_matrix, plan.prep, plan.cols, rows, acc.n_cells.cpu().numpy(), uns, cube,
-                         c.n_layers, c.n_heads)
+    out = network_adata(grn_matrix, plan.prep, plan.cols, rows, acc.n_cells.cpu().numpy(), uns, cube,
+                        c.n_layers, c.n_heads)
+    if stable is not None:
+        out.varp["GRN_stability"] = stable
+    return out
 
 
 def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, group: str,
@@ -232,6 +241,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
+        "n_bootstrap": opts.n_bootstrap, "min_stability": opts.min_stability if opts.filter == "stable" else None,
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,

@@ -25,7 +25,7 @@ GENE_SETS = ("hvg", "most_expressed", "random_expressed")
 DEFAULT_BATCH_SIZE = 32
 METHODS = ("mean_qk", "per_cell", "perturb")
 DIRECTIONS = ("kq", "qk")
-FILTERS = ("none", "topk", "above_uniform")
+FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
 DEFAULT_N_GENES = 2000
 
@@ -61,8 +61,13 @@ class GRNOptions:
                              "softmax (removes the per-key bias every query shares, which made hub genes); none: "
                              "the raw maps", choices=CORRECTIONS)
     filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
-                         "above a uniformly attending head's", choices=FILTERS)
+                         "above a uniformly attending head's; 'stable': edges with stability >= min_stability (needs "
+                         "n_bootstrap)", choices=FILTERS)
     top_k: int = option(20, "targets kept per regulator by filter 'topk'")
+    n_bootstrap: int = option(0, "mean_qk: bootstrap replicates of the cells (Poisson weights, same forward "
+                              "passes); varp['GRN_stability'] = share of replicates in which an edge is among its "
+                              "regulator's top_k targets")
+    min_stability: float = option(0.5, "filter 'stable': the least stability an edge keeps")
     symmetrise: bool = option(False, "replace the network A by (A + Aᵀ) / 2 before filtering")
     keep_heads: bool = option(False, "also store every head's map in uns['grn_heads'] (names in "
                               "uns['grn_head_names'])")
@@ -103,7 +108,7 @@ class GRNOptions:
             raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
                              f"'{opts.direction}'.")
         for name, low in (("top_k", 1 if opts.filter == "topk" else None), ("max_cells", 1), ("batch_size", 1),
-                          ("seed", 0), ("max_regulators", 1)):
+                          ("seed", 0), ("max_regulators", 1), ("n_bootstrap", 0)):
             value = getattr(opts, name)
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
@@ -113,6 +118,13 @@ class GRNOptions:
                              "'most_expressed', not 'random_expressed'.")
         if opts.method == "perturb" and (opts.keep_heads or opts.selection is not None):
             raise InputError("method 'perturb' reads no attention: drop keep_heads and heads.")
+        if opts.n_bootstrap and opts.method != "mean_qk":
+            raise InputError(f"n_bootstrap is for method 'mean_qk' (its replicates share the forward passes); "
+                             f"got method '{opts.method}'.")
+        if opts.filter == "stable" and not opts.n_bootstrap:
+            raise InputError("filter 'stable' needs n_bootstrap > 0 (the stability comes from the replicates).")
+        if not 0 < opts.min_stability <= 1:
+            raise InputError(f"min_stability must be in (0, 1]; got {opts.min_stability}.")
         if opts.include_all and opts.groupby is None:
             raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
         return opts
