@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from grnformer.errors import InputError, ResourceError
-from grnformer.tasks.options import PRECISIONS, GRNOptions
+from grnformer.tasks.options import PRECISIONS, DiffNetOptions, GRNOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -101,6 +101,15 @@ def _cmd_select_heads(args: argparse.Namespace) -> None:
     print(f"head selection: {path}")
 
 
+def _cmd_diffnet(args: argparse.Namespace) -> None:
+    from grnformer.tasks.diffnet import diffnet_file
+
+    column, a, b = args.groupby
+    paths = diffnet_file(args.checkpoint, args.input, args.out, column, a, b, _options(DiffNetOptions, args),
+                         **_task_options(args, ["device"]))
+    print(f"changed edges and report: {', '.join(map(str, paths))}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from grnformer.bench.runner import bench_main
 
@@ -182,6 +191,16 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
     p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
     p.set_defaults(func=_cmd_select_heads)
+
+    p = sub.add_parser("diffnet", help="edges that change between two groups of cells (permutation test, FDR)")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("--groupby", nargs=3, required=True, metavar=("COLUMN", "A", "B"),
+                   help="obs column and the two groups to compare (diff = A - B)")
+    p.add_argument("--out", default="diffnet_out", help="output directory: edges.csv and report.html")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, DiffNetOptions)
+    p.set_defaults(func=_cmd_diffnet)
 
 
 def build_parser() -> argparse.ArgumentParser:

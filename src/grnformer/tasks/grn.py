@@ -253,16 +253,24 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
     }
 
 
-def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: np.ndarray, rows: np.ndarray,
-                  n_cells: np.ndarray, uns: dict[str, Any], cube: np.ndarray | None = None,
-                  n_layers: int = 0, n_heads: int = 0) -> AnnData:
-    """The network as an AnnData readable by plain anndata (and GRnnData): var_names = symbols."""
+def network_names(prep: Prepared, cols: np.ndarray) -> pd.Series:
+    """The network genes' names: symbols, the Ensembl ID where a symbol is missing, both where symbols repeat."""
     var = prep.adata.var.iloc[cols]
     gene_id = var.index.to_numpy().astype(str)
     symbol = var["symbol"].astype(object).where(var["symbol"].notna() & (var["symbol"].astype(str) != ""))
     names = pd.Series(np.where(symbol.isna(), gene_id, symbol.astype(str)))
     dup = names.duplicated(keep=False).to_numpy()
     names[dup] = names[dup] + "_" + gene_id[dup]
+    return names
+
+
+def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: np.ndarray, rows: np.ndarray,
+                  n_cells: np.ndarray, uns: dict[str, Any], cube: np.ndarray | None = None,
+                  n_layers: int = 0, n_heads: int = 0) -> AnnData:
+    """The network as an AnnData readable by plain anndata (and GRnnData): var_names = symbols."""
+    var = prep.adata.var.iloc[cols]
+    gene_id = var.index.to_numpy().astype(str)
+    names = network_names(prep, cols)
     tfs = tf_symbols(prep.organism)
     out_var = pd.DataFrame({"gene_id": gene_id, "symbol": var["symbol"].astype(str).to_numpy(),
                             "is_tf": np.isin(var["symbol"].astype(str).to_numpy(), list(tfs)),

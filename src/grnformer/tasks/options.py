@@ -151,3 +151,41 @@ class GRNOptions:
         if self.selection is None:
             return torch.full((c.n_layers, c.n_heads), 1.0 / (c.n_layers * c.n_heads), device=device)
         return torch.as_tensor(self.selection.weights, dtype=torch.float32, device=device)
+
+
+@dataclass
+class DiffNetOptions:
+    """Options of a differential network (`tasks.diffnet`); each field documented once, here."""
+
+    genes: Sequence[str] | str = option("hvg", "network genes, as for grn (chosen over the two groups' cells)")
+    n_genes: int | None = option(300, "with a gene-set keyword: how many genes", kind="int")
+    max_cells: int | None = option(300, "at most this many cells per group, drawn at random (seed)", kind="int")
+    n_permutations: int = option(200, "label permutations of the null distribution (blocks of cells swap groups)")
+    cells_per_block: int = option(4, "cells per exchangeable block: the permutation unit (memory ∝ blocks)")
+    fdr: float = option(0.1, "false discovery rate of the edges reported as changed (Benjamini-Hochberg)")
+    correction: str = option("centre_q", "as for grn", choices=CORRECTIONS)
+    direction: str = option("kq", "as for grn", choices=DIRECTIONS)
+    n_drawn: int = option(30, "changed edges drawn in the report (strongest first)")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
+    precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
+    seed: int = option(0, "random draws: cells (max_cells), permutations")
+    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+
+    def validate(self) -> DiffNetOptions:
+        for name, low in (("n_permutations", 10), ("cells_per_block", 1), ("batch_size", 1), ("max_cells", 2),
+                          ("n_drawn", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise InputError(f"{name} must be >= {low} (got {value}).")
+        if not 0 < self.fdr < 1:
+            raise InputError(f"fdr must be in (0, 1); got {self.fdr}.")
+        if isinstance(self.genes, str) and self.genes == "random_expressed":
+            raise InputError("diffnet compares fixed network genes: give a gene list, 'hvg' or 'most_expressed'.")
+        return self
+
+    def network_options(self, groupby: str, groups: Sequence[str]) -> GRNOptions:
+        """The grn options that choose the same genes and cells."""
+        return GRNOptions(genes=self.genes, n_genes=self.n_genes, groupby=groupby, groups=list(groups),
+                          max_cells=self.max_cells, batch_size=self.batch_size, precision=self.precision,
+                          seed=self.seed, organism=self.organism, correction=self.correction,
+                          direction=self.direction)
