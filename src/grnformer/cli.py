@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from grnformer.errors import InputError, ResourceError
-from grnformer.tasks.options import PRECISIONS, DiffNetOptions, GRNOptions
+from grnformer.tasks.options import PRECISIONS, AdaptOptions, DiffNetOptions, GRNOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -110,6 +110,14 @@ def _cmd_diffnet(args: argparse.Namespace) -> None:
     print(f"changed edges and report: {', '.join(map(str, paths))}")
 
 
+def _cmd_adapt(args: argparse.Namespace) -> None:
+    from grnformer.tasks.adapt import adapt_file
+
+    path = adapt_file(args.checkpoint, args.input, args.output, _options(AdaptOptions, args),
+                      **_task_options(args, ["device"]))
+    print(f"adapted checkpoint: {path}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from grnformer.bench.runner import bench_main
 
@@ -201,6 +209,14 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_option_flags(p, DiffNetOptions)
     p.set_defaults(func=_cmd_diffnet)
+
+    p = sub.add_parser("adapt", help="fine-tune a model on your cells, self-supervised (no labels); a new checkpoint")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("output", help="the adapted checkpoint (a bundle, written atomically)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, AdaptOptions)
+    p.set_defaults(func=_cmd_adapt)
 
 
 def build_parser() -> argparse.ArgumentParser:

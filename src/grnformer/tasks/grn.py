@@ -100,6 +100,7 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     bundle, dev = load_task_bundle(bundle, device)
     opts = (options or GRNOptions()).validate(bundle)
     plan = plan_networks(bundle, adata, opts)
+    bundle = adapted(bundle, adata, opts, dev)
     if opts.include_all and "all" in plan.groups:
         raise InputError(f"obs['{opts.groupby}'] has a group named 'all', the key of the all-cells network; "
                          f"rename it or leave include_all off.")
@@ -113,6 +114,17 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     else:
         nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
     return nets if opts.groupby is not None else nets["all"]
+
+
+def adapted(bundle: Bundle, adata: AnnData, opts: GRNOptions, dev: torch.device) -> Bundle:
+    """The bundle itself, or with adapt_steps a copy adapted to ``adata``'s cells (`tasks.adapt`)."""
+    if not opts.adapt_steps:
+        return bundle
+    from grnformer.tasks.adapt import adapt_bundle
+    from grnformer.tasks.options import AdaptOptions
+
+    return adapt_bundle(bundle, adata, AdaptOptions(steps=opts.adapt_steps, seed=opts.seed,
+                                                    organism=opts.organism), device=dev)[0]
 
 
 def _gene_slots(bundle: Bundle, plan: NetworkPlan, dev: torch.device) -> Tensor:
@@ -241,7 +253,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
-        "n_bootstrap": opts.n_bootstrap, "min_stability": opts.min_stability if opts.filter == "stable" else None,
+        "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap, "min_stability": opts.min_stability if opts.filter == "stable" else None,
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,

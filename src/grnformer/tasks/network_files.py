@@ -17,16 +17,19 @@ import torch
 from anndata.io import read_elem
 
 from grnformer.errors import InputError
-from grnformer.tasks.grn import GRNOptions, NetworkPlan, network_collators, provenance, iter_networks, plan_networks
+from grnformer.tasks.grn import (
+    GRNOptions, NetworkPlan, adapted, iter_networks, network_collators, plan_networks, provenance,
+)
 from grnformer.tasks.inference import load_task_bundle, read_input
 from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
 from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "direction", "correction", "max_regulators", "n_bootstrap", "min_stability", "heads",
-               "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes", "groupby", "group", "n_cells",
-               "max_cells", "n_contexts_per_cell", "precision", "seed", "organism", "model")
+RESUME_KEYS = ("method", "direction", "correction", "max_regulators", "adapt_steps", "n_bootstrap",
+               "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
+               "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed", "organism",
+               "model")
 
 
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,
@@ -47,7 +50,8 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
     _check_output(out, grouped)
     bundle, dev = load_task_bundle(checkpoint, device)
     opts = options.validate(bundle)
-    plan = plan_networks(bundle, read_input(in_path), opts)
+    adata = read_input(in_path)
+    plan = plan_networks(bundle, adata, opts)
     stems = _file_stems(list(plan.groups)) if grouped else {}
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
              for g in plan.groups}
@@ -61,7 +65,10 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
               f"{', '.join(files[g][0].name for g in done)}", file=sys.stderr)
     if grouped:
         out.mkdir(exist_ok=True)
-    for g, net in iter_networks(bundle, plan, opts, dev, [g for g in plan.groups if g not in done], progress):
+    todo = [g for g in plan.groups if g not in done]
+    if todo:
+        bundle = adapted(bundle, adata, opts, dev)
+    for g, net in iter_networks(bundle, plan, opts, dev, todo, progress):
         writers = {files[g][0]: h5ad_writer(net)}
         if csv:
             writers[files[g][1]] = csv_writer(net, csv_max_edges)

@@ -83,6 +83,8 @@ class GRNOptions:
     precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
     seed: int = option(0, "random draws: cells (max_cells), random contexts, select-heads' split")
     organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    adapt_steps: int = option(0, "first adapt the model to these cells for this many self-supervised steps "
+                              "(`grnformer adapt`; 0: zero-shot)")
     one_pass: bool = option(False, "groups from a single pass over the union of their cells, each batch row "
                             "feeding its group's accumulator (one accumulator per group in memory)", cli=False)
     include_all: bool = option(False, "with groupby (implies one_pass): also the network of every cell, key "
@@ -108,7 +110,7 @@ class GRNOptions:
             raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
                              f"'{opts.direction}'.")
         for name, low in (("top_k", 1 if opts.filter == "topk" else None), ("max_cells", 1), ("batch_size", 1),
-                          ("seed", 0), ("max_regulators", 1), ("n_bootstrap", 0)):
+                          ("seed", 0), ("max_regulators", 1), ("n_bootstrap", 0), ("adapt_steps", 0)):
             value = getattr(opts, name)
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
@@ -189,3 +191,16 @@ class DiffNetOptions:
                           max_cells=self.max_cells, batch_size=self.batch_size, precision=self.precision,
                           seed=self.seed, organism=self.organism, correction=self.correction,
                           direction=self.direction)
+
+
+@dataclass
+class AdaptOptions:
+    """Options of a self-supervised adaptation (`train.adapt`); each field documented once, here."""
+
+    steps: int = option(200, "optimiser steps (denoising + bottleneck on the user's cells; ~1.4 s each at "
+                        "batch 16 on one CPU core with the shipped model)")
+    lr: float = option(1e-4, "peak learning rate (AdamW; warm-up over a tenth of the steps, then cosine)")
+    batch_size: int = option(16, "cells per step")
+    max_cells: int | None = option(None, "adapt on at most this many cells, drawn at random (seed)", kind="int")
+    seed: int = option(0, "random draws: cells, contexts, thinning, held-out tenth")
+    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
