@@ -64,7 +64,8 @@ def variants(q: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
     kq, kq_c = raw.transpose(0, 1, 3, 2), cen.transpose(0, 1, 3, 2)
     mean_kq = kq.mean((0, 1))
     return {"kq (raw)": mean_kq, "qk (raw)": raw.mean((0, 1)), "centre_q (kq)": kq_c.mean((0, 1)),
-            "centre_q, qk": cen.mean((0, 1)), "column-normalised (kq)": (kq / kq.mean(axis=3, keepdims=True)).mean((0, 1)),
+            "centre_q, qk": cen.mean((0, 1)),
+            "column-normalised (kq)": (kq / kq.mean(axis=3, keepdims=True)).mean((0, 1)),
             "APC (kq)": mean_kq - mean_kq.mean(1, keepdims=True) * mean_kq.mean(0, keepdims=True) / mean_kq.mean()}
 
 

@@ -186,8 +186,8 @@ def main() -> None:
             entry["scores"][tname] = {k: score(net, truth, universe, organism, rng) for k, (net, _) in nets.items()}
         entry["perturb"] = {k: nets["perturb"][0].uns["grn"][k] for k in ("forwards", "seconds", "n_regulators")}
         results["datasets"][name] = entry
-        print(name, json.dumps({t: {k: round(v["ratio"], 2) for k, v in s.items()} for t, s in entry["scores"].items()}),
-              flush=True)
+        ratios = {t: {k: round(v["ratio"], 2) for k, v in s.items()} for t, s in entry["scores"].items()}
+        print(name, json.dumps(ratios), flush=True)
     results["seconds_total"] = time.perf_counter() - t0
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1, default=float))

@@ -72,3 +72,21 @@ def test_perturb_refuses_what_it_cannot_do(bundle, cells):
                       (dict(genes="hvg", n_genes=20, max_regulators=0), "max_regulators")):
         with pytest.raises(InputError, match=says):
             run_grn(bundle, cells, method="perturb", **bad)
+
+
+def test_cli_writes_perturb_and_stability_networks(cells, tmp_path):
+    import anndata as ad
+
+    from grnformer.cli import main
+
+    src = tmp_path / "in.h5ad"
+    cells.write_h5ad(src)
+    assert main(["grn", "shipped", str(src), str(tmp_path / "ko.h5ad"), "--method", "perturb", "--genes", "hvg",
+                 "--n-genes", "20", "--max-regulators", "2", "--device", "cpu"]) == 0
+    ko = ad.read_h5ad(tmp_path / "ko.h5ad")
+    assert ko.uns["grn"]["method"] == "perturb" and ko.uns["grn"]["n_regulators"] == 2
+    assert (np.abs(ko.varp["GRN_effect"]).sum(axis=1) > 0).sum() == 2
+    assert main(["grn", "shipped", str(src), str(tmp_path / "boot.h5ad"), "--genes", "hvg", "--n-genes", "20",
+                 "--n-bootstrap", "4", "--filter", "stable", "--min-stability", "0.5", "--device", "cpu"]) == 0
+    boot = ad.read_h5ad(tmp_path / "boot.h5ad")
+    assert boot.varp["GRN_stability"].shape == (20, 20) and boot.uns["grn"]["filter"] == "stable"

@@ -253,7 +253,8 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
-        "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap, "min_stability": opts.min_stability if opts.filter == "stable" else None,
+        "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap,
+        "min_stability": opts.min_stability if opts.filter == "stable" else None,
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,

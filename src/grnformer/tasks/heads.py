@@ -177,7 +177,8 @@ def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[t
 
     cube: [n_layers·n_heads, G, G] per-head scores (rows = regulators, as `grn(keep_heads=True)` stores them).
     truth: boolean [G, G] matrix, or edges named like ``genes``. The returned selection's metrics hold the
-    held-out auprc / ap / auroc (`grnformer.metrics`) of the selection and of the mean of all heads, with the held-out positive rate."""
+    held-out auprc / ap / auroc (`grnformer.metrics`) of the selection and of the mean of all heads, with the
+    held-out positive rate."""
     cube = np.asarray(cube, dtype=np.float32)
     n_total, G = cube.shape[0], cube.shape[1]
     if cube.shape != (n_total, G, G) or n_total != n_layers * n_heads:

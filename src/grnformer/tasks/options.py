@@ -72,7 +72,8 @@ class GRNOptions:
     keep_heads: bool = option(False, "also store every head's map in uns['grn_heads'] (names in "
                               "uns['grn_head_names'])")
     method: str = option("mean_qk", "mean_qk: softmax of the cells' mean q·k (any number of genes); per_cell: "
-                         "mean of per-cell maps (genes in one context); perturb: in-silico knock-out of each regulator, "
+                         "mean of per-cell maps (genes in one context); perturb: in-silico knock-out of each "
+                         "regulator, "
                          "signed effects on every gene's predicted mean (genes in one context)", choices=METHODS)
     max_regulators: int | None = option(50, "perturb: knock out at most this many network genes (TFs first, "
                                         "then by cells expressing them); cost ≈ one forward per regulator and "
