@@ -382,3 +382,24 @@ def test_benchmark_method_restricts_rows_to_regulators(bundle, cells):
     assert list(net.var_names) == genes and net.uns["grn"]["regulators"] == 1
     np.testing.assert_allclose(net.varp["GRN"][5], full.varp["GRN"][5], rtol=1e-6)
     assert (net.varp["GRN"][:5] == 0).all()
+
+
+def test_contrast_is_each_group_minus_the_all_cells_network(bundle, cells, tmp_path):
+    adata = three_groups(cells)
+    kw = dict(genes="hvg", n_genes=30, groupby="type", groups=["A", "C"], batch_size=8)
+    plain = run_grn(bundle, adata, include_all=True, **kw)
+    contrast = run_grn(bundle, adata, contrast=True, **kw)
+    assert list(contrast) == ["A", "C"] and contrast["A"].uns["grn"]["contrast"] is True
+    for g in ("A", "C"):
+        np.testing.assert_allclose(contrast[g].varp["GRN"], plain[g].varp["GRN"] - plain["all"].varp["GRN"],
+                                   rtol=1e-5, atol=1e-7)
+    above = run_grn(bundle, adata, contrast=True, filter="above_uniform", **kw)["A"].varp["GRN"].toarray()
+    np.testing.assert_array_equal(above > 0, contrast["A"].varp["GRN"] > 0)  # kept: stronger in the group
+    src = tmp_path / "in.h5ad"
+    adata.write_h5ad(src)
+    paths = run_grn_file(bundle, src, tmp_path / "nets", contrast=True, **kw)
+    stored = ad.read_h5ad(paths[0])
+    np.testing.assert_allclose(stored.varp["GRN"], contrast["A"].varp["GRN"], rtol=1e-6)
+    for bad in (dict(groupby=None, groups=None), dict(method="perturb"), dict(n_bootstrap=2), dict(keep_heads=True)):
+        with pytest.raises(InputError, match="contrast"):
+            run_grn(bundle, adata, contrast=True, **{**kw, **bad})

@@ -109,7 +109,7 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
         if opts.include_all:
             everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
             nets["all"] = _perturb_network(bundle, plan, opts, dev, "all", everyone)
-    elif opts.one_pass or opts.include_all:
+    elif opts.one_pass or opts.include_all or opts.contrast:
         nets = networks_in_one_pass(bundle, plan, opts, dev, opts.include_all, progress)
     else:
         nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
@@ -173,8 +173,10 @@ def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torc
 def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device,
                          include_all: bool = False, progress: bool = True) -> dict[str, AnnData]:
     """Every group's network from one pass over their cells (see `grn`); with ``include_all`` also 'all', the
-    sum of every accumulator, the cells in no group included."""
-    sets = {**plan.groups, **({"": plan.rest} if include_all else {})}  # "": the cells in no group
+    sum of every accumulator, the cells in no group included. With opts.contrast each group's network is its
+    own minus that all-cells one."""
+    whole = include_all or opts.contrast
+    sets = {**plan.groups, **({"": plan.rest} if whole else {})}  # "": the cells in no group
     label = np.full(plan.prep.n_cells, -1)
     for i, rows in enumerate(sets.values()):
         label[rows] = i
@@ -189,26 +191,31 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
         for i in torch.unique(which).tolist():
             mine = which == i
             accs[i].add(slots[mine], [(q[mine], k[mine]) for q, k in out.qk], same_context=not opts.random_contexts)
-    nets = {g: _network(bundle, plan, opts, g, rows, acc, len(collators))
-            for (g, rows), acc in zip(plan.groups.items(), accs)}
-    if include_all:
+    total = None
+    if whole:
         total = _accumulator(bundle, len(plan.cols), opts, dev)
         for acc in accs:
             total.merge(acc)
+    nets = {g: _network(bundle, plan, opts, g, rows, acc, len(collators), total if opts.contrast else None)
+            for (g, rows), acc in zip(plan.groups.items(), accs)}
+    if include_all:
         nets["all"] = _network(bundle, plan, opts, "all", everyone, total, len(collators))
     return nets
 
 
 def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, rows: np.ndarray,
-             acc: Accumulator, n_contexts: int) -> AnnData:
-    """The network AnnData of one accumulator: heads combined, symmetrised and filtered as asked."""
+             acc: Accumulator, n_contexts: int, background: Accumulator | None = None) -> AnnData:
+    """The network AnnData of one accumulator: heads combined, less ``background``'s network (contrast),
+    symmetrised and filtered as asked."""
     c = bundle.config
     weights = opts.head_weights(bundle, acc.n_cells.device)
     net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
+    if background is not None:
+        net = net - aggregate(background, weights, opts.direction)[0]
     if opts.symmetrise:
         net = (net + net.T) / 2
     n_seen = int((acc.n_cells > 0).sum())
-    level = float(weights.sum()) / max(n_seen, 1)
+    level = 0.0 if background is not None else float(weights.sum()) / max(n_seen, 1)
     stable = stability(acc, weights, opts.direction, opts.top_k, opts.symmetrise) \
         if isinstance(acc, Bootstrapped) else None
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
@@ -253,7 +260,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
-        "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap,
+        "contrast": opts.contrast, "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap,
         "min_stability": opts.min_stability if opts.filter == "stable" else None,
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,

@@ -18,7 +18,8 @@ from anndata.io import read_elem
 
 from grnformer.errors import InputError
 from grnformer.tasks.grn import (
-    GRNOptions, NetworkPlan, adapted, iter_networks, network_collators, plan_networks, provenance,
+    GRNOptions, NetworkPlan, adapted, iter_networks, network_collators, networks_in_one_pass, plan_networks,
+    provenance,
 )
 from grnformer.tasks.inference import load_task_bundle, read_input
 from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
@@ -26,7 +27,7 @@ from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "direction", "correction", "max_regulators", "adapt_steps", "n_bootstrap",
+RESUME_KEYS = ("method", "direction", "correction", "contrast", "max_regulators", "adapt_steps", "n_bootstrap",
                "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
                "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed", "organism",
                "model")
@@ -68,7 +69,11 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
     todo = [g for g in plan.groups if g not in done]
     if todo:
         bundle = adapted(bundle, adata, opts, dev)
-    for g, net in iter_networks(bundle, plan, opts, dev, todo, progress):
+    if opts.contrast and todo:  # every cell's sums are needed: one pass makes all groups, the missing are written
+        made = [(g, n) for g, n in networks_in_one_pass(bundle, plan, opts, dev, False, progress).items() if g in todo]
+    else:
+        made = iter_networks(bundle, plan, opts, dev, todo, progress)
+    for g, net in made:
         writers = {files[g][0]: h5ad_writer(net)}
         if csv:
             writers[files[g][1]] = csv_writer(net, csv_max_edges)

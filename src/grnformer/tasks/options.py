@@ -84,6 +84,8 @@ class GRNOptions:
     precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
     seed: int = option(0, "random draws: cells (max_cells), random contexts, select-heads' split")
     organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    contrast: bool = option(False, "with groupby: each group's network minus the all-cells network (what is "
+                            "stronger in the group; negative = weaker), from one pass over every cell")
     adapt_steps: int = option(0, "first adapt the model to these cells for this many self-supervised steps "
                               "(`grnformer adapt`; 0: zero-shot)")
     one_pass: bool = option(False, "groups from a single pass over the union of their cells, each batch row "
@@ -128,6 +130,10 @@ class GRNOptions:
             raise InputError("filter 'stable' needs n_bootstrap > 0 (the stability comes from the replicates).")
         if not 0 < opts.min_stability <= 1:
             raise InputError(f"min_stability must be in (0, 1]; got {opts.min_stability}.")
+        if opts.contrast and (opts.groupby is None or opts.method == "perturb" or opts.n_bootstrap
+                              or opts.keep_heads):
+            raise InputError("contrast subtracts the all-cells attention network from each group's: it needs "
+                             "groupby, method mean_qk or per_cell, and no n_bootstrap or keep_heads.")
         if opts.include_all and opts.groupby is None:
             raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
         return opts
