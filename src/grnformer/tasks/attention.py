@@ -15,7 +15,7 @@ rows are regulators in the information-flow sense); 'qk' keeps rows = queries.
 Correction 'centre_q' (the default) subtracts, per layer and head, the mean query over the network genes
 before the softmax. Why: softmax over keys is blind to anything added to every key, but not to what every query
 shares. Q̄ᵢ·K̄ⱼ = (Q̄ᵢ - q̄)·K̄ⱼ + q̄·K̄ⱼ, and the second term is a per-key bias the same for every query: on the
-shipped model it is 76–80% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau mESC), so a few keys
+shipped model it is 76–81% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau mESC), so a few keys
 (LYZ, FTH1; JUNB on the demo's cells) are read by every gene and, rows being keys in 'kq', become hub
 regulators. The hub is not a large key (its key norm is among the smallest) but a key aligned with q̄. Centring
 K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/RESULTS.md.
