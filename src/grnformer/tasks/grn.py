@@ -44,7 +44,7 @@ from grnformer.tasks.inference import (
     Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle, prepare_input, run_model,
     select_genes,
 )
-from grnformer.tasks.options import DEFAULT_N_GENES, DIRECTIONS, FILTERS, METHODS, GRNOptions  # noqa: F401
+from grnformer.tasks.options import GRNOptions
 from grnformer.tasks.perturb import choose_regulators, knockout_effects
 from grnformer.train.checkpoint import Bundle
 
@@ -75,12 +75,6 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed))
-
-
-def _subsample(rows: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
-    if max_cells is None or len(rows) <= max_cells:
-        return rows
-    return np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False))
 
 
 def _subsample(rows: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
