@@ -200,3 +200,22 @@ def test_bad_values_exit_2_with_a_message_and_no_output(files, tmp_path, capsys,
                     else [command, *positional, *options], capsys)
     assert code == 2 and message in err, err
     assert "Traceback" not in err and not list(out.parent.iterdir())
+
+
+def test_grn_flags_are_built_from_the_options_dataclass():
+    """Every documented GRNOptions field is a grn flag with the field's help and choices (one description)."""
+    import dataclasses
+
+    from grnformer.cli import build_parser
+    from grnformer.tasks.options import FILTERS, GRNOptions
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["grn"]
+    flags = {a.dest: a for a in sub._actions}
+    for f in dataclasses.fields(GRNOptions):
+        if f.metadata.get("cli"):
+            assert f.name in flags and f.metadata["help"] in flags[f.name].help
+    assert list(flags["filter"].choices) == list(FILTERS)
+    args = sub.parse_args(["shipped", "in.h5ad", "out.h5ad", "--correction", "none", "--groups", "A,B", "--seed", "3"])
+    assert (args.correction, args.groups, args.seed, args.top_k) == ("none", ["A", "B"], 3, None)
+    with pytest.raises(SystemExit):
+        sub.parse_args(["shipped", "in.h5ad", "out.h5ad", "--method", "exact"])
