@@ -45,9 +45,9 @@ from grnformer.data.labels import column  # noqa: E402
 from grnformer.data.prepare import prepare  # noqa: E402
 from grnformer.tasks.classify import classify  # noqa: E402
 from grnformer.tasks.denoise import denoise  # noqa: E402
-from grnformer.tasks.options import DenoiseOptions  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
 from grnformer.tasks.grn import grn  # noqa: E402
+from grnformer.tasks.options import DenoiseOptions, GRNOptions  # noqa: E402
 from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 
 CELL_TYPE = column("cell_type")
@@ -181,7 +181,7 @@ def networks(bundle, cache: dict) -> dict[str, Any]:
         prepared, _ = prepare(adata)
         genes = select_genes(prepared, n_genes=NETWORK_GENES, n_tfs=NETWORK_GENES // 2)
         t = time.perf_counter()
-        ours = grn(bundle, prepared, genes=genes, progress=False)
+        ours = grn(bundle, prepared, GRNOptions(genes=genes, n_genes=None), progress=False)
         ours.var_names = ours.var["symbol"].astype(str).to_numpy()
         seconds = time.perf_counter() - t
         for truth_name in truth_names:

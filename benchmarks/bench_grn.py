@@ -33,7 +33,7 @@ from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.model import GRNFormer, ModelConfig
 from grnformer.tasks.embed import embed
-from grnformer.tasks.grn import grn
+from grnformer.tasks.grn import GRNOptions, grn
 from grnformer.tasks.inference import resolve_device
 from grnformer.tasks.io import write_h5ad
 from grnformer.train.checkpoint import Bundle, load_bundle
@@ -94,8 +94,8 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device, peak: 
     out_dir = Path(tempfile.mkdtemp(prefix="bench_grn_"))
     if device.type == "cuda":  # kernels and allocator warmed on a few cells, outside the timings
         warm = model_bundle(shape, args.ckpt, device)
-        grn(warm, pbmc_cells(2 * batch), genes="hvg", n_genes=n_genes, batch_size=batch, device=device,
-            precision=args.precision, progress=False)
+        grn(warm, pbmc_cells(2 * batch), GRNOptions(genes="hvg", n_genes=n_genes, batch_size=batch,
+                                                    precision=args.precision), device=device, progress=False)
         torch.cuda.synchronize()
 
     t0 = time.perf_counter()
@@ -103,8 +103,8 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device, peak: 
     t_model = time.perf_counter()
     adata = pbmc_cells(args.cells)
     t_data = time.perf_counter()
-    net = grn(bundle, adata, genes="hvg", n_genes=n_genes, batch_size=batch, device=device,
-              precision=args.precision, progress=not args.quiet)
+    net = grn(bundle, adata, GRNOptions(genes="hvg", n_genes=n_genes, batch_size=batch, precision=args.precision),
+              device=device, progress=not args.quiet)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_grn = time.perf_counter()

@@ -141,12 +141,13 @@ def networks(bundle, n_genes: int, max_cells: int | None, seed: int, batch_size:
     """Both attention directions, and head selection per direction, against real ground truths."""
     from grnformer.bench.metrics import score_network
     from grnformer.bench.truths import load_truth
-    from grnformer.tasks.grn import grn
+    from grnformer.tasks.grn import GRNOptions, grn
     from grnformer.tasks.heads import select_heads
 
     t = time.perf_counter()
-    net = grn(bundle, datasets.load("pbmc3k"), genes="hvg", n_genes=n_genes, keep_heads=True, max_cells=max_cells,
-              batch_size=batch_size, device=device, seed=seed)
+    net = grn(bundle, datasets.load("pbmc3k"), GRNOptions(genes="hvg", n_genes=n_genes, keep_heads=True,
+                                                        max_cells=max_cells, batch_size=batch_size, seed=seed),
+              device=device)
     out: dict[str, Any] = {"n_genes": int(net.n_vars), "n_cells": int(net.n_obs), "seconds": time.perf_counter() - t}
     cube_kq = np.asarray(net.uns["grn_heads"])
     cubes = {"kq": cube_kq, "qk": cube_kq.transpose(0, 2, 1)}

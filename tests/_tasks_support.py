@@ -52,3 +52,18 @@ def retina(n_cells: int = 120, seed: int = 0) -> AnnData:
     full = _retina()
     rows = np.sort(np.random.default_rng(seed).choice(full.n_obs, n_cells, replace=False))
     return full[rows].copy()
+
+
+def run_grn(bundle, adata, progress: bool = False, device=None, **options):
+    """grn() with its options given as keywords (a test's shorthand for grn(bundle, adata, GRNOptions(...)))."""
+    from grnformer.tasks.grn import GRNOptions, grn
+
+    return grn(bundle, adata, GRNOptions(**options), device=device, progress=progress)
+
+
+def run_grn_file(bundle, src, out, csv: bool = False, overwrite: bool = False, progress: bool = False, **options):
+    """grn_file() with its network options given as keywords."""
+    from grnformer.tasks.grn import GRNOptions
+    from grnformer.tasks.network_files import grn_file
+
+    return grn_file(bundle, src, out, GRNOptions(**options), csv=csv, overwrite=overwrite, progress=progress)

@@ -143,13 +143,11 @@ def test_precision_reaches_the_model(files, tmp_path, capsys):
 
 def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys):
     """A truth made of one head's strongest edges: select-heads finds that head; grn --heads uses the JSON."""
-    from _tasks_support import tiny_bundle
-
-    from grnformer.tasks.grn import grn
+    from _tasks_support import run_grn, tiny_bundle
 
     ckpt, cells = files
     kw = dict(genes="hvg", n_genes=30, progress=False)
-    full = grn(tiny_bundle(), ad.read_h5ad(cells), keep_heads=True, **kw)
+    full = run_grn(tiny_bundle(), ad.read_h5ad(cells), keep_heads=True, **kw)
     planted = full.uns["grn_heads"][2] * ~np.eye(30, dtype=bool)
     r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:60], planted.shape)
     names = np.asarray(full.var_names)
@@ -225,3 +223,22 @@ def test_denoise_and_bench_flags_are_built_from_their_options():
     args = parser.parse_args(["bench", "--methods", "pearson", "--datasets", "chen_hesc", "--truths", "omnipath",
                               "--out", "o", "--universes", "all,truth_regulators", "--regulators", "tf"])
     assert _options(BenchOptions, args) == BenchOptions(universes=["all", "truth_regulators"], regulators="tf")
+
+
+def test_grn_flags_are_built_from_the_options_dataclass():
+    """Every documented GRNOptions field is a grn flag with the field's help and choices (one description)."""
+    import dataclasses
+
+    from grnformer.cli import build_parser
+    from grnformer.tasks.options import FILTERS, GRNOptions
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["grn"]
+    flags = {a.dest: a for a in sub._actions}
+    for f in dataclasses.fields(GRNOptions):
+        if f.metadata.get("cli"):
+            assert f.name in flags and f.metadata["help"] in flags[f.name].help
+    assert list(flags["filter"].choices) == list(FILTERS)
+    args = sub.parse_args(["shipped", "in.h5ad", "out.h5ad", "--correction", "none", "--groups", "A,B", "--seed", "3"])
+    assert (args.correction, args.groups, args.seed, args.top_k) == ("none", ["A", "B"], 3, None)
+    with pytest.raises(SystemExit):
+        sub.parse_args(["shipped", "in.h5ad", "out.h5ad", "--method", "exact"])

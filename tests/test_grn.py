@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from _tasks_support import CONTEXT, pbmc, tiny_bundle
+from _tasks_support import CONTEXT, pbmc, run_grn, run_grn_file, tiny_bundle
 
 import grnformer.tasks.grn as grn_mod
+import grnformer.tasks.network_files as files_mod
 from grnformer import InputError
 from grnformer.data.genes import tf_symbols
 from grnformer.data.prepare import prepare
-from grnformer.tasks.grn import grn, grn_file
+from grnformer.bench.grnformer_method import benchmark_method
 from grnformer.tasks.io import write_h5ad
 
 
@@ -30,9 +31,10 @@ def cells():
     return pbmc(48)
 
 
-def brute_force(bundle, adata, gene_ids, direction="kq"):
+def brute_force(bundle, adata, gene_ids, direction="kq", centre_q=True):
     """Mean over cells of each gene's q and k, taken one cell and one context at a time straight from the
-    model, then softmax(Q̄K̄ᵀ/√d) per head, averaged over all heads."""
+    model, then softmax(Q̄K̄ᵀ/√d) per head (Q̄ centred over the genes, the default correction), averaged over all
+    heads."""
     prepared, _ = prepare(adata, vocab=bundle.vocab)
     x = prepared[:, list(gene_ids)].X.toarray()
     depth = np.asarray(prepared.X.sum(axis=1)).ravel()
@@ -50,6 +52,8 @@ def brute_force(bundle, adata, gene_ids, direction="kq"):
                     q_sum[layer][:, chunk] += q[0].double()
                     k_sum[layer][:, chunk] += k[0].double()
     q_bar, k_bar = q_sum / prepared.n_obs, k_sum / prepared.n_obs
+    if centre_q:
+        q_bar = q_bar - q_bar.mean(dim=2, keepdim=True)
     maps = torch.softmax(q_bar @ k_bar.transpose(-1, -2) / math.sqrt(c.d_head), dim=-1)
     net = maps.mean(dim=(0, 1)).numpy()
     return net.T if direction == "kq" else net
@@ -58,19 +62,24 @@ def brute_force(bundle, adata, gene_ids, direction="kq"):
 @pytest.mark.parametrize("n_genes", [40, 100])  # one context, then two contexts of 50 genes (context 64)
 def test_mean_qk_network_equals_brute_force(bundle, cells, n_genes):
     cells = cells[:20].copy()
-    net = grn(bundle, cells, genes="hvg", n_genes=n_genes, batch_size=8, progress=False)
+    net = run_grn(bundle, cells, genes="hvg", n_genes=n_genes, batch_size=8, progress=False)
     assert net.varp["GRN"].shape == (n_genes, n_genes) and net.n_obs == cells.n_obs
     assert net.uns["grn"]["n_contexts_per_cell"] == math.ceil(n_genes / CONTEXT)
     expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy())
     np.testing.assert_allclose(net.varp["GRN"], expected, rtol=1e-4, atol=1e-7)
     # 'qk' is the transpose; each query row of a softmax map sums to one, so 'qk' rows sum to one
-    qk = grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", progress=False)
+    qk = run_grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", progress=False)
     np.testing.assert_allclose(qk.varp["GRN"], expected.T, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(qk.varp["GRN"].sum(axis=1), 1.0, rtol=1e-5)
+    raw = run_grn(bundle, cells, genes=list(net.var["gene_id"]), correction="none", progress=False)
+    raw_expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy(), centre_q=False)
+    np.testing.assert_allclose(raw.varp["GRN"], raw_expected, rtol=1e-4, atol=1e-7)
+    assert not np.allclose(raw_expected, expected, rtol=1e-3)  # the correction changes the network
+    assert raw.uns["grn"]["correction"] == "none" and net.uns["grn"]["correction"] == "centre_q"
 
 
 def test_network_annotations(bundle, cells):
-    net = grn(bundle, cells, genes="hvg", n_genes=60, progress=False)
+    net = run_grn(bundle, cells, genes="hvg", n_genes=60, progress=False)
     symbols = net.var["symbol"].to_numpy()
     assert list(net.var_names) == list(symbols)  # PBMC symbols are unique among these genes
     assert net.var["gene_id"].str.startswith("ENSG").all()
@@ -82,17 +91,17 @@ def test_network_annotations(bundle, cells):
 
 
 def test_per_cell_variant_matches_on_one_cell_and_differs_on_many(bundle, cells):
-    genes = list(grn(bundle, cells, genes="most_expressed", n_genes=30, progress=False).var["gene_id"])
+    genes = list(run_grn(bundle, cells, genes="most_expressed", n_genes=30, progress=False).var["gene_id"])
     one = cells[:1].copy()
-    a = grn(bundle, one, genes=genes, method="mean_qk", progress=False).varp["GRN"]
-    b = grn(bundle, one, genes=genes, method="per_cell", progress=False).varp["GRN"]
+    a = run_grn(bundle, one, genes=genes, method="mean_qk", progress=False).varp["GRN"]
+    b = run_grn(bundle, one, genes=genes, method="per_cell", progress=False).varp["GRN"]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
-    many_mean = grn(bundle, cells, genes=genes, method="mean_qk", progress=False).varp["GRN"]
-    many_cell = grn(bundle, cells, genes=genes, method="per_cell", direction="qk", progress=False).varp["GRN"]
+    many_mean = run_grn(bundle, cells, genes=genes, method="mean_qk", progress=False).varp["GRN"]
+    many_cell = run_grn(bundle, cells, genes=genes, method="per_cell", direction="qk", progress=False).varp["GRN"]
     np.testing.assert_allclose(many_cell.sum(axis=1), 1.0, rtol=1e-5)  # an average of softmax rows
     assert not np.allclose(many_mean, many_cell.T, rtol=1e-3)  # averaging maps != map of averages
     with pytest.raises(InputError, match="per_cell"):
-        grn(bundle, cells, genes="hvg", n_genes=CONTEXT + 1, method="per_cell", progress=False)
+        run_grn(bundle, cells, genes="hvg", n_genes=CONTEXT + 1, method="per_cell", progress=False)
 
 
 @pytest.fixture
@@ -112,10 +121,10 @@ def accumulators(monkeypatch):
 def test_accumulator_memory_does_not_grow_with_cells(bundle, accumulators):
     made = accumulators
     small, large = pbmc(8, seed=1), pbmc(96, seed=2)
-    genes = list(grn(bundle, small, genes="most_expressed", n_genes=50, progress=False).var["gene_id"])
+    genes = list(run_grn(bundle, small, genes="most_expressed", n_genes=50, progress=False).var["gene_id"])
     made.clear()
     for adata in (small, large):
-        grn(bundle, adata, genes=genes, batch_size=8, progress=False)
+        run_grn(bundle, adata, genes=genes, batch_size=8, progress=False)
     sizes = [[tuple(t.shape) for t in (m.q_sum, m.k_sum, m.n_cells)] for m in made]
     assert sizes[0] == sizes[1] == [(2, 2, 50, 16), (2, 2, 50, 16), (50,)]
     assert made[0].n_cells.max() == 8 and made[1].n_cells.max() == 96
@@ -123,7 +132,7 @@ def test_accumulator_memory_does_not_grow_with_cells(bundle, accumulators):
 
 def test_random_expressed_counts_cells_per_gene(bundle, cells):
     # contexts of 64 genes drawn among ~800 expressed genes: each network gene is seen in a few cells only
-    net = grn(bundle, cells, genes="random_expressed", n_genes=80, progress=False)
+    net = run_grn(bundle, cells, genes="random_expressed", n_genes=80, progress=False)
     n = net.var["n_cells"].to_numpy()
     m = net.varp["GRN"]
     assert m.shape == (80, 80) and n.max() < cells.n_obs and n.sum() > 80
@@ -135,14 +144,14 @@ def test_random_expressed_counts_cells_per_gene(bundle, cells):
 def test_per_group_networks_equal_networks_of_each_subset(bundle, cells):
     adata = cells.copy()
     adata.obs["half"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 3 == 0, "A", "B"), ["A", "B", "C"])
-    nets = grn(bundle, adata, genes="hvg", n_genes=40, groupby="half", progress=False)
+    nets = run_grn(bundle, adata, genes="hvg", n_genes=40, groupby="half", progress=False)
     assert set(nets) == {"A", "B"}  # the unused category C has no cells and no network
     genes = nets["A"].var["gene_id"].to_numpy()  # any sequence of names, numpy arrays included
     assert list(genes) == list(nets["B"].var["gene_id"])  # genes are chosen once over all cells
     for g, net in nets.items():
         subset = adata[adata.obs["half"] == g].copy()
         assert net.n_obs == subset.n_obs and net.uns["grn"]["group"] == g
-        alone = grn(bundle, subset, genes=genes, progress=False)
+        alone = run_grn(bundle, subset, genes=genes, progress=False)
         np.testing.assert_allclose(net.varp["GRN"], alone.varp["GRN"], rtol=1e-5, atol=1e-8)
     assert not np.allclose(nets["A"].varp["GRN"], nets["B"].varp["GRN"])
 
@@ -161,8 +170,8 @@ def three_groups(cells):
 def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, method, n_genes, max_cells):
     adata = three_groups(cells)
     kw = dict(genes="hvg", n_genes=n_genes, method=method, max_cells=max_cells, batch_size=8, progress=False)
-    apart = grn(bundle, adata, groupby="type", groups=["C", "A"], **kw)
-    together = grn(bundle, adata, groupby="type", groups=["C", "A"], include_all=True, **kw)
+    apart = run_grn(bundle, adata, groupby="type", groups=["C", "A"], **kw)
+    together = run_grn(bundle, adata, groupby="type", groups=["C", "A"], include_all=True, **kw)
     assert list(together) == ["C", "A", "all"]
     for g in ("C", "A"):
         assert list(together[g].obs_names) == list(apart[g].obs_names)  # max_cells draws the same cells
@@ -172,7 +181,7 @@ def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, 
     everyone = together["all"]
     assert everyone.n_obs == (3 * max_cells if max_cells else cells.n_obs)
     assert everyone.uns["grn"]["group"] == "all" and everyone.uns["grn"]["n_cells"] == everyone.n_obs
-    alone = grn(bundle, adata[everyone.obs_names].copy(), **{**kw, "genes": list(everyone.var["gene_id"]),
+    alone = run_grn(bundle, adata[everyone.obs_names].copy(), **{**kw, "genes": list(everyone.var["gene_id"]),
                                                               "max_cells": None})
     np.testing.assert_allclose(everyone.varp["GRN"], alone.varp["GRN"], rtol=1e-5, atol=1e-8)
     np.testing.assert_array_equal(everyone.var["n_cells"], alone.var["n_cells"])
@@ -181,22 +190,22 @@ def test_one_pass_equals_group_by_group_and_all_equals_ungrouped(bundle, cells, 
 def test_include_all_with_no_group_selected_gives_the_all_cells_network(bundle, cells):
     """The demo asks for the types with enough cells; on a small input there may be none."""
     kw = dict(genes="hvg", n_genes=20, batch_size=8, progress=False)
-    nets = grn(bundle, three_groups(cells), groupby="type", groups=[], include_all=True, **kw)
+    nets = run_grn(bundle, three_groups(cells), groupby="type", groups=[], include_all=True, **kw)
     assert list(nets) == ["all"] and nets["all"].n_obs == cells.n_obs
-    np.testing.assert_allclose(nets["all"].varp["GRN"], grn(bundle, cells, **kw).varp["GRN"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(nets["all"].varp["GRN"], run_grn(bundle, cells, **kw).varp["GRN"], rtol=1e-5, atol=1e-8)
 
 
 def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, accumulators):
     made = accumulators
-    nets = grn(bundle, three_groups(cells), genes="hvg", n_genes=20, groupby="type", one_pass=True, progress=False)
+    nets = run_grn(bundle, three_groups(cells), genes="hvg", n_genes=20, groupby="type", one_pass=True, progress=False)
     assert sorted(nets) == ["A", "B", "C"] and len(made) == 3
     assert [int(m.n_cells.max()) for m in made] == [net.n_obs for net in nets.values()]  # groups in order met
     with pytest.raises(InputError, match="needs groupby"):
-        grn(bundle, cells, genes="hvg", n_genes=20, include_all=True, progress=False)
+        run_grn(bundle, cells, genes="hvg", n_genes=20, include_all=True, progress=False)
     adata = cells.copy()
     adata.obs["type"] = np.where(np.arange(adata.n_obs) < 10, "all", "other")
     with pytest.raises(InputError, match="group named 'all'"):
-        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", include_all=True, progress=False)
+        run_grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", include_all=True, progress=False)
 
 
 def counted_networks(monkeypatch, fail_at=None):
@@ -219,16 +228,16 @@ def test_interrupted_grouped_run_resumes_with_only_the_missing_groups(bundle, ce
     three_groups(cells).write_h5ad(src)
     out = tmp_path / "nets"
     kw = dict(groupby="type", genes="hvg", n_genes=30, max_cells=10, csv=True, progress=False)
-    expected = grn(bundle, three_groups(cells), groupby="type", genes="hvg", n_genes=30, max_cells=10,
+    expected = run_grn(bundle, three_groups(cells), groupby="type", genes="hvg", n_genes=30, max_cells=10,
                    progress=False)
     counted_networks(monkeypatch, fail_at=2)
     with pytest.raises(KeyboardInterrupt):
-        grn_file(bundle, src, out, **kw)
+        run_grn_file(bundle, src, out, **kw)
     # groups run in the order met in obs (B, C, A): B is complete, C died, A never started; no .part files
     assert sorted(p.name for p in out.iterdir()) == ["B.csv", "B.h5ad"]
     first = (out / "B.h5ad").stat().st_mtime_ns
     calls = counted_networks(monkeypatch)
-    paths = grn_file(bundle, src, out, **kw)
+    paths = run_grn_file(bundle, src, out, **kw)
     assert calls == ["C", "A"] and (out / "B.h5ad").stat().st_mtime_ns == first
     assert sorted(p.name for p in paths) == sorted(p.name for p in out.iterdir()) == \
         ["A.csv", "A.h5ad", "B.csv", "B.h5ad", "C.csv", "C.h5ad"]
@@ -236,7 +245,7 @@ def test_interrupted_grouped_run_resumes_with_only_the_missing_groups(bundle, ce
         stored = ad.read_h5ad(out / f"{g}.h5ad")
         assert list(stored.obs_names) == list(net.obs_names)
         np.testing.assert_allclose(stored.varp["GRN"], net.varp["GRN"], rtol=1e-6)
-    grn_file(bundle, src, out, **kw)
+    run_grn_file(bundle, src, out, **kw)
     assert calls == ["C", "A"]  # nothing left to do
 
 
@@ -245,7 +254,7 @@ def test_resume_refuses_other_settings_unless_overwrite(bundle, cells, tmp_path,
     three_groups(cells).write_h5ad(src)
     out = tmp_path / "nets"
     kw = dict(groupby="type", genes="hvg", n_genes=20, progress=False)
-    grn_file(bundle, src, out, **kw)
+    run_grn_file(bundle, src, out, **kw)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     calls = counted_networks(monkeypatch)
     for other, says in ((dict(direction="qk"), "direction: kq there, qk now"),
@@ -254,34 +263,34 @@ def test_resume_refuses_other_settings_unless_overwrite(bundle, cells, tmp_path,
                         (dict(max_cells=5), "n_cells: 15 there, 5 now")):
         with pytest.raises(InputError, match=f"B.h5ad' holds a network made with other settings .*{says}.*"
                                              f"--overwrite"):
-            grn_file(bundle, src, out, **{**kw, **other})
+            run_grn_file(bundle, src, out, **{**kw, **other})
     assert calls == [] and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    grn_file(bundle, src, out, csv=True, **kw)  # same networks, CSVs missing: made now
+    run_grn_file(bundle, src, out, csv=True, **kw)  # same networks, CSVs missing: made now
     assert calls == ["B", "C", "A"] and len(list(out.glob("*.csv"))) == 3
-    grn_file(bundle, src, out, overwrite=True, **{**kw, "direction": "qk"})
+    run_grn_file(bundle, src, out, overwrite=True, **{**kw, "direction": "qk"})
     assert calls == ["B", "C", "A"] * 2 and ad.read_h5ad(out / "B.h5ad").uns["grn"]["direction"] == "qk"
     ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(tmp_path / "plain.h5ad")
     with pytest.raises(InputError, match="not a grnformer network"):
-        grn_file(bundle, src, tmp_path / "plain.h5ad", genes="hvg", n_genes=20, progress=False)
+        run_grn_file(bundle, src, tmp_path / "plain.h5ad", genes="hvg", n_genes=20, progress=False)
 
 
 def test_filters_and_symmetrise(bundle, cells):
     kw = dict(genes="hvg", n_genes=40, progress=False)
-    dense = grn(bundle, cells, **kw).varp["GRN"]
-    top = grn(bundle, cells, filter="topk", top_k=5, **kw).varp["GRN"]
+    dense = run_grn(bundle, cells, **kw).varp["GRN"]
+    top = run_grn(bundle, cells, filter="topk", top_k=5, **kw).varp["GRN"]
     assert sp.issparse(top) and (np.diff(top.indptr) == 5).all()
     np.testing.assert_allclose(top.toarray().max(axis=1), dense.max(axis=1), rtol=1e-6)
     kth = np.sort(dense, axis=1)[:, -5]
     assert (top.toarray()[top.toarray() > 0] >= np.repeat(kth, 5) - 1e-9).all()
-    above = grn(bundle, cells, filter="above_uniform", **kw)
+    above = run_grn(bundle, cells, filter="above_uniform", **kw)
     assert above.uns["grn"]["uniform_level"] == pytest.approx(1 / 40)
     np.testing.assert_allclose(above.varp["GRN"].toarray(), np.where(dense > 1 / 40, dense, 0), rtol=1e-6)
-    sym = grn(bundle, cells, symmetrise=True, **kw).varp["GRN"]
+    sym = run_grn(bundle, cells, symmetrise=True, **kw).varp["GRN"]
     np.testing.assert_allclose(sym, (dense + dense.T) / 2, rtol=1e-5)
 
 
 def test_keep_heads_cube_averages_to_the_network(bundle, cells):
-    net = grn(bundle, cells, genes="hvg", n_genes=30, keep_heads=True, progress=False)
+    net = run_grn(bundle, cells, genes="hvg", n_genes=30, keep_heads=True, progress=False)
     cube = net.uns["grn_heads"]
     assert cube.shape == (4, 30, 30) and net.uns["grn_head_names"] == ["L0H0", "L0H1", "L1H0", "L1H1"]
     np.testing.assert_allclose(cube.mean(axis=0), net.varp["GRN"], rtol=1e-5)
@@ -291,7 +300,7 @@ def test_grn_file_writes_readable_h5ad_and_sorted_csv(bundle, cells, tmp_path):
     src = tmp_path / "in.h5ad"
     cells.write_h5ad(src)
     out = tmp_path / "net.h5ad"
-    paths = grn_file(bundle, src, out, csv=True, genes="hvg", n_genes=30, filter="topk", top_k=4, progress=False)
+    paths = run_grn_file(bundle, src, out, csv=True, genes="hvg", n_genes=30, filter="topk", top_k=4, progress=False)
     assert sorted(p.name for p in paths) == ["net.csv", "net.h5ad"]
     net = ad.read_h5ad(out)
     assert net.varp["GRN"].shape == (30, 30) and net.var["is_tf"].dtype == bool
@@ -309,7 +318,7 @@ def test_grn_file_writes_readable_h5ad_and_sorted_csv(bundle, cells, tmp_path):
     adata = cells.copy()
     adata.obs["type"] = np.where(np.arange(adata.n_obs) < 20, "CL:0000236", "T cell/NK")
     adata.write_h5ad(src)
-    paths = grn_file(bundle, src, tmp_path / "groups", groupby="type", genes="hvg", n_genes=20, progress=False)
+    paths = run_grn_file(bundle, src, tmp_path / "groups", groupby="type", genes="hvg", n_genes=20, progress=False)
     assert sorted(p.name for p in paths) == ["CL_0000236.h5ad", "T_cell_NK.h5ad"]
 
 
@@ -323,9 +332,9 @@ def test_failure_mid_write_leaves_no_output(bundle, cells, tmp_path, monkeypatch
             raise OSError("No space left on device")
         return write
 
-    monkeypatch.setattr(grn_mod, "csv_writer", broken_csv)
+    monkeypatch.setattr(files_mod, "csv_writer", broken_csv)
     with pytest.raises(OSError, match="No space"):
-        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="hvg", n_genes=20, progress=False)
+        run_grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="hvg", n_genes=20, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]  # neither the h5ad nor any .part
 
 
@@ -341,35 +350,56 @@ def test_write_h5ad_is_atomic(tmp_path, monkeypatch):
 
 def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
     with pytest.raises(InputError, match="NOTAGENE1, NOTAGENE2"):
-        grn(bundle, cells, genes=["CD3E", "NOTAGENE1", "NOTAGENE2"], progress=False)
+        run_grn(bundle, cells, genes=["CD3E", "NOTAGENE1", "NOTAGENE2"], progress=False)
     with pytest.raises(InputError, match="groupby column 'celltype'"):
-        grn(bundle, cells, genes="hvg", n_genes=20, groupby="celltype", progress=False)
+        run_grn(bundle, cells, genes="hvg", n_genes=20, groupby="celltype", progress=False)
     adata = cells.copy()
     adata.obs["type"] = "T"
     with pytest.raises(InputError, match="no cells.*B cell"):
-        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", groups=["T", "B cell"], progress=False)
+        run_grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", groups=["T", "B cell"], progress=False)
     adata.obs["type"] = np.nan
     with pytest.raises(InputError, match="all missing"):
-        grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", progress=False)
+        run_grn(bundle, adata, genes="hvg", n_genes=20, groupby="type", progress=False)
     for bad in (dict(direction="up"), dict(filter="top"), dict(method="exact"), dict(genes="variable"),
-                dict(filter="topk", top_k=0), dict(n_genes=1)):
+                dict(filter="topk", top_k=0), dict(n_genes=1), dict(correction="apc")):
         with pytest.raises(InputError):
-            grn(bundle, cells, **{"genes": "hvg", "n_genes": 20, "progress": False, **bad})
+            run_grn(bundle, cells, **{"genes": "hvg", "n_genes": 20, "progress": False, **bad})
     src = tmp_path / "in.h5ad"
     cells.write_h5ad(src)
     with pytest.raises(InputError, match="NOTAGENE"):
-        grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="CD3E,NOTAGENE,NOTAGENE2", progress=False)
+        run_grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="CD3E,NOTAGENE,NOTAGENE2", progress=False)
     with pytest.raises(InputError, match="does not exist"):
-        grn_file(bundle, tmp_path / "missing.h5ad", tmp_path / "net.h5ad", progress=False)
+        run_grn_file(bundle, tmp_path / "missing.h5ad", tmp_path / "net.h5ad", progress=False)
     with pytest.raises(InputError, match="does not exist"):
-        grn_file(bundle, src, tmp_path / "no" / "net.h5ad", progress=False)
+        run_grn_file(bundle, src, tmp_path / "no" / "net.h5ad", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]
 
 
 def test_benchmark_method_restricts_rows_to_regulators(bundle, cells):
     genes = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1"]
-    full = grn(bundle, cells, genes=genes, progress=False)
-    net = grn_mod.benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle)
+    full = run_grn(bundle, cells, genes=genes, progress=False)
+    net = benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle)
     assert list(net.var_names) == genes and net.uns["grn"]["regulators"] == 1
     np.testing.assert_allclose(net.varp["GRN"][5], full.varp["GRN"][5], rtol=1e-6)
     assert (net.varp["GRN"][:5] == 0).all()
+
+
+def test_contrast_is_each_group_minus_the_all_cells_network(bundle, cells, tmp_path):
+    adata = three_groups(cells)
+    kw = dict(genes="hvg", n_genes=30, groupby="type", groups=["A", "C"], batch_size=8)
+    plain = run_grn(bundle, adata, include_all=True, **kw)
+    contrast = run_grn(bundle, adata, contrast=True, **kw)
+    assert list(contrast) == ["A", "C"] and contrast["A"].uns["grn"]["contrast"] is True
+    for g in ("A", "C"):
+        np.testing.assert_allclose(contrast[g].varp["GRN"], plain[g].varp["GRN"] - plain["all"].varp["GRN"],
+                                   rtol=1e-5, atol=1e-7)
+    above = run_grn(bundle, adata, contrast=True, filter="above_uniform", **kw)["A"].varp["GRN"].toarray()
+    np.testing.assert_array_equal(above > 0, contrast["A"].varp["GRN"] > 0)  # kept: stronger in the group
+    src = tmp_path / "in.h5ad"
+    adata.write_h5ad(src)
+    paths = run_grn_file(bundle, src, tmp_path / "nets", contrast=True, **kw)
+    stored = ad.read_h5ad(paths[0])
+    np.testing.assert_allclose(stored.varp["GRN"], contrast["A"].varp["GRN"], rtol=1e-6)
+    for bad in (dict(groupby=None, groups=None), dict(method="perturb"), dict(n_bootstrap=2), dict(keep_heads=True)):
+        with pytest.raises(InputError, match="contrast"):
+            run_grn(bundle, adata, contrast=True, **{**kw, **bad})

@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from _tasks_support import pbmc, tiny_bundle
+from _tasks_support import pbmc, run_grn, tiny_bundle
 from sklearn.metrics import average_precision_score
 
 from grnformer import InputError
-from grnformer.tasks.grn import grn, select_heads_file
-from grnformer.tasks.heads import HeadSelection, load_heads, read_edge_list, select_heads, truth_matrix
+from grnformer.metrics import read_edge_list
+from grnformer.tasks.grn import GRNOptions
+from grnformer.tasks.heads_file import select_heads_file
+from grnformer.tasks.heads import HeadSelection, load_heads, select_heads, truth_matrix
 
 G, N_LAYERS, N_HEADS = 80, 2, 4
 INFORMATIVE, DECOY = (2, 5), 7
@@ -48,7 +50,7 @@ def test_recovers_planted_heads_and_beats_the_mean_on_held_out_edges(split):
         test = ~train & ~np.eye(G, dtype=bool)
         combined = np.tensordot(w, cube, axes=1)
         ap = average_precision_score(truth[test], combined[test])
-        assert m["selected"]["auprc"] == pytest.approx(ap, rel=1e-6)
+        assert m["selected"]["ap"] == pytest.approx(ap, rel=1e-6)
 
 
 def test_regulator_split_holds_out_whole_rows():
@@ -99,18 +101,18 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
     bundle = tiny_bundle()
     cells = pbmc(24, seed=5)
     kw = dict(genes="hvg", n_genes=40, progress=False)
-    full = grn(bundle, cells, keep_heads=True, **kw)
+    full = run_grn(bundle, cells, keep_heads=True, **kw)
     cube = full.uns["grn_heads"]
     sel = HeadSelection(2, 2, "kq", np.array([[0.0, 3.0], [1.0, 0.0]]))
-    np.testing.assert_allclose(grn(bundle, cells, heads=sel, **kw).varp["GRN"], 0.75 * cube[1] + 0.25 * cube[2],
+    np.testing.assert_allclose(run_grn(bundle, cells, heads=sel, **kw).varp["GRN"], 0.75 * cube[1] + 0.25 * cube[2],
                                rtol=1e-5)
     path = sel.save(tmp_path / "heads.json")
-    net = grn(bundle, cells, heads=str(path), **kw)
+    net = run_grn(bundle, cells, heads=str(path), **kw)
     assert net.uns["grn"]["heads"] == {"L0H1": 0.75, "L1H0": 0.25}
     with pytest.raises(InputError, match="direction"):
-        grn(bundle, cells, heads=path, direction="qk", **kw)
+        run_grn(bundle, cells, heads=path, direction="qk", **kw)
     with pytest.raises(InputError, match="3 layers"):
-        grn(bundle, cells, heads=HeadSelection(3, 2, "kq", np.ones((3, 2))), **kw)
+        run_grn(bundle, cells, heads=HeadSelection(3, 2, "kq", np.ones((3, 2))), **kw)
 
     # end to end from files: a truth made of one head's strongest edges is found again
     src = tmp_path / "cells.h5ad"
@@ -119,9 +121,11 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
     planted = cube[3] * ~np.eye(40, dtype=bool)
     r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:80], planted.shape)
     pd.DataFrame({"regulator": names[r], "target": names[t]}).to_csv(tmp_path / "truth.csv", index=False)
-    out = select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "fitted.json", **kw)
+    opts = GRNOptions(genes="hvg", n_genes=40)
+    out = select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "fitted.json", opts, progress=False)
     fitted = load_heads(out)
     assert fitted.weights.ravel().argmax() == 3
     assert fitted.metrics["selected"]["auprc"] > fitted.metrics["mean_of_heads"]["auprc"]
     with pytest.raises(InputError, match="filter"):
-        select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "x.json", filter="topk", **kw)
+        select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "x.json",
+                          GRNOptions(genes="hvg", n_genes=40, filter="topk"), progress=False)

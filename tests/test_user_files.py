@@ -7,11 +7,10 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _tasks_support import pbmc, tiny_bundle
+from _tasks_support import pbmc, run_grn, run_grn_file, tiny_bundle
 
 from grnformer import InputError
 from grnformer.tasks.embed import embed_file
-from grnformer.tasks.grn import grn, grn_file
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +36,17 @@ def test_gene_list_with_a_few_unknown_names_gives_the_network_of_the_others(bund
     known = _listed_genes(cells, 30)
     unknown = ["NOTAGENE1", "NOTAGENE2", "ENSG99999999999"]
     with pytest.warns(UserWarning, match=r"3 of 33 listed genes .* NOTAGENE1, NOTAGENE2, ENSG99999999999"):
-        net = grn(bundle, cells, genes=known[:15] + unknown + known[15:], progress=False)
+        net = run_grn(bundle, cells, genes=known[:15] + unknown + known[15:], progress=False)
     assert list(net.var["symbol"]) == known
     assert net.uns["grn"]["genes_not_found"] == unknown
-    reference = grn(bundle, cells, genes=known, progress=False)
+    reference = run_grn(bundle, cells, genes=known, progress=False)
     np.testing.assert_allclose(net.varp["GRN"], reference.varp["GRN"], rtol=1e-5, atol=1e-7)
     assert reference.uns["grn"]["genes_not_found"] == []
     # the share that may be missing is an option
     with pytest.raises(InputError, match="3 of 33 genes are not among.*more than 5%"):
-        grn(bundle, cells, genes=known + unknown, max_missing=0.05, progress=False)
+        run_grn(bundle, cells, genes=known + unknown, max_missing=0.05, progress=False)
     with pytest.raises(InputError, match="more than 50%"):
-        grn(bundle, cells, genes=known[:2] + unknown, progress=False)
+        run_grn(bundle, cells, genes=known[:2] + unknown, progress=False)
 
 
 def test_gene_list_names_by_outdated_symbol_or_other_case(bundle, cells):
@@ -58,7 +57,7 @@ def test_gene_list_names_by_outdated_symbol_or_other_case(bundle, cells):
     prepared = prepare(cells)[0]
     ids = prepared.var.index[prepared.var["symbol"].isin(known[5:])].tolist()
     names = [g.lower() for g in known[:5]] + [f"{g}.3" for g in ids] + ["TCEB2"]  # ELOB's previous symbol
-    net = grn(bundle, cells, genes=names, progress=False)
+    net = run_grn(bundle, cells, genes=names, progress=False)
     assert set(net.var["symbol"]) == set(known) | {"ELOB"}
     assert net.uns["grn"]["genes_not_found"] == []
 
@@ -66,7 +65,7 @@ def test_gene_list_names_by_outdated_symbol_or_other_case(bundle, cells):
 def test_more_genes_asked_than_expressed_says_how_many_are_used(bundle, cells):
     with pytest.warns(UserWarning, match=r"n_genes=50,000 asked for, but only [\d,]+ of the data's [\d,]+ "
                                          r"vocabulary genes are expressed in >= 3 of its 40 cells"):
-        net = grn(bundle, cells[:, :3000].copy(), genes="hvg", n_genes=50_000, progress=False)
+        net = run_grn(bundle, cells[:, :3000].copy(), genes="hvg", n_genes=50_000, progress=False)
     assert net.n_vars > 100
 
 
@@ -86,7 +85,7 @@ def test_repeated_cell_names_are_made_unique_in_outputs(bundle, cells, tmp_path)
     assert np.isfinite(result.obsm["X_grnformer"]).all()
     # through the API the same: prepare makes them unique and the tasks map results onto the right rows
     with pytest.warns(UserWarning, match="repeat"):
-        net = grn(bundle, rep, genes=_listed_genes(cells, 12), progress=False)
+        net = run_grn(bundle, rep, genes=_listed_genes(cells, 12), progress=False)
     assert net.obs_names.is_unique and net.n_obs == rep.n_obs
 
 
@@ -99,10 +98,10 @@ def test_grn_file_on_normalised_values_with_pseudo_counts(bundle, cells, tmp_pat
                         obs=cells.obs.copy(), var=cells.var.copy())
     genes = _listed_genes(cells, 12)
     with pytest.raises(InputError, match="not normalised, log-transformed"):
-        grn(bundle, logged, genes=genes, progress=False)
+        run_grn(bundle, logged, genes=genes, progress=False)
     with pytest.warns(UserWarning, match="trained on raw counts"):
         pseudo = with_pseudo_counts(logged, "log2p1")
-    paths = grn_file(bundle, pseudo, tmp_path / "net.h5ad", genes=genes, progress=False)
+    paths = run_grn_file(bundle, pseudo, tmp_path / "net.h5ad", genes=genes, progress=False)
     net = ad.read_h5ad(paths[0])
     assert list(net.var["symbol"]) == genes and np.isfinite(net.varp["GRN"]).all()
 

@@ -1,7 +1,8 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
-Options dataclasses (`tasks.options`, `bench.options`, standard library only) give the denoise and bench flags;
-other imports happen inside each command so that `grnformer --help` is instant and a broken optional dependency
+Options dataclasses (`tasks.options`, `bench.options`, standard library only) give the denoise, grn,
+select-heads, diffnet, adapt and bench flags; other imports happen inside each command so that `grnformer --help`
+is instant and a broken optional dependency
 only affects the command that needs it.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
-from grnformer.tasks.options import PRECISIONS, DenoiseOptions
+from grnformer.tasks.options import PRECISIONS, AdaptOptions, DenoiseOptions, DiffNetOptions, GRNOptions
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -108,23 +109,35 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
-    from grnformer.tasks.grn import grn_file
+    from grnformer.tasks.network_files import grn_file
 
-    grn_file(args.checkpoint, _task_input(args), args.output,
-             **_task_options(args, ["genes", "n_genes", "groupby", "groups", "heads", "direction", "filter",
-                                    "top_k", "symmetrise", "keep_heads", "method", "max_cells", "batch_size",
-                                    "device", "precision", "seed", "organism", "csv", "overwrite",
-                                    "max_missing"]))
+    grn_file(args.checkpoint, _task_input(args), args.output, _options(GRNOptions, args),
+             **_task_options(args, ["device", "csv", "overwrite"]))
 
 
 def _cmd_select_heads(args: argparse.Namespace) -> None:
-    from grnformer.tasks.grn import select_heads_file
+    from grnformer.tasks.heads_file import select_heads_file
 
     path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output,
-                             **_task_options(args, ["genes", "n_genes", "direction", "split", "train_fraction",
-                                                    "seed", "max_cells", "batch_size", "device", "precision",
-                                                    "organism"]))
+                             _options(GRNOptions, args), **_task_options(args, ["split", "train_fraction", "device"]))
     print(f"head selection: {path}")
+
+
+def _cmd_diffnet(args: argparse.Namespace) -> None:
+    from grnformer.tasks.diffnet import diffnet_file
+
+    column, a, b = args.groupby
+    paths = diffnet_file(args.checkpoint, args.input, args.out, column, a, b, _options(DiffNetOptions, args),
+                         **_task_options(args, ["device"]))
+    print(f"changed edges and report: {', '.join(map(str, paths))}")
+
+
+def _cmd_adapt(args: argparse.Namespace) -> None:
+    from grnformer.tasks.adapt import adapt_file
+
+    path = adapt_file(args.checkpoint, args.input, args.output, _options(AdaptOptions, args),
+                      **_task_options(args, ["device"]))
+    print(f"adapted checkpoint: {path}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -162,21 +175,6 @@ def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written
         _add_option_flags(p, options)
     else:
         _add_run_options(p)
-
-
-def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
-    """One flag per documented field of an options dataclass (``option(...)`` metadata: help, choices, kind)."""
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        if not meta.get("cli") or (names is not None and f.name not in names):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = "" if f.default is None or f.default is False else f" (default {f.default})"
-        if meta["kind"] == "flag":
-            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
-            continue
-        kind = {"int": int, "float": float, "str": str, "list": _comma_list}[meta["kind"]]
-        p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
     _add_counts_from(p)
 
 
@@ -195,13 +193,69 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="auto (default): bf16 on GPUs that support it, fp32 elsewhere")
 
 
-def _add_network_genes(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--genes", help="'hvg', 'most_expressed', 'random_expressed', or a comma-separated list / file")
-    p.add_argument("--n-genes", dest="n_genes", type=int)
-    p.add_argument("--direction", choices=["qk", "kq"], help="rows = keys (kq, default) or queries (qk)")
-    p.add_argument("--max-cells", dest="max_cells", type=int, help="at most this many cells per network, at random")
-    p.add_argument("--seed", type=int,
-                   help="random draws: cells (with --max-cells), random contexts, select-heads' split (default 0)")
+def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
+    """One flag per documented field of an options dataclass (``option(...)`` metadata: help, choices, kind)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or (names is not None and f.name not in names):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = "" if f.default is None or f.default is False else f" (default {f.default})"
+        if meta["kind"] == "flag":
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=meta["help"])
+            continue
+        kind = {"int": int, "float": float, "str": str, "list": _comma_list}[meta["kind"]]
+        p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
+
+
+# The network options select-heads accepts (the rest would change the per-head network it fits on).
+_SELECT_HEADS_OPTIONS = ["genes", "n_genes", "direction", "max_cells", "seed", "batch_size", "precision", "organism"]
+
+
+def _add_network_commands(sub: argparse._SubParsersAction) -> None:
+    """grn and select-heads: their network flags come from `GRNOptions` (one description per option)."""
+    p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("output", help="output h5ad; with --groupby a directory of <group>.h5ad")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, GRNOptions)
+    _add_counts_from(p)
+    p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="recompute networks already in the output (by default a re-run computes only missing "
+                        "ones, and refuses files made with other settings)")
+    p.set_defaults(func=_cmd_grn)
+
+    p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
+    p.add_argument("output", help="output JSON, for grn --heads")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, GRNOptions, _SELECT_HEADS_OPTIONS)
+    _add_counts_from(p)
+    p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
+    p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
+    p.set_defaults(func=_cmd_select_heads)
+
+    p = sub.add_parser("diffnet", help="edges that change between two groups of cells (permutation test, FDR)")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("--groupby", nargs=3, required=True, metavar=("COLUMN", "A", "B"),
+                   help="obs column and the two groups to compare (diff = A - B)")
+    p.add_argument("--out", default="diffnet_out", help="output directory: edges.csv and report.html")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, DiffNetOptions)
+    p.set_defaults(func=_cmd_diffnet)
+
+    p = sub.add_parser("adapt", help="fine-tune a model on your cells, self-supervised (no labels); a new checkpoint")
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("output", help="the adapted checkpoint (a bundle, written atomically)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_option_flags(p, AdaptOptions)
+    p.set_defaults(func=_cmd_adapt)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,40 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_io(p, options=DenoiseOptions)
     p.set_defaults(func=_cmd_denoise)
 
-    p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
-    _add_task_io(p, "output h5ad; with --groupby a directory of <group>.h5ad")
-    _add_network_genes(p)
-    p.add_argument("--groupby", help="obs column: one network per group (e.g. cell_type)")
-    p.add_argument("--groups", type=_comma_list, help="with --groupby: only these groups, comma-separated")
-    p.add_argument("--heads", help="JSON of selected heads (from select-heads) instead of the mean")
-    p.add_argument("--method", choices=["mean_qk", "per_cell"],
-                   help="mean_qk (default): softmax of mean q·k; per_cell: mean of per-cell maps (one context)")
-    p.add_argument("--filter", choices=["none", "topk", "above_uniform"])
-    p.add_argument("--top-k", dest="top_k", type=int)
-    p.add_argument("--symmetrise", action="store_true", default=None)
-    p.add_argument("--keep-heads", dest="keep_heads", action="store_true", default=None,
-                   help="also store every head's map in uns['grn_heads']")
-    p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
-    p.add_argument("--max-missing", dest="max_missing", type=float,
-                   help="with a --genes list: share of it that may be missing from the data (left out with a "
-                        "warning; default 0.5); more is an error")
-    p.add_argument("--overwrite", action="store_true", default=None,
-                   help="recompute networks already in the output (by default a re-run computes only missing "
-                        "ones, and refuses files made with other settings)")
-    p.set_defaults(func=_cmd_grn)
-
-    p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
-    p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
-    p.add_argument("output", help="output JSON, for grn --heads")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    _add_run_options(p)
-    _add_counts_from(p)
-    _add_network_genes(p)
-    p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
-    p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
-    p.set_defaults(func=_cmd_select_heads)
+    _add_network_commands(sub)
 
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
     p.add_argument("--methods", nargs="+", required=True)

@@ -228,13 +228,13 @@ def _infer_networks(bundle, adata: AnnData, genes: list[str], seed: int, timer: 
     """grnformer on all cells, GENIE3 and Pearson on all cells, then grnformer per predicted type with at least
     `MIN_CELLS_PER_TYPE` cells (one forward pass feeds all grnformer networks)."""
     from grnformer.bench.baselines import infer
-    from grnformer.tasks.grn import grn
+    from grnformer.tasks.grn import GRNOptions, grn
 
     counts = adata.obs[TYPE_COLUMN].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
     with timer(f"grnformer networks: all cells + {len(groups)} predicted cell types, one pass"):
-        per_type = grn(bundle, adata, genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups,
-                       include_all=True, progress=False)
+        per_type = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups,
+                                                 include_all=True), progress=False)
         networks = [_Network(ALL_CELLS, "grnformer_all", per_type.pop("all"))]
     with timer("GENIE3 (all cells)"):
         genie3 = infer("genie3", adata, genes=genes, seed=seed, n_jobs=-1, n_estimators=GENIE3_TREES)

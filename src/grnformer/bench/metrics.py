@@ -9,26 +9,9 @@ both a row and a column is never scored against itself):
 - ``universe="truth_regulators"``: rows restricted to genes that regulate at least one target in the truth (the
   convention of McCalla et al. and BEELINE: only TFs the gold standard has measured are scored).
 
-A candidate is positive when the truth holds that edge. Scores are sorted from high to low; tied scores form one
-block, so every curve takes a point only at each distinct score (as scikit-learn does) and no metric depends on the
-order of tied pairs. NaN scores count as the lowest score. Metrics:
-
-- ``ap``: average precision, sum over thresholds of (ΔRecall × Precision) — the area under the step PR curve that
-  starts at recall 0; identical to ``sklearn.metrics.average_precision_score``.
-- ``auprc``: the exact area under the PR curve when each tied block (and each single pair) is crossed by linear
-  interpolation in (TP, FP) space — the expected path for a random order inside a tie (Davis & Goadrich 2006), in
-  closed form. It starts at recall 0 with the precision of the top block. It equals ``ap`` up to the interpolation
-  inside blocks; it is ``random_precision`` for a constant prediction (where the step curve's ``ap`` is too) and 1
-  for a perfect one.
-- ``auroc``: area under the ROC curve, ties counted one half (= ``sklearn.metrics.roc_auc_score``).
-- ``precision_at_k``: precision among the K top-scored candidates, K = number of true edges; a tie that straddles
-  position K contributes its expected number of positives (its positive fraction × the places it fills).
-- ``epr``: early precision ratio = ``precision_at_k`` / ``random_precision``.
-- ``random_precision``: n_true / n_candidates (what a random ranking scores).
-- ``odds_ratio``: odds ratio of the 2×2 table (in top K or not × true or not), without a continuity correction:
-  0 when no true edge is in the top K, inf when every top-K pair is true or every true edge is in it. The
-  Haldane–Anscombe +0.5 is deliberately not used: with ~10⁶ candidates and ~10² true edges it alone turns zero hits
-  into an odds ratio of ~25 (0.5·N/K²), i.e. it reports enrichment where there is none.
+A candidate is positive when the truth holds that edge. The metrics themselves (auprc, ap, auroc, epr,
+precision_at_k, random_precision, odds_ratio) are defined once, in `grnformer.metrics`, which head selection
+uses too.
 """
 
 from __future__ import annotations
@@ -40,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.errors import InputError
+from grnformer.metrics import rank_metrics
 
 UNIVERSES = ("all", "tf", "truth_regulators")
 
@@ -118,32 +102,6 @@ def _candidates(pred, truth, universe: str, tfs: Iterable[str] | None, organism:
     return scores[valid], lab[valid], info
 
 
-def _blocks(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative true and false positives at the end of each block of tied scores (high to low)."""
-    s = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], labels[order].astype(np.int64)
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
-    tp = np.cumsum(y)[ends].astype(np.float64)
-    fp = (ends + 1).astype(np.float64) - tp
-    return tp, fp
-
-
-def _interpolated_area(tp: np.ndarray, fp: np.ndarray, n_pos: float) -> float:
-    """Exact area under the PR curve with linear (TP, FP) interpolation inside each block (closed form)."""
-    a = np.r_[0.0, tp[:-1]]          # true positives before the block
-    n = a + np.r_[0.0, fp[:-1]]      # pairs before the block
-    t, f = tp - a, fp - (n - a)      # what the block adds
-    has = t > 0
-    a, n, t, f = a[has], n[has], t[has], f[has]
-    c = (t + f) / t
-    area = t / c
-    start = n > 0
-    # ∫_0^t (a + x) / (n + c x) dx = t/c + (a - n/c)/c · ln(1 + c t / n), for n > 0
-    area[start] += (a[start] - n[start] / c[start]) / c[start] * np.log1p((t[start] + f[start]) / n[start])
-    return float(area.sum() / n_pos)
-
-
 def score_network(pred, truth, universe: str = "all", tfs: Iterable[str] | None = None,
                   organism: str | None = None, regulators: Sequence[str] | None = None,
                   targets: Sequence[str] | None = None, curve: bool = False) -> dict:
@@ -156,38 +114,5 @@ def score_network(pred, truth, universe: str = "all", tfs: Iterable[str] | None 
     distinct score, plus the start) for plotting.
     """
     scores, labels, info = _candidates(pred, truth, universe, tfs, organism, regulators, targets)
-    n = int(scores.size)
-    n_true = int(labels.sum())
-    out: dict = {**info, "n_true": n_true, "n_candidates": n}
-    if n == 0 or n_true == 0 or n_true == n:
-        nan = float("nan")
-        out.update(auprc=nan, ap=nan, auroc=nan, epr=nan, precision_at_k=nan, odds_ratio=nan,
-                   random_precision=n_true / n if n else nan)
-        if curve:
-            out.update(precision=np.array([]), recall=np.array([]), fpr=np.array([]), tpr=np.array([]))
-        return out
-    n_neg = n - n_true
-    tp, fp = _blocks(scores, labels)
-    precision, recall = tp / (tp + fp), tp / n_true
-    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    tpr, fpr = np.r_[0.0, recall], np.r_[0.0, fp / n_neg]
-    auroc = float(np.trapezoid(tpr, fpr))
-
-    k = n_true
-    size = tp + fp
-    b = int(np.searchsorted(size, k))              # block that contains position k
-    tp_prev = tp[b - 1] if b else 0.0
-    size_prev = size[b - 1] if b else 0.0
-    tp_k = tp_prev + (k - size_prev) * (tp[b] - tp_prev) / (size[b] - size_prev)
-    p_at_k = tp_k / k
-    random_precision = n_true / n
-    a, bb = tp_k, k - tp_k                          # true / false among the top K
-    c, d = n_true - tp_k, n_neg - (k - tp_k)        # true / false outside it
-    with np.errstate(divide="ignore", invalid="ignore"):
-        odds_ratio = float(np.float64(a * d) / np.float64(bb * c)) if a > 0 else 0.0
-    out.update(auprc=_interpolated_area(tp, fp, n_true), ap=ap, auroc=auroc, epr=float(p_at_k / random_precision),
-               precision_at_k=float(p_at_k), random_precision=float(random_precision),
-               odds_ratio=odds_ratio)
-    if curve:
-        out.update(precision=np.r_[precision[0], precision], recall=np.r_[0.0, recall], fpr=fpr, tpr=tpr)
-    return out
+    return {**info, "n_true": int(labels.sum()), "n_candidates": int(scores.size),
+            **rank_metrics(scores, labels, curve=curve)}

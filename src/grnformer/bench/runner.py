@@ -71,10 +71,10 @@ def available_methods() -> list[str]:
 
 
 def _load_grnformer_method() -> None:
-    """Register the tasks layer's attention networks as method 'grnformer' (needs option `checkpoint`)."""
+    """Register `bench.grnformer_method` as method 'grnformer' (needs option `checkpoint`)."""
     if "grnformer" not in _METHODS:
         import grnformer
-        from grnformer.tasks.grn import benchmark_method
+        from grnformer.bench.grnformer_method import benchmark_method
 
         register_method("grnformer", benchmark_method, version=f"grnformer {grnformer.__version__}")
 

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy.optimize import nnls
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from grnformer.errors import InputError
+from grnformer.metrics import edge_matrix, rank_metrics
 
 FORMAT = "grnformer-heads"
 FORMAT_VERSION = 1
@@ -124,32 +124,7 @@ def truth_matrix(truth: np.ndarray | pd.DataFrame | Iterable[tuple[str, str]], g
         if truth.shape != (G, G):
             raise InputError(f"ground-truth matrix has shape {truth.shape}; expected ({G}, {G}).")
         return truth.astype(bool)
-    pairs = truth.iloc[:, :2].astype(str).to_numpy() if isinstance(truth, pd.DataFrame) else \
-        np.asarray([(str(a), str(b)) for a, b in truth], dtype=object).reshape(-1, 2)
-    index = pd.Series(np.arange(G), index=pd.Index([str(g).upper() for g in genes]))
-    index = index[~index.index.duplicated()]
-    r = index.reindex(pd.Index(pairs[:, 0]).str.upper()).to_numpy()
-    t = index.reindex(pd.Index(pairs[:, 1]).str.upper()).to_numpy()
-    ok = ~(np.isnan(r) | np.isnan(t))
-    out = np.zeros((G, G), dtype=bool)
-    out[r[ok].astype(int), t[ok].astype(int)] = True
-    return out
-
-
-def read_edge_list(path: str | Path) -> pd.DataFrame:
-    """A ground truth file: CSV/TSV whose first two columns are regulator and target (a header is optional)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ground-truth file not found: {path}")
-    try:
-        edges = pd.read_csv(path, sep=None, engine="python", header=None, dtype=str)
-    except (ValueError, pd.errors.ParserError) as err:
-        raise InputError(f"could not read {path} as a CSV/TSV edge list ({err}).") from err
-    if edges.shape[1] < 2 or len(edges) == 0:
-        raise InputError(f"{path} needs two columns (regulator, target) and at least one edge.")
-    if {str(edges.iloc[0, 0]).lower(), str(edges.iloc[0, 1]).lower()} & {"regulator", "source", "tf", "target"}:
-        edges = edges.iloc[1:]
-    return edges.iloc[:, :2].set_axis(["regulator", "target"], axis=1).reset_index(drop=True)
+    return edge_matrix(truth, genes)
 
 
 def cube_of(net: AnnData) -> tuple[np.ndarray, int, int, str]:
@@ -189,7 +164,9 @@ def check_split(split: str, train_fraction: float) -> None:
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {"auprc": float(average_precision_score(labels, scores)), "auroc": float(roc_auc_score(labels, scores))}
+    """auprc (interpolated), ap (step curve) and auroc, as `grnformer.metrics` defines them."""
+    m = rank_metrics(scores, labels)
+    return {k: m[k] for k in ("auprc", "ap", "auroc")}
 
 
 def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[tuple[str, str]],
@@ -200,7 +177,8 @@ def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[t
 
     cube: [n_layers·n_heads, G, G] per-head scores (rows = regulators, as `grn(keep_heads=True)` stores them).
     truth: boolean [G, G] matrix, or edges named like ``genes``. The returned selection's metrics hold the
-    held-out AUPRC / AUROC of the selection and of the mean of all heads, with the held-out positive rate."""
+    held-out auprc / ap / auroc (`grnformer.metrics`) of the selection and of the mean of all heads, with the
+    held-out positive rate."""
     cube = np.asarray(cube, dtype=np.float32)
     n_total, G = cube.shape[0], cube.shape[1]
     if cube.shape != (n_total, G, G) or n_total != n_layers * n_heads:

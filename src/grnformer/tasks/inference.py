@@ -33,10 +33,10 @@ from grnformer.data.genes import GeneVocab
 from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_names
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
-from grnformer.tasks.options import DEFAULT_BATCH_SIZE, GENE_SETS, PRECISIONS  # noqa: F401 (re-exported)
+from grnformer.tasks.options import (  # noqa: F401 (re-exported)
+    DEFAULT_BATCH_SIZE, GENE_SETS, MAX_MISSING_GENES, PRECISIONS,
+)
 from grnformer.train.checkpoint import Bundle, load_bundle
-
-MAX_MISSING_GENES = 0.5  # share of a given gene list that may be missing from the data before it is refused
 
 
 # ------------------------------------------------------------------------------------------ device, precision

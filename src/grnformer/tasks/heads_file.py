@@ -1,0 +1,45 @@
+"""Head selection from files: the CLI's `select-heads` (an h5ad and an edge-list truth in, a JSON out)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from grnformer.errors import InputError
+from grnformer.metrics import read_edge_list
+from grnformer.tasks.grn import GRNOptions, grn
+from grnformer.tasks.heads import check_split, select_heads_from_network
+from grnformer.tasks.inference import load_task_bundle, read_input
+from grnformer.tasks.io import check_writable
+from grnformer.train.checkpoint import Bundle
+
+# Options that would change the per-head network the fit reads; a selection is fitted on the plain one.
+_FIXED = ("keep_heads", "filter", "heads", "groupby", "symmetrise")
+
+
+def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, truth_path: str | Path,
+                      out_json: str | Path, options: GRNOptions | None = None, *, split: str = "edges",
+                      train_fraction: float = 0.5, device: str | torch.device | None = None,
+                      progress: bool = True) -> Path:
+    """Fit a head selection on an h5ad's network against an edge-list ground truth; write its JSON.
+
+    ``options`` choose the network as for `grn` (genes, n_genes, direction, max_cells, …); those in _FIXED
+    must keep their defaults. ``options.seed`` draws both the cells (with max_cells) and the split. The JSON
+    holds the weights and the held-out metrics; pass it to grn (heads=FILE) on other data. Options are checked
+    before the model runs."""
+    options = options or GRNOptions()
+    check_writable(out_json)
+    check_split(split, train_fraction)
+    default = GRNOptions()
+    clash = sorted(n for n in _FIXED if getattr(options, n) != getattr(default, n))
+    if clash:
+        raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
+    truth = read_edge_list(truth_path)
+    bundle, _ = load_task_bundle(checkpoint, device)
+    net = grn(bundle, read_input(in_path), dataclasses.replace(options, keep_heads=True), device=device,
+              progress=progress)
+    selection = select_heads_from_network(net, truth, split=split, train_fraction=train_fraction,
+                                          seed=options.seed)
+    return selection.save(out_json)

@@ -1,0 +1,137 @@
+"""Networks as files: the CLI's `grn` entry, each network written atomically as soon as it is done, and resume.
+
+A re-run into the same output skips the networks whose h5ad records the same settings (uns['grn'], compared on
+RESUME_KEYS) and network genes, and refuses files made otherwise unless ``overwrite`` — so a long run over many
+cell types can be interrupted and resumed without mixing two settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+import torch
+from anndata.io import read_elem
+
+from grnformer.errors import InputError
+from grnformer.tasks.grn import (
+    GRNOptions, NetworkPlan, adapted, iter_networks, network_collators, networks_in_one_pass, plan_networks,
+    provenance,
+)
+from grnformer.tasks.inference import load_task_bundle, read_input
+from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
+from grnformer.train.checkpoint import Bundle
+
+# What must agree for an existing network file to count as this run's output (uniform_level, a result, and
+# the version are left out; the network genes are compared separately).
+RESUME_KEYS = ("method", "direction", "correction", "contrast", "max_regulators", "adapt_steps", "n_bootstrap",
+               "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
+               "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed", "organism",
+               "model")
+
+
+def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,
+             options: GRNOptions | None = None, *, csv: bool = False, csv_max_edges: int | None = None,
+             overwrite: bool = False, device: str | torch.device | None = None, progress: bool = True
+             ) -> list[Path]:
+    """CLI entry: network(s) of an h5ad written as h5ad (+ edge CSV beside it with ``csv``).
+
+    Without groupby, ``out`` is the network's h5ad path (or an existing directory, which gets network.h5ad);
+    with groupby, a directory (created if missing) holding ``<group>.h5ad`` per group. Each network's files are
+    written atomically as soon as it is done, so an interrupted run leaves only complete networks and the same
+    command run again computes only the missing ones. An existing network made with other options, genes or
+    cells is an InputError (before the model runs) unless ``overwrite``, which recomputes every network.
+    Returns the run's network files, kept or written."""
+    out = Path(out)
+    options = options or GRNOptions()
+    grouped = options.groupby is not None
+    _check_output(out, grouped)
+    bundle, dev = load_task_bundle(checkpoint, device)
+    opts = options.validate(bundle)
+    adata = read_input(in_path)
+    plan = plan_networks(bundle, adata, opts)
+    stems = _file_stems(list(plan.groups)) if grouped else {}
+    bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
+             for g in plan.groups}
+    files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
+    n_contexts = len(network_collators(bundle, plan, opts))
+    done = [] if overwrite else [
+        g for g in plan.groups
+        if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]
+    if done and progress:
+        print(f"kept {len(done)} network(s) already made with these settings: "
+              f"{', '.join(files[g][0].name for g in done)}", file=sys.stderr)
+    if grouped:
+        out.mkdir(exist_ok=True)
+    todo = [g for g in plan.groups if g not in done]
+    if todo:
+        bundle = adapted(bundle, adata, opts, dev)
+    if opts.contrast and todo:  # every cell's sums are needed: one pass makes all groups, the missing are written
+        made = [(g, n) for g, n in networks_in_one_pass(bundle, plan, opts, dev, False, progress).items() if g in todo]
+    else:
+        made = iter_networks(bundle, plan, opts, dev, todo, progress)
+    for g, net in made:
+        writers = {files[g][0]: h5ad_writer(net)}
+        if csv:
+            writers[files[g][1]] = csv_writer(net, csv_max_edges)
+        write_many(writers)
+    return [path for g in plan.groups for path in files[g]]
+
+
+def _check_output(out: Path, grouped: bool) -> None:
+    if not grouped:
+        check_writable(out / "network.h5ad" if out.is_dir() else out)
+    elif out.exists() and not out.is_dir():
+        raise InputError(f"with groupby, the output '{out}' must be a directory.")
+    else:
+        check_writable(out / "probe.h5ad" if out.is_dir() else out)
+
+
+def _is_done(paths: list[Path], expected: dict[str, Any], plan: NetworkPlan) -> bool:
+    """Whether a network's files all exist and its h5ad was made with ``expected`` provenance on the same
+    network genes; an h5ad made otherwise is an InputError (a resumed run must not mix two settings)."""
+    if not paths[0].exists():
+        return False
+    try:
+        with h5py.File(paths[0], "r") as f:
+            found, gene_ids = read_elem(f["uns/grn"]), read_elem(f["var"])["gene_id"].astype(str).tolist()
+    except Exception as err:  # h5py and anndata raise many types for a file that is not a network
+        raise InputError(f"'{paths[0]}' exists and is not a grnformer network ({type(err).__name__}: {err}); "
+                         f"choose another output or pass --overwrite.") from err
+    differ = [f"{k}: {_plain(found.get(k))} there, {_plain(expected[k])} now" for k in RESUME_KEYS
+              if _plain(found.get(k)) != _plain(expected[k])]
+    if gene_ids != plan.prep.adata.var_names[plan.cols].astype(str).tolist():
+        differ.append("the network genes")
+    if differ:
+        raise InputError(f"'{paths[0]}' holds a network made with other settings ({'; '.join(differ)}); choose "
+                         f"another output or pass --overwrite to recompute.")
+    return all(p.exists() for p in paths[1:])
+
+
+def _plain(value: Any) -> Any:
+    """A provenance value as plain Python, as it reads back from h5ad (where None is stored as 'none')."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _file_stems(groups: list[str]) -> dict[str, str]:
+    """File-safe stem per group (CL:0000236 -> CL_0000236); groups that collide get a numeric suffix."""
+    stems: dict[str, str] = {}
+    used: set[str] = set()
+    for g in groups:
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(g)).strip("_") or "group"
+        base, i = stem, 1
+        while stem in used:
+            i += 1
+            stem = f"{base}_{i}"
+        used.add(stem)
+        stems[g] = stem
+    return stems
