@@ -161,12 +161,14 @@ def _network_scores(net, truth, seed: int = 0) -> dict[str, list[float]]:
 
     def score(rows: list[str]) -> tuple[float, float]:
         m = score_network(frame.loc[rows], truth)
+        if not m["random_precision"]:  # a subsample whose rows hold no true edge among these genes
+            return np.nan, np.nan
         return m["auprc"] / m["random_precision"], m["epr"]
 
     full = score(tfs)
     subs = np.array([score(list(rng.choice(tfs, int(0.7 * len(tfs)), replace=False))) for _ in range(50)])
-    return {"auprc_ratio": [full[0], *np.percentile(subs[:, 0], [2.5, 97.5])],
-            "epr": [full[1], *np.percentile(subs[:, 1], [2.5, 97.5])], "n_tf_rows": len(tfs)}
+    return {"auprc_ratio": [full[0], *np.nanpercentile(subs[:, 0], [2.5, 97.5])],
+            "epr": [full[1], *np.nanpercentile(subs[:, 1], [2.5, 97.5])], "n_tf_rows": len(tfs)}
 
 
 def networks(bundle, cache: dict) -> dict[str, Any]:
@@ -197,28 +199,30 @@ def networks(bundle, cache: dict) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- main
 
-def _cell_views(path: Path) -> int | None:
-    """Cell views behind a checkpoint: its step × batch plus the warm start's, from the campaign ledger."""
+def _cell_views(path: Path, base_views: int) -> int | None:
+    """Cell views behind a checkpoint: a bundle's card says; a training checkpoint's step × batch, plus the views
+    its run was warm-started with (the campaign ledger's record for runs/campaign/run-*/, else ``base_views``)."""
     card = path.with_suffix(".json")
     if card.is_file():
-        return json.loads(card.read_text()).get("cell_views")
+        c = json.loads(card.read_text())
+        return c.get("cell_views", c["steps"] * c["batch_size"])
     meta = load_bundle(path).meta
     if "training" not in meta:
         return None
-    steps = int(meta["training"]["global_step"])
-    cfg = meta.get("run_config", {})
-    batch = int(cfg.get("training", {}).get("batch_size", 0))
+    batch = int(meta.get("run_config", {}).get("training", {}).get("batch_size", 0))
     ledger = path.parents[2] / "stretches.json" if len(path.parents) > 2 else None
-    base = 0
     if ledger is not None and ledger.is_file():
-        base = next((int(s["base_cell_views"]) for s in json.loads(ledger.read_text())), 0)
-    return steps * batch + base
+        base_views = next((int(s["base_cell_views"]) for s in json.loads(ledger.read_text())
+                           if s["run"] == path.parents[1].name), base_views)
+    return int(meta["training"]["global_step"]) * batch + base_views
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--denoise-cells", type=int, default=300)
+    parser.add_argument("--base-views", type=int, default=0,
+                        help="cell views a training checkpoint's run started with, when no campaign ledger says")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
     args = parser.parse_args()
     caches: dict[str, dict] = {k: {} for k in ("labels", "monocytes", "embeddings", "denoising", "networks")}
@@ -228,15 +232,19 @@ def main() -> None:
         path = resolve_checkpoint(ckpt)
         bundle = load_bundle(path)
         t = time.perf_counter()
-        row = {"cell_views": _cell_views(path), "labels": labels(bundle, caches["labels"]),
-               "monocytes": monocytes(bundle, caches["monocytes"]),
-               "embeddings": embeddings(bundle, caches["embeddings"]),
-               "denoising": denoising(bundle, caches["denoising"], args.denoise_cells),
-               "networks": networks(bundle, caches["networks"])}
+        row = results.setdefault(str(ckpt), {})  # a task already measured for this checkpoint is kept
+        row["cell_views"] = _cell_views(path, args.base_views)
+        tasks = {"labels": lambda: labels(bundle, caches["labels"]),
+                 "monocytes": lambda: monocytes(bundle, caches["monocytes"]),
+                 "embeddings": lambda: embeddings(bundle, caches["embeddings"]),
+                 "denoising": lambda: denoising(bundle, caches["denoising"], args.denoise_cells),
+                 "networks": lambda: networks(bundle, caches["networks"])}
+        for task, run in tasks.items():
+            if task not in row:
+                row[task] = run()
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=1, default=float))
         row["seconds"] = time.perf_counter() - t
-        results[str(ckpt)] = row
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1, default=float))
         print(f"## {ckpt} ({row['cell_views']} cell views, {row['seconds']:.0f} s)\n{table(row)}", flush=True)
 
 
