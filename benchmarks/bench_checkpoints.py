@@ -36,6 +36,7 @@ from sklearn.neighbors import KNeighborsClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noqa: E402
 
+from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench.baselines import infer, select_genes  # noqa: E402
 from grnformer.bench.metrics import score_network  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
@@ -221,6 +222,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--denoise-cells", type=int, default=300)
+    parser.add_argument("--card", type=Path, help="also write the measures into this model card (JSON), under "
+                        "'quality_zero_shot' (the shipped card: src/grnformer/checkpoints/small.json)")
     parser.add_argument("--base-views", type=int, default=0,
                         help="cell views a training checkpoint's run started with, when no campaign ledger says")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
@@ -245,7 +248,20 @@ def main() -> None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(results, indent=1, default=float))
         row["seconds"] = time.perf_counter() - t
+        if args.card:
+            card = json.loads(args.card.read_text())
+            card["quality_zero_shot"] = {"command": " ".join(sys.argv), "estimate [95% interval]": summary(row)}
+            write_text(args.card, json.dumps(card, indent=2))
         print(f"## {ckpt} ({row['cell_views']} cell views, {row['seconds']:.0f} s)\n{table(row)}", flush=True)
+
+
+def summary(row: dict) -> dict[str, str]:
+    """The table's numbers as 'measure -> grnformer; baselines' lines, for a model card."""
+    out = {}
+    for line in table(row).splitlines()[2:]:
+        task, data, measure, ours, base = [c.strip() for c in line.strip("|").split("|")]
+        out[f"{task} / {data} / {measure}"] = f"{ours}; {base}"
+    return out
 
 
 def _fmt(v: list[float]) -> str:
