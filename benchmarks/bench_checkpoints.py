@@ -224,6 +224,7 @@ def main() -> None:
     parser.add_argument("--denoise-cells", type=int, default=300)
     parser.add_argument("--card", type=Path, help="also write the measures into this model card (JSON), under "
                         "'quality_zero_shot' (the shipped card: src/grnformer/checkpoints/small.json)")
+    parser.add_argument("--plot", type=Path, default=Path("benchmarks/figures/checkpoint_quality.png"))
     parser.add_argument("--base-views", type=int, default=0,
                         help="cell views a training checkpoint's run started with, when no campaign ledger says")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
@@ -253,6 +254,51 @@ def main() -> None:
             card["quality_zero_shot"] = {"command": " ".join(sys.argv), "estimate [95% interval]": summary(row)}
             write_text(args.card, json.dumps(card, indent=2))
         print(f"## {ckpt} ({row['cell_views']} cell views, {row['seconds']:.0f} s)\n{table(row)}", flush=True)
+    plot(results, args.plot)
+
+
+def plot(results: dict, path: Path) -> None:
+    """Every grnformer measure against cell views (95% intervals as bars), its best baseline as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(((r["cell_views"], name, r) for name, r in results.items()
+                   if name != "baselines" and r.get("cell_views") is not None and "networks" in r),
+                  key=lambda x: x[0])
+    if not rows:
+        return
+    parsed = [{key: (ours, base) for key, (ours, base) in _parse(r).items()} for _, _, r in rows]
+    keys = list(parsed[-1])
+    fig, axes = plt.subplots((len(keys) + 3) // 4, 4, figsize=(16, 3.2 * ((len(keys) + 3) // 4)))
+    for ax, key in zip(axes.ravel(), keys):
+        views = [v for (v, _, _), p in zip(rows, parsed) if key in p]
+        est = np.array([p[key][0] for p in parsed if key in p])
+        ax.errorbar(views, est[:, 0], yerr=[est[:, 0] - est[:, 1], est[:, 2] - est[:, 0]], fmt="o-",
+                    label="grnformer")
+        if parsed[-1][key][1] is not None:
+            ax.axhline(parsed[-1][key][1], ls="--", color="grey", label="best baseline")
+        ax.set_title(key, fontsize=8), ax.set_xlabel("cell views", fontsize=8)
+    for ax in axes.ravel()[len(keys):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def _parse(row: dict) -> dict[str, tuple[list[float], float | None]]:
+    """measure -> (grnformer [estimate, low, high], the best baseline's estimate or None)."""
+    out = {}
+    for line in table(row).splitlines()[2:]:
+        task, data, measure, ours, base = [c.strip() for c in line.strip("|").split("|")]
+        if "[" not in ours:  # a count, not an estimate with an interval
+            continue
+        nums = [float(x) for x in ours.replace("[", " ").replace("]", " ").replace(",", " ").split()[:3]]
+        baselines = [float(b.split()[-3]) for b in base.split(";") if b.strip() not in ("—", "")]
+        out[f"{task}, {data}, {measure}"] = (nums, max(baselines) if baselines else None)
+    return out
 
 
 def summary(row: dict) -> dict[str, str]:
