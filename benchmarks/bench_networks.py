@@ -102,7 +102,7 @@ def networks(bundle, adata, genes: list[str], heads, args) -> dict:
     return out
 
 
-def _load(name: str, truths: list[str], bundle, n_cells: int, n_genes: int):
+def load_network_set(name: str, truths: list[str], bundle, n_cells: int, n_genes: int):
     """Cells, genes and organism of one set. A third of the genes are regulators: TFs for PBMC3k; for the McCalla
     sets the regulators the truths measured (ChIP∩KD ones first), as BEELINE and McCalla et al. do; then the
     most variable genes. Only genes the model's vocabulary maps are kept."""
@@ -172,7 +172,7 @@ def main() -> None:
     results: dict = {"settings": vars(args), "datasets": {}}
     heads = None
     for name, (truths, universe) in SETS.items():
-        adata, genes, organism = _load(name, truths, bundle, args.cells, args.genes)
+        adata, genes, organism = load_network_set(name, truths, bundle, args.cells, args.genes)
         if heads is None:  # fitted once, on the first set (PBMC3k / Omnipath), then applied unchanged
             cube_net = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, keep_heads=True), progress=False)
             heads = select_heads_from_network(cube_net, load_truth("omnipath").edges, split="regulators", seed=0)
