@@ -91,7 +91,7 @@ def test_repeated_cell_names_are_made_unique_in_outputs(bundle, cells, tmp_path)
 
 def test_grn_file_on_normalised_values_with_pseudo_counts(bundle, cells, tmp_path):
     """log2(x+1) values (as BEELINE ships them) run once their counts are rebuilt; refused without."""
-    from grnformer.data.prepare import with_pseudo_counts
+    from grnformer.data.pseudo_counts import with_pseudo_counts
 
     x = cells.X.toarray().astype(np.float64)
     logged = ad.AnnData(sp.csr_matrix(np.log2(x / x.sum(1, keepdims=True) * 1e4 + 1).astype(np.float32)),

@@ -74,7 +74,7 @@ def _task_input(args: argparse.Namespace):
     _check_counts_depth(args)
     if args.counts_from is None:
         return args.input
-    from grnformer.data.prepare import with_pseudo_counts
+    from grnformer.data.pseudo_counts import with_pseudo_counts
     from grnformer.tasks.inference import read_input
 
     depth = {} if args.counts_depth is None else {"depth": args.counts_depth}

@@ -7,8 +7,9 @@ On the command line it is ``beeline:DIR`` or ``beeline:DIR:mouse`` (BEELINE uppe
 organism guessed from gene names would be human; name it).
 
 Every method sees the genes of the expression file. Baselines read its values as given (``uns['transform'] =
-'given'``, as BEELINE runs them); grnformer reads pseudo-counts rebuilt from them (`data.prepare.with_pseudo_counts`,
-layer 'counts'). Gene names are normalised to current symbols (`data.gene_names`), the same way as the reference.
+'given'``, as BEELINE runs them); grnformer reads pseudo-counts rebuilt from them
+(`data.pseudo_counts.with_pseudo_counts`, layer 'counts'). Gene names are normalised to current symbols
+(`data.gene_names`), the same way as the reference.
 
 Scoring follows BEELINE: candidate edges are the reference's regulators that are genes of the data × every gene of
 the data, self-edges excluded; a gene a method left out of its network scores lowest. EPR and AUPRC ratio are
@@ -30,7 +31,8 @@ from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import GroundTruth
 from grnformer.data.gene_names import current_symbols, match_names
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, organism_id
-from grnformer.data.prepare import DEFAULT_PSEUDO_DEPTH, ORGANISM_COLUMN, with_pseudo_counts
+from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.data.pseudo_counts import DEFAULT_PSEUDO_DEPTH, with_pseudo_counts
 from grnformer.errors import InputError
 
 PREFIX = "beeline:"

@@ -20,6 +20,8 @@ from anndata import AnnData
 
 from grnformer.data.gene_names import ENSEMBL, match_names
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, GeneVocab, gene_table, organism_id
+from grnformer.data.pseudo_counts import (DEFAULT_PSEUDO_DEPTH, PSEUDO_COUNTS_KEY, PSEUDO_LAYER, describe_problems,
+                                          value_problems, with_pseudo_counts)
 from grnformer.errors import InputError
 
 ORGANISM_COLUMN = "organism_ontology_term_id"
@@ -27,11 +29,6 @@ COUNT_LAYERS = ("counts", "raw_counts")  # layers used automatically when X does
 GENE_ID_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_gene_id", "feature_id")
 DEFAULT_MIN_MAPPED = 200
 PANEL_SHARE = 0.9  # fewer than min_mapped genes are fine when this share of the names map (a small gene panel)
-COUNTS_FROM = ("log2p1", "log1p", "tpm")  # normalised values `with_pseudo_counts` can turn back into counts
-DEFAULT_PSEUDO_DEPTH = 10_000.0  # counts per cell of rebuilt pseudo-counts: a typical 10x cell's library size
-PSEUDO_LAYER = "counts"
-PSEUDO_COUNTS_KEY = "grnformer_counts_from"
-_MAX_LOG = {"log2p1": 40.0, "log1p": 28.0}  # log values beyond these are no log of a count or TPM
 N_EXAMPLES = 10
 _ID_WORDS = {"ensembl": "Ensembl IDs", "symbol": "gene symbols", "mixed": "a mix of Ensembl IDs and symbols"}
 
@@ -143,7 +140,55 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
     counts, var, count_source = _find_counts(adata, source)
     gene_sources = _gene_name_sources(var, gene_column, source)
     org, organism_source = _resolve_organism(adata.obs, organism, gene_sources, source)
+    gene_source, mapping = _choose_mapping(gene_sources, org, organism_source, vocab, min_mapped, source)
 
+    merged = _merge_genes(counts, mapping.token)
+    totals = np.asarray(merged.counts.sum(axis=1, dtype=np.float64)).ravel()
+    keep = totals > 0
+    n_dropped = int((~keep).sum())
+    if not keep.any():
+        raise InputError(f"no cell of {source} has any count in the {len(merged.tokens):,} mapped genes.")
+    if n_dropped:
+        warnings.warn(f"dropped {n_dropped:,} of {adata.n_obs:,} cells with no counts in the "
+                      f"{len(merged.tokens):,} mapped genes", stacklevel=2)
+
+    names = np.asarray(gene_sources[gene_source], dtype=object)
+    dup = pd.Series(merged.out_col).duplicated().to_numpy()
+    report = MappingReport(
+        source=source, organism=org, organism_source=organism_source, count_source=count_source,
+        gene_source=gene_source, id_type=mapping.id_type, n_cells_in=adata.n_obs, n_cells_kept=int(keep.sum()),
+        n_zero_cells_dropped=n_dropped, n_genes_in=len(var),
+        n_genes_mapped=len(merged.tokens), n_duplicates_summed=int(dup.sum()),
+        n_not_in_vocab=mapping.n_not_in_vocab,
+        n_unrecognised=mapping.n_unrecognised, n_case_insensitive=mapping.n_case_insensitive,
+        fraction_counts_kept=float(totals.sum() / merged.total_in) if merged.total_in > 0 else 0.0,
+        unmapped_examples=mapping.unmapped_examples(names),
+        duplicate_examples=[str(n) for n in pd.unique(names[merged.cols][dup])[:N_EXAMPLES]],
+        remapped=mapping.remapped, ambiguous=mapping.ambiguous,
+        n_obs_names_made_unique=n_repeated_obs_names(adata.obs_names),
+        counts_from=adata.uns.get(PSEUDO_COUNTS_KEY) if count_source == f'layers["{PSEUDO_LAYER}"]' else None,
+    )
+    if report.n_obs_names_made_unique:
+        warnings.warn(f"{source}: {report.n_obs_names_made_unique:,} cell names repeat an earlier one; made them "
+                      f"unique with a suffix (-1, -2 …)", stacklevel=2)
+    return _output(adata, merged, keep, names, org, vocab, report), report
+
+
+@dataclass
+class _Merged:
+    """Input columns summed into one column per mapped vocabulary gene (vocabulary order)."""
+
+    counts: sp.csr_matrix  # cells × mapped genes
+    tokens: np.ndarray  # vocabulary row of each output column
+    cols: np.ndarray  # input columns that map
+    out_col: np.ndarray  # output column of each of ``cols``
+    total_in: float  # all counts of the input
+
+
+def _choose_mapping(gene_sources: dict[str, np.ndarray], org: str, organism_source: str, vocab: GeneVocab,
+                    min_mapped: int, source: str) -> tuple[str, _Mapping]:
+    """The gene-name source that maps most genes (var_names wins ties), or InputError when too few map or the
+    case-only matches point at the other organism."""
     mappings = {name: _map_names(names, org, vocab) for name, names in gene_sources.items()}
     gene_source = max(mappings, key=lambda k: mappings[k].n_mapped)  # first (var_names) wins ties
     mapping = mappings[gene_source]
@@ -152,55 +197,33 @@ def prepare(adata_or_path: AnnData | str | Path, organism: str | None = None, vo
                                           min_mapped, source))
     if mapping.n_case_insensitive > mapping.n_recognised / 2 and organism_source != "argument":
         raise InputError(_case_message(mapping, gene_sources[gene_source], gene_source, org, vocab, source))
+    return gene_source, mapping
 
+
+def _merge_genes(counts, token: np.ndarray) -> _Merged:
     x = sp.csr_matrix(counts, dtype=np.float32)
-    token = mapping.token
     cols = np.flatnonzero(token >= 0)
     kept_tokens, out_col = np.unique(token[cols], return_inverse=True)
     merge = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (cols, out_col)),
                           shape=(x.shape[1], len(kept_tokens)))
-    mapped = (x @ merge).tocsr()
-    total_in = float(x.sum(dtype=np.float64))
+    return _Merged((x @ merge).tocsr(), kept_tokens, cols, out_col, float(x.sum(dtype=np.float64)))
 
-    totals = np.asarray(mapped.sum(axis=1, dtype=np.float64)).ravel()
-    keep = totals > 0
-    n_dropped = int((~keep).sum())
-    if not keep.any():
-        raise InputError(f"no cell of {source} has any count in the {len(kept_tokens):,} mapped genes.")
-    if n_dropped:
-        warnings.warn(f"dropped {n_dropped:,} of {adata.n_obs:,} cells with no counts in the "
-                      f"{len(kept_tokens):,} mapped genes", stacklevel=2)
 
-    names = np.asarray(gene_sources[gene_source], dtype=object)
-    first_name = pd.Series(names[cols]).groupby(out_col).first().to_numpy()
-    dup = pd.Series(out_col).duplicated().to_numpy()
-    report = MappingReport(
-        source=source, organism=org, organism_source=organism_source, count_source=count_source,
-        gene_source=gene_source, id_type=mapping.id_type, n_cells_in=adata.n_obs, n_cells_kept=int(keep.sum()),
-        n_zero_cells_dropped=n_dropped, n_genes_in=len(var),
-        n_genes_mapped=len(kept_tokens), n_duplicates_summed=int(dup.sum()), n_not_in_vocab=mapping.n_not_in_vocab,
-        n_unrecognised=mapping.n_unrecognised, n_case_insensitive=mapping.n_case_insensitive,
-        fraction_counts_kept=float(totals.sum() / total_in) if total_in > 0 else 0.0,
-        unmapped_examples=mapping.unmapped_examples(names),
-        duplicate_examples=[str(n) for n in pd.unique(names[cols][dup])[:N_EXAMPLES]],
-        remapped=mapping.remapped, ambiguous=mapping.ambiguous,
-        n_obs_names_made_unique=n_repeated_obs_names(adata.obs_names),
-        counts_from=adata.uns.get(PSEUDO_COUNTS_KEY) if count_source == f'layers["{PSEUDO_LAYER}"]' else None,
-    )
-
+def _output(adata: AnnData, merged: _Merged, keep: np.ndarray, names: np.ndarray, org: str, vocab: GeneVocab,
+            report: MappingReport) -> AnnData:
+    """The prepared AnnData: kept cells (unique names, organism set), mapped genes, obsm, the report in uns."""
+    first_name = pd.Series(names[merged.cols]).groupby(merged.out_col).first().to_numpy()
     obs = adata.obs.iloc[np.flatnonzero(keep)].copy()
     if report.n_obs_names_made_unique:
-        warnings.warn(f"{source}: {report.n_obs_names_made_unique:,} cell names repeat an earlier one; made them "
-                      f"unique with a suffix (-1, -2 …)", stacklevel=2)
         obs.index = unique_names(adata.obs_names)[keep]
     obs[ORGANISM_COLUMN] = org
-    out_var = pd.DataFrame({"symbol": vocab.symbols[kept_tokens], "input_name": first_name.astype(str)},
-                           index=pd.Index(vocab.ids[kept_tokens], name="gene_id"))
+    out_var = pd.DataFrame({"symbol": vocab.symbols[merged.tokens], "input_name": first_name.astype(str)},
+                           index=pd.Index(vocab.ids[merged.tokens], name="gene_id"))
     obsm = {k: (v.loc[keep] if isinstance(v, pd.DataFrame) else v[keep]) for k, v in adata.obsm.items()}
-    out = AnnData(X=mapped[keep], obs=obs, var=out_var, obsm=obsm)
+    out = AnnData(X=merged.counts[keep], obs=obs, var=out_var, obsm=obsm)
     out.X.sort_indices()
     out.uns["grnformer_prepare"] = report.to_dict()
-    return out, report
+    return out
 
 
 def _read(adata_or_path: AnnData | str | Path) -> tuple[AnnData, str]:
@@ -219,54 +242,6 @@ def _read(adata_or_path: AnnData | str | Path) -> tuple[AnnData, str]:
                          "AnnData.write_h5ad.") from err
 
 
-def with_pseudo_counts(adata: AnnData, counts_from: str, depth: float = DEFAULT_PSEUDO_DEPTH,
-                       source: str = "AnnData") -> AnnData:
-    """A copy of ``adata`` with pseudo-counts rebuilt from the normalised values in X, in layer 'counts'.
-
-    Many public benchmark sets (BEELINE's ExpressionData.csv among them) hold log2(TPM+1) or log-normalised values
-    instead of counts. The inverse transform ('log2p1': 2^x - 1, 'log1p': e^x - 1, 'tpm': as is) is scaled so that
-    every cell holds ``depth`` counts and rounded. X is kept as given; ``uns['grnformer_counts_from']`` records the
-    conversion, and `prepare` reads the layer and copies the record into its report. Warns that the model was
-    trained on raw counts."""
-    if counts_from not in COUNTS_FROM:
-        raise InputError(f"counts_from must be one of {', '.join(COUNTS_FROM)}; got '{counts_from}'.")
-    if not depth > 0:
-        raise InputError(f"the pseudo-count depth must be > 0 (got {depth}).")
-    if PSEUDO_LAYER in adata.layers and PSEUDO_COUNTS_KEY not in adata.uns:
-        raise InputError(f"{source} already has a layer '{PSEUDO_LAYER}', which prepare reads as the raw counts; "
-                         f"leave counts_from out to use it, or delete the layer.")
-    x = sp.csr_matrix(adata.X, dtype=np.float64)
-    x.eliminate_zeros()
-    nnz_in = int(x.nnz)
-    bad = [p for p in _value_problems(x) if p[0] != "non-integer"]
-    if bad:
-        raise InputError(f"{source}: counts_from='{counts_from}' needs non-negative finite values in X: "
-                         f"{_describe(bad, adata.obs_names, adata.var_names)}. Scaled or centred values (negative "
-                         "numbers) cannot be turned back into counts.")
-    top = float(x.data.max()) if x.nnz else 0.0
-    if counts_from in _MAX_LOG and top > _MAX_LOG[counts_from]:
-        raise InputError(f"{source}: X holds values up to {top:g}, too large for {counts_from} values (a log2 "
-                         f"of TPM stays under ~20): are they counts or TPM? Use counts_from='tpm' or none.")
-    if counts_from == "log2p1":
-        x.data = np.exp2(x.data) - 1.0
-    elif counts_from == "log1p":
-        x.data = np.expm1(x.data)
-    totals = np.asarray(x.sum(axis=1)).ravel()
-    x = sp.diags(np.where(totals > 0, depth / np.maximum(totals, 1e-300), 0.0)) @ x
-    x.data = np.rint(x.data)
-    x = sp.csr_matrix(x, dtype=np.float32)
-    x.eliminate_zeros()
-    out = adata.copy()
-    out.layers[PSEUDO_LAYER] = x
-    out.uns[PSEUDO_COUNTS_KEY] = {"transform": counts_from, "depth": float(depth), "source": "X",
-                                  "median_input_total": float(np.median(totals)),
-                                  "n_nonzero_in": nnz_in, "n_nonzero_out": int(x.nnz)}
-    warnings.warn(f"{source}: counts_from='{counts_from}': rebuilt pseudo-counts from the normalised values in X "
-                  f"(inverse transform, each cell scaled to {depth:,.0f} counts, rounded). The model was trained on "
-                  "raw counts; results on pseudo-counts are an approximation.", stacklevel=2)
-    return out
-
-
 def n_repeated_obs_names(names: pd.Index) -> int:
     """Cell names that repeat an earlier one."""
     return int(pd.Index(names).duplicated().sum())
@@ -277,66 +252,30 @@ def unique_names(names: pd.Index) -> pd.Index:
     return anndata.utils.make_index_unique(pd.Index(names).astype(str))
 
 
-def _value_problems(matrix) -> list[tuple[str, int, int, int, float]]:
-    """Why a matrix is not raw counts: one phrase per kind of bad value, with its first occurrence (row, col)."""
-    if sp.issparse(matrix):
-        m = matrix if matrix.format in ("csr", "csc") else sp.csr_matrix(matrix)
-        values = np.asarray(m.data)
-    else:
-        m = None
-        values = np.asarray(matrix).ravel()
-    if values.dtype.kind in "iub":
-        checks = [("negative", values < 0)] if values.dtype.kind == "i" else []
-    else:
-        finite = np.isfinite(values)
-        checks = [("non-finite (NaN or infinite)", ~finite),
-                  ("negative", finite & (values < 0)),
-                  ("non-integer", finite & (values != np.rint(values)))]
-    problems = []
-    for kind, mask in checks:
-        n = int(np.count_nonzero(mask))
-        if not n:
-            continue
-        k = int(np.argmax(mask))
-        if m is None:
-            row, col = np.unravel_index(k, np.shape(matrix))
-        else:
-            major = int(np.searchsorted(m.indptr, k, side="right") - 1)
-            row, col = (major, m.indices[k]) if m.format == "csr" else (m.indices[k], major)
-        problems.append((kind, n, int(row), int(col), float(values[k])))
-    return problems
-
-
-def _describe(problems: list[tuple[str, int, int, int, float]], obs_names: pd.Index,
-              var_names: pd.Index) -> str:
-    return "; ".join(f"{n:,} {kind} values (e.g. {value:g} at cell '{obs_names[row]}', gene '{var_names[col]}')"
-                     for kind, n, row, col, value in problems)
-
-
 def _find_counts(adata: AnnData, source: str):
     """(matrix, var, where) of the raw counts: X if it holds them, else a counts layer or .raw (pseudo-counts of
     `with_pseudo_counts` first: X then holds the values they were rebuilt from)."""
     if PSEUDO_COUNTS_KEY in adata.uns and PSEUDO_LAYER in adata.layers:
         return adata.layers[PSEUDO_LAYER], adata.var, f'layers["{PSEUDO_LAYER}"]'
-    x_problems = _value_problems(adata.X) if adata.X is not None else None
+    x_problems = value_problems(adata.X) if adata.X is not None else None
     if x_problems == []:
         return adata.X, adata.var, "X"
     tried = []
     for name in COUNT_LAYERS:
         if name in adata.layers:
-            if not _value_problems(adata.layers[name]):
+            if not value_problems(adata.layers[name]):
                 return adata.layers[name], adata.var, f'layers["{name}"]'
             tried.append(f'layers["{name}"]')
     if adata.raw is not None:
-        if not _value_problems(adata.raw.X):
+        if not value_problems(adata.raw.X):
             return adata.raw.X, adata.raw.var, "raw"
         tried.append(".raw")
     why = ("X is empty (None)" if x_problems is None
-           else f"X does not hold raw counts: {_describe(x_problems, adata.obs_names, adata.var_names)}")
+           else f"X does not hold raw counts: {describe_problems(x_problems, adata.obs_names, adata.var_names)}")
     msg = f"{source}: {why}. grnformer needs raw integer counts, not normalised, log-transformed or scaled values."
     if tried:
         msg += f" {', '.join(tried)} did not hold integer counts either."
-    others = [n for n in adata.layers if n not in COUNT_LAYERS and not _value_problems(adata.layers[n])]
+    others = [n for n in adata.layers if n not in COUNT_LAYERS and not value_problems(adata.layers[n])]
     if others:
         msg += (f" Layer '{others[0]}' holds non-negative integers: if those are the raw counts, put them in X "
                 f"(adata.X = adata.layers['{others[0]}']) or name the layer 'counts'.")
