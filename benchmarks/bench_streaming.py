@@ -38,7 +38,8 @@ from anndata import AnnData
 
 from grnformer.data import datasets
 from grnformer.data.collate import CellRecord, Collator
-from grnformer.data.corpus import Corpus, build_corpus
+from grnformer.data.corpus import Corpus
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.labels import LabelSet, column
 from grnformer.data.prepare import ORGANISM_COLUMN, prepare
 from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler

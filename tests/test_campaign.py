@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from grnformer.data import author_labels, datasets, silver
-from grnformer.data.corpus import AnnDataCells, build_corpus
+from grnformer.data.corpus import AnnDataCells
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.gene_prior import coexpression_embedding
 from grnformer.data.labels import LabelSet, ontology_parser
 from grnformer.data.prepare import prepare

@@ -8,7 +8,7 @@ import torch
 
 from grnformer import InputError
 from grnformer.data import datasets
-from grnformer.data.corpus import build_corpus
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.labels import LabelSet
 from grnformer.model import GRNFormer, ModelConfig
 from grnformer.train.checkpoint import FORMAT_VERSION, describe, load_bundle, save_bundle

@@ -10,7 +10,8 @@ import torch
 from grnformer import InputError
 from grnformer.data import datasets
 from grnformer.data.collate import Collator
-from grnformer.data.corpus import AnnDataCells, Corpus, build_corpus, vocab_hash
+from grnformer.data.corpus import AnnDataCells, Corpus, vocab_hash
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LabelSet
 from grnformer.data.prepare import prepare

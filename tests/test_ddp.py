@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
 from grnformer.data import datasets
-from grnformer.data.corpus import build_corpus
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.labels import LabelSet
 from grnformer import InputError
 from grnformer.model.grnformer import Block

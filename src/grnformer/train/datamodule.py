@@ -157,7 +157,7 @@ class _ResumableLoader(DataLoader):
 
 
 class CorpusDataModule(LightningDataModule):
-    """Training and validation batches from a corpus: a corpus directory (see `data.corpus.build_corpus`), an
+    """Training and validation batches from a corpus: a corpus directory (see `data.corpus_build.build_corpus`), an
     opened `Corpus`, or a `SomaCells` (whose validation split is keyed by soma_joinid, see `split_cells`).
 
     batch_size: cells per batch per process; context_length: genes per cell; val_fraction: share of cells held

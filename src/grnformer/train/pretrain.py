@@ -29,7 +29,7 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from grnformer.atomic import write_text
-from grnformer.data.corpus import build_corpus
+from grnformer.data.corpus_build import build_corpus
 from grnformer.data.genes import GeneVocab
 from grnformer.data.labels import LABEL_CLASSES, LabelSet
 from grnformer.data.soma import SomaCells
