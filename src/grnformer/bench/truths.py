@@ -24,7 +24,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.data import resources
-from grnformer.data.expression import counts_per_10k, organism_of
 from grnformer.data.gene_names import current_symbols
 from grnformer.data.genes import HUMAN, MOUSE, organism_id
 from grnformer.data.prepare import ORGANISM_COLUMN
@@ -130,7 +129,7 @@ def normalise_symbols(names: Iterable[str], organism: str) -> tuple[np.ndarray, 
     return current_symbols(names, organism)
 
 
-def _normalise_edges(edges: pd.DataFrame, organism: str, prov: dict) -> pd.DataFrame:
+def normalise_edges(edges: pd.DataFrame, organism: str, prov: dict) -> pd.DataFrame:
     """Map both ends to current symbols; record how many names were renamed or are unknown."""
     genes = pd.unique(edges[["regulator", "target"]].to_numpy().ravel())
     new, found = normalise_symbols(genes, organism)
@@ -142,7 +141,8 @@ def _normalise_edges(edges: pd.DataFrame, organism: str, prov: dict) -> pd.DataF
     return out
 
 
-def _finish(edges: pd.DataFrame, name: str, organism: str, prov: dict) -> GroundTruth:
+def finish_truth(edges: pd.DataFrame, name: str, organism: str, prov: dict) -> GroundTruth:
+    """The GroundTruth of ``edges``, with its edge, regulator and merged-duplicate counts in ``prov``."""
     before = len(edges)
     truth = GroundTruth(edges, name, organism, prov)
     prov["duplicate_edges_merged"] = before - len(truth)
@@ -216,8 +216,8 @@ def omnipath(transcriptional_only: bool = False, complexes: str = "expand") -> G
     kept = df[ok]
     edges = pd.DataFrame({"regulator": kept["source"].map(resolved), "target": kept["target"].map(resolved)})
     edges = edges.explode("regulator").explode("target")
-    edges = _normalise_edges(edges, HUMAN, prov)
-    return _finish(edges, "omnipath_tf" if transcriptional_only else "omnipath", HUMAN, prov)
+    edges = normalise_edges(edges, HUMAN, prov)
+    return finish_truth(edges, "omnipath_tf" if transcriptional_only else "omnipath", HUMAN, prov)
 
 
 # ---------------------------------------------------------------------------------------------------- ENCODE
@@ -243,10 +243,10 @@ def encode_chip(cell_lines: Iterable[str] | None = None) -> GroundTruth:
                    cell_lines=sorted(wanted) if wanted else "all", rows=len(edges),
                    factors_renamed_from_encode_names=sorted({f for f in _ENCODE_NAMES
                                                             if f in {k.split(" ")[0].upper() for k in sets}}))
-    edges = _normalise_edges(edges, HUMAN, prov)
+    edges = normalise_edges(edges, HUMAN, prov)
     regs, found = normalise_symbols(pd.unique(edges["regulator"]), HUMAN)
     prov["factors_not_mapped_to_a_gene"] = sorted(str(r) for r, f in zip(regs, found) if not f)
-    return _finish(edges, "encode_chip", HUMAN, prov)
+    return finish_truth(edges, "encode_chip", HUMAN, prov)
 
 
 # ---------------------------------------------------------------------------------------------------- McCalla
@@ -282,8 +282,8 @@ def mccalla(cell: str, network: str = "chip_kd", root: str | Path | None = None)
     raw = pd.read_csv(path, sep="\t", header=None, dtype=str, usecols=[0, 1], names=["regulator", "target"])
     prov = _source(path, study="McCalla et al., G3 2023 (doi:10.1093/g3journal/jkad004)", cell=folder,
                    network=stem, rows=len(raw))
-    edges = _normalise_edges(raw.dropna(), org, prov)
-    return _finish(edges, f"mccalla_{key}_{network}", org, prov)
+    edges = normalise_edges(raw.dropna(), org, prov)
+    return finish_truth(edges, f"mccalla_{key}_{network}", org, prov)
 
 
 # ---------------------------------------------------------------------------------------------------- BEELINE
@@ -313,10 +313,10 @@ def beeline(directory: str | Path, network_file: str | None = None, organism: st
     edges = ref.rename(columns={"Gene1": "regulator", "Gene2": "target"})[["regulator", "target"]].dropna()
     prov = _source(path, format="BEELINE", rows=len(ref))
     if organism:
-        edges = _normalise_edges(edges, org, prov)
+        edges = normalise_edges(edges, org, prov)
     else:
         prov["symbols"] = "as given (no organism: not normalised)"
-    return _finish(edges, f"beeline_{directory.name}", org, prov)
+    return finish_truth(edges, f"beeline_{directory.name}", org, prov)
 
 
 def beeline_expression(directory: str | Path, organism: str | None = None):
@@ -342,77 +342,12 @@ def beeline_expression(directory: str | Path, organism: str | None = None):
     return adata
 
 
-# ---------------------------------------------------------------------------------------------------- Perturb-seq
-
-
-def perturbation(adata, perturbation_key: str, control: str, test: str = "mannwhitney", fdr: float = 0.05,
-                 min_abs_log2fc: float = 0.25, min_cells: int = 20, min_frac_expressed: float = 0.05,
-                 organism: str | None = None) -> GroundTruth:
-    """Edges perturbed gene → gene whose expression shifts versus the control cells.
-
-    Expression is log1p of counts normalised to 10,000 per cell. Per perturbation (with at least ``min_cells``
-    cells), genes expressed in at least ``min_frac_expressed`` of the tested cells are tested against the controls
-    (two-sided Mann–Whitney U, or Welch's t-test with ``test="ttest"``); p-values are Benjamini–Hochberg corrected
-    within each perturbation; an edge needs FDR < ``fdr`` and |log2 fold change of mean normalised expression| ≥
-    ``min_abs_log2fc``. The perturbed gene itself is not an edge; whether it went down is reported (on-target).
-    Symbols are normalised when the organism (``organism=`` or obs['organism_ontology_term_id']) is human or mouse.
-    """
-    from scipy import stats
-
-    if perturbation_key not in adata.obs:
-        raise InputError(f"obs has no column {perturbation_key!r}; columns: {list(adata.obs.columns)}")
-    labels = adata.obs[perturbation_key].astype(str).to_numpy()
-    if control not in set(labels):
-        raise InputError(f"control label {control!r} not in obs[{perturbation_key!r}]")
-    if test not in ("mannwhitney", "ttest"):
-        raise InputError(f"test must be 'mannwhitney' or 'ttest', not {test!r}")
-    org = organism_of(adata, organism) or "unknown"
-    symbols = (adata.var["symbol"] if "symbol" in adata.var else adata.var_names.to_series()).astype(str).to_numpy()
-    x = counts_per_10k(adata.X, allow_empty=False)
-    ctrl = labels == control
-    xc = x[ctrl].toarray()
-    prov = {"source_file": "AnnData in memory", "perturbation_key": perturbation_key, "control": control,
-            "control_cells": int(ctrl.sum()), "test": test, "correction": "Benjamini-Hochberg per perturbation",
-            "fdr": fdr, "min_abs_log2fc": min_abs_log2fc, "min_cells": min_cells,
-            "min_frac_expressed": min_frac_expressed, "normalisation": "log1p(counts / depth * 1e4)",
-            "perturbations": {}, "skipped_too_few_cells": [], "skipped_not_a_gene": []}
-    sym_index = pd.Index(symbols)
-    rows = []
-    for pert in sorted(set(labels) - {control}):
-        cells = labels == pert
-        if cells.sum() < min_cells:
-            prov["skipped_too_few_cells"].append(pert)
-            continue
-        xp = x[cells].toarray()
-        expressed = np.concatenate([xp, xc]).astype(bool).mean(0) >= min_frac_expressed
-        lp, lc = np.log1p(xp[:, expressed]), np.log1p(xc[:, expressed])
-        if test == "mannwhitney":
-            p = stats.mannwhitneyu(lp, lc, axis=0, alternative="two-sided", method="asymptotic").pvalue
-        else:
-            p = stats.ttest_ind(lp, lc, axis=0, equal_var=False).pvalue
-        q = stats.false_discovery_control(np.nan_to_num(p, nan=1.0))
-        lfc = np.log2((xp[:, expressed].mean(0) + 1e-9) / (xc[:, expressed].mean(0) + 1e-9))
-        hits = (q < fdr) & (np.abs(lfc) >= min_abs_log2fc)
-        genes = symbols[expressed]
-        info = {"cells": int(cells.sum()), "genes_tested": int(expressed.sum()), "significant": int(hits.sum())}
-        loc = sym_index.get_indexer([pert])[0]
-        if loc >= 0:
-            info["on_target_log2fc"] = float(np.log2((xp[:, loc].mean() + 1e-9) / (xc[:, loc].mean() + 1e-9)))
-        else:
-            prov["skipped_not_a_gene"].append(pert)
-        prov["perturbations"][pert] = info
-        hit_genes = genes[hits]
-        rows.append(pd.DataFrame({"regulator": pert, "target": hit_genes[hit_genes != pert]}))
-    edges = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["regulator", "target"])
-    if org in (HUMAN, MOUSE) and len(edges):
-        edges = _normalise_edges(edges, org, prov)
-    return _finish(edges, f"perturbation_{perturbation_key}", org, prov)
-
-
 # ---------------------------------------------------------------------------------------------------- registry
 
 
 def _registry() -> dict[str, tuple[Callable[..., GroundTruth], dict, str]]:
+    from grnformer.bench.perturbation_truth import perturbation  # it builds on this module's GroundTruth
+
     reg: dict[str, tuple[Callable[..., GroundTruth], dict, str]] = {
         "omnipath": (omnipath, {}, "Omnipath, all interaction types (human)"),
         "omnipath_tf": (omnipath, {"transcriptional_only": True}, "Omnipath transcriptional TF→target (human)"),
