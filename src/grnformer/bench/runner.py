@@ -198,20 +198,8 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
     for method, dname in bar:
         bar.set_postfix_str(f"{method} on {dname}")
         adata, org, genes, regs, data_hash = setups[dname]
-        options = {**_METHODS[method].defaults, **method_options[method]}
-        if method in baselines.METHODS:
-            options.setdefault("seed", o.seed)
-            options.setdefault("n_jobs", o.n_jobs)
-        key = _cache_key(method, options, data_hash, genes, regs, o.seed)
-        path = out / "networks" / f"{method}__{dname}__{key}.h5ad"
-        cached = path.exists()
-        if cached:
-            net = ad.read_h5ad(path)
-        else:
-            start = time.perf_counter()
-            net = _METHODS[method].fn(adata, genes, regs, **options)
-            net.uns.setdefault("grn", {})["wall_seconds"] = time.perf_counter() - start
-            _write_h5ad(net, path)
+        net, path, cached = _method_network(method, method_options[method], o, dname, adata, genes, regs,
+                                            data_hash, out)
         timings.append({"method": method, "dataset": dname, "seconds": float(net.uns["grn"]["wall_seconds"]),
                         "cached": cached, "network": str(path.relative_to(out)), "n_genes": len(genes),
                         "n_cells": int(adata.n_obs)})
@@ -240,6 +228,26 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
 
         write_report(results, curves, out)
     return results
+
+
+def _method_network(method: str, method_options: dict, o: BenchOptions, dname: str, adata: ad.AnnData,
+                    genes: Sequence[str], regs: Sequence[str] | None, data_hash: str,
+                    out: Path) -> tuple[ad.AnnData, Path, bool]:
+    """One method's network on one dataset: read from ``out/networks`` when the same inputs ran before, else
+    inferred (timed) and written there. Returns (network, its file, whether it came from the cache)."""
+    options = {**_METHODS[method].defaults, **method_options}
+    if method in baselines.METHODS:
+        options.setdefault("seed", o.seed)
+        options.setdefault("n_jobs", o.n_jobs)
+    key = _cache_key(method, options, data_hash, genes, regs, o.seed)
+    path = out / "networks" / f"{method}__{dname}__{key}.h5ad"
+    if path.exists():
+        return ad.read_h5ad(path), path, True
+    start = time.perf_counter()
+    net = _METHODS[method].fn(adata, genes, regs, **options)
+    net.uns.setdefault("grn", {})["wall_seconds"] = time.perf_counter() - start
+    _write_h5ad(net, path)
+    return net, path, False
 
 
 def bench_main(methods: list[str], datasets: list[str], truths: list[str], out_dir: str | Path,
