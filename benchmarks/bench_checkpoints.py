@@ -274,15 +274,17 @@ def plot(results: dict, path: Path) -> None:
                   key=lambda x: x[0])
     if not rows:
         return
-    parsed = [{key: (ours, base) for key, (ours, base) in _parse(r).items()} for _, _, r in rows]
+    parsed = [_parse(r) for _, _, r in rows]
+    series = [_lineage(name) for _, name, _ in rows]
     keys = list(parsed[-1])
     fig, axes = plt.subplots((len(keys) + 3) // 4, 4, figsize=(16, 3.2 * ((len(keys) + 3) // 4)))
     for ax, key in zip(axes.ravel(), keys):
-        views = [v for (v, _, _), p in zip(rows, parsed) if key in p]
-        est = np.array([p[key][0] for p in parsed if key in p])
-        # a resampled NMI is biased upwards, so its interval can sit above the estimate: bars from the estimate
-        ax.errorbar(views, est[:, 0], yerr=np.maximum(0, [est[:, 0] - est[:, 1], est[:, 2] - est[:, 0]]), fmt="o-",
-                    label="grnformer")
+        for lineage in dict.fromkeys(series):
+            pts = [(v, p[key][0]) for (v, _, _), p, s in zip(rows, parsed, series) if s == lineage and key in p]
+            views, est = [v for v, _ in pts], np.array([e for _, e in pts])
+            # a resampled NMI is biased upwards, so its interval can sit above the estimate: bars from the estimate
+            ax.errorbar(views, est[:, 0], yerr=np.maximum(0, [est[:, 0] - est[:, 1], est[:, 2] - est[:, 0]]),
+                        fmt="o-", capsize=2, label=lineage)
         if parsed[-1][key][1] is not None:
             ax.axhline(parsed[-1][key][1], ls="--", color="grey", label="best baseline")
         ax.set_title(key, fontsize=8), ax.set_xlabel("cell views", fontsize=8)
@@ -292,6 +294,13 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
+
+
+def _lineage(name: str) -> str:
+    """Which run a checkpoint comes from (kept copies are filed by run under runs/campaign/kept/)."""
+    if "2026-11-24" in name:
+        return "model of 2026-11-24"
+    return "warm start from it" if "/warm/" in name else "from scratch + co-expression prior"
 
 
 def _parse(row: dict) -> dict[str, tuple[list[float], float | None]]:
