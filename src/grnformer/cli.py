@@ -167,8 +167,7 @@ def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written
                  options: type | None = None) -> None:
     """A task's positionals and --device, then its options: the fields of ``options`` (an options dataclass),
     or the common run options."""
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    _add_model_and_input(p)
     p.add_argument("output", help=output)
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     if options is not None:
@@ -176,6 +175,12 @@ def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written
     else:
         _add_run_options(p)
     _add_counts_from(p)
+
+
+def _add_model_and_input(p: argparse.ArgumentParser) -> None:
+    """The two positionals every task command starts with."""
+    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("input", help="h5ad file of raw counts")
 
 
 def _add_counts_from(p: argparse.ArgumentParser) -> None:
@@ -215,8 +220,7 @@ _SELECT_HEADS_OPTIONS = ["genes", "n_genes", "direction", "max_cells", "seed", "
 def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     """grn and select-heads: their network flags come from `GRNOptions` (one description per option)."""
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    _add_model_and_input(p)
     p.add_argument("output", help="output h5ad; with --groupby a directory of <group>.h5ad")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_option_flags(p, GRNOptions)
@@ -228,8 +232,7 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_grn)
 
     p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    _add_model_and_input(p)
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
@@ -240,8 +243,7 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_select_heads)
 
     p = sub.add_parser("diffnet", help="edges that change between two groups of cells (permutation test, FDR)")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    _add_model_and_input(p)
     p.add_argument("--groupby", nargs=3, required=True, metavar=("COLUMN", "A", "B"),
                    help="obs column and the two groups to compare (diff = A - B)")
     p.add_argument("--out", default="diffnet_out", help="output directory: edges.csv and report.html")
@@ -250,8 +252,7 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_diffnet)
 
     p = sub.add_parser("adapt", help="fine-tune a model on your cells, self-supervised (no labels); a new checkpoint")
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    _add_model_and_input(p)
     p.add_argument("output", help="the adapted checkpoint (a bundle, written atomically)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     _add_option_flags(p, AdaptOptions)

@@ -283,8 +283,9 @@ class _StopAfter(Callback):
             trainer.should_stop = True
 
 
-def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
-    """Corpus, data module, model, plan and Trainer for a full configuration (from `load_config`)."""
+def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = (), resuming: bool = False) -> Run:
+    """Corpus, data module, model, plan and Trainer for a full configuration (from `load_config`). With
+    ``resuming`` the co-expression prior is skipped: the checkpoint about to be loaded replaces those weights."""
     cfg = dict(cfg)
     out_dir = Path(cfg["out_dir"])
     d, t, m = cfg["data"], cfg["training"], dict(cfg["model"])
@@ -307,7 +308,7 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = ()) -> Run:
     config = ModelConfig.preset(m.pop("preset"), vocab_size=len(vocab), n_positions=vocab.n_positions,
                                 label_sizes=data.label_set.sizes, **m)
     model = GRNFormer(config, torch.as_tensor(vocab.positions), embeddings)
-    if gene_init == "coexpression":
+    if gene_init == "coexpression" and not resuming:  # a resumed run's weights come from its checkpoint
         cfg["gene_init"] = _coexpression_init(model, data)
     elif gene_init is not None:
         raise InputError(f"model.gene_init must be null or coexpression, got {gene_init!r}.")
@@ -364,7 +365,7 @@ def pretrain(config: Mapping[str, Any] | str | Path, overrides: Sequence[str] = 
     path of the final checkpoint (`<out_dir>/checkpoints/last.ckpt`), loadable by `checkpoint.load_bundle`.
     """
     cfg = load_config(config, overrides)
-    run = build(cfg)
+    run = build(cfg, resuming=resume is not None)
     if resume is not None:
         _check_resume(Path(resume), run.plan.model.config)
         run.data.check_resume(resume)
