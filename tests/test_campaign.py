@@ -143,3 +143,19 @@ def test_campaign_refuses_a_stretch_without_minutes():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "campaign.py")], capture_output=True, text=True)
     assert out.returncode == 2 and "--minutes" in out.stderr
     assert json.loads((ROOT / "src" / "grnformer" / "checkpoints" / "small.json").read_text())["steps"] > 0
+
+
+def test_a_run_with_the_coexpression_prior_resumes_without_refitting_it(tmp_path, monkeypatch):
+    """The campaign's recipe uses the prior; its stretches resume from last.ckpt, whose weights replace the prior's."""
+    cfg = load_config({"out_dir": str(tmp_path / "r"), "data": {"corpus": str(_corpus(tmp_path / "c", False))}},
+                      TINY + ["model.gene_init=coexpression", "training.max_steps=2"])
+    first = pretrain(cfg)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a resumed run must not refit the co-expression prior")
+
+    monkeypatch.setattr("grnformer.data.gene_prior.coexpression_embedding", refit)
+    last = pretrain(cfg, ["training.max_steps=4"], resume=first)
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
+    with pytest.raises(Exception, match="gene_init must be null or coexpression"):
+        build(load_config(cfg, ["model.gene_init=svd"]))

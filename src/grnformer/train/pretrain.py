@@ -308,10 +308,10 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = (), resuming: 
     config = ModelConfig.preset(m.pop("preset"), vocab_size=len(vocab), n_positions=vocab.n_positions,
                                 label_sizes=data.label_set.sizes, **m)
     model = GRNFormer(config, torch.as_tensor(vocab.positions), embeddings)
+    if gene_init not in (None, "coexpression"):
+        raise InputError(f"model.gene_init must be null or coexpression, got {gene_init!r}.")
     if gene_init == "coexpression" and not resuming:  # a resumed run's weights come from its checkpoint
         cfg["gene_init"] = _coexpression_init(model, data)
-    elif gene_init is not None:
-        raise InputError(f"model.gene_init must be null or coexpression, got {gene_init!r}.")
     if init_from:
         cfg["warm_start"] = warm_start(model, vocab, data.label_set, resolve_checkpoint(init_from))
     optim = OptimConfig.from_dict({k: t[k] for k in _OPTIM_KEYS})
