@@ -27,9 +27,21 @@ def test_prediction_stops_at_the_most_specific_confident_ancestor():
     codes, conf = hierarchical_predict(probs, ENC, threshold=0.5)
     np.testing.assert_array_equal(codes, [0, 4, 5, 3, 5])
     np.testing.assert_allclose(conf, [0.70, 0.55, 0.75, 0.45, 0.75], rtol=1e-6)
-    leaves, p = hierarchical_predict(probs, ENC, threshold=0.0)  # threshold 0 always names the top leaf
+    leaves, p = hierarchical_predict(probs, ENC, threshold=0.0)  # threshold 0 always names the top leaf (no residual leaves here)
     np.testing.assert_array_equal(leaves, probs.argmax(1))
     np.testing.assert_allclose(p, probs.max(1))
+
+
+def test_a_residual_leaf_is_reported_as_its_coarse_term():
+    """Leaf 'X' is X's residual leaf (data.labels): predicting it names X, which scores as a true X label."""
+    enc = LabelEncoder("cell_type", ["X", "a", "d"], ["X"], np.array([[1, 1, 0]], dtype=bool))
+    probs = np.array([[0.8, 0.1, 0.1],    # confident residual leaf: X
+                      [0.45, 0.3, 0.25],  # residual top but uncertain: X holds 0.75, still X
+                      [0.1, 0.8, 0.1]])   # the descendant a
+    codes, _ = hierarchical_predict(probs, enc, threshold=0.5)
+    assert codes.tolist() == [3, 3, 1] and codes.tolist() == hierarchical_predict(probs, enc, 0.0)[0].tolist()
+    true = enc.codes(["X", "X", "X"])
+    assert score_predictions(codes, true, enc)["accuracy"] == pytest.approx(2 / 3)
 
 
 def test_strict_and_ontology_scores():

@@ -26,19 +26,32 @@ def test_leaves_and_coarse_follow_the_ontology(retina, labels):
     parser = ontology_parser()
     enc = labels.encoders["cell_type"]
     observed = set(retina.obs["cell_type_ontology_term_id"].astype(str))
-    assert set(enc.leaves) | set(enc.coarse) == observed and not set(enc.leaves) & set(enc.coarse)
-    for leaf in enc.leaves:  # no observed term lies below a leaf
-        assert not set(parser.get_term_descendants(leaf)) & observed, leaf
+    assert set(enc.leaves) == observed and set(enc.coarse) <= observed  # every term has a leaf
     for j, term in enumerate(enc.coarse):
         below = set(parser.get_term_descendants(term)) & observed
         assert below, term  # a coarse term has an observed descendant
-        assert {enc.leaves[i] for i in np.flatnonzero(enc.descendants[j])} == below & set(enc.leaves)
-    # concretely: rod bipolar cells are ON-bipolar cells, so ON-bipolar is the one coarse term
-    assert enc.coarse == [ON_BIPOLAR] and enc.n_leaves == 10
-    assert enc.descendants.shape == (1, 10) and enc.descendants[0, enc.leaves.index(ROD_BIPOLAR)]
-    assert enc.descendants.sum() == 1
+        # its leaves: its observed descendants and its own residual leaf
+        assert {enc.leaves[i] for i in np.flatnonzero(enc.descendants[j])} == below | {term}
+        assert enc.residual[enc.leaves.index(term)] == enc.n_leaves + j
+    for leaf in set(enc.leaves) - set(enc.coarse):  # no observed term lies below a plain leaf
+        assert not set(parser.get_term_descendants(leaf)) & observed, leaf
+        assert enc.residual[enc.leaves.index(leaf)] == -1
+    # concretely: rod bipolar cells are ON-bipolar cells, so ON-bipolar is the one coarse term, with a residual leaf
+    assert enc.coarse == [ON_BIPOLAR] and enc.n_leaves == 11
+    assert enc.descendants.shape == (1, 11) and enc.descendants.sum() == 2
+    assert enc.descendants[0, enc.leaves.index(ROD_BIPOLAR)] and enc.descendants[0, enc.leaves.index(ON_BIPOLAR)]
     assert enc.labels()[enc.leaves.index(ROD_BIPOLAR)] == "rod bipolar cell"
     assert enc.labels()[enc.n_leaves] == "ON-bipolar cell"
+
+
+def test_a_coarse_term_with_one_observed_descendant_keeps_its_own_leaf():
+    """CD14 monocytes labelled 'CD14-positive monocyte' beside CD16 monocytes, a descendant term in CL: before
+    residual leaves the classifier could only call the CD14 ones CD16 monocytes."""
+    cd14, cd16 = "CL:0001054", "CL:0002396"
+    enc = LabelEncoder.fit("cell_type", [cd14, cd16, "CL:0000236"])
+    assert enc.coarse == [cd14] and set(enc.leaves) == {cd14, cd16, "CL:0000236"}
+    assert enc.codes([cd14, cd16]).tolist() == [enc.n_leaves, enc.leaves.index(cd16)]  # a CD14 label: the union
+    assert enc.residual[enc.leaves.index(cd14)] == enc.n_leaves
 
 
 def test_encode_retina(retina, labels):
@@ -52,7 +65,7 @@ def test_encode_retina(retina, labels):
     on_bipolar = terms == ON_BIPOLAR
     assert (codes[on_bipolar, 0] == enc.n_leaves).all() and (codes[~on_bipolar, 0] < enc.n_leaves).all()
     # every retina cell is 'unknown' ethnicity: no leaves, all -1; the other classes have one term each
-    assert labels.sizes == {"cell_type": 10, "disease": 1, "assay": 1, "sex": 1, "self_reported_ethnicity": 0,
+    assert labels.sizes == {"cell_type": 11, "disease": 1, "assay": 1, "sex": 1, "self_reported_ethnicity": 0,
                             "organism": 1}
     assert (codes[:, LABEL_CLASSES.index("self_reported_ethnicity")] == -1).all()
     assert (codes[:, 1:4] == 0).all() and (codes[:, 5] == 0).all()
@@ -78,10 +91,10 @@ def test_terms_outside_the_ontologies_do_not_crash():
     enc = LabelEncoder.fit("self_reported_ethnicity", ["unknown", "na", "HANCESTRO:0005",
                                                        "HANCESTRO:0005,HANCESTRO:0014", "multiethnic",
                                                        "HANCESTRO:0004", None])
-    assert enc.leaves == ["HANCESTRO:0005", "HANCESTRO:0005,HANCESTRO:0014", "multiethnic"]
+    assert enc.leaves == ["HANCESTRO:0004", "HANCESTRO:0005", "HANCESTRO:0005,HANCESTRO:0014", "multiethnic"]
     assert enc.coarse == ["HANCESTRO:0004"]  # European ancestry is an ancestry category
-    assert enc.descendants.tolist() == [[True, False, False]]
-    assert enc.labels()[0] == "European ancestry" and enc.labels()[2] == "multiethnic"
+    assert enc.descendants.tolist() == [[True, True, False, False]]
+    assert enc.labels()[1] == "European ancestry" and enc.labels()[3] == "multiethnic"
     sex = LabelEncoder.fit("sex", ["PATO:0000384", "PATO:0000383", "unknown"])
     assert sex.n_leaves == 2 and sex.n_coarse == 0
     organism = LabelEncoder.fit("organism", ["NCBITaxon:9606", "NCBITaxon:10090"])

@@ -1,11 +1,16 @@
 """Label encoders over ontology term IDs, with the leaf / coarse structure the hierarchical classifier needs.
 
-Per label class we keep the terms observed in the training data. Leaves are observed terms with no observed
-descendant: the classifier has one output per leaf. Coarse terms are observed terms that are ancestors of
-observed terms (e.g. 'ON-bipolar cell' when 'rod bipolar cell' is seen too); a cell labelled with one means "one
-of its descendant leaves", which is what the hierarchical loss trains. Missing labels get code -1 and weigh
-nothing. Ancestry comes from cellxgene-ontology-guide's OntologyParser (offline); terms it does not know
-(free text, comma-joined ethnicities, ...) and organism (NCBITaxon) terms are treated as terms without ancestors.
+Per label class we keep the terms observed in the training data. Coarse terms are observed terms that are
+ancestors of observed terms (e.g. 'ON-bipolar cell' when 'rod bipolar cell' is seen too); a cell labelled with
+one means "one of its descendant leaves", which is what the hierarchical loss trains. Leaves, one classifier
+output each, are every observed term: the terms with no observed descendant, and for each coarse term a
+*residual* leaf of the same ID, "this term but none of its observed descendants". Without residual leaves a
+coarse term's cells can only be called one of its descendants: CD14 monocytes labelled 'CD14-positive
+monocyte', whose one observed descendant was the CD16 monocyte, were all called CD16 monocytes. A residual
+leaf is counted among its own coarse term's descendants, and a prediction of it is reported as that term.
+Missing labels get code -1 and weigh nothing. Ancestry comes from cellxgene-ontology-guide's OntologyParser
+(offline); terms it does not know (free text, comma-joined ethnicities, ...) and organism (NCBITaxon) terms are
+treated as terms without ancestors. Encoders saved before residual leaves existed load as they were.
 
 Codes: leaf i -> i, coarse term j -> n_leaves + j, missing -> -1. A term not seen when fitting maps to its
 closest observed ancestor (a leaf wins a tie with a coarse term): a subtype of a leaf is that leaf, a subtype of
@@ -77,13 +82,16 @@ class LabelEncoder:
     leaves: list[str]
     coarse: list[str]
     descendants: np.ndarray  # bool [n_coarse, n_leaves]
+    residual: np.ndarray = field(init=False, repr=False)  # per leaf: the coarse code of its term, or -1
     _code: dict[str, int] = field(init=False, repr=False)  # observed terms
     _resolved: dict[str, int] = field(init=False, repr=False)  # unseen terms, cached
 
     def __post_init__(self) -> None:
         self.descendants = np.asarray(self.descendants, dtype=bool).reshape(len(self.coarse), len(self.leaves))
-        self._code = {t: i for i, t in enumerate(self.leaves + self.coarse)}
+        self._code = {t: i for i, t in enumerate(self.leaves + self.coarse)}  # a residual leaf's term: coarse
         self._resolved = {}
+        self.residual = np.array([self._code[t] if self._code[t] >= len(self.leaves) else -1 for t in self.leaves],
+                                 dtype=np.int64).reshape(len(self.leaves))
 
     @classmethod
     def fit(cls, label_class: str, terms: Iterable) -> "LabelEncoder":
@@ -92,8 +100,9 @@ class LabelEncoder:
         seen = set(observed)
         ancestors = {t: set(_ancestor_distances(t)) & seen for t in observed}
         coarse = sorted(set().union(*ancestors.values())) if observed else []
-        leaves = [t for t in observed if t not in set(coarse)]
-        descendants = np.array([[c in ancestors[leaf] for leaf in leaves] for c in coarse], dtype=bool)
+        leaves = observed  # coarse terms included: their residual leaves
+        descendants = np.array([[c in ancestors[leaf] or c == leaf for leaf in leaves] for c in coarse],
+                               dtype=bool)
         return cls(label_class, leaves, coarse, descendants)
 
     @property

@@ -1,6 +1,7 @@
 """Label prediction from the label tokens, stopping at an ontology ancestor when the leaves are uncertain.
 
-The classifier of a label class outputs probabilities over its leaf terms. When the top leaf holds less than
+The classifier of a label class outputs probabilities over its leaf terms; a residual leaf (data.labels) is
+reported as the code of its coarse term, which names the same term. When the top leaf holds less than
 ``threshold`` of the probability, the prediction moves up to the most specific coarse ancestor of that leaf
 (the one with the fewest descendant leaves; ties go to the larger mass) whose descendant leaves together hold at
 least ``threshold``; if none does, the top leaf is kept. ``threshold=0`` always names a leaf.
@@ -40,7 +41,7 @@ def hierarchical_predict(probs: np.ndarray, encoder: LabelEncoder, threshold: fl
     """(codes, probability) per cell: a leaf code, or n_leaves + j for coarse term j (see module docstring)."""
     top = probs.argmax(axis=1)
     p_top = probs[np.arange(len(probs)), top]
-    codes, conf = top.astype(np.int64), p_top.astype(np.float32)
+    codes, conf = np.where(encoder.residual[top] >= 0, encoder.residual[top], top), p_top.astype(np.float32)
     if encoder.n_coarse == 0:
         return codes, conf
     desc = encoder.descendants  # [n_coarse, n_leaves]
