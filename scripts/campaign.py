@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from grnformer.data import author_labels, datasets
@@ -64,16 +65,28 @@ def _latest_weights(exclude: Path) -> str:
     return str(runs[-1]) if runs else "shipped"
 
 
-def _base_cell_views(run_dir: Path, start: str) -> int:
-    """Cell views the weights had seen when this run started: the ledger's record for the run; for a new run,
-    none from scratch, or those of the shipped card (the campaign exports after every stretch, so the card
-    describes the newest weights)."""
+def _ledger_base(run_name: str) -> int | None:
     ledger = CAMPAIGN / "stretches.json"
     for stretch in json.loads(ledger.read_text()) if ledger.is_file() else []:
-        if stretch["run"] == run_dir.name:
+        if stretch["run"] == run_name:
             return int(stretch["base_cell_views"])
+    return None
+
+
+def _base_cell_views(run_dir: Path, start: str, weights: str | None) -> int:
+    """Cell views the weights had seen when this run started: the ledger's record for the run; for a new run,
+    none from scratch, those of an earlier run's last.ckpt (its own base plus its steps), or those of the
+    shipped card (the campaign exports after every stretch, so the card describes the shipped weights)."""
+    known = _ledger_base(run_dir.name)
+    if known is not None:
+        return known
     if start == "scratch":
         return 0
+    if weights not in (None, "shipped"):  # None: a resumed run the ledger missed
+        earlier = Path(weights).parents[1]
+        steps = torch.load(weights, map_location="cpu", weights_only=False)["global_step"]
+        batch = yaml.safe_load((earlier / "config.yaml").read_text())["training"]["batch_size"]
+        return (_ledger_base(earlier.name) or 0) + int(steps) * int(batch)
     card = json.loads(CARD.read_text())
     return int(card.get("cell_views", card["steps"] * card["batch_size"]))
 
@@ -94,15 +107,17 @@ def main() -> None:
                  f"data.sources={json.dumps(sources)}", f"training.stop_after_minutes={args.minutes}",
                  "training.progress_bar=false", *args.overrides]
     command = [sys.executable, "-m", "grnformer.cli", "pretrain", "--config", str(CONFIG)]
-    base = _base_cell_views(run_dir, args.start)
+    weights = None
     if last.is_file():
         command += ["--resume", str(last)]
         how = f"resuming {last}"
     elif args.start == "warm":
-        overrides.append(f"model.init_from={_latest_weights(run_dir)}")
-        how = f"warm start from {overrides[-1].split('=', 1)[1]}"
+        weights = _latest_weights(run_dir)
+        overrides.append(f"model.init_from={weights}")
+        how = f"warm start from {weights}"
     else:
         how = "from scratch"
+    base = _base_cell_views(run_dir, args.start, weights)
     print(f"campaign: {len(sources)} sets, {how}", flush=True)
     start = time.time()
     subprocess.run([*command, *overrides], check=True, cwd=ROOT)

@@ -4,7 +4,7 @@ import anndata as ad
 import numpy as np
 
 from grnformer.data.resources import resource_path
-from grnformer.data.silver import add_training_labels, pbmc_cell_types
+from grnformer.data.silver import CLASSICAL_MONOCYTE, add_training_labels, pbmc_cell_types
 
 
 def _pbmc3k() -> ad.AnnData:
@@ -19,9 +19,9 @@ def test_pbmc_silver_labels_follow_markers():
     counts = labels.value_counts()
     # PBMC3k: CD4 T cells are the largest population, then CD14 monocytes (published composition).
     assert counts.index[0] == "CL:0000624"
-    assert {"CL:0000236", "CL:0001054", "CL:0000623"} <= set(counts.index)
+    assert {"CL:0000236", CLASSICAL_MONOCYTE, "CL:0000623"} <= set(counts.index)
     x = a.X.tocsc()
-    for term, gene in [("CL:0000236", "MS4A1"), ("CL:0001054", "LYZ"), ("CL:0000623", "GNLY"),
+    for term, gene in [("CL:0000236", "MS4A1"), (CLASSICAL_MONOCYTE, "LYZ"), ("CL:0000623", "GNLY"),
                        ("CL:0000625", "CD8A")]:
         col = np.asarray(x[:, a.var_names.get_loc(gene)].todense()).ravel()
         inside = (labels == term).to_numpy()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-VERSION = 2
+VERSION = 3  # 3: silver CD14 monocytes are the classical-monocyte leaf; labels have residual leaves
 UNKNOWN = "unknown"
 CELL_TYPE_COLUMN = "cell_type_ontology_term_id"
 ASSAY_COLUMN = "assay_ontology_term_id"

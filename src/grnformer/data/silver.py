@@ -20,11 +20,16 @@ from sklearn.cluster import KMeans
 from grnformer.data import author_labels
 from grnformer.data.author_labels import CELL_TYPE_COLUMN, UNKNOWN
 
+# The two monocyte classes, as leaves of Cell Ontology: neither is an ancestor of the other. ('CD14-positive
+# monocyte', CL:0001054, is an ancestor of the CD16 term, so it cannot name the classical ones.)
+CLASSICAL_MONOCYTE = "CL:0002057"  # CD14-positive, CD16-negative classical monocyte
+CD16_MONOCYTE = "CL:0002396"  # CD14-low, CD16-positive monocyte
+
 PBMC_MARKERS: dict[str, list[str]] = {
     "CL:0000084": ["CD3E", "CD3D", "CD2", "CD3G"],  # T cell (split into CD4/CD8 below)
     "CL:0000236": ["MS4A1", "CD79A", "CD79B", "CD19"],  # B cell
-    "CL:0001054": ["CD14", "LYZ", "S100A8", "S100A9"],  # CD14-positive monocyte
-    "CL:0002396": ["FCGR3A", "MS4A7", "CDKN1C"],  # CD14-low, CD16-positive monocyte
+    CLASSICAL_MONOCYTE: ["CD14", "LYZ", "S100A8", "S100A9"],
+    CD16_MONOCYTE: ["FCGR3A", "MS4A7", "CDKN1C"],
     "CL:0000623": ["GNLY", "NKG7", "KLRD1", "PRF1"],  # natural killer cell
     "CL:0000451": ["FCER1A", "CLEC10A", "CD1C"],  # dendritic cell
     "CL:0000784": ["LILRA4", "IL3RA", "CLEC4C"],  # plasmacytoid dendritic cell
