@@ -159,3 +159,23 @@ def test_a_run_with_the_coexpression_prior_resumes_without_refitting_it(tmp_path
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
     with pytest.raises(Exception, match="gene_init must be null or coexpression"):
         build(load_config(cfg, ["model.gene_init=svd"]))
+
+
+def test_a_new_run_counts_the_cell_views_of_the_weights_it_starts_from(tmp_path, monkeypatch):
+    """A warm start from an earlier run's last.ckpt carries that run's base plus its steps x batch; the card's
+    count is used only for the shipped weights; an existing run keeps its ledger record."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import campaign
+
+    monkeypatch.setattr(campaign, "CAMPAIGN", tmp_path)
+    earlier = tmp_path / "run-old"
+    (earlier / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": 7}, earlier / "checkpoints" / "last.ckpt")
+    (earlier / "config.yaml").write_text("training:\n  batch_size: 16\n")
+    (tmp_path / "stretches.json").write_text(json.dumps([{"run": "run-old", "base_cell_views": 1000}]))
+    weights = str(earlier / "checkpoints" / "last.ckpt")
+    assert campaign._base_cell_views(tmp_path / "run-new", "warm", weights) == 1000 + 7 * 16
+    assert campaign._base_cell_views(earlier, "warm", None) == 1000  # resuming: the ledger's record
+    assert campaign._base_cell_views(tmp_path / "run-new", "scratch", None) == 0
+    card = json.loads(campaign.CARD.read_text())
+    assert campaign._base_cell_views(tmp_path / "run-new", "warm", "shipped") == card["cell_views"]
