@@ -199,8 +199,7 @@ def test_corpus_is_built_from_files_and_named_datasets(tmp_path):
     assert per_source["retina200"] == 200 and 300 < per_source["semrau_mesc"] <= 384
     assert set(corpus.obs["organism"]) == {"NCBITaxon:9606", "NCBITaxon:10090"}
     sizes = run.plan.model.config.label_sizes
-    cell_types = run.data.label_set.encoders["cell_type"]  # every observed term is a leaf or a coarse term
-    assert sizes["cell_type"] + cell_types.n_coarse == retina.obs["cell_type_ontology_term_id"].nunique()
+    assert sizes["cell_type"] == retina.obs["cell_type_ontology_term_id"].nunique()  # every observed term a leaf
     assert sizes["organism"] == 2
     assert build(cfg).data.corpus.manifest["created"] == corpus.manifest["created"]  # built once, then reused
 
