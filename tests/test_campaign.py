@@ -179,3 +179,22 @@ def test_a_new_run_counts_the_cell_views_of_the_weights_it_starts_from(tmp_path,
     assert campaign._base_cell_views(tmp_path / "run-new", "scratch", None) == 0
     card = json.loads(campaign.CARD.read_text())
     assert campaign._base_cell_views(tmp_path / "run-new", "warm", "shipped") == card["cell_views"]
+
+
+def test_a_finished_cycle_makes_the_next_run(tmp_path, monkeypatch):
+    """A run whose schedule is spent (global_step = the recipe's max_steps) is not resumed: the next cycle is."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import campaign
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("training:\n  max_steps: 5\n")
+    monkeypatch.setattr(campaign, "CAMPAIGN", tmp_path)
+    monkeypatch.setattr(campaign, "CONFIG", recipe)
+    sources = ["retina_train"]
+    first = campaign._run_dir(sources)
+    assert first.name == f"run-{campaign._run_key(sources)}"  # nothing yet: cycle 1
+    (first / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": 3}, first / "checkpoints" / "last.ckpt")
+    assert campaign._run_dir(sources) == first  # steps left: resume it
+    torch.save({"global_step": 5}, first / "checkpoints" / "last.ckpt")
+    assert campaign._run_dir(sources).name == first.name + "-c2"
