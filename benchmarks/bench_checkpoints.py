@@ -313,7 +313,7 @@ def _lineage(name: str) -> str:
     """Which run a checkpoint comes from (kept copies are filed by run under runs/campaign/kept/)."""
     if "2026-11-24" in name:
         return "model of 2026-11-24"
-    return "warm start from it" if "/warm/" in name else "from scratch + co-expression prior"
+    return "warm start from it" if "/warm/" in name else "from scratch + co-expression prior, then warm"
 
 
 def _parse(row: dict) -> dict[str, tuple[list[float], float | None]]:
