@@ -379,7 +379,7 @@ def test_benchmark_method_restricts_rows_to_regulators(bundle, cells):
     genes = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1"]
     full = run_grn(bundle, cells, genes=genes, progress=False)
     net = benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle)
-    assert list(net.var_names) == genes and net.uns["grn"]["regulators"] == 1
+    assert list(net.var_names) == genes and net.var["is_regulator"].tolist() == [False] * 5 + [True]
     np.testing.assert_allclose(net.varp["GRN"][5], full.varp["GRN"][5], rtol=1e-6)
     assert (net.varp["GRN"][:5] == 0).all()
 
@@ -403,3 +403,42 @@ def test_contrast_is_each_group_minus_the_all_cells_network(bundle, cells, tmp_p
     for bad in (dict(groupby=None, groups=None), dict(method="perturb"), dict(n_bootstrap=2), dict(keep_heads=True)):
         with pytest.raises(InputError, match="contrast"):
             run_grn(bundle, adata, contrast=True, **{**kw, **bad})
+
+
+def test_regulators_default_to_the_organisms_tfs(bundle, cells):
+    """Without being asked, only TFs regulate: non-TF rows are zero, the TF rows are the all-rows network's."""
+    from grnformer.tasks.grn import GRNOptions, grn
+
+    genes = ["CD3E", "LYZ", "MS4A1", "SPI1", "PAX5", "NKG7", "TCF7"]
+    every = run_grn(bundle, cells, genes=genes)
+    net = grn(bundle, cells, GRNOptions(genes=genes), progress=False)
+    tf = net.var["is_tf"].to_numpy()
+    assert net.uns["grn"]["regulators"] == "tfs" and tf.tolist() == [False, False, False, True, True, False, True]
+    assert (net.var["is_regulator"].to_numpy() == tf).all()
+    assert (net.varp["GRN"][~tf] == 0).all() and (net.varp["GRN"][tf] > 0).any()
+    np.testing.assert_allclose(net.varp["GRN"][tf], every.varp["GRN"][tf], rtol=1e-6)
+    named = grn(bundle, cells, GRNOptions(genes=genes, regulators=["lyz", "PAX5"]), progress=False)
+    assert named.var_names[named.var["is_regulator"].to_numpy()].tolist() == ["LYZ", "PAX5"]
+
+
+def test_regulators_that_cannot_be_rows_are_refused(bundle, cells):
+    from grnformer.tasks.grn import GRNOptions, grn
+
+    with pytest.raises(InputError, match="transcription factor"):
+        grn(bundle, cells, GRNOptions(genes=["CD3E", "LYZ", "MS4A1"]), progress=False)
+    with pytest.raises(InputError, match="given regulators"):
+        grn(bundle, cells, GRNOptions(genes=["CD3E", "LYZ", "SPI1"], regulators=["GATA1"]), progress=False)
+
+
+def test_hvg_plus_tfs_adds_the_variable_tfs(bundle, cells):
+    from grnformer.data.genes import tf_symbols
+    from grnformer.tasks.inference import prepare_input, select_genes
+
+    prep = prepare_input(bundle, cells)
+    hvg = select_genes(prep, "hvg", 300)
+    both = select_genes(prep, "hvg+tfs", 300)
+    symbols = prep.adata.var["symbol"].astype(str).to_numpy()
+    extra = both[300:]
+    assert (both[:300] == hvg).all() and len(extra) > 0
+    assert set(symbols[extra]) <= tf_symbols(prep.organism)
+    assert set(extra) <= set(select_genes(prep, "hvg", 600)[300:])

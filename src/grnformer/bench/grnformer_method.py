@@ -9,8 +9,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import scipy.sparse as sp
 from anndata import AnnData
 
 from grnformer.tasks.grn import GRNOptions, grn
@@ -27,15 +25,8 @@ def benchmark_method(adata: AnnData, genes: Sequence[str], regulators: Sequence[
                      checkpoint: str | Path | Bundle, **options: Any) -> AnnData:
     """The network of ``adata`` over ``genes``; ``options`` are `GRNOptions` fields (genes excepted).
 
-    Rows of genes outside ``regulators`` are zeroed: only they may regulate, as for the baselines. The
-    checkpoint is loaded once per process."""
+    Only ``regulators`` (default: every gene) may regulate, as for the baselines. The checkpoint is loaded once
+    per process."""
     bundle = checkpoint if isinstance(checkpoint, Bundle) else _cached_bundle(str(checkpoint))
-    net = grn(bundle, adata, GRNOptions(genes=list(genes), **options), progress=False)
-    if regulators is not None:
-        keep = np.isin(net.var["symbol"].to_numpy(), list(regulators)) | np.isin(net.var_names, list(regulators))
-        grn_matrix = net.varp["GRN"]
-        mask = sp.diags(keep.astype(np.float32))
-        net.varp["GRN"] = (mask @ grn_matrix).astype(np.float32) if sp.issparse(grn_matrix) \
-            else grn_matrix * keep[:, None].astype(np.float32)
-        net.uns["grn"]["regulators"] = int(keep.sum())
-    return net
+    opts = GRNOptions(genes=list(genes), regulators="all" if regulators is None else list(regulators), **options)
+    return grn(bundle, adata, opts, progress=False)

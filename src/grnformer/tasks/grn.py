@@ -34,6 +34,7 @@ from torch import Tensor
 
 import grnformer
 from grnformer.data.collate import Collator
+from grnformer.data.gene_names import match_names
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
 from grnformer.tasks.attention import (
@@ -59,6 +60,7 @@ class NetworkPlan:
     cols: np.ndarray
     groups: dict[str, np.ndarray]
     rest: np.ndarray
+    regulators: np.ndarray  # [len(cols)] bool: rows that may regulate (others are zero in every network)
 
 
 def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPlan:
@@ -74,7 +76,31 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
-                       _subsample(rest, opts.max_cells, opts.seed))
+                       _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
+
+
+def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] | str) -> np.ndarray:
+    """[len(cols)] bool: the network genes that may regulate. 'tfs': the organism's TFs (a network of
+    regulators that cannot regulate is what made platelet chemokines lead the demo's table); 'all'; or names,
+    matched by the one gene-name owner (`data.gene_names`)."""
+    var = prep.adata.var.iloc[cols]
+    if isinstance(regulators, str) and regulators == "all":
+        return np.ones(len(cols), dtype=bool)
+    if isinstance(regulators, str) and regulators == "tfs":
+        mask = np.isin(var["symbol"].astype(str).to_numpy(), list(tf_symbols(prep.organism)))
+        what = f"none of the {len(cols):,} network genes is a transcription factor of {prep.organism}"
+    else:
+        ids = {g for g in match_names([str(r) for r in regulators], prep.organism, prep.vocab).gene_id if g}
+        mask = np.isin(var.index.astype(str).to_numpy(), list(ids))
+        what = f"none of the {len(regulators):,} given regulators is among the {len(cols):,} network genes"
+    if not mask.any():
+        raise InputError(f"{what}: add them to the genes, or pass regulators='all'.")
+    return mask
+
+
+def keep_regulator_rows(net: np.ndarray, regulators: np.ndarray) -> np.ndarray:
+    """The network with the rows of genes that may not regulate set to zero."""
+    return np.where(regulators[:, None], net, 0).astype(net.dtype, copy=False)
 
 
 def _subsample(rows: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
@@ -208,6 +234,7 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
         net = net - aggregate(background, weights, opts.direction)[0]
     if opts.symmetrise:
         net = (net + net.T) / 2
+    net = keep_regulator_rows(net, plan.regulators)
     n_seen = int((acc.n_cells > 0).sum())
     level = 0.0 if background is not None else float(weights.sum()) / max(n_seen, 1)
     stable = stability(acc, weights, opts.direction, opts.top_k, opts.symmetrise) \
@@ -215,9 +242,9 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
     out = network_adata(grn_matrix, plan.prep, plan.cols, rows, acc.n_cells.cpu().numpy(), uns, cube,
-                        c.n_layers, c.n_heads)
+                        c.n_layers, c.n_heads, plan.regulators)
     if stable is not None:
-        out.varp["GRN_stability"] = stable
+        out.varp["GRN_stability"] = keep_regulator_rows(stable, plan.regulators)
     return out
 
 
@@ -227,7 +254,7 @@ def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: t
     signed mean effect (positive: the regulator's loss lowers the target), rows = knocked-out regulators."""
     symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
     is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
-    regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators)
+    regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators, plan.regulators)
     t0 = time.perf_counter()
     effect, n_expr, forwards = knockout_effects(
         bundle, plan.prep, rows, network_collators(bundle, plan, opts)[0], _gene_slots(bundle, plan, dev),
@@ -238,8 +265,9 @@ def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: t
         net = (net + net.T) / 2
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), 1), "n_regulators": int(len(regulators)),
            "forwards": forwards, "seconds": seconds}
-    out = network_adata(filter_network(net, opts.filter, opts.top_k, 0.0), plan.prep, plan.cols, rows,
-                        np.full(len(plan.cols), len(rows)), uns)
+    out = network_adata(filter_network(keep_regulator_rows(net, plan.regulators), opts.filter, opts.top_k, 0.0),
+                        plan.prep, plan.cols, rows, np.full(len(plan.cols), len(rows)), uns,
+                        regulators=plan.regulators)
     out.varp["GRN_effect"] = effect
     out.var["n_cells_knocked_out"] = n_expr.astype(np.int64)
     return out
@@ -256,6 +284,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
         "contrast": opts.contrast, "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap,
         "min_stability": opts.min_stability if opts.filter == "stable" else None,
+        "regulators": opts.regulators if isinstance(opts.regulators, str) else "list",
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
         "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
@@ -281,7 +310,7 @@ def network_names(prep: Prepared, cols: np.ndarray) -> pd.Series:
 
 def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: np.ndarray, rows: np.ndarray,
                   n_cells: np.ndarray, uns: dict[str, Any], cube: np.ndarray | None = None,
-                  n_layers: int = 0, n_heads: int = 0) -> AnnData:
+                  n_layers: int = 0, n_heads: int = 0, regulators: np.ndarray | None = None) -> AnnData:
     """The network as an AnnData readable by plain anndata (and GRnnData): var_names = symbols."""
     var = prep.adata.var.iloc[cols]
     gene_id = var.index.to_numpy().astype(str)
@@ -289,6 +318,7 @@ def network_adata(grn_matrix: np.ndarray | sp.csr_matrix, prep: Prepared, cols: 
     tfs = tf_symbols(prep.organism)
     out_var = pd.DataFrame({"gene_id": gene_id, "symbol": var["symbol"].astype(str).to_numpy(),
                             "is_tf": np.isin(var["symbol"].astype(str).to_numpy(), list(tfs)),
+                            "is_regulator": np.ones(len(cols), dtype=bool) if regulators is None else regulators,
                             "n_cells": n_cells.astype(np.int64)}, index=pd.Index(names.to_numpy(), name="gene"))
     x = prep.adata.X[rows][:, cols]
     net = AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=prep.adata.obs.iloc[rows].copy(), var=out_var)

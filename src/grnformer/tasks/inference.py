@@ -29,7 +29,7 @@ from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import AnnDataCells
 from grnformer.data.expression import log_per_10k
 from grnformer.data.gene_names import match_names
-from grnformer.data.genes import GeneVocab
+from grnformer.data.genes import GeneVocab, tf_symbols
 from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_names
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
@@ -242,7 +242,8 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
 
     A list names the genes. 'hvg': the most variable genes (Seurat-style normalised dispersion of log-normalised
     counts, genes seen in at least 3 cells). 'most_expressed': highest mean log-normalised expression.
-    'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
+    'hvg+tfs': 'hvg' plus the transcription factors among the next n_genes most variable genes (so every TF
+    among the 2·n_genes most variable is in). 'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
     contexts are drawn at random among each cell's expressed genes)."""
     if not isinstance(genes, str):
         return resolve_gene_names(prep, list(genes), max_missing)
@@ -266,7 +267,12 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     mean = np.asarray(logx.mean(axis=0)).ravel()
     if genes == "most_expressed":
         return candidates[np.argsort(-mean, kind="stable")[:n]]
-    return candidates[_dispersion_rank(logx, mean)[:n]]
+    ranked = candidates[_dispersion_rank(logx, mean)]
+    if genes == "hvg+tfs":  # BEELINE's 'TFs + N': the TFs among the next n variable genes join the top n
+        symbols = prep.adata.var["symbol"].astype(str).to_numpy()
+        nxt = ranked[n:2 * n]
+        return np.concatenate([ranked[:n], nxt[np.isin(symbols[nxt], list(tf_symbols(prep.organism)))]])
+    return ranked[:n]
 
 
 def _dispersion_rank(logx: sp.csr_matrix, mean: np.ndarray, n_bins: int = 20) -> np.ndarray:

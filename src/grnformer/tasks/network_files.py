@@ -27,8 +27,8 @@ from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "direction", "correction", "contrast", "max_regulators", "adapt_steps", "n_bootstrap",
-               "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
+RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "max_regulators", "adapt_steps",
+               "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes", "n_genes",
                "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed", "organism",
                "model")
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from grnformer.train.checkpoint import Bundle
 
 PRECISIONS = ("auto", "fp32", "bf16")
-GENE_SETS = ("hvg", "most_expressed", "random_expressed")
+GENE_SETS = ("hvg", "hvg+tfs", "most_expressed", "random_expressed")
+REGULATOR_SETS = ("tfs", "all")
 DEFAULT_BATCH_SIZE = 32
 METHODS = ("mean_qk", "per_cell", "perturb")
 DIRECTIONS = ("kq", "qk")
@@ -66,13 +67,18 @@ class GRNOptions:
     """Everything a network run can be asked for; each field is documented once, here."""
 
     genes: Sequence[str] | str = option(
-        "hvg", "'hvg', 'most_expressed', 'random_expressed' (genome-wide: each cell's context drawn among its "
+        "hvg", "'hvg', 'hvg+tfs' (the n_genes most variable genes plus the TFs among the next n_genes: BEELINE's "
+        "'TFs + N'), 'most_expressed', 'random_expressed' (genome-wide: each cell's context drawn among its "
         "expressed genes), or gene names (Ensembl IDs or symbols; on the CLI a comma-separated list or a file)")
     n_genes: int | None = option(DEFAULT_N_GENES, "with a gene-set keyword: how many genes (chosen once over all "
                                  "cells, so per-group networks share genes)", kind="int")
     max_missing: float = option(MAX_MISSING_GENES, "with gene names: the share of the list that may be missing "
                                 "from the data (left out with a warning, listed in uns['grn']['genes_not_found']); "
                                 "more is an error")
+    regulators: Sequence[str] | str = option(
+        "tfs", "rows that may regulate: 'tfs' (default: the organism's transcription factors among the network "
+        "genes, as GENIE3 with a TF list, SCENIC and BEELINE do), 'all' (every network gene), or gene names (CLI: "
+        "a comma-separated list or a file); other rows are zero and var['is_regulator'] marks the rows")
     groupby: str | None = option(None, "obs column: one network per group (e.g. cell_type)")
     groups: Sequence[str] | None = option(None, "with groupby: only these groups, in this order", kind="list")
     heads: str | Path | HeadSelection | Mapping | None = option(
@@ -126,7 +132,8 @@ class GRNOptions:
         and gene list resolved."""
         from grnformer.tasks.inference import parse_gene_option
 
-        opts = dataclasses.replace(self, genes=parse_gene_option(self.genes, GENE_SETS))
+        opts = dataclasses.replace(self, genes=parse_gene_option(self.genes, GENE_SETS),
+                                   regulators=parse_gene_option(self.regulators, REGULATOR_SETS))
         for name, values in (("method", METHODS), ("filter", FILTERS), ("precision", PRECISIONS),
                              ("correction", CORRECTIONS)):
             if getattr(opts, name) not in values:

@@ -23,12 +23,15 @@ _EPS = 1e-8
 
 
 def choose_regulators(prep: Prepared, cols: np.ndarray, rows: np.ndarray, is_tf: np.ndarray,
-                      max_regulators: int | None) -> np.ndarray:
-    """Network-gene indices to knock out: TFs first, then other genes, each by the number of cells expressing
-    them (most first); at most ``max_regulators``; genes no cell expresses are never chosen."""
+                      max_regulators: int | None, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Network-gene indices to knock out among the ``allowed`` ones (default: all): TFs first, then other genes,
+    each by the number of cells expressing them (most first); at most ``max_regulators``; genes no cell
+    expresses are never chosen."""
     expressing = np.asarray((prep.adata.X[rows][:, cols] > 0).sum(axis=0)).ravel()
     order = np.lexsort((-expressing, ~is_tf))
     order = order[expressing[order] > 0]
+    if allowed is not None:
+        order = order[allowed[order]]
     return order if max_regulators is None else order[:max_regulators]
 
 
