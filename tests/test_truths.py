@@ -18,7 +18,7 @@ from grnformer.bench.truths import (GroundTruth, available_truths, beeline, beel
                                     normalise_symbols)
 from grnformer.data.datasets import load
 from grnformer.data.resources import resource_path
-from grnformer.data.shared import shared_data_dir
+from grnformer.data.shared import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_mccalla_gold_standards():
 
 
 def test_mccalla_from_a_user_directory(tmp_path):
-    src = shared_data_dir() / "mccalla" / "gold_standards" / "mESC" / "mESC_lit.txt"
+    src = shared_path("mccalla/gold_standards/mESC/mESC_lit.txt")
     (tmp_path / "gold_standards" / "mESC").mkdir(parents=True)
     shutil.copy(src, tmp_path / "gold_standards" / "mESC" / "mESC_chipunion_KDUnion_intersect.txt")
     truth = load_truth("mccalla_mesc_chip_kd", root=tmp_path)

@@ -28,7 +28,7 @@ from grnformer.data.gene_names import current_symbols
 from grnformer.data.genes import HUMAN, MOUSE, organism_id
 from grnformer.data.prepare import ORGANISM_COLUMN
 from grnformer.data.resources import resource_path
-from grnformer.data.shared import shared_data_dir
+from grnformer.data.shared import find_shared, shared_path
 from grnformer.errors import InputError, ResourceError
 
 YEAST = "NCBITaxon:4932"
@@ -265,14 +265,15 @@ def mccalla(cell: str, network: str = "chip_kd", root: str | Path | None = None)
     if key not in MCCALLA_CELLS:
         raise InputError(f"unknown McCalla cell type {cell!r}; known: {', '.join(c for c, _ in MCCALLA_CELLS.values())}")
     folder, org = MCCALLA_CELLS[key]
-    if root is None and shared_data_dir() is None:
-        raise ResourceError("no shared/data directory found for the McCalla gold standards: set "
-                            "$GRNFORMER_SHARED_DATA, or pass root=DIR holding gold_standards/")
-    base = Path(root) if root is not None else shared_data_dir() / "mccalla"
-    gs = base / "gold_standards" / folder
     stem = MCCALLA_NETWORKS.get(network, network)
-    candidates = [gs / f"{folder}_{stem}.txt", gs / f"{stem}.txt"]
-    path = next((p for p in candidates if p.exists()), None)
+    names = [f"{folder}_{stem}.txt", f"{stem}.txt"]
+    if root is not None:
+        gs = Path(root) / "gold_standards" / folder
+        path = next((gs / n for n in names if (gs / n).exists()), None)
+    else:  # no copy of the folder at all: SharedDataMissing; a file the copy lacks: the message below
+        gs = shared_path(f"mccalla/gold_standards/{folder}", hint="Or pass root=DIR holding gold_standards/.")
+        path = next(filter(None, (find_shared(f"mccalla/gold_standards/{folder}/{n}") for n in names)), None)
+    candidates = [gs / n for n in names]
     if path is None:
         have = sorted(p.stem for p in gs.glob("*.txt")) if gs.is_dir() else []
         raise ResourceError(f"McCalla network '{network}' for {folder} not found (looked for {candidates[0]}). "

