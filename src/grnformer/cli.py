@@ -27,10 +27,19 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> None:
-    from grnformer.data.datasets import available
+    from grnformer.data.datasets import availability
+    from grnformer.data.shared import ENV_VAR, search_dirs
 
-    for name, description in available().items():
-        print(f"{name:22s} {description}")
+    sets = availability()
+    width = max(len(a.name) for a in sets)
+    for a in sets:
+        print(f"{a.name:{width}s} {'present' if a.present else 'missing'}  {a.description}")
+        if not a.present:
+            print(f"{'':{width}s} {a.how_to_get}")
+    n_here = sum(a.present for a in sets)
+    print(f"\n{n_here} of {len(sets)} named datasets are here. Shared data (not on PyPI) is looked for, file by file, "
+          f"in: " + "; ".join(f"{root} ({where})" for where, root in search_dirs())
+          + f". Set ${ENV_VAR} to the directory holding it; resources come with `grnformer fetch`.")
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
