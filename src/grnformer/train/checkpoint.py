@@ -96,7 +96,11 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> B
 
 def describe(path: str | Path) -> str:
     """Human-readable summary for `grnformer info`: parameters, context, vocabulary, labels, versions."""
-    b = load_bundle(path)
+    return describe_bundle(load_bundle(path), path)
+
+
+def describe_bundle(b: Bundle, path: str | Path) -> str:
+    """`describe` of a loaded bundle (the model object's info()); ``path`` names where it came from."""
     trainable = b.model.get_num_params(trainable_only=True)
     total = b.model.get_num_params()
     c = b.config
