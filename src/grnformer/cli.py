@@ -120,8 +120,25 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
 def _cmd_grn(args: argparse.Namespace) -> None:
     from grnformer.tasks.network_files import grn_file
 
-    grn_file(args.checkpoint, _task_input(args), args.output, _options(GRNOptions, args),
-             **_task_options(args, ["device", "csv", "overwrite"]))
+    if args.explorer:  # checked before any work, so a bad path leaves no output
+        from grnformer.tasks.explorer import check_explorer_options
+
+        check_explorer_options(args.explorer, args.explorer_top_k)
+    paths = grn_file(args.checkpoint, _task_input(args), args.output, _options(GRNOptions, args),
+                     **_task_options(args, ["device", "csv", "overwrite"]))
+    if args.explorer:
+        from grnformer.tasks.explorer import explorer_from_files
+
+        explorer_from_files([p for p in paths if p.suffix == ".h5ad"], args.explorer, args.explorer_top_k)
+        print(f"explorer: {args.explorer}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from grnformer.tasks.exports import export_file
+
+    paths = export_file(args.network, args.output, args.format, args.top_k, args.regulators)
+    print(f"wrote {len(paths)} {args.format} table(s): {', '.join(map(str, paths[:3]))}"
+          + (" …" if len(paths) > 3 else ""))
 
 
 def _cmd_select_heads(args: argparse.Namespace) -> None:
@@ -223,7 +240,8 @@ def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | 
 
 
 # The network options select-heads accepts (the rest would change the per-head network it fits on).
-_SELECT_HEADS_OPTIONS = ["genes", "n_genes", "direction", "max_cells", "seed", "batch_size", "precision", "organism"]
+_SELECT_HEADS_OPTIONS = ["genes", "n_genes", "regulators", "direction", "max_cells", "seed", "batch_size", "precision",
+                         "organism"]
 
 
 def _add_network_commands(sub: argparse._SubParsersAction) -> None:
@@ -238,7 +256,24 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="recompute networks already in the output (by default a re-run computes only missing "
                         "ones, and refuses files made with other settings)")
+    p.add_argument("--explorer", metavar="HTML", help="also write a network explorer: one self-contained page "
+                   "(every group's network) to search a gene's regulators and targets in a browser")
+    p.add_argument("--explorer-top-k", dest="explorer_top_k", type=int, default=10,
+                   help="targets kept per regulator in the explorer (default 10)")
     p.set_defaults(func=_cmd_grn)
+
+    p = sub.add_parser("export", help="a network as an edge table for decoupler or pySCENIC")
+    p.add_argument("network", help="network h5ad (varp['GRN']), or a directory of them (grn --groupby output)")
+    p.add_argument("output", help="table file (.tsv tab-separated, .csv comma-separated); a directory for a "
+                   "directory of networks")
+    p.add_argument("--format", default="decoupler",
+                   help="decoupler: source, target, weight (signed for perturb networks); scenic: TF, target, "
+                        "importance (pySCENIC's adjacencies); default decoupler")
+    p.add_argument("--top-k", dest="top_k", type=int, default=50, help="targets kept per regulator (default 50)")
+    p.add_argument("--regulators", default="auto",
+                   help="rows exported: auto (default: var['is_regulator'] if the file has it, else the TFs), "
+                        "tfs, all")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("select-heads", help="fit attention-head weights on a ground truth; write their JSON")
     _add_model_and_input(p)

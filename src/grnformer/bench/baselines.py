@@ -90,11 +90,10 @@ def select_genes(adata: ad.AnnData, n_genes: int = 1000, n_tfs: int = 500, organ
 
 
 def _correlation(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
-    """|Pearson r| between every regulator column and every gene column (constant genes score 0)."""
-    z = x - x.mean(0)
-    norm = np.sqrt((z.astype(np.float64) ** 2).sum(0))
-    z = z / np.where(norm > 0, norm, np.inf)
-    return np.abs(z[:, reg].T @ z)
+    """|Pearson r| between every regulator column and every gene column (the one rule: `abs_correlation`)."""
+    from grnformer.tasks.data_networks import abs_correlation
+
+    return abs_correlation(x)[reg]
 
 
 def pearson(x: np.ndarray, reg: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from anndata import AnnData
 from grnformer.atomic import atomic_path
 from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data.prepare import ORGANISM_COLUMN, prepare
+from grnformer.data.read import FORMATS, read_cells
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import ENV_VAR, find_shared, shared_files, shared_path
 from grnformer.errors import InputError, ResourceError
@@ -160,6 +161,9 @@ _FIXED: dict[str, _Dataset] = {
                             ("resource", "retina")),
     "celltypist_sample": _Dataset("human immune cells, 559 cells (celltypist sample)", _load_celltypist_sample,
                                   ("resource", "celltypist_sample")),
+    "liu_hesc": _Dataset("human ESC, 72 cells (McCalla et al.; bulk-like; log values converted back to counts)",
+                         _log2_counts("liu_rna_filtered_log2.tsv.gz", HUMAN),
+                         ("shared", f"{MCCALLA_SCRNA}/liu_rna_filtered_log2.tsv.gz")),
     "chen_hesc": _Dataset("human ESC, 385 cells (McCalla et al.; log values converted back to counts)",
                           _log2_counts("chen_rna_filtered_log2.tsv.gz", HUMAN),
                           ("shared", f"{MCCALLA_SCRNA}/chen_rna_filtered_log2.tsv.gz")),
@@ -219,21 +223,34 @@ def availability() -> list[Availability]:
     return out
 
 
+def path_label(path: str | Path) -> str:
+    """A dataset name for a file of cells: its name without format suffixes ('pbmc.csv.gz' → 'pbmc')."""
+    name = Path(path).name
+    for suffix in (".gz", ".h5ad", ".h5", ".hdf5", ".loom", ".csv", ".tsv", ".txt", ".tab"):
+        name = name[: -len(suffix)] if name.lower().endswith(suffix) and len(name) > len(suffix) else name
+    return name
+
+
 def load(name: str, prepared: bool = False) -> AnnData:
     """A named dataset as raw counts with obs['organism_ontology_term_id'] set; with ``prepared``, through
     `prepare` (vocabulary genes, report in uns['grnformer_prepare']).
 
-    Unknown names raise InputError; shared data that is missing raises `data.shared.SharedDataMissing` (a
+    ``name`` may also be the path of a file (or 10x directory) of cells in any format `data.read.read_cells`
+    reads; its dataset name is then the file's stem. Unknown names raise InputError; shared data that is missing raises `data.shared.SharedDataMissing` (a
     ResourceError) naming $GRNFORMER_SHARED_DATA and the directories searched.
     """
     registry = _registry()
-    if name not in registry:
-        raise InputError(f"unknown dataset '{name}'. Known: {', '.join(registry)}. Files of shared/data/counts "
-                         f"are found through ${ENV_VAR}, a shared/data directory beside the repository or the cache "
-                         f"(`grnformer datasets` says which are here).")
-    adata = registry[name].loader()
+    if name in registry:
+        adata, label = registry[name].loader(), name
+    elif Path(name).exists():
+        adata, label = read_cells(name), path_label(name)
+    else:
+        raise InputError(f"unknown dataset '{name}' (and no such file). Known: {', '.join(registry)}; or the path of "
+                         f"a file of cells ({FORMATS}). Files of shared/data/counts are found through ${ENV_VAR}, a "
+                         f"shared/data directory beside the repository or the cache (`grnformer datasets` says "
+                         f"which are here).")
     if prepared:
         adata = prepare(adata)[0]
-    adata.uns["grnformer_dataset"] = name
+    adata.uns["grnformer_dataset"] = label
     return adata
 

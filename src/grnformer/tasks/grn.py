@@ -34,6 +34,7 @@ from torch import Tensor
 
 import grnformer
 from grnformer.data.collate import Collator
+from grnformer.data.expression import log_per_10k
 from grnformer.data.gene_names import match_names
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import InputError
@@ -45,7 +46,8 @@ from grnformer.tasks.inference import (
     Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle, prepare_input, run_model,
     select_genes,
 )
-from grnformer.tasks.options import GRNOptions
+from grnformer.tasks.network_methods import get_method
+from grnformer.tasks.options import FUSION_COMPONENTS, GRNOptions
 from grnformer.tasks.perturb import choose_regulators, knockout_effects
 from grnformer.train.checkpoint import Bundle
 
@@ -70,7 +72,7 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     which other groups run — a resumed run draws the cells the first run drew."""
     prep = prepare_input(bundle, adata, opts.organism)
     cols = select_genes(prep, opts.genes, opts.n_genes, opts.max_missing)
-    if opts.method in ("per_cell", "perturb") and len(cols) > bundle.config.context_length:
+    if get_method(opts.method).one_context and len(cols) > bundle.config.context_length:
         raise InputError(f"method '{opts.method}' handles gene sets up to the context length "
                          f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
@@ -163,9 +165,13 @@ def network_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> li
             for chunk in chunk_genes(plan.prep.tokens[plan.cols], bundle.config.context_length)]
 
 
-def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator:
+def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator | None:
+    """The method's accumulator over cells (None: the method reads no attention, no forward pass is run)."""
     c = bundle.config
-    if opts.method == "mean_qk":
+    kind = get_method(opts.method).accumulates
+    if kind is None:
+        return None
+    if kind == "mean_qk":
         def make() -> MeanQK:
             return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
         return Bootstrapped(make, opts.n_bootstrap, opts.seed) if opts.n_bootstrap else make()
@@ -183,11 +189,14 @@ def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torc
             yield name, _perturb_network(bundle, plan, opts, dev, name, rows)
             continue
         acc = _accumulator(bundle, len(plan.cols), opts, dev)
+        if acc is None:
+            yield name, _network(bundle, plan, opts, name, rows, None, 0, dev=dev)
+            continue
         for _, _, batch, out in run_model(bundle, plan.prep, rows, collators, dev, batch_size=opts.batch_size,
                                           precision=opts.precision, return_qk=True, progress=progress,
                                           desc="grn" if name == "all" else f"grn {name}"):
             acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
-        yield name, _network(bundle, plan, opts, name, rows, acc, len(collators))
+        yield name, _network(bundle, plan, opts, name, rows, acc, len(collators), dev=dev)
 
 
 def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device,
@@ -195,6 +204,12 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
     """Every group's network from one pass over their cells (see `grn`); with ``include_all`` also 'all', the
     sum of every accumulator, the cells in no group included. With opts.contrast each group's network is its
     own minus that all-cells one."""
+    if get_method(opts.method).accumulates is None:  # no forward pass to share: each network on its own
+        names = list(plan.groups)
+        if include_all:
+            plan.groups["all"] = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
+            names.append("all")
+        return dict(iter_networks(bundle, plan, opts, dev, names, progress))
     whole = include_all or opts.contrast
     sets = {**plan.groups, **({"": plan.rest} if whole else {})}  # "": the cells in no group
     label = np.full(plan.prep.n_cells, -1)
@@ -216,33 +231,85 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
         total = _accumulator(bundle, len(plan.cols), opts, dev)
         for acc in accs:
             total.merge(acc)
-    nets = {g: _network(bundle, plan, opts, g, rows, acc, len(collators), total if opts.contrast else None)
+    nets = {g: _network(bundle, plan, opts, g, rows, acc, len(collators), total if opts.contrast else None, dev)
             for (g, rows), acc in zip(plan.groups.items(), accs)}
     if include_all:
-        nets["all"] = _network(bundle, plan, opts, "all", everyone, total, len(collators))
+        nets["all"] = _network(bundle, plan, opts, "all", everyone, total, len(collators), dev=dev)
     return nets
 
 
+@dataclass
+class NetworkContext:
+    """What a method's ``form`` may read of one network: its cells, genes and the model (`tasks.network_methods`)."""
+
+    bundle: Bundle
+    plan: NetworkPlan
+    opts: GRNOptions
+    rows: np.ndarray
+    dev: torch.device
+
+    @property
+    def regulators(self) -> np.ndarray:
+        return self.plan.regulators
+
+    @property
+    def fusion_weights(self) -> dict[str, float]:
+        from grnformer.tasks.data_networks import parse_weights
+
+        return parse_weights(self.opts.fusion_weights, FUSION_COMPONENTS)
+
+    def log_expression(self) -> np.ndarray:
+        """[cells, G] log1p(counts per 10,000) of the network genes (depth over all genes), as the baselines."""
+        x = log_per_10k(self.plan.prep.adata.X[self.rows])
+        return np.asarray(x[:, self.plan.cols].toarray(), dtype=np.float32)
+
+    def log_denoised(self) -> np.ndarray:
+        """[cells, G] the model's denoised expression of the network genes, normalised and logged the same way."""
+        from grnformer.tasks.denoise import denoise
+        from grnformer.tasks.options import DenoiseOptions
+
+        prep = self.plan.prep
+        cells = prep.adata[self.rows].copy()
+        genes = cells.var_names[self.plan.cols].tolist()
+        values = denoise(self.bundle, cells, DenoiseOptions(genes=genes, batch_size=self.opts.batch_size,
+                                                            precision=self.opts.precision, seed=self.opts.seed),
+                         device=self.dev, progress=False)[:, self.plan.cols]
+        depth = np.asarray(cells.X.sum(axis=1)).ravel()
+        return np.log1p(values.toarray() * (1e4 / np.maximum(depth, 1))[:, None]).astype(np.float32)
+
+    def gene_embeddings(self) -> np.ndarray:
+        """[G, d] the model's identity vectors of the network genes (gene encoder, before any cell is seen)."""
+        tokens = torch.as_tensor(self.plan.prep.tokens[self.plan.cols], device=self.dev)
+        with torch.no_grad():
+            return self.bundle.model.gene_encoder(tokens).float().cpu().numpy()
+
+
 def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, rows: np.ndarray,
-             acc: Accumulator, n_contexts: int, background: Accumulator | None = None) -> AnnData:
-    """The network AnnData of one accumulator: heads combined, less ``background``'s network (contrast),
-    symmetrised and filtered as asked."""
+             acc: Accumulator | None, n_contexts: int, background: Accumulator | None = None,
+             dev: torch.device | None = None) -> AnnData:
+    """The network AnnData of one group: the method's attention read-out (heads combined, less ``background``'s
+    network for contrast) when it reads attention, formed by the method (`tasks.network_methods`), symmetrised,
+    its non-regulator rows zeroed and filtered as asked."""
     c = bundle.config
-    weights = opts.head_weights(bundle, acc.n_cells.device)
-    net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads)
+    method = get_method(opts.method)
+    weights = opts.head_weights(bundle, dev or torch.device("cpu"))
+    net, cube = aggregate(acc, weights, opts.direction, opts.keep_heads) if acc is not None else (None, None)
     if background is not None:
         net = net - aggregate(background, weights, opts.direction)[0]
+    net = method.form(net, NetworkContext(bundle, plan, opts, rows, dev or torch.device("cpu")))
     if opts.symmetrise:
         net = (net + net.T) / 2
     net = keep_regulator_rows(net, plan.regulators)
-    n_seen = int((acc.n_cells > 0).sum())
-    level = 0.0 if background is not None else float(weights.sum()) / max(n_seen, 1)
+    n_seen = int((acc.n_cells > 0).sum()) if acc is not None else len(plan.cols)
+    attention_only = method.name in ("mean_qk", "per_cell") and background is None
+    level = float(weights.sum()) / max(n_seen, 1) if attention_only else 0.0  # 'above_uniform' reads it
     stable = stability(acc, weights, opts.direction, opts.top_k, opts.symmetrise) \
         if isinstance(acc, Bootstrapped) else None
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
-    out = network_adata(grn_matrix, plan.prep, plan.cols, rows, acc.n_cells.cpu().numpy(), uns, cube,
-                        c.n_layers, c.n_heads, plan.regulators)
+    n_cells = acc.n_cells.cpu().numpy() if acc is not None else np.full(len(plan.cols), len(rows))
+    out = network_adata(grn_matrix, plan.prep, plan.cols, rows, n_cells, uns, cube, c.n_layers, c.n_heads,
+                        plan.regulators)
     if stable is not None:
         out.varp["GRN_stability"] = keep_regulator_rows(stable, plan.regulators)
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from grnformer.errors import InputError
+from grnformer.tasks.network_methods import METHODS, get_method, method_help
 
 if TYPE_CHECKING:
     import torch
@@ -24,11 +25,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 GENE_SETS = ("hvg", "hvg+tfs", "most_expressed", "random_expressed")
 REGULATOR_SETS = ("tfs", "all")
 DEFAULT_BATCH_SIZE = 32
-METHODS = ("mean_qk", "per_cell", "perturb")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
 DEFAULT_N_GENES = 2000
+FUSION_COMPONENTS = ("attention", "pearson", "embedding", "denoised")
+# chosen on the development pairs only (bench/protocol.py, benchmarks/bench_protocol.py; RESULTS.md says how)
+DEFAULT_FUSION = "attention:0.25,pearson:0.5,embedding:0.25"
 MAX_MISSING_GENES = 0.5  # share of a given gene list that may be missing from the data before it is refused
 
 
@@ -99,10 +102,10 @@ class GRNOptions:
     symmetrise: bool = option(False, "replace the network A by (A + Aᵀ) / 2 before filtering")
     keep_heads: bool = option(False, "also store every head's map in uns['grn_heads'] (names in "
                               "uns['grn_head_names'])")
-    method: str = option("mean_qk", "mean_qk: softmax of the cells' mean q·k (any number of genes); per_cell: "
-                         "mean of per-cell maps (genes in one context); perturb: in-silico knock-out of each "
-                         "regulator, "
-                         "signed effects on every gene's predicted mean (genes in one context)", choices=METHODS)
+    method: str = option("mean_qk", method_help(), choices=tuple(METHODS))
+    fusion_weights: str = option(DEFAULT_FUSION, "method fused: weight of each component, name:weight separated "
+                                 f"by commas; components {', '.join(FUSION_COMPONENTS)} (denoised costs a "
+                                 "denoising pass)")
     max_regulators: int | None = option(50, "perturb: knock out at most this many network genes (TFs first, "
                                         "then by cells expressing them); cost ≈ one forward per regulator and "
                                         "batch of its expressing cells", kind="int")
@@ -134,7 +137,8 @@ class GRNOptions:
 
         opts = dataclasses.replace(self, genes=parse_gene_option(self.genes, GENE_SETS),
                                    regulators=parse_gene_option(self.regulators, REGULATOR_SETS))
-        for name, values in (("method", METHODS), ("filter", FILTERS), ("precision", PRECISIONS),
+        method = get_method(opts.method)
+        for name, values in (("filter", FILTERS), ("precision", PRECISIONS),
                              ("correction", CORRECTIONS)):
             if getattr(opts, name) not in values:
                 raise InputError(f"{name} must be one of {', '.join(values)}; got '{getattr(opts, name)}'.")
@@ -147,19 +151,25 @@ class GRNOptions:
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
         opts._resolve_heads(bundle)
-        if opts.method in ("per_cell", "perturb") and opts.random_contexts:
+        if method.one_context and opts.random_contexts:
             raise InputError(f"method '{opts.method}' needs one shared context: give a gene list, 'hvg' or "
                              "'most_expressed', not 'random_expressed'.")
-        if opts.method == "perturb" and (opts.keep_heads or opts.selection is not None):
-            raise InputError("method 'perturb' reads no attention: drop keep_heads and heads.")
-        if opts.n_bootstrap and opts.method != "mean_qk":
+        if not method.reads_attention and (opts.keep_heads or opts.selection is not None):
+            raise InputError(f"method '{opts.method}' reads no attention: drop keep_heads and heads.")
+        if opts.n_bootstrap and not method.bootstrap:
             raise InputError(f"n_bootstrap is for method 'mean_qk' (its replicates share the forward passes); "
                              f"got method '{opts.method}'.")
+        from grnformer.tasks.data_networks import parse_weights
+
+        try:
+            parse_weights(opts.fusion_weights, FUSION_COMPONENTS)
+        except ValueError as err:
+            raise InputError(f"fusion_weights: {err}.") from None
         if opts.filter == "stable" and not opts.n_bootstrap:
             raise InputError("filter 'stable' needs n_bootstrap > 0 (the stability comes from the replicates).")
         if not 0 < opts.min_stability <= 1:
             raise InputError(f"min_stability must be in (0, 1]; got {opts.min_stability}.")
-        if opts.contrast and (opts.groupby is None or opts.method == "perturb" or opts.n_bootstrap
+        if opts.contrast and (opts.groupby is None or opts.method not in ("mean_qk", "per_cell") or opts.n_bootstrap
                               or opts.keep_heads):
             raise InputError("contrast subtracts the all-cells attention network from each group's: it needs "
                              "groupby, method mean_qk or per_cell, and no n_bootstrap or keep_heads.")

@@ -1,0 +1,194 @@
+"""The network protocol's whole table (issue 18): every method × every pair of `grnformer.bench.protocol`, with
+bootstrap intervals, paired differences from GENIE3 and Pearson, and wall time per method.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_protocol.py [--split all] [--sizes 500 1000] \
+        [--checkpoint shipped] [--out benchmarks/results/protocol.json]
+
+Methods: GENIE3 (random forests, `--trees` trees of at most `--tree-cells` cells each), Pearson and Spearman
+(`bench.baselines`), and grnformer's registered methods (`tasks.network_methods`): mean_qk (the attention
+read-out), embedding, denoised, pearson (the same |r| as the baseline, through grn), and fused, whose weights are
+chosen here on the development pairs only (a grid over the simplex; the median AUPRC ratio over development
+pairs and gene-set sizes decides) and then reported on the evaluation pairs. Every method gets the same genes,
+cells and regulator rows (the pair's). Components are computed once per dataset and gene set; fused networks are
+their rank fusion (`tasks.data_networks.fuse_ranks`, what `grn --method fused` runs).
+The JSON is keyed by protocol version and checkpoint digest; a rerun recomputes everything (no stale reuse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from grnformer.bench import protocol
+from grnformer.bench.baselines import infer, method_version
+from grnformer.bench.perturbation_truth import perturbation
+from grnformer.bench.truths import load_truth
+from grnformer.data import datasets
+from grnformer.data.genes import tf_symbols
+from grnformer.tasks.data_networks import fuse_ranks
+from grnformer.tasks.grn import GRNOptions, grn, network_names
+from grnformer.tasks.inference import load_task_bundle, prepare_input, select_genes
+from grnformer.tasks.network_methods import METHODS
+from grnformer.train.checkpoint import resolve_checkpoint
+
+COMPONENTS = ("attention", "pearson", "embedding", "denoised")
+GRID_STEP = 0.25
+
+
+def _grid() -> list[dict[str, float]]:
+    ticks = np.arange(0, 1 + 1e-9, GRID_STEP)
+    out = []
+    for w in itertools.product(ticks, repeat=len(COMPONENTS)):
+        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[3] > 0 or w[2] > 0):  # the model takes part
+            out.append({c: float(v) for c, v in zip(COMPONENTS, w)})
+    return out
+
+
+def _key(weights: dict[str, float]) -> str:
+    return "fused[" + ",".join(f"{c}:{w:g}" for c, w in weights.items() if w > 0) + "]"
+
+
+def _data(name: str):
+    if name == protocol.PAPALEXI:
+        control, screen = protocol.load_papalexi()
+        return control, perturbation(screen, "perturbation", "control")
+    return datasets.load(name), None
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
+    adata, screen_truth = _data(name)
+    prep = prepare_input(bundle, adata)
+    cols = np.arange(prep.adata.n_vars) if name == protocol.PAPALEXI else select_genes(prep, "hvg+tfs", size)
+    genes = network_names(prep, cols).tolist()
+    print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
+    comp, seconds = {}, {}
+    for method, component in (("mean_qk", "attention"), ("pearson", "pearson"), ("embedding", "embedding"),
+                              ("denoised", "denoised")):
+        net, seconds[component] = _timed(lambda: grn(bundle, adata, GRNOptions(
+            genes=genes, method=method, regulators="all", batch_size=32), progress=False))
+        assert net.var_names.tolist() == genes
+        comp[component] = np.asarray(net.varp["GRN"], dtype=np.float64)
+        print(f"  {component}: {seconds[component]:.1f} s", flush=True)
+    names = np.asarray(genes)
+    rows_out = []
+    baseline_cache: dict[tuple, tuple] = {}
+    for pair in pairs:
+        truth = screen_truth if pair.truth == "perturbation" else load_truth(pair.truth)
+        allowed = tf_symbols(prep.organism) if pair.universe == "tf" else set(truth.regulators)
+        regs = names[np.isin(names, list(allowed))]
+        if len(regs) == 0:
+            print(f"  {pair.name}: no regulator among the genes, skipped", flush=True)
+            continue
+        t = truth.to_matrix(regs, names)
+        valid = regs[:, None] != names[None, :]
+        mask = np.isin(names, regs)
+        scores, times = {}, {}
+        key = tuple(regs)
+        if key not in baseline_cache:
+            found = {}
+            for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}),
+                          ("pearson", {}), ("spearman", {})):
+                net, found[m + "_s"] = _timed(lambda: infer(m, prep.adata, genes=genes, regulators=list(regs),
+                                                            **kw))
+                found[m] = protocol.dense_rows(net, net.var_names.to_numpy(), regs)
+            baseline_cache[key] = found
+        found = baseline_cache[key]
+        for m in ("genie3", "pearson", "spearman"):
+            scores[m], times[m] = found[m], found[m + "_s"]
+        for c, label in (("attention", "grnformer mean_qk"), ("embedding", "grnformer embedding"),
+                         ("denoised", "grnformer denoised")):
+            scores[label] = comp[c][mask]
+            times[label] = seconds[c]
+        for w in _grid() if pair.split == protocol.DEVELOPMENT else [args.chosen] if args.chosen else []:
+            fused = fuse_ranks({c: comp[c] for c in COMPONENTS}, w, mask)
+            scores[_key(w)] = fused[mask]
+            times[_key(w)] = sum(seconds[c] for c in COMPONENTS if w.get(c, 0) > 0)
+        res = protocol.bootstrap(scores, t, valid, n_boot=args.n_boot)
+        n_true = int(t[valid].sum())
+        print(f"  {pair.name} [{pair.split}]: {len(regs)} regulators, {n_true} true edges; "
+              f"genie3 {res['genie3']['ratio']:.2f}, pearson {res['pearson']['ratio']:.2f}, "
+              f"mean_qk {res['grnformer mean_qk']['ratio']:.2f}", flush=True)
+        for m, r in res.items():
+            rows_out.append({"dataset": name, "truth": pair.truth, "universe": pair.universe, "split": pair.split,
+                             "genes": len(genes), "tfs_plus": size, "cells": int(adata.n_obs),
+                             "regulators": int(len(regs)), "true_edges": n_true, "method": m,
+                             "seconds": times[m], **r})
+    return rows_out
+
+
+def choose(rows: list[dict]) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """The fusion weights with the highest median AUPRC ratio over the development rows, and the ranking."""
+    dev = [r for r in rows if r["split"] == protocol.DEVELOPMENT and r["method"].startswith("fused[")]
+    medians = {}
+    for m in {r["method"] for r in dev}:
+        medians[m] = float(np.median([r["ratio"] for r in dev if r["method"] == m]))
+    ranking = sorted(medians.items(), key=lambda kv: -kv[1])
+    best = ranking[0][0]
+    weights = {c: 0.0 for c in COMPONENTS}
+    for item in best[len("fused["):-1].split(","):
+        c, w = item.split(":")
+        weights[c] = float(w)
+    return weights, ranking
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
+    ap.add_argument("--checkpoint", default="shipped")
+    ap.add_argument("--trees", type=int, default=50)
+    ap.add_argument("--tree-cells", type=int, default=500)
+    ap.add_argument("--n-boot", type=int, default=protocol.N_BOOT)
+    ap.add_argument("--out", default="benchmarks/results/protocol.json")
+    args = ap.parse_args(argv)
+    path = resolve_checkpoint(args.checkpoint)
+    bundle, _ = load_task_bundle(path)
+    args.chosen = None
+    rows: list[dict] = []
+    splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
+    t0 = time.perf_counter()
+    ranking = None
+    for split in splits:  # development first: its choice is fixed before any evaluation pair is scored
+        if split == protocol.EVALUATION and args.chosen is None:
+            args.chosen, ranking = choose(rows) if rows else (None, None)
+        chosen_pairs = protocol.pairs(split)
+        for name in dict.fromkeys(p.dataset for p in chosen_pairs):
+            for size in args.sizes if name != protocol.PAPALEXI else args.sizes[:1]:
+                rows += run_dataset(bundle, name, size, [p for p in chosen_pairs if p.dataset == name], args)
+    if args.chosen is None and rows:
+        args.chosen, ranking = choose(rows)
+    record = {
+        "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": str(path),
+        "checkpoint_digest": protocol.checkpoint_digest(path), "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 thread",
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "method_versions": {"genie3": method_version("genie3"), "pearson": method_version("pearson"),
+                            "spearman": method_version("spearman"),
+                            **{f"grnformer {m}": f"registry {m}" for m in METHODS}},
+        "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
+                     "sizes": args.sizes, "grid_step": GRID_STEP},
+        "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
+        "wall_s": time.perf_counter() - t0, "rows": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float))
+    print(f"wrote {out}; chosen weights {args.chosen}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

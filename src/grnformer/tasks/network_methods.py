@@ -1,0 +1,110 @@
+"""The registry of network read-out methods: each method is one `NetworkMethod` that declares its name, help,
+constraints, how it accumulates over cells and how it forms the network.
+
+Light at import (standard library only): `tasks.options` takes its method names and help from here and the CLI
+must stay instant; the maths are imported when a method runs.
+
+Methods that use the model and the cells together (issue 18): independent benchmarks put large foundation models
+below the data's own correlation and tree ensembles on networks, so the model's read-outs are also offered fused
+with a data network (`fused`), and the data networks on their own ('pearson', and 'denoised': correlation of the
+model's denoised expression), so that every method is measured on the same genes, cells and candidate edges.
+
+Rank fusion: each component's scores are turned into ranks over the candidate edges (regulator rows × all
+columns, self-pairs excluded), scaled to (0, 1]; the network is the weighted mean of those ranks. Ranks, not
+scores, because the components live on different scales (softmax weights, |r|, cosines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from grnformer.tasks.grn import NetworkContext
+
+
+@dataclass(frozen=True)
+class NetworkMethod:
+    """One read-out method.
+
+    accumulates: 'mean_qk' (running q/k sums, any number of genes), 'per_cell' (per-cell maps, one context),
+    'knockout' (its own forward passes) or None (no attention read: the network comes from ``form`` alone).
+    form: (attention network or None, context) -> network [G, G], rows = regulators."""
+
+    name: str
+    help: str
+    accumulates: str | None
+    one_context: bool = False
+    bootstrap: bool = False
+    uses_model: bool = True
+    form: Callable[[np.ndarray | None, NetworkContext], np.ndarray] | None = None
+
+    @property
+    def reads_attention(self) -> bool:
+        return self.accumulates in ("mean_qk", "per_cell")
+
+
+def _attention(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    return net
+
+
+def _pearson(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    from grnformer.tasks.data_networks import abs_correlation
+
+    return abs_correlation(ctx.log_expression())
+
+
+def _denoised(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    from grnformer.tasks.data_networks import abs_correlation
+
+    return abs_correlation(ctx.log_denoised())
+
+
+def _embedding(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    from grnformer.tasks.data_networks import abs_cosine
+
+    return abs_cosine(ctx.gene_embeddings())
+
+
+_COMPONENTS = {"attention": _attention, "pearson": _pearson, "embedding": _embedding, "denoised": _denoised}
+
+
+def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    from grnformer.tasks.data_networks import fuse_ranks
+
+    weights = ctx.fusion_weights
+    parts = {name: _COMPONENTS[name](net, ctx) for name, w in weights.items() if w > 0}
+    return fuse_ranks(parts, weights, ctx.regulators)
+
+
+METHODS: dict[str, NetworkMethod] = {m.name: m for m in (
+    NetworkMethod("mean_qk", "softmax of the cells' mean q·k (any number of genes)", "mean_qk", bootstrap=True,
+                  form=_attention),
+    NetworkMethod("per_cell", "mean of per-cell attention maps (genes in one context)", "per_cell",
+                  one_context=True, form=_attention),
+    NetworkMethod("perturb", "in-silico knock-out of each regulator, signed effects on every gene's predicted "
+                  "mean (genes in one context)", "knockout", one_context=True),
+    NetworkMethod("fused", "rank fusion of the model's attention (mean_qk), the cells' |Pearson r| and the model's "
+                  "gene-embedding similarity, weighted by fusion_weights", "mean_qk", form=_fused),
+    NetworkMethod("pearson", "|Pearson r| of the cells' log-normalised expression (no model: the data's own "
+                  "network, for comparison and fusion)", None, uses_model=False, form=_pearson),
+    NetworkMethod("denoised", "|Pearson r| of the model's denoised expression of the cells (one denoising pass)",
+                  None, form=_denoised),
+    NetworkMethod("embedding", "|cosine| of the model's gene embeddings (what the model learned of the genes "
+                  "from its training cells; the same for any cells)", None, form=_embedding),
+)}
+
+
+def method_help() -> str:
+    """One line per method, for the option's help."""
+    return "; ".join(f"{m.name}: {m.help}" for m in METHODS.values())
+
+
+def get_method(name: str) -> NetworkMethod:
+    from grnformer.errors import InputError
+
+    if name not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}; got '{name}'.")
+    return METHODS[name]
