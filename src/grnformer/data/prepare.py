@@ -22,6 +22,7 @@ from grnformer.data.gene_names import ENSEMBL, match_names
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, GeneVocab, gene_table, organism_id
 from grnformer.data.pseudo_counts import (DEFAULT_PSEUDO_DEPTH, PSEUDO_COUNTS_KEY, PSEUDO_LAYER, describe_problems,
                                           value_problems, with_pseudo_counts)
+from grnformer.data.read import read_cells
 from grnformer.errors import InputError
 
 ORGANISM_COLUMN = "organism_ontology_term_id"
@@ -230,16 +231,8 @@ def _read(adata_or_path: AnnData | str | Path) -> tuple[AnnData, str]:
     if isinstance(adata_or_path, AnnData):
         return adata_or_path, "AnnData"
     if not isinstance(adata_or_path, (str, Path)):
-        raise InputError(f"expected an AnnData or the path of an h5ad file, got {type(adata_or_path).__name__}.")
-    path = Path(adata_or_path)
-    if not path.is_file():
-        raise InputError(f"input file '{path}' does not exist" + (" (it is a directory)." if path.is_dir() else "."))
-    try:
-        return anndata.read_h5ad(path), str(path)
-    except Exception as err:  # h5py and anndata raise OSError, KeyError, ValueError... for broken files
-        raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}). The file may be "
-                         "truncated, still being copied, or not an AnnData h5ad; re-export it with "
-                         "AnnData.write_h5ad.") from err
+        raise InputError(f"expected an AnnData or the path of a file of cells, got {type(adata_or_path).__name__}.")
+    return read_cells(adata_or_path), str(adata_or_path)
 
 
 def n_repeated_obs_names(names: pd.Index) -> int:

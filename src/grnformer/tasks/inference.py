@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import anndata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -31,6 +30,7 @@ from grnformer.data.expression import log_per_10k
 from grnformer.data.gene_names import match_names
 from grnformer.data.genes import GeneVocab, tf_symbols
 from grnformer.data.prepare import ORGANISM_COLUMN, MappingReport, n_repeated_obs_names, prepare, unique_names
+from grnformer.data.read import read_cells
 from grnformer.errors import InputError
 from grnformer.model import ModelOutput
 from grnformer.tasks.options import (  # noqa: F401 (re-exported)
@@ -123,20 +123,13 @@ class Prepared:
 
 
 def read_input(path: str | Path | AnnData) -> AnnData:
-    """An h5ad file as AnnData (an AnnData is passed through); a missing or unreadable file is an InputError.
+    """A file of cells as AnnData (an AnnData is passed through): h5ad, 10x h5 or MTX directory, loom, CSV/TSV —
+    `data.read.read_cells`; a missing or unreadable file is an InputError.
 
     Repeated cell names are made unique here (warned), so that no output holds two cells of one name."""
     if isinstance(path, AnnData):
         return path
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file '{path}' does not exist.")
-    try:
-        with warnings.catch_warnings():  # repeated gene names are prepare's to count and sum, not anndata's
-            warnings.filterwarnings("ignore", message="Variable names are not unique")
-            adata = anndata.read_h5ad(path)
-    except Exception as err:  # h5py / anndata raise many types for a broken file
-        raise InputError(f"could not read '{path}' as an h5ad file ({type(err).__name__}: {err}).") from err
+    adata = read_cells(path)
     n_repeated = n_repeated_obs_names(adata.obs_names)
     if n_repeated:
         warnings.warn(f"{path}: {n_repeated:,} cell names repeat an earlier one; made them unique with a suffix "
