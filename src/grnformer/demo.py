@@ -178,7 +178,7 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     n_genes = 300 if n_genes is None else n_genes
     if n_genes < 20:
         raise InputError(f"--n-genes must be at least 20 (got {n_genes}).")
-    if adata_path is not None and not Path(adata_path).is_file():
+    if adata_path is not None and not Path(adata_path).exists():  # a file or a 10x MTX directory
         raise InputError(f"--adata {adata_path}: no such file.")
     out = Path(out_dir)
     timer = _Timer()

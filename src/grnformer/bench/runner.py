@@ -83,8 +83,8 @@ def _load_grnformer_method() -> None:
 
 
 def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict[str, ad.AnnData]:
-    """Named datasets (loaded and prepared), BEELINE directories (``beeline:DIR[:organism]``, see `bench.beeline`)
-    or ``{name: AnnData}`` as given."""
+    """Named datasets or files of cells in any format `data.read` reads (loaded and prepared), BEELINE directories
+    (``beeline:DIR[:organism]``, see `bench.beeline`) or ``{name: AnnData}`` as given."""
     if isinstance(datasets, Mapping):
         return dict(datasets)
     from grnformer.data.datasets import load
@@ -92,7 +92,7 @@ def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict
     out = {}
     for name in datasets:
         adata = beeline.load(name) if beeline.is_spec(name) else load(name, prepared=True)
-        out[adata.uns["beeline"]["name"] if beeline.is_beeline(adata) else name] = adata
+        out[adata.uns["beeline"]["name"] if beeline.is_beeline(adata) else adata.uns["grnformer_dataset"]] = adata
     return out
 
 
