@@ -19,6 +19,11 @@ from grnformer.errors import InputError, ResourceError
 from grnformer.tasks.options import PRECISIONS, AdaptOptions, DenoiseOptions, DiffNetOptions, GRNOptions
 
 
+# grnformer.data.read's formats, written out here so that --help needs no import
+INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
+              "(.gz or not; orientation detected and stated)")
+
+
 def _cmd_fetch(args: argparse.Namespace) -> None:
     from grnformer.data.resources import cache_dir, fetch
 
@@ -206,7 +211,7 @@ def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written
 def _add_model_and_input(p: argparse.ArgumentParser) -> None:
     """The two positionals every task command starts with."""
     p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
-    p.add_argument("input", help="h5ad file of raw counts")
+    p.add_argument("input", help=INPUT_HELP)
 
 
 def _add_counts_from(p: argparse.ArgumentParser) -> None:
@@ -316,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the named real datasets")
     p.set_defaults(func=_cmd_datasets)
 
-    p = sub.add_parser("prepare", help="validate an h5ad and map its genes; print the mapping report")
-    p.add_argument("input")
+    p = sub.add_parser("prepare", help="validate a file of cells and map its genes; print the mapping report")
+    p.add_argument("input", help=INPUT_HELP)
     p.add_argument("--organism", help="human or mouse; given, it wins over a guess (symbols matched ignoring case)")
     p.add_argument("--out", help="write the prepared AnnData here")
     _add_counts_from(p)
@@ -353,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
     p.add_argument("--methods", nargs="+", required=True)
     p.add_argument("--datasets", nargs="+", required=True,
-                   help="named datasets (grnformer datasets), or BEELINE directories as beeline:DIR[:organism]")
+                   help="named datasets (grnformer datasets), files of cells (any format embed reads), or BEELINE "
+                        "directories as beeline:DIR[:organism]")
     p.add_argument("--truths", nargs="*", default=[],
                    help="ground truths (a BEELINE directory brings its own reference network)")
     p.add_argument("--out", required=True)
@@ -363,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on PBMC3k (or --adata): embed, classify, denoise, networks, report")
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--adata", help="your own h5ad of raw counts instead of PBMC3k")
+    p.add_argument("--adata", help="your own cells (raw counts; h5ad, 10x h5 or directory, loom, CSV/TSV) instead "
+                   "of PBMC3k")
     p.add_argument("--checkpoint", default="shipped")
     p.add_argument("--n-genes", dest="n_genes", type=int, default=None)
     p.add_argument("--max-cells", dest="max_cells", type=int, default=None)
