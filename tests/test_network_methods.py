@@ -97,3 +97,15 @@ def test_paired_bootstrap_separates_a_planted_network_from_noise():
     lo, hi = res["pearson"]["minus_genie3_ci"]
     assert lo == hi == 0 and "minus_pearson" not in res["pearson"]
     assert res["genie3"]["ratio_ci"][0] < 1.5 < res["good"]["ratio_ci"][0]
+
+
+def test_a_longer_inference_context_holds_the_network_genes_for_per_cell_maps(bundle, cells):
+    """80 genes do not fit the tiny model's 64-gene context; with context_length 96 they share one, so per-cell
+    maps cover every pair (each map's rows are softmax rows over the 80 genes)."""
+    with pytest.raises(InputError, match="context_length"):
+        run_grn(bundle, cells, genes="hvg", n_genes=80, method="per_cell")
+    net = run_grn(bundle, cells, genes="hvg", n_genes=80, method="per_cell", context_length=96, direction="qk")
+    assert net.uns["grn"]["n_contexts_per_cell"] == 1 and net.uns["grn"]["context_length"] == 96
+    np.testing.assert_allclose(np.asarray(net.varp["GRN"]).sum(axis=1), 1.0, rtol=1e-4)
+    chunked = run_grn(bundle, cells, genes="hvg", n_genes=80, method="mean_qk")
+    assert chunked.uns["grn"]["n_contexts_per_cell"] == 2

@@ -59,15 +59,38 @@ def test_knockout_effects_match_the_model_cell_by_cell(bundle, cells):
         np.testing.assert_allclose(effect[r], expected, rtol=1e-3, atol=1e-5)
         expressing = int((prepare(cells, vocab=bundle.vocab)[0][:, gene_ids[r]].X.toarray() > 0).sum())
         assert net.var["n_cells_knocked_out"].iloc[r] == expressing
-    # TFs are knocked out first when there are any among the network genes
+
+
+def test_tfs_are_knocked_out_first(bundle, cells):
+    """With every row allowed, the budget goes to the TFs (most expressing cells first), then to other genes."""
+    genes = ["LYZ", "CD74", "HLA-DRA", "SPI1", "CEBPB", "JUNB", "FOS", "CD3E", "B2M", "TMSB4X"]
+    net = run_grn(bundle, cells, genes=genes, method="perturb", max_regulators=3, regulators="all")
+    hit = np.flatnonzero(np.abs(net.varp["GRN_effect"]).sum(axis=1) > 0)
     tfs = net.var["is_tf"].to_numpy()
-    if tfs.sum() >= 3:
-        assert tfs[hit].all()
+    expressed = np.asarray(net.X.sum(axis=0)).ravel() > 0
+    assert len(hit) == 3 and (tfs & expressed).sum() >= 3 and tfs[hit].all()
+
+
+def test_knockouts_beyond_one_context_run_in_chunks(bundle, cells):
+    """80 genes, contexts of 64: every context holds the 3 knocked-out regulators and a chunk of the others, and
+    each effect is the model's in the context where regulator and target met."""
+    net = run_grn(bundle, cells, genes="hvg", n_genes=80, method="perturb", max_regulators=3, batch_size=16)
+    info = net.uns["grn"]
+    assert info["n_contexts_per_cell"] == 2 and info["n_regulators"] == 3
+    effect, gene_ids = net.varp["GRN_effect"], net.var["gene_id"].to_numpy()
+    hit = np.flatnonzero(np.abs(effect).sum(axis=1) > 0)
+    others = np.setdiff1d(np.arange(80), hit)
+    chunks = np.array_split(others, 2)
+    for chunk in chunks:
+        context = np.concatenate([hit, chunk])
+        expected = recompute(bundle, cells, gene_ids[context], gene_ids[hit[0]])
+        np.testing.assert_allclose(effect[hit[0], chunk], expected[len(hit):], rtol=1e-3, atol=1e-5)
+    assert (np.abs(effect[hit[0], chunks[0]]) > 0).any() and (np.abs(effect[hit[0], chunks[1]]) > 0).any()
 
 
 def test_perturb_refuses_what_it_cannot_do(bundle, cells):
     for bad, says in ((dict(genes="random_expressed", n_genes=20), "one shared context"),
-                      (dict(genes="hvg", n_genes=80), "context length"),
+                      (dict(genes="hvg", n_genes=80, max_regulators=70), "do not leave room"),
                       (dict(genes="hvg", n_genes=20, keep_heads=True), "reads no attention"),
                       (dict(genes="hvg", n_genes=20, max_regulators=0), "max_regulators")):
         with pytest.raises(InputError, match=says):

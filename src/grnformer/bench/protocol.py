@@ -107,6 +107,8 @@ def bootstrap(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarra
         rows = np.arange(R) if rows is None else rows
         v = valid[rows]
         r = rank_metrics(s[rows][v], truth[rows][v])
+        if not r["random_precision"] > 0:  # a resample without a true edge has no ratio
+            return np.nan, np.nan
         return r["auprc"] / r["random_precision"], r["epr"]
 
     point = {m: ratios(s, None) for m, s in scores.items()}

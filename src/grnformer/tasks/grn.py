@@ -72,9 +72,10 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     which other groups run — a resumed run draws the cells the first run drew."""
     prep = prepare_input(bundle, adata, opts.organism)
     cols = select_genes(prep, opts.genes, opts.n_genes, opts.max_missing)
-    if get_method(opts.method).one_context and len(cols) > bundle.config.context_length:
+    if get_method(opts.method).one_context and len(cols) > opts.context(bundle):
         raise InputError(f"method '{opts.method}' handles gene sets up to the context length "
-                         f"({bundle.config.context_length}); got {len(cols)} genes. Use 'mean_qk'.")
+                         f"({opts.context(bundle)}); got {len(cols)} genes. Use 'mean_qk', or a longer "
+                         f"context_length.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
@@ -159,10 +160,28 @@ def _gene_slots(bundle: Bundle, plan: NetworkPlan, dev: torch.device) -> Tensor:
 
 def network_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> list[Collator]:
     """One collator per context a cell runs: a random draw of its expressed genes, or each chunk of the genes."""
+    L = opts.context(bundle)
     if opts.random_contexts:
-        return [context_collator(bundle, "random-expressed", seed=opts.seed)]
-    return [context_collator(bundle, "given", chunk, seed=opts.seed)
-            for chunk in chunk_genes(plan.prep.tokens[plan.cols], bundle.config.context_length)]
+        return [context_collator(bundle, "random-expressed", context_length=L, seed=opts.seed)]
+    return [context_collator(bundle, "given", chunk, context_length=L, seed=opts.seed)
+            for chunk in chunk_genes(plan.prep.tokens[plan.cols], L)]
+
+
+def knockout_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, regulators: np.ndarray
+                       ) -> list[Collator]:
+    """Contexts of a knock-out run: all network genes when they fit one context; otherwise each context holds
+    every knocked-out regulator and a chunk of the other genes (a regulator and a target must share a context
+    for the model to see the loss), so the cost is one pass per chunk and regulator."""
+    L, tokens = opts.context(bundle), plan.prep.tokens[plan.cols]
+    if len(tokens) <= L:
+        return [context_collator(bundle, "given", tokens, context_length=L, seed=opts.seed)]
+    if len(regulators) > L // 2:
+        raise InputError(f"{len(regulators)} regulators to knock out do not leave room for targets in contexts of "
+                         f"{L} genes; lower max_regulators to at most {L // 2}, or raise context_length.")
+    others = np.setdiff1d(np.arange(len(tokens)), regulators)
+    return [context_collator(bundle, "given", np.concatenate([tokens[regulators], tokens[chunk]]),
+                             context_length=L, seed=opts.seed)
+            for chunk in chunk_genes(others, L - len(regulators))]
 
 
 def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator | None:
@@ -323,14 +342,16 @@ def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: t
     is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
     regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators, plan.regulators)
     t0 = time.perf_counter()
+    collators = knockout_collators(bundle, plan, opts, regulators)
     effect, n_expr, forwards = knockout_effects(
-        bundle, plan.prep, rows, network_collators(bundle, plan, opts)[0], _gene_slots(bundle, plan, dev),
+        bundle, plan.prep, rows, collators, _gene_slots(bundle, plan, dev),
         regulators, len(plan.cols), dev, opts.batch_size, opts.precision)
     seconds = time.perf_counter() - t0
     net = np.abs(effect)
     if opts.symmetrise:
         net = (net + net.T) / 2
-    uns = {**provenance(bundle, plan.prep, opts, group, len(rows), 1), "n_regulators": int(len(regulators)),
+    uns = {**provenance(bundle, plan.prep, opts, group, len(rows), len(collators)),
+           "n_regulators": int(len(regulators)),
            "forwards": forwards, "seconds": seconds}
     out = network_adata(filter_network(keep_regulator_rows(net, plan.regulators), opts.filter, opts.top_k, 0.0),
                         plan.prep, plan.cols, rows, np.full(len(plan.cols), len(rows)), uns,
@@ -357,7 +378,7 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
         "genes_not_found": list(prep.genes_not_found),
         "groupby": opts.groupby, "group": group, "n_cells": n_cells, "max_cells": opts.max_cells,
-        "n_contexts_per_cell": n_contexts, "context_length": bundle.config.context_length,
+        "n_contexts_per_cell": n_contexts, "context_length": opts.context(bundle),
         "precision": opts.precision, "seed": opts.seed, "organism": prep.organism,
         "model": {k: bundle.config.to_dict()[k] for k in ("d_model", "n_layers", "n_heads", "context_length")},
         "grnformer_version": grnformer.__version__,

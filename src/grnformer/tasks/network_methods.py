@@ -36,7 +36,8 @@ class NetworkMethod:
     name: str
     help: str
     accumulates: str | None
-    one_context: bool = False
+    one_context: bool = False  # every network gene in one context (so per-cell maps cover every pair)
+    fixed_contexts: bool = False  # contexts hold the network genes, not random draws of expressed genes
     bootstrap: bool = False
     uses_model: bool = True
     form: Callable[[np.ndarray | None, NetworkContext], np.ndarray] | None = None
@@ -82,10 +83,11 @@ def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
 METHODS: dict[str, NetworkMethod] = {m.name: m for m in (
     NetworkMethod("mean_qk", "softmax of the cells' mean q·k (any number of genes)", "mean_qk", bootstrap=True,
                   form=_attention),
-    NetworkMethod("per_cell", "mean of per-cell attention maps (genes in one context)", "per_cell",
-                  one_context=True, form=_attention),
+    NetworkMethod("per_cell", "mean of per-cell attention maps (genes in one context: see context_length)",
+                  "per_cell", one_context=True, fixed_contexts=True, form=_attention),
     NetworkMethod("perturb", "in-silico knock-out of each regulator, signed effects on every gene's predicted "
-                  "mean (genes in one context)", "knockout", one_context=True),
+                  "mean (more genes than one context: each context holds the knocked-out regulators and a chunk "
+                  "of the other genes)", "knockout", fixed_contexts=True),
     NetworkMethod("fused", "rank fusion of the model's attention (mean_qk), the cells' |Pearson r| and the model's "
                   "gene-embedding similarity, weighted by fusion_weights", "mean_qk", form=_fused),
     NetworkMethod("pearson", "|Pearson r| of the cells' log-normalised expression (no model: the data's own "

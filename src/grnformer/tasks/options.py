@@ -111,6 +111,9 @@ class GRNOptions:
                                         "batch of its expressing cells", kind="int")
     max_cells: int | None = option(None, "at most this many cells per network, drawn at random (seed)",
                                    kind="int")
+    context_length: int | None = option(
+        None, "genes per context at inference (default: the model's training context); a longer one holds more "
+        "network genes together, so per-cell maps cover them (attention cost grows with its square)", kind="int")
     batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
     precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
     seed: int = option(0, "random draws: cells (max_cells), random contexts, select-heads' split")
@@ -124,6 +127,10 @@ class GRNOptions:
     include_all: bool = option(False, "with groupby (implies one_pass): also the network of every cell, key "
                                "'all' (the cells in no listed group included)", cli=False)
     selection: HeadSelection | None = field(default=None, repr=False, init=False)
+
+    def context(self, bundle: Bundle) -> int:
+        """Genes per context at inference: the option, or the model's training context."""
+        return self.context_length or bundle.config.context_length
 
     @property
     def random_contexts(self) -> bool:
@@ -146,12 +153,13 @@ class GRNOptions:
             raise InputError(f"direction must be 'kq' (rows = keys) or 'qk' (rows = queries); got "
                              f"'{opts.direction}'.")
         for name, low in (("top_k", 1 if opts.filter == "topk" else None), ("max_cells", 1), ("batch_size", 1),
-                          ("seed", 0), ("max_regulators", 1), ("n_bootstrap", 0), ("adapt_steps", 0)):
+                          ("seed", 0), ("max_regulators", 1), ("n_bootstrap", 0), ("adapt_steps", 0),
+                          ("context_length", 8)):
             value = getattr(opts, name)
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
         opts._resolve_heads(bundle)
-        if method.one_context and opts.random_contexts:
+        if method.fixed_contexts and opts.random_contexts:
             raise InputError(f"method '{opts.method}' needs one shared context: give a gene list, 'hvg' or "
                              "'most_expressed', not 'random_expressed'.")
         if not method.reads_attention and (opts.keep_heads or opts.selection is not None):
