@@ -30,7 +30,8 @@ def cells():
 
 
 def test_diffnet_networks_are_grn_networks_and_q_values_are_bh(bundle, cells):
-    opts = DiffNetOptions(n_genes=20, max_cells=None, n_permutations=30, cells_per_block=3, batch_size=8)
+    opts = DiffNetOptions(n_genes=20, max_cells=None, n_permutations=30, cells_per_block=3, batch_size=8,
+                          regulators="all")
     table, summary = diffnet(bundle, cells, "condition", "control", "interferon-beta", opts, progress=False)
     assert len(table) == 20 * 19 == summary["edges_tested"] and summary["blocks_a"] == 8
     for group, column in (("control", "score_a"), ("interferon-beta", "score_b")):
@@ -49,14 +50,14 @@ def test_random_split_of_one_condition_changes_nothing(bundle, cells):
     control = cells[cells.obs["condition"] == "control"].copy()
     control.obs["half"] = np.where(np.arange(control.n_obs) % 2, "x", "y")
     table, summary = diffnet(bundle, control, "half", "x", "y",
-                             DiffNetOptions(n_genes=20, n_permutations=50, cells_per_block=2), progress=False)
+                             DiffNetOptions(n_genes=20, n_permutations=50, cells_per_block=2, regulators="all"), progress=False)
     assert summary["changed_edges"] == 0 and table["q_value"].min() > 0.1
 
 
 def test_diffnet_files_cli_and_bad_inputs(bundle, cells, tmp_path, capsys):
     src = tmp_path / "in.h5ad"
     cells.write_h5ad(src)
-    opts = DiffNetOptions(n_genes=20, n_permutations=20)
+    opts = DiffNetOptions(n_genes=20, n_permutations=20, regulators="all")
     paths = diffnet_file(bundle, src, tmp_path / "out", "condition", "control", "interferon-beta", opts,
                          progress=False)
     assert sorted(p.name for p in paths) == ["edges.csv", "report.html"]
@@ -75,3 +76,12 @@ def test_diffnet_files_cli_and_bad_inputs(bundle, cells, tmp_path, capsys):
     code = main(["diffnet", "shipped", str(src), "--groupby", "condition", "control", "interferon-beta", "--out",
                  str(tmp_path / "cli"), "--n-genes", "20", "--n-permutations", "10", "--fdr", "2"])
     assert code == 2 and "fdr" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+
+
+def test_diffnet_tests_only_regulator_rows(bundle, cells):
+    """By default only the organism's TFs are tested as regulators, as grn's rows."""
+    genes = ["ISG15", "IFI6", "MX1", "LYZ", "CD74", "STAT1", "IRF7", "SPI1", "CD3E", "NKG7"]
+    table, summary = diffnet(bundle, cells, "condition", "control", "interferon-beta",
+                             DiffNetOptions(genes=genes, n_permutations=20), progress=False)
+    assert set(table["regulator"]) == {"STAT1", "IRF7", "SPI1"} and summary["n_regulators"] == 3
+    assert len(table) == 3 * 9 == summary["edges_tested"]

@@ -55,6 +55,13 @@ class MeanQK:
         self.k_sum = torch.zeros_like(self.q_sum)
         self.n_cells = torch.zeros(n_genes, dtype=torch.float64, device=device)
 
+    @classmethod
+    def from_sums(cls, q_sum: Tensor, k_sum: Tensor, n_cells: Tensor, centre_q: bool) -> MeanQK:
+        """An accumulator holding given sums (e.g. the union of some blocks of cells, as diffnet permutes them)."""
+        acc = cls.__new__(cls)
+        acc.centre_q, acc.q_sum, acc.k_sum, acc.n_cells = centre_q, q_sum, k_sum, n_cells
+        return acc
+
     @property
     def n_genes(self) -> int:
         return self.q_sum.shape[2]

@@ -26,6 +26,7 @@ from anndata import AnnData
 from scipy.stats import false_discovery_control, norm
 
 from grnformer.errors import InputError
+from grnformer.tasks.attention import MeanQK, aggregate
 from grnformer.tasks.grn import NetworkPlan, _gene_slots, network_collators, network_names, plan_networks
 from grnformer.tasks.inference import load_task_bundle, read_input, run_model
 from grnformer.tasks.io import check_writable, write_many
@@ -35,35 +36,29 @@ from grnformer.train.checkpoint import Bundle
 
 def _block_sums(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, rows: np.ndarray,
                 per_block: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q and k sums [blocks, L, H, G, d] and cell counts [blocks, G] of consecutive blocks of ``rows``."""
+    """q and k sums [blocks, L, H, G, d] and cell counts [blocks, G] of consecutive blocks of ``rows``: one
+    `MeanQK` accumulator per block, fed from the same forward passes as grn's."""
     c, G = bundle.config, len(plan.cols)
     n_blocks = math.ceil(len(rows) / per_block)
-    q = torch.zeros(n_blocks, c.n_layers, c.n_heads, G, c.d_head, device=dev)
-    k, n = torch.zeros_like(q), torch.zeros(n_blocks, G, device=dev)
+    blocks = [MeanQK(c.n_layers, c.n_heads, c.d_head, G, dev) for _ in range(n_blocks)]
     slot_of = _gene_slots(bundle, plan, dev)
     block_of = {int(r): i // per_block for i, r in enumerate(rows)}
     for batch_rows, _, batch, out in run_model(bundle, plan.prep, rows, network_collators(bundle, plan, opts), dev,
                                                batch_size=opts.batch_size, precision=opts.precision,
                                                return_qk=True, progress=progress, desc="diffnet"):
-        slots = slot_of[batch["genes"][0]]
-        keep = slots >= 0
-        idx = slots[keep]
+        slots = slot_of[batch["genes"]]
         for j, r in enumerate(batch_rows):
-            b = block_of[int(r)]
-            for layer, (qq, kk) in enumerate(out.qk):
-                q[b, layer][:, idx] += qq[j].float()[:, keep]
-                k[b, layer][:, idx] += kk[j].float()[:, keep]
-            n[b, idx] += 1
-    return q, k, n
+            blocks[block_of[int(r)]].add(slots[j:j + 1], [(q[j:j + 1], k[j:j + 1]) for q, k in out.qk],
+                                         same_context=True)
+    return (torch.stack([b.q_sum for b in blocks]), torch.stack([b.k_sum for b in blocks]),
+            torch.stack([b.n_cells for b in blocks]))
 
 
-def _network(q: torch.Tensor, k: torch.Tensor, n: torch.Tensor, centre: bool, direction: str) -> torch.Tensor:
-    """[G, G] mean-of-heads network from summed blocks (q, k [L, H, G, d]; n [G])."""
-    qb, kb = q / n.clamp_min(1)[None, None, :, None], k / n.clamp_min(1)[None, None, :, None]
-    if centre:
-        qb = qb - qb.mean(dim=2, keepdim=True)
-    maps = torch.softmax(qb @ kb.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1).mean(dim=(0, 1))
-    return maps.T if direction == "kq" else maps
+def _network(q: torch.Tensor, k: torch.Tensor, n: torch.Tensor, centre: bool, direction: str,
+             weights: torch.Tensor) -> torch.Tensor:
+    """[G, G] network of summed blocks (q, k [L, H, G, d]; n [G]): grn's mean_qk maths (`tasks.attention`)."""
+    net, _ = aggregate(MeanQK.from_sums(q, k, n, centre), weights, direction)
+    return torch.as_tensor(net, device=q.device)
 
 
 def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b: str,
@@ -83,9 +78,11 @@ def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b
     t_model = time.perf_counter() - t0
     q, k, n = (torch.cat([sums[a][i], sums[b][i]]) for i in range(3))
     n_a, centre = len(sums[a][2]), opts.correction == "centre_q"
+    weights = gopts.head_weights(bundle, dev)
 
     def diff(labels: torch.Tensor) -> torch.Tensor:
-        nets = [_network(q[m].sum(0), k[m].sum(0), n[m].sum(0), centre, opts.direction) for m in (labels, ~labels)]
+        nets = [_network(q[m].sum(0), k[m].sum(0), n[m].sum(0), centre, opts.direction, weights)
+                for m in (labels, ~labels)]
         return nets[0] - nets[1], nets
 
     observed = torch.zeros(len(n), dtype=torch.bool, device=dev)
@@ -104,7 +101,7 @@ def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b
     z = ((d_obs - mean) / sd).cpu().numpy()
     names = network_names(plan.prep, plan.cols).to_numpy()
     G = len(names)
-    r, t = np.nonzero(~np.eye(G, dtype=bool))
+    r, t = np.nonzero(~np.eye(G, dtype=bool) & plan.regulators[:, None])  # regulator rows only
     p = 2 * norm.sf(np.abs(z[r, t]))
     table = pd.DataFrame({"regulator": names[r], "target": names[t], "score_a": net_a.cpu().numpy()[r, t],
                           "score_b": net_b.cpu().numpy()[r, t], "diff": d_obs.cpu().numpy()[r, t], "z": z[r, t],
@@ -116,7 +113,9 @@ def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b
                "genes": G, "edges_tested": int(len(table)), "n_permutations": opts.n_permutations,
                "fdr": opts.fdr, "changed_edges": int((table["q_value"] <= opts.fdr).sum()),
                "seconds_model": t_model, "seconds_total": time.perf_counter() - t0,
-               "correction": opts.correction, "direction": opts.direction}
+               "correction": opts.correction, "direction": opts.direction,
+               "regulators": opts.regulators if isinstance(opts.regulators, str) else "list",
+               "n_regulators": int(plan.regulators.sum())}
     return table, summary
 
 

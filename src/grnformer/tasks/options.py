@@ -215,6 +215,8 @@ class DiffNetOptions:
 
     genes: Sequence[str] | str = option("hvg", "network genes, as for grn (chosen over the two groups' cells)")
     n_genes: int | None = option(300, "with a gene-set keyword: how many genes", kind="int")
+    regulators: Sequence[str] | str = option("tfs", "rows tested as regulators, as for grn (default: the "
+                                             "organism's TFs)")
     max_cells: int | None = option(300, "at most this many cells per group, drawn at random (seed)", kind="int")
     n_permutations: int = option(200, "label permutations of the null distribution (blocks of cells swap groups)")
     cells_per_block: int = option(4, "cells per exchangeable block: the permutation unit (memory ∝ blocks)")
@@ -241,7 +243,8 @@ class DiffNetOptions:
 
     def network_options(self, groupby: str, groups: Sequence[str]) -> GRNOptions:
         """The grn options that choose the same genes and cells."""
-        return GRNOptions(genes=self.genes, n_genes=self.n_genes, groupby=groupby, groups=list(groups),
+        return GRNOptions(genes=self.genes, n_genes=self.n_genes, regulators=self.regulators, groupby=groupby,
+                          groups=list(groups),
                           max_cells=self.max_cells, batch_size=self.batch_size, precision=self.precision,
                           seed=self.seed, organism=self.organism, correction=self.correction,
                           direction=self.direction)
