@@ -129,3 +129,19 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
     with pytest.raises(InputError, match="filter"):
         select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "x.json",
                           GRNOptions(genes="hvg", n_genes=40, filter="topk"), progress=False)
+
+
+def test_a_selection_remembers_its_correction_and_refuses_another(tmp_path):
+    """Weights fitted on centre_q maps mean nothing on raw maps: grn refuses the mismatch before running."""
+    from grnformer.tasks.heads import HeadSelection, load_heads
+
+    bundle = tiny_bundle()
+    c = bundle.config
+    sel = HeadSelection(c.n_layers, c.n_heads, "kq", np.ones((c.n_layers, c.n_heads)), correction="centre_q")
+    path = sel.save(tmp_path / "heads.json")
+    assert load_heads(path).correction == "centre_q"
+    GRNOptions(heads=str(path)).validate(bundle)
+    with pytest.raises(InputError, match="correction 'centre_q'"):
+        GRNOptions(heads=str(path), correction="none").validate(bundle)
+    with pytest.raises(InputError, match="reads no attention"):
+        GRNOptions(heads=str(path), method="pearson").validate(bundle)

@@ -52,6 +52,7 @@ class HeadSelection:
     direction: str
     weights: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
+    correction: str | None = None  # the correction of the maps it was fitted on (None: a file from before it)
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64).reshape(self.n_layers, self.n_heads)
@@ -74,7 +75,7 @@ class HeadSelection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "n_layers": self.n_layers,
-                "n_heads": self.n_heads, "direction": self.direction,
+                "n_heads": self.n_heads, "direction": self.direction, "correction": self.correction,
                 "heads": [{"layer": l, "head": h, "weight": w} for l, h, w in self.selected()],
                 "metrics": self.metrics}
 
@@ -87,7 +88,7 @@ class HeadSelection:
             w = np.zeros((n_layers, n_heads))
             for item in d["heads"]:
                 w[int(item["layer"]), int(item["head"])] = float(item["weight"])
-            return cls(n_layers, n_heads, str(d["direction"]), w, dict(d.get("metrics", {})))
+            return cls(n_layers, n_heads, str(d["direction"]), w, dict(d.get("metrics", {})), d.get("correction"))
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise InputError(f"malformed head selection ({type(err).__name__}: {err}).") from err
 
@@ -233,4 +234,6 @@ def select_heads_from_network(net: AnnData, truth: np.ndarray | pd.DataFrame | I
                               **kwargs: Any) -> HeadSelection:
     """`select_heads` on a network AnnData made with ``keep_heads=True`` (genes = its var_names)."""
     cube, n_layers, n_heads, direction = cube_of(net)
-    return select_heads(cube, truth, n_layers, n_heads, direction, genes=list(net.var_names), **kwargs)
+    selection = select_heads(cube, truth, n_layers, n_heads, direction, genes=list(net.var_names), **kwargs)
+    selection.correction = net.uns["grn"].get("correction")
+    return selection

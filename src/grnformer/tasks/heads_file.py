@@ -13,6 +13,7 @@ from grnformer.tasks.grn import GRNOptions, grn
 from grnformer.tasks.heads import check_split, select_heads_from_network
 from grnformer.tasks.inference import load_task_bundle, read_input
 from grnformer.tasks.io import check_writable
+from grnformer.tasks.network_methods import get_method
 from grnformer.train.checkpoint import Bundle
 
 # Options that would change the per-head network the fit reads; a selection is fitted on the plain one.
@@ -36,6 +37,9 @@ def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, trut
     clash = sorted(n for n in _FIXED if getattr(options, n) != getattr(default, n))
     if clash:
         raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
+    if not get_method(options.method).reads_attention:
+        raise InputError(f"method '{options.method}' reads no attention heads: select heads with mean_qk or "
+                         f"per_cell.")
     truth = read_edge_list(truth_path)
     bundle, _ = load_task_bundle(checkpoint, device)
     net = grn(bundle, read_input(in_path), dataclasses.replace(options, keep_heads=True), device=device,

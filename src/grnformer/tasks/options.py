@@ -197,6 +197,10 @@ class GRNOptions:
             if self.direction is not None and self.direction != self.selection.direction:
                 raise InputError(f"the head selection was fitted with direction '{self.selection.direction}' "
                                  f"but direction '{self.direction}' was asked for.")
+            if self.selection.correction is not None and self.selection.correction != self.correction:
+                raise InputError(f"the head selection was fitted on maps with correction "
+                                 f"'{self.selection.correction}' but correction '{self.correction}' was asked "
+                                 f"for; its weights mean nothing there.")
             self.direction = self.selection.direction
         self.direction = self.direction or "kq"
 
