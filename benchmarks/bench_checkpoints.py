@@ -12,7 +12,7 @@ Every task runs on cells and truths the campaign never trains on (scripts/campai
   sets: 200 genes, a third of them regulators), PBMC3k vs Omnipath and ENCODE (TF rows), Chen hESC and Semrau
   mESC vs McCalla ChIP∩KD (rows: the truth's regulators). AUPRC ratio (AUPRC / random precision) and EPR.
 Intervals: 95% percentile bootstrap over cells (200 resamples) for labels, embeddings and denoising; for networks,
-over regulators (each resample scores a random 70% of the TF rows, without replacement: rows are the unit a
+over regulators (200 resamples of the rows with replacement, `bench.protocol.bootstrap`: rows are the unit a
 truth is built from). Baselines do not depend on the checkpoint and are computed once. Output: a markdown table
 per checkpoint, benchmarks/out/bench_checkpoints.json and a plot of every measure against cell views.
 """
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
@@ -39,7 +38,7 @@ from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noq
 
 from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench.baselines import infer  # noqa: E402
-from grnformer.bench.metrics import score_network  # noqa: E402
+from grnformer.bench import protocol  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
 from grnformer.data import datasets  # noqa: E402
 from grnformer.data.expression import log_per_10k  # noqa: E402
@@ -161,23 +160,14 @@ def denoising(bundle, cache: dict, n_cells: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ networks
 
 def _network_scores(net, truth, rows: set[str], seed: int = 0) -> dict[str, list[float]]:
-    """AUPRC ratio and EPR over the given regulator rows, with the regulator-subsampling interval."""
-    frame = pd.DataFrame(np.asarray(net.varp["GRN"].todense() if sp.issparse(net.varp["GRN"]) else
-                                    net.varp["GRN"]), index=net.var_names, columns=net.var_names)
-    regs = [g for g in frame.index if g in rows]
-    rng = np.random.default_rng(seed)
-
-    def score(chosen: list[str]) -> tuple[float, float]:
-        m = score_network(frame.loc[chosen], truth)
-        if not m["random_precision"]:  # a subsample whose rows hold no true edge among these genes
-            return np.nan, np.nan
-        return m["auprc"] / m["random_precision"], m["epr"]
-
-    full = score(regs)
-    subs = np.array([score(list(rng.choice(regs, max(1, int(0.7 * len(regs))), replace=False)))
-                     for _ in range(50)])
-    return {"auprc_ratio": [full[0], *np.nanpercentile(subs[:, 0], [2.5, 97.5])],
-            "epr": [full[1], *np.nanpercentile(subs[:, 1], [2.5, 97.5])], "n_rows": len(regs)}
+    """AUPRC ratio and EPR over the given regulator rows, with the protocol's interval (a bootstrap of the rows
+    with replacement, `bench.protocol.bootstrap`)."""
+    names = net.var_names.to_numpy().astype(str)
+    regs = np.array([g for g in names if g in rows])
+    valid = regs[:, None] != names[None, :]
+    r = protocol.bootstrap({"net": protocol.dense_rows(net, names, regs)}, truth.to_matrix(regs, names), valid,
+                           n_boot=N_BOOT, seed=seed)["net"]
+    return {"auprc_ratio": [r["ratio"], *r["ratio_ci"]], "epr": [r["epr"], *r["epr_ci"]], "n_rows": len(regs)}
 
 
 def networks(bundle, cache: dict) -> dict[str, Any]:
