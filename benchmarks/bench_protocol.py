@@ -17,6 +17,7 @@ The JSON is keyed by protocol version and checkpoint digest; a rerun recomputes 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import platform
@@ -33,21 +34,25 @@ from grnformer.bench.perturbation_truth import perturbation
 from grnformer.bench.truths import load_truth
 from grnformer.data import datasets
 from grnformer.data.genes import tf_symbols
+from grnformer.metrics import rank_metrics
 from grnformer.tasks.data_networks import fuse_ranks
 from grnformer.tasks.grn import GRNOptions, grn, network_names
 from grnformer.tasks.inference import load_task_bundle, prepare_input, select_genes
 from grnformer.tasks.network_methods import METHODS
 from grnformer.train.checkpoint import resolve_checkpoint
 
-COMPONENTS = ("attention", "pearson", "embedding", "denoised")
-GRID_STEP = 0.25
+# 'denoised' is measured on its own (development pairs, TFs + 500: a denoising pass over every cell costs more
+# than all other methods together) and is not a fusion component here.
+COMPONENTS = ("attention", "pearson", "embedding")
+GRID_STEP = 0.1
+CACHE = Path("benchmarks/out/protocol_cache")
 
 
 def _grid() -> list[dict[str, float]]:
     ticks = np.arange(0, 1 + 1e-9, GRID_STEP)
     out = []
     for w in itertools.product(ticks, repeat=len(COMPONENTS)):
-        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[3] > 0 or w[2] > 0):  # the model takes part
+        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[2] > 0):  # the model takes part
             out.append({c: float(v) for c, v in zip(COMPONENTS, w)})
     return out
 
@@ -69,6 +74,23 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def _component(bundle, adata, genes: list[str], method: str, name: str, digest: str) -> tuple[np.ndarray, float]:
+    """One grnformer method's network over every row, cached under benchmarks/out/ by checkpoint digest, data,
+    genes and method (a rerun after a crash does not pay for the model again; new weights never reuse it)."""
+    key = hashlib.sha1("|".join([digest, name, str(adata.n_obs), method, *genes]).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}_{method}_{key}.npz"
+    if path.is_file():
+        found = np.load(path)
+        return found["net"], float(found["seconds"])
+    net, seconds = _timed(lambda: grn(bundle, adata, GRNOptions(genes=genes, method=method, regulators="all"),
+                                      progress=False))
+    assert net.var_names.tolist() == genes
+    matrix = np.asarray(net.varp["GRN"], dtype=np.float64)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, net=matrix, seconds=seconds)
+    return matrix, seconds
+
+
 def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     adata, screen_truth = _data(name)
     prep = prepare_input(bundle, adata)
@@ -76,12 +98,10 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     genes = network_names(prep, cols).tolist()
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
+    with_denoised = size in args.denoised_sizes and all(p.split == protocol.DEVELOPMENT for p in pairs)
     for method, component in (("mean_qk", "attention"), ("pearson", "pearson"), ("embedding", "embedding"),
-                              ("denoised", "denoised")):
-        net, seconds[component] = _timed(lambda: grn(bundle, adata, GRNOptions(
-            genes=genes, method=method, regulators="all", batch_size=32), progress=False))
-        assert net.var_names.tolist() == genes
-        comp[component] = np.asarray(net.varp["GRN"], dtype=np.float64)
+                              *([("denoised", "denoised")] if with_denoised else [])):
+        comp[component], seconds[component] = _component(bundle, adata, genes, method, name, args.digest)
         print(f"  {component}: {seconds[component]:.1f} s", flush=True)
     names = np.asarray(genes)
     rows_out = []
@@ -111,13 +131,20 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
             scores[m], times[m] = found[m], found[m + "_s"]
         for c, label in (("attention", "grnformer mean_qk"), ("embedding", "grnformer embedding"),
                          ("denoised", "grnformer denoised")):
+            if c not in comp:
+                continue
             scores[label] = comp[c][mask]
             times[label] = seconds[c]
+        grid = {}  # development: point estimates of every grid point (the choice reads only those)
         for w in _grid() if pair.split == protocol.DEVELOPMENT else [args.chosen] if args.chosen else []:
-            fused = fuse_ranks({c: comp[c] for c in COMPONENTS}, w, mask)
-            scores[_key(w)] = fused[mask]
+            fused = fuse_ranks({c: comp[c] for c in COMPONENTS}, w, mask)[mask]
+            if pair.split == protocol.DEVELOPMENT and w != args.chosen:
+                r = rank_metrics(fused[valid], t[valid])
+                grid[_key(w)] = {"ratio": r["auprc"] / r["random_precision"], "epr": r["epr"]}
+            else:
+                scores[_key(w)] = fused
             times[_key(w)] = sum(seconds[c] for c in COMPONENTS if w.get(c, 0) > 0)
-        res = protocol.bootstrap(scores, t, valid, n_boot=args.n_boot)
+        res = {**grid, **protocol.bootstrap(scores, t, valid, n_boot=args.n_boot)}
         n_true = int(t[valid].sum())
         print(f"  {pair.name} [{pair.split}]: {len(regs)} regulators, {n_true} true edges; "
               f"genie3 {res['genie3']['ratio']:.2f}, pearson {res['pearson']['ratio']:.2f}, "
@@ -145,6 +172,41 @@ def choose(rows: list[dict]) -> tuple[dict[str, float], list[tuple[str, float]]]
     return weights, ranking
 
 
+def _cell(r: dict) -> str:
+    lo, hi = r.get("ratio_ci", [None, None])
+    return f"{r['ratio']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+
+
+def _diff(r: dict, ref: str) -> str:
+    if f"minus_{ref}" not in r:
+        return "—"
+    lo, hi = r[f"minus_{ref}_ci"]
+    mark = " ↑" if lo is not None and lo > 0 else " ↓" if hi is not None and hi < 0 else ""
+    return f"{r[f'minus_{ref}']:+.2f} [{lo:+.2f}, {hi:+.2f}]{mark}"
+
+
+def table(record: dict, split: str) -> str:
+    """Markdown: one row per pair, gene set and method of ``split`` (grid points left out), AUPRC ratio with its
+    interval, the paired differences from GENIE3 and Pearson, and wall time."""
+    lines = ["| pair | genes | method | AUPRC ratio [95%] | − GENIE3 [95%] | − Pearson [95%] | s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        if r["split"] != split or "ratio_ci" not in r:
+            continue
+        lines.append(f"| {r['dataset']} × {r['truth']} | {r['genes']} | {r['method']} | {_cell(r)} | "
+                     f"{_diff(r, 'genie3')} | {_diff(r, 'pearson')} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def medians(record: dict, split: str) -> dict[str, float]:
+    """Median AUPRC ratio of each method over the split's pairs and gene sets."""
+    by: dict[str, list[float]] = {}
+    for r in record["rows"]:
+        if r["split"] == split and np.isfinite(r["ratio"]):
+            by.setdefault(r["method"], []).append(r["ratio"])
+    return {m: float(np.median(v)) for m, v in sorted(by.items(), key=lambda kv: -np.median(kv[1]))}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
@@ -153,10 +215,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trees", type=int, default=50)
     ap.add_argument("--tree-cells", type=int, default=500)
     ap.add_argument("--n-boot", type=int, default=protocol.N_BOOT)
+    ap.add_argument("--denoised-sizes", type=int, nargs="*", default=[500],
+                    help="gene-set sizes at which the 'denoised' method is measured (development pairs only)")
     ap.add_argument("--out", default="benchmarks/results/protocol.json")
+    ap.add_argument("--table", metavar="JSON", help="print the markdown tables of a finished run and stop")
     args = ap.parse_args(argv)
+    if args.table:
+        record = json.loads(Path(args.table).read_text())
+        for split in (protocol.DEVELOPMENT, protocol.EVALUATION):
+            print(f"\n{split} medians:", json.dumps(medians(record, split), indent=0)[:2000])
+            print(table(record, split))
+        return
     path = resolve_checkpoint(args.checkpoint)
     bundle, _ = load_task_bundle(path)
+    args.digest = protocol.checkpoint_digest(path)
     args.chosen = None
     rows: list[dict] = []
     splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
@@ -173,14 +245,14 @@ def main(argv: list[str] | None = None) -> None:
         args.chosen, ranking = choose(rows)
     record = {
         "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": str(path),
-        "checkpoint_digest": protocol.checkpoint_digest(path), "date": date.today().isoformat(),
+        "checkpoint_digest": args.digest, "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 thread",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
         "method_versions": {"genie3": method_version("genie3"), "pearson": method_version("pearson"),
                             "spearman": method_version("spearman"),
                             **{f"grnformer {m}": f"registry {m}" for m in METHODS}},
         "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
-                     "sizes": args.sizes, "grid_step": GRID_STEP},
+                     "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
         "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
         "wall_s": time.perf_counter() - t0, "rows": rows,
     }
