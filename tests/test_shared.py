@@ -13,7 +13,7 @@ import pytest
 from grnformer import ResourceError
 from grnformer.cli import main as cli_main
 from grnformer.data import shared
-from grnformer.data.datasets import availability
+from grnformer.data.datasets import availability, load
 from grnformer.data.shared import ENV_VAR, SharedDataMissing, find_shared, shared_files, shared_path
 
 TESTS = Path(__file__).resolve().parent
@@ -91,6 +91,9 @@ def test_datasets_command_says_what_is_here_and_how_to_get_the_rest(dirs, capsys
     _put(named, "counts/pbmc_ifnb.h5ad", "")
     by_name = {a.name: a for a in availability()}
     assert by_name["pbmc_ifnb"].present and not by_name["chen_hesc"].present
+    assert not by_name["zheng2017_sorted_pbmc_facs"].present  # named even where its file is absent
+    with pytest.raises(SharedDataMissing, match="counts/zheng2017_sorted_pbmc_facs.h5ad"):
+        load("zheng2017_sorted_pbmc_facs")
     assert "mccalla/scRNA/chen_rna_filtered_log2.tsv.gz" in by_name["chen_hesc"].how_to_get
     assert cli_main(["datasets"]) in (0, None)
     out = capsys.readouterr().out

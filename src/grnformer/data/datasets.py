@@ -149,6 +149,22 @@ _COUNTS_DESCRIPTIONS = {
     "pbmc_10x_v3_1k": "human PBMC, 906 cells, 10x 3' v3",
     "pbmc_10x_5prime_1k": "human PBMC, 1,000 cells, 10x 5'",
     "mouse_pancreas_e155": "mouse pancreas E15.5, 3,696 cells × 2,000 genes with author clusters",
+    # every other file of counts/ (its PROVENANCE.md), named even where the file is absent so that the name is
+    # known and the file reported missing rather than the name unknown
+    "baron2016_mouse_pancreas": "mouse pancreas, 1,886 cells with author cell types (Baron et al. 2016)",
+    "cellbench_tian2019_lung_cancer_cell_lines": "human lung cancer cell lines, 1,408 cells (CellBench, Tian 2019)",
+    "card_moncada2020_pdac": "human pancreatic ductal adenocarcinoma, 1,926 cells × 7,000 genes (Moncada 2020)",
+    "zheng2017_sorted_pbmc_facs": "human PBMC, 3,874 cells of 10 FACS-sorted populations (Zheng et al. 2017)",
+    "zheng2017_frozen_pbmc_donorA_10x": "human PBMC, 2,896 cells, 10x frozen donor A (Zheng et al. 2017)",
+    "hek293t_like_10x_scshc": "human, 1,154 cells, 10x (sc-SHC sample; study not stated)",
+    "pisces_pbmc_10x_1k": "human PBMC, 1,000 cells, 10x (PISCES package)",
+    "klein_spring_mouse_hpc_indrops": "mouse haematopoietic progenitors, 5,049 cells, inDrops (Klein lab)",
+    "macosko2015_dropseq_species_mix_human_hek293t": "human HEK293T, 933 cells, Drop-seq species mix (Macosko 2015)",
+    "macosko2015_dropseq_species_mix_mouse_3t3": "mouse NIH/3T3, 714 cells, Drop-seq species mix (Macosko 2015)",
+    "marques2016_mouse_oligodendrocytes": "mouse oligodendrocyte lineage, 2,618 cells × 8,691 genes (Marques 2016)",
+    "yuzwa2017_mouse_e175_cortex_dropseq": "mouse E17.5 cortex, 880 cells, Drop-seq (Yuzwa et al. 2017)",
+    "paul2015_mouse_myeloid_progenitors_marsseq": "mouse myeloid progenitors, 2,660 cells × 3,004 genes (Paul 2015)",
+    "joost2016_mouse_skin_epidermis": "mouse epidermis, 720 cells with author cell types (Joost et al. 2016)",
 }
 
 _FIXED: dict[str, _Dataset] = {
@@ -236,8 +252,8 @@ def load(name: str, prepared: bool = False) -> AnnData:
     `prepare` (vocabulary genes, report in uns['grnformer_prepare']).
 
     ``name`` may also be the path of a file (or 10x directory) of cells in any format `data.read.read_cells`
-    reads; its dataset name is then the file's stem. Unknown names raise InputError; shared data that is missing raises `data.shared.SharedDataMissing` (a
-    ResourceError) naming $GRNFORMER_SHARED_DATA and the directories searched.
+    reads; its dataset name is then the file's stem. Unknown names raise InputError; shared data that is missing
+    raises `data.shared.SharedDataMissing` (a ResourceError) naming $GRNFORMER_SHARED_DATA and the places searched.
     """
     registry = _registry()
     if name in registry:

@@ -200,7 +200,8 @@ def _read_loom(path: Path) -> tuple[AnnData, dict]:
     except ImportError as err:
         raise InputError(f"reading loom files needs the loompy package (pip install loompy); '{path}' was not "
                          "read.") from err
-    adata = anndata.io.read_loom(path, sparse=True, X_name="", var_names=var_key, obs_names=obs_key)
+    read_loom = getattr(getattr(anndata, "io", None), "read_loom", None) or anndata.read_loom  # anndata < 0.11
+    adata = read_loom(path, sparse=True, X_name="", var_names=var_key, obs_names=obs_key)
     adata.var.index, adata.obs.index = adata.var.index.astype(str), adata.obs.index.astype(str)
     if "Accession" in adata.var and "gene_ids" not in adata.var:  # loom's name for the gene ID
         adata.var["gene_ids"] = adata.var["Accession"].astype(str)
