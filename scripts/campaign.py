@@ -10,7 +10,9 @@ shared/data/counts) except the held-out ones below, which judge the model. Each 
   previous run's last.ckpt, or the shipped checkpoint), or with `--start scratch` from the recipe's own
   initialisation; the schedule starts fresh. A new set in counts/ (a new corpus), a changed recipe (the
   YAML's text) or a finished cycle makes a new run.
-After the stretch, scripts/export_shipped.py writes the fp16 bundle, its card and the loss curves.
+Every stretch, finished or stopped, is recorded in scripts/campaign_ledger.json (commit it with the weights).
+After a stretch that ends cleanly, scripts/export_shipped.py writes the fp16 bundle, its card (with the lineage
+read from the ledger) and the loss curves.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "scripts" / "shipped_small.yaml"
 CAMPAIGN = ROOT / "runs" / "campaign"
 CARD = ROOT / "src" / "grnformer" / "checkpoints" / "small.json"
+# Every stretch of the campaign, committed beside this script (runs/ is not kept): the run, the run whose weights
+# it continued, its steps, batch, cell views, wall time and threads. The card's lineage is read from it.
+LEDGER = ROOT / "scripts" / "campaign_ledger.json"
 # Held out from training: they measure what the model knows (RESULTS.md, "Shipped model quality").
 HELD_OUT = {
     "pbmc3k": "the demo and the denoising / network benchmarks",
     "chen_hesc": "network ground truths (McCalla)",
     "semrau_mesc": "network ground truths (McCalla)",
+    "liu_hesc": "network ground truths (McCalla): the network protocol's development pairs (bench/protocol.py)",
     "retina": "its 30% split retina_test measures labels and embeddings; retina_train is trained on",
     "retina_test": "label and embedding benchmark",
     "paul2015_mouse_myeloid_progenitors_marsseq": "a labelled set left out for the embedding benchmark",
@@ -83,9 +89,14 @@ def _latest_weights(exclude: Path) -> str:
     return str(runs[-1]) if runs else "shipped"
 
 
+def read_ledger(path: Path | None = None) -> dict:
+    """The ledger: {"stretches": [...], "unattributed": [...], "note": ...} (empty when there is none)."""
+    path = LEDGER if path is None else path
+    return json.loads(path.read_text()) if path.is_file() else {"stretches": [], "unattributed": []}
+
+
 def _ledger_base(run_name: str) -> int | None:
-    ledger = CAMPAIGN / "stretches.json"
-    for stretch in json.loads(ledger.read_text()) if ledger.is_file() else []:
+    for stretch in read_ledger()["stretches"]:
         if stretch["run"] == run_name:
             return int(stretch["base_cell_views"])
     return None
@@ -135,19 +146,34 @@ def main() -> None:
     else:
         how = "from scratch"
     base = _base_cell_views(run_dir, args.start, weights)
+    batch = int(yaml.safe_load(CONFIG.read_text())["training"]["batch_size"])
+    for override in args.overrides:
+        if override.startswith("training.batch_size="):
+            batch = int(override.split("=", 1)[1])
+    steps_from = _steps(last) if last.is_file() else 0
+    continues = run_dir.name if last.is_file() else (
+        None if weights is None else "shipped" if weights == "shipped" else Path(weights).parents[1].name)
     print(f"campaign: {len(sources)} sets, {how}", flush=True)
     start = time.time()
-    subprocess.run([*command, *overrides], check=True, cwd=ROOT)
+    try:  # a stretch stopped by hand is recorded too (before, only a clean exit wrote the ledger)
+        code: int | str = subprocess.run([*command, *overrides], cwd=ROOT).returncode
+    except KeyboardInterrupt:
+        code = "interrupted"
     wall = time.time() - start
-    ledger = CAMPAIGN / "stretches.json"
-    stretches = json.loads(ledger.read_text()) if ledger.is_file() else []
-    stretches.append({"run": run_dir.name, "how": how, "wall_seconds": round(wall), "ended": time.ctime(),
-                      "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
-                      "base_cell_views": base})
-    ledger.write_text(json.dumps(stretches, indent=2))
+    steps_to = _steps(last) if last.is_file() else steps_from
+    ledger = read_ledger()
+    ledger["stretches"].append({
+        "stretch": len(ledger["stretches"]) + 1, "run": run_dir.name, "how": how, "continues": continues,
+        "steps_from": steps_from, "steps_to": steps_to, "batch_size": batch,
+        "cell_views": (steps_to - steps_from) * batch, "base_cell_views": base,
+        "wall_seconds": round(wall), "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+        "ended": time.strftime("%Y-%m-%d %H:%M:%S"), "exit": code, "source": "recorded by scripts/campaign.py"})
+    LEDGER.write_text(json.dumps(ledger, indent=2) + "\n")
+    if code != 0:
+        sys.exit(f"campaign: the stretch ended with {code}; recorded in {LEDGER}, nothing exported")
     if not args.no_export:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "export_shipped.py"), str(run_dir),
-                        "--ledger", str(ledger)], check=True, cwd=ROOT)
+                        "--ledger", str(LEDGER)], check=True, cwd=ROOT)
     print(yaml.safe_dump({"stretch_seconds": round(wall), "run": str(run_dir)}), flush=True)
 
 

@@ -1,6 +1,7 @@
 """The training campaign's parts on real cells: authors' labels mapped to Cell Ontology, the co-expression prior,
 warm start across a grown label set, the bottleneck on part of a batch, and stretches that stop on time."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from grnformer.data import author_labels, datasets, silver
@@ -64,16 +66,46 @@ def test_training_labels_for_sorted_pbmc_are_the_facs_populations():
     assert set(lines.obs.loc[~drop, "assay_ontology_term_id"]) == {"EFO:0010010"}
 
 
-def test_campaign_trains_on_every_set_but_the_held_out_ones():
+def _fingerprints(adata, min_genes: int = 200) -> dict[str, bytes]:
+    """Cell name -> a fingerprint of its counts that no gene naming changes: the hash of its sorted non-zero values
+    (rounded: McCalla's sets are rebuilt pseudo-counts). Cells with fewer than ``min_genes`` expressed genes are left
+    out: their few values could coincide by chance."""
+    x = sp.csr_matrix(adata.X)
+    out = {}
+    for i, name in enumerate(adata.obs_names):
+        values = x.data[x.indptr[i]:x.indptr[i + 1]]
+        if len(values) >= min_genes:
+            out[name] = hashlib.blake2b(np.sort(np.round(values, 3)).astype(np.float32).tobytes(),
+                                        digest_size=16).digest()
+    return out
+
+
+def test_no_held_out_cell_is_in_any_training_source():
+    """Held-out sets are kept out by their cells, not only by their names in HELD_OUT: no held-out cell's counts
+    (fingerprint) appear in any training source, a cell name shared with a training source is a barcode
+    coincidence (different counts), and the fingerprint does find the same cells in another file (retina_test
+    inside the full retina set). A set that lands in counts/ is trained on unless it is held out."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import campaign
 
     sources = campaign.training_sources()
-    assert not set(sources) & set(campaign.HELD_OUT)
     shared_path("counts")  # skipped (saying how to supply it) where no copy of the shared data is here
     counts = {p.stem for p in shared_files("counts", "*.h5ad").values()}
-    assert counts - set(campaign.HELD_OUT) <= set(sources)  # a set that lands in counts/ is trained on
-    assert "retina_train" in sources
+    assert counts - set(campaign.HELD_OUT) <= set(sources) and "retina_train" in sources
+    train = {name: _fingerprints(datasets.load(name)) for name in sources}
+    by_print = {f: (source, cell) for source, prints in train.items() for cell, f in prints.items()}
+    names = {source: set(datasets.load(source).obs_names) for source in sources}
+    test = _fingerprints(datasets.load("retina_test"))
+    assert set(test.values()) <= set(_fingerprints(datasets.load("retina")).values())  # it finds the same cells
+    for held in [h for h in campaign.HELD_OUT if h != "retina"]:  # retina: its split retina_train is trained on
+        prints = _fingerprints(datasets.load(held))
+        assert len(prints) > 50, held  # liu_hesc has 72 cells
+        leaks = [(cell, by_print[f]) for cell, f in prints.items() if f in by_print]
+        assert not leaks, f"{held}: cells whose counts are in training sources: {leaks[:5]}"
+        for source, cells in names.items():
+            shared = set(prints) & cells
+            assert len(shared) <= 10, (held, source, len(shared))  # 10x barcodes coincide, a few at most
+            assert all(prints[c] != train[source].get(c) for c in shared), (held, source)
 
 
 def test_coexpression_prior_puts_co_expressed_genes_close():
@@ -170,11 +202,12 @@ def test_a_new_run_counts_the_cell_views_of_the_weights_it_starts_from(tmp_path,
     import campaign
 
     monkeypatch.setattr(campaign, "CAMPAIGN", tmp_path)
+    monkeypatch.setattr(campaign, "LEDGER", tmp_path / "ledger.json")
     earlier = tmp_path / "run-old"
     (earlier / "checkpoints").mkdir(parents=True)
     torch.save({"global_step": 7}, earlier / "checkpoints" / "last.ckpt")
     (earlier / "config.yaml").write_text("training:\n  batch_size: 16\n")
-    (tmp_path / "stretches.json").write_text(json.dumps([{"run": "run-old", "base_cell_views": 1000}]))
+    (tmp_path / "ledger.json").write_text(json.dumps({"stretches": [{"run": "run-old", "base_cell_views": 1000}]}))
     weights = str(earlier / "checkpoints" / "last.ckpt")
     assert campaign._base_cell_views(tmp_path / "run-new", "warm", weights) == 1000 + 7 * 16
     assert campaign._base_cell_views(earlier, "warm", None) == 1000  # resuming: the ledger's record
@@ -200,3 +233,29 @@ def test_a_finished_cycle_makes_the_next_run(tmp_path, monkeypatch):
     assert campaign._run_dir(sources) == first  # steps left: resume it
     torch.save({"global_step": 5}, first / "checkpoints" / "last.ckpt")
     assert campaign._run_dir(sources).name == first.name + "-c2"
+
+
+def test_the_card_s_numbers_add_up_over_its_lineage():
+    """The shipped card's steps x batch are its cell views, and so is the sum over the runs of its lineage, which
+    chain run to run through the committed ledger; its wall time and CPU-hours are the lineage's stretches."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import campaign
+    from export_shipped import lineage
+
+    card = json.loads(campaign.CARD.read_text())
+    assert card["steps"] * card["batch_size"] == card["cell_views"]
+    runs = card["lineage"]["runs"]
+    assert sum(r["steps"] * r["batch_size"] for r in runs) == card["cell_views"]
+    assert runs[0]["continued"] is None and all(b["continued"] == a["run"] for a, b in zip(runs, runs[1:]))
+    ledger = campaign.read_ledger()
+    again = lineage(ledger, runs[-1]["run"], runs[-1]["steps"], runs[-1]["batch_size"])
+    assert (again["cell_views"], again["wall_seconds"], again["cpu_hours"]) == (
+        card["cell_views"], card["wall_seconds"], card["cpu_hours"])
+    by_run = {s["run"]: s for s in reversed(ledger["stretches"])}  # each run's first stretch
+    for earlier, later in zip(runs, runs[1:]):  # a warm start's base = everything before it
+        assert by_run[later["run"]]["base_cell_views"] == sum(r["cell_views"] for r in runs[:runs.index(later)])
+    # a stretch outside the lineage does not count: an abandoned run adds nothing
+    extra = {**ledger, "stretches": [*ledger["stretches"], {
+        "stretch": 99, "run": "run-abandoned", "how": "warm", "continues": runs[0]["run"], "steps_from": 0,
+        "steps_to": 100, "batch_size": 16, "base_cell_views": 0, "wall_seconds": 1000, "threads": 2}]}
+    assert lineage(extra, runs[-1]["run"], runs[-1]["steps"], 16)["wall_seconds"] == card["wall_seconds"]
