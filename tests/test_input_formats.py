@@ -281,5 +281,10 @@ def test_datasets_and_prepare_take_a_path(tmp_path, cells):
     write_10x_h5_v3(tmp_path / "donor1.h5", cells)
     a = load(str(tmp_path / "donor1.h5"), prepared=True)
     assert a.uns["grnformer_dataset"] == "donor1" and a.n_obs == cells.n_obs
+    from grnformer.bench.runner import resolve_datasets
+
+    write_mtx_dir(tmp_path / "donor2", cells[:50], "v2", gz=False)
+    resolved = resolve_datasets([str(tmp_path / "donor2")])
+    assert list(resolved) == ["donor2"] and resolved["donor2"].n_obs == 50
     with pytest.raises(InputError, match="unknown dataset 'nothing.h5ad' \\(and no such file\\).*10x MTX"):
         load("nothing.h5ad")
