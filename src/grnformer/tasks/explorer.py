@@ -95,6 +95,14 @@ def explorer_html(networks: Mapping[str, AnnData], title: str = "grnformer netwo
     return template.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
 
 
+def check_explorer_options(path: str | Path, top_k: int) -> None:
+    """InputError before any work when the explorer cannot be written or top_k is not a count."""
+    from grnformer.tasks.io import check_writable
+
+    check_top_k(top_k)
+    check_writable(path)
+
+
 def write_explorer(networks: Mapping[str, AnnData | str | Path], path: str | Path,
                    title: str = "grnformer network explorer", top_k: int = DEFAULT_TOP_K,
                    regulators: str = "auto", about: str = "") -> Path:
