@@ -273,7 +273,7 @@ def _read_table(path: Path, sep: str) -> tuple[AnnData, dict]:
         adata = AnnData(sp.csr_matrix(matrix), obs=labels, var=pd.DataFrame(index=col_names))
     orientation = "genes × cells" if genes_are_rows else "cells × genes"
     warnings.warn(f"{path.name}: read as {orientation} ({reason})"
-                  + ("; transposed to cells × genes" if genes_are_rows else ""), stacklevel=4)  # the caller of read_cells
+                  + ("; transposed to cells × genes" if genes_are_rows else ""), stacklevel=4)  # read_cells's caller
     return adata, {"orientation": orientation, "reason": reason}
 
 
