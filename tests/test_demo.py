@@ -40,6 +40,8 @@ def test_demo_outputs(demo_dir):
     assert {r["truth"] for r in rows} == {"omnipath", "encode_chip"}
     assert all(0 <= r["random_precision"] <= 1 for r in rows)
     assert (demo_dir / "networks" / "grnformer_all.csv").stat().st_size > 0
+    assert (demo_dir / "explorer.html").stat().st_size > 0  # the network explorer, linked from the report
+    assert 'href="explorer.html"' in (demo_dir / "report.html").read_text()
     page = (demo_dir / "report.html").read_text()
     assert f"grnformer demo --out {demo_dir} --n-genes 40 --max-cells 300" in page  # the call, as a command
 

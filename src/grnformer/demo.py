@@ -195,9 +195,22 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
         records, pr_figures = _score(networks, adata)
     with timer("write outputs"):
         _write_outputs(out, adata, networks, records)
+    with timer("network explorer"):
+        _write_explorer(out, networks)
     sections = _report_sections(adata, data_name, checkpoint, cell_metrics, networks, records, pr_figures, timer,
                                 command)
+    sections.insert(-1, ("Network explorer", '<p><a href="explorer.html">explorer.html</a>: search a gene, see its '
+                         "regulators and targets in every network above, compare two side by side, download the "
+                         "table (one self-contained page).</p>"))
     return write_text(out / "report.html", html_page("grnformer demo report", sections))
+
+
+def _write_explorer(out: Path, networks: list[_Network]) -> Path:
+    """explorer.html beside the report: every network of the demo in one page (`tasks.explorer`)."""
+    from grnformer.tasks.explorer import write_explorer
+
+    return write_explorer({n.name: n.net for n in networks}, out / "explorer.html",
+                          title="grnformer demo: network explorer")
 
 
 def _annotate_cells(bundle, adata: AnnData, n_genes: int, timer: _Timer) -> dict | None:
