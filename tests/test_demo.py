@@ -44,6 +44,11 @@ def test_demo_outputs(demo_dir):
     assert 'href="explorer.html"' in (demo_dir / "report.html").read_text()
     page = (demo_dir / "report.html").read_text()
     assert f"grnformer demo --out {demo_dir} --n-genes 40 --max-cells 300" in page  # the call, as a command
+    net = ad.read_h5ad(demo_dir / "networks" / "grnformer_all.h5ad")  # only TFs regulate, so only TFs lead
+    tf = net.var["is_tf"].to_numpy()
+    grn = net.varp["GRN"]
+    assert tf.any() and (abs(grn[~tf]) if not hasattr(grn, "toarray") else abs(grn.toarray()[~tf])).sum() == 0
+    assert "TFs that set the type apart" in page
 
 
 def test_report_renders_every_figure_in_chromium(demo_dir, tmp_path):

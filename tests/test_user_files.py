@@ -164,6 +164,7 @@ def test_cli_grn_max_missing(cells, tmp_path, capsys):
     assert main(["grn", "shipped", str(src), str(tmp_path / "net.h5ad"), "--genes", genes, "--max-missing", "0.05",
                  "--device", "cpu"]) == 2
     assert "1 of 11 genes are not among" in capsys.readouterr().err and not (tmp_path / "net.h5ad").exists()
-    assert main(["grn", "shipped", str(src), str(tmp_path / "net.h5ad"), "--genes", genes, "--device", "cpu"]) == 0
+    assert main(["grn", "shipped", str(src), str(tmp_path / "net.h5ad"), "--genes", genes, "--device", "cpu",
+                 "--regulators", "all"]) == 0
     net = ad.read_h5ad(tmp_path / "net.h5ad")
     assert net.n_vars == 10 and list(net.uns["grn"]["genes_not_found"]) == ["NOTAGENE1"]

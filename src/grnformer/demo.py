@@ -145,12 +145,30 @@ def _network_figure(net: AnnData, title: str, n_edges: int = 40) -> str:
     return img(figure_png(fig))
 
 
-def _top_regulators(net: AnnData, k: int = 8) -> list[str]:
-    """Genes with the largest summed outgoing score over each row's top 10 targets."""
+def _strength(net: AnnData) -> pd.Series:
+    """Each regulator row's summed score over its top 10 targets (rows that may not regulate left out)."""
     grn = _dense_grn(net)
     np.fill_diagonal(grn, 0)
-    strength = np.sort(grn, axis=1)[:, -10:].sum(axis=1)
-    return net.var_names[np.argsort(strength)[::-1][:k]].tolist()
+    rows = net.var["is_regulator"].to_numpy(dtype=bool) if "is_regulator" in net.var else np.ones(net.n_vars, bool)
+    return pd.Series(np.sort(grn, axis=1)[:, -10:].sum(axis=1), index=net.var_names)[rows]
+
+
+def _top_regulators(net: AnnData, k: int = 8) -> list[str]:
+    """The regulators (TFs by default) with the largest out-strength."""
+    return _strength(net).sort_values(ascending=False, kind="stable").index[:k].tolist()
+
+
+def _type_specific(nets: list[AnnData], k: int = 5) -> list[list[str]]:
+    """Per network, the regulators strongest relative to the same regulator in the other networks (out-strength
+    over its mean across them): the TFs that set a type apart, where the plain ranking is shared by every type."""
+    strength = pd.concat([_strength(n) for n in nets], axis=1).fillna(0.0)
+    out = []
+    for i in range(strength.shape[1]):
+        others = strength.drop(columns=strength.columns[i]).mean(axis=1) if strength.shape[1] > 1 else 0.0
+        lift = strength.iloc[:, i] / np.maximum(others, 1e-12)
+        strong = strength.iloc[:, i] >= strength.iloc[:, i].median()  # not a weak row lifted by a weaker one
+        out.append(lift[strong].sort_values(ascending=False, kind="stable").index[:k].tolist())
+    return out
 
 
 def demo_command(out_dir: str | Path, adata_path: str | None = None, checkpoint: str = "shipped",
@@ -301,8 +319,12 @@ def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metri
                           "cells": counts.to_numpy()})
     scored = (f"<p>Against labels present in the data: {html.escape(json.dumps(cell_metrics, default=float))}</p>"
               if cell_metrics else "<p>The data carries no cell-type labels: predictions are not scored here.</p>")
+    typed = [n for n in networks if n.cell_type is not None]
+    apart = dict(zip([n.cell_type for n in typed], _type_specific([n.net for n in typed])))
     regulators = pd.DataFrame([{"network": "all cells" if n is all_cells else n.cell_type,
-                                "top regulators (out-strength)": ", ".join(_top_regulators(n.net))}
+                                "top TF regulators (out-strength)": ", ".join(_top_regulators(n.net)),
+                                "TFs that set the type apart (out-strength vs the other types)":
+                                    ", ".join(apart.get(n.cell_type, []))}
                                for n in networks if n is all_cells or n.cell_type is not None])
     metrics = pd.DataFrame(records)
     if metrics.empty:
