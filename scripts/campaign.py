@@ -38,7 +38,7 @@ CARD = ROOT / "src" / "grnformer" / "checkpoints" / "small.json"
 # Every stretch of the campaign, committed beside this script (runs/ is not kept): the run, the run whose weights
 # it continued, its steps, batch, cell views, wall time and threads. The card's lineage is read from it.
 LEDGER = ROOT / "scripts" / "campaign_ledger.json"
-# Held out from training: they measure what the model knows (RESULTS.md, "Shipped model quality").
+# Held out from training: they measure what the model knows (RESULTS.md, "Shipped model, zero-shot quality").
 HELD_OUT = {
     "pbmc3k": "the demo and the denoising / network benchmarks",
     "chen_hesc": "network ground truths (McCalla)",
