@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from _tasks_support import pbmc
@@ -68,11 +69,15 @@ def test_options_are_the_dataclass_fields(model):
     assert "source = 'cell'" in Model.embed.__doc__ and "threshold = DEFAULT_THRESHOLD" in Model.classify.__doc__
 
 
-def test_grn_and_perturb_are_the_tasks(model):
+def test_grn_and_perturb_are_the_tasks(model, tmp_path):
     adata = pbmc(80)
-    net = model.grn(adata, n_genes=40, seed=2)
-    same = grn(model.bundle, adata, GRNOptions(n_genes=40, seed=2), device="cpu", progress=False)
+    net = model.grn(adata, n_genes=40, seed=2, regulators="all")
+    same = grn(model.bundle, adata, GRNOptions(n_genes=40, seed=2, regulators="all"), device="cpu", progress=False)
     np.testing.assert_allclose(net.varp["GRN"], same.varp["GRN"], rtol=1e-5, atol=1e-7)
+    table = model.export(net, tmp_path / "net.csv", format="scenic", top_k=3)
+    assert len(pd.read_csv(table)) == 3 * net.n_vars
+    page = model.explorer({"CL:0000236": net, "all": net}, tmp_path / "explorer.html").read_text()
+    assert '"name":"B cell (CL:0000236)"' in page and '"name":"all cells"' in page
     ko = model.perturb(adata, n_genes=40, max_regulators=2)
     assert ko.uns["grn"]["method"] == "perturb" and "GRN_effect" in ko.varp
     with pytest.raises(gf.InputError, match="perturb runs method 'perturb'"):

@@ -129,7 +129,7 @@ class Model:
 
         Keywords (those of `grnformer.tasks.embed.embed`, same defaults):
 {signature:embed}""")
-    def embed(self, adata: AnnData, progress: bool | None = None, **options: Any) -> np.ndarray:
+    def embed(self, adata: AnnData, *, progress: bool | None = None, **options: Any) -> np.ndarray:
         from grnformer.tasks.embed import embed
 
         return embed(self._bundle, adata, device=self.device, progress=self._progress(progress),
@@ -140,7 +140,7 @@ class Model:
 
         Keywords (those of `grnformer.tasks.classify.classify`, same defaults):
 {signature:classify}""")
-    def classify(self, adata: AnnData, progress: bool | None = None, **options: Any) -> dict[str, dict]:
+    def classify(self, adata: AnnData, *, progress: bool | None = None, **options: Any) -> dict[str, dict]:
         from grnformer.tasks.classify import classify
 
         return classify(self._bundle, adata, device=self.device, progress=self._progress(progress),
@@ -150,7 +150,7 @@ class Model:
 
         options: a DenoiseOptions; its fields may also be given as keywords (keywords win):
 {fields:DenoiseOptions}""")
-    def denoise(self, adata: AnnData, options: DenoiseOptions | None = None, progress: bool | None = None,
+    def denoise(self, adata: AnnData, options: DenoiseOptions | None = None, *, progress: bool | None = None,
                 **keywords: Any):
         from grnformer.tasks.denoise import denoise
 
@@ -162,7 +162,7 @@ class Model:
 
         options: a GRNOptions; its fields may also be given as keywords (keywords win):
 {fields:GRNOptions}""")
-    def grn(self, adata: AnnData, options: GRNOptions | None = None, progress: bool | None = None,
+    def grn(self, adata: AnnData, options: GRNOptions | None = None, *, progress: bool | None = None,
             **keywords: Any):
         from grnformer.tasks.grn import grn
 
@@ -172,7 +172,7 @@ class Model:
     @_documented("""In-silico knock-outs: `grn` with method='perturb' (`grnformer grn --method perturb`). The
         network's varp['GRN_effect'] holds the signed effects (positive: the regulator's loss lowers the target),
         varp['GRN'] their size. Options as for `grn`; the network genes must fit one context.""")
-    def perturb(self, adata: AnnData, options: GRNOptions | None = None, progress: bool | None = None,
+    def perturb(self, adata: AnnData, options: GRNOptions | None = None, *, progress: bool | None = None,
                 **keywords: Any):
         if keywords.get("method", "perturb") != "perturb":
             raise InputError(f"perturb runs method 'perturb'; got method '{keywords['method']}' (use grn).")
@@ -225,10 +225,12 @@ class Model:
         {name: network} (e.g. what grn returns with groupby); each regulator's top_k targets (default 10)."""
         from anndata import AnnData as _AnnData
 
-        from grnformer.tasks.explorer import DEFAULT_TOP_K, network_label, write_explorer
+        from grnformer.tasks.explorer import DEFAULT_TOP_K, network_label, readable, write_explorer
 
         if isinstance(networks, _AnnData):
             networks = {network_label(networks, "network"): networks}
+        else:  # {group: network}, as grn returns them: Cell Ontology terms named by their labels
+            networks = {readable(str(name)): net for name, net in networks.items()}
         return write_explorer(networks, path, title, DEFAULT_TOP_K if top_k is None else top_k)
 
 

@@ -34,10 +34,8 @@ def _b64(values: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(values).tobytes()).decode("ascii")
 
 
-def network_label(net: AnnData, fallback: str) -> str:
-    """A readable name: the group of a per-group network (a Cell Ontology term named by its label)."""
-    group = str(net.uns.get("grn", {}).get("group", fallback)) if isinstance(net.uns.get("grn"), Mapping) \
-        else fallback
+def readable(group: str) -> str:
+    """A network's name for the page: 'all' → 'all cells', an ontology term → 'label (term)', else as given."""
     if group == "all":
         return "all cells"
     if _TERM.match(group):
@@ -46,6 +44,12 @@ def network_label(net: AnnData, fallback: str) -> str:
         label = term_label(group)
         return f"{label} ({group})" if label != group else group
     return group
+
+
+def network_label(net: AnnData, fallback: str) -> str:
+    """A readable name: the group of a per-group network (a Cell Ontology term named by its label)."""
+    grn = net.uns.get("grn")
+    return readable(str(grn.get("group", fallback)) if isinstance(grn, Mapping) else fallback)
 
 
 def explorer_data(networks: Mapping[str, AnnData], top_k: int = DEFAULT_TOP_K, regulators: str = "auto",
