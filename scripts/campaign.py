@@ -119,6 +119,13 @@ def _base_cell_views(run_dir: Path, start: str, weights: str | None) -> int:
     return int(card.get("cell_views", card["steps"] * card["batch_size"]))
 
 
+def _shipped_run() -> str:
+    """The run behind the shipped weights (the last of the card's lineage), so that a warm start from them (a fresh
+    machine: runs/ is not kept) continues the lineage in the ledger; 'shipped' for a card without one."""
+    runs = json.loads(CARD.read_text()).get("lineage", {}).get("runs", [])
+    return runs[-1]["run"] if runs else "shipped"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock length of this stretch")
@@ -152,7 +159,7 @@ def main() -> None:
             batch = int(override.split("=", 1)[1])
     steps_from = _steps(last) if last.is_file() else 0
     continues = run_dir.name if last.is_file() else (
-        None if weights is None else "shipped" if weights == "shipped" else Path(weights).parents[1].name)
+        None if weights is None else _shipped_run() if weights == "shipped" else Path(weights).parents[1].name)
     print(f"campaign: {len(sources)} sets, {how}", flush=True)
     start = time.time()
     try:  # a stretch stopped by hand is recorded too (before, only a clean exit wrote the ledger)

@@ -259,3 +259,9 @@ def test_the_card_s_numbers_add_up_over_its_lineage():
         "stretch": 99, "run": "run-abandoned", "how": "warm", "continues": runs[0]["run"], "steps_from": 0,
         "steps_to": 100, "batch_size": 16, "base_cell_views": 0, "wall_seconds": 1000, "threads": 2}]}
     assert lineage(extra, runs[-1]["run"], runs[-1]["steps"], 16)["wall_seconds"] == card["wall_seconds"]
+    # a new run warm-started from the shipped weights (a fresh machine) continues the card's last run
+    fresh = {**ledger, "stretches": [*ledger["stretches"], {
+        "stretch": 100, "run": "run-fresh", "how": "warm", "continues": campaign._shipped_run(), "steps_from": 0,
+        "steps_to": 10, "batch_size": 16, "base_cell_views": card["cell_views"], "wall_seconds": 60, "threads": 1}]}
+    grown = lineage(fresh, "run-fresh", 10, 16)
+    assert grown["cell_views"] == card["cell_views"] + 160 and grown["wall_seconds"] == card["wall_seconds"] + 60
