@@ -78,6 +78,7 @@ def _run_page(page, tmp_path, steps: list[dict]) -> list[dict]:
           if (el.checked !== s.tf) el.click(); }
         shots.push({regulators: document.getElementById('regulators').outerHTML,
                     targets: document.getElementById('targets').outerHTML,
+                    across: document.getElementById('across').outerHTML,
                     status: document.getElementById('status').textContent, csv: window.grnExplorer.csv()});
       }
       const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(shots);
@@ -133,6 +134,11 @@ def test_typed_gene_shows_the_h5ad_edges(grouped, tmp_path):
     _check([[r[0], r[1], r[2], r[3]] for r in regs2 if r[2] != "–"], exp_a)
     _check([[r[0], r[1], r[4], r[5]] for r in regs2 if r[4] != "–"], exp_b)
     assert {r[0] for r in regs2} == set(exp_a) | set(exp_b) and len(regs2[0]) == 6
+    # every network in one table: each one's numbers of regulators and targets of the gene
+    across = {r[0]: r for r in _rows(one["across"])}
+    for name, net in ((a, net_a), (b, net_b)):
+        assert across[name][1] == str(len(_expected(net, gene, "regulator")))
+        assert across[name][3] == str(len(_expected(net, gene, "target")))
     # TFs only: the same rows, less the non-TFs
     is_tf = dict(zip(net_a.var_names, net_a.var["is_tf"]))
     assert {r[0] for r in _rows(tfs["regulators"])} - {"none among the kept edges"} == \
