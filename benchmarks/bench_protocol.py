@@ -34,6 +34,7 @@ from grnformer.bench.perturbation_truth import perturbation
 from grnformer.bench.truths import load_truth
 from grnformer.data import datasets
 from grnformer.data.genes import tf_symbols
+from grnformer.errors import ResourceError
 from grnformer.metrics import rank_metrics
 from grnformer.tasks.data_networks import fuse_ranks
 from grnformer.tasks.grn import GRNOptions, grn, network_names
@@ -91,6 +92,22 @@ def _component(bundle, adata, genes: list[str], method: str, name: str, digest: 
     return matrix, seconds
 
 
+def _baseline(method: str, adata, name: str, genes: list[str], regs: np.ndarray, kw: dict
+              ) -> tuple[np.ndarray, float]:
+    """A baseline's regulator rows, cached by method, its version and options, data, genes and regulators."""
+    key = hashlib.sha1("|".join([method, method_version(method), json.dumps(kw, sort_keys=True), name,
+                                 str(adata.n_obs), *genes, "|", *regs]).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}_{method}_{key}.npz"
+    if path.is_file():
+        found = np.load(path)
+        return found["net"], float(found["seconds"])
+    net, seconds = _timed(lambda: infer(method, adata, genes=genes, regulators=list(regs), **kw))
+    rows = protocol.dense_rows(net, net.var_names.to_numpy(), regs)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, net=rows, seconds=seconds)
+    return rows, seconds
+
+
 def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     adata, screen_truth = _data(name)
     prep = prepare_input(bundle, adata)
@@ -105,9 +122,14 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
         print(f"  {component}: {seconds[component]:.1f} s", flush=True)
     names = np.asarray(genes)
     rows_out = []
-    baseline_cache: dict[tuple, tuple] = {}
     for pair in pairs:
-        truth = screen_truth if pair.truth == "perturbation" else load_truth(pair.truth)
+        try:
+            truth = screen_truth if pair.truth == "perturbation" else load_truth(pair.truth)
+        except ResourceError as err:  # recorded, never silent: the table says which pair could not be scored
+            print(f"  {pair.name}: truth missing, skipped ({err})", flush=True)
+            rows_out.append({"dataset": name, "truth": pair.truth, "split": pair.split, "tfs_plus": size,
+                             "method": None, "skipped": str(err)})
+            continue
         allowed = tf_symbols(prep.organism) if pair.universe == "tf" else set(truth.regulators)
         regs = names[np.isin(names, list(allowed))]
         if len(regs) == 0:
@@ -117,18 +139,9 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
         valid = regs[:, None] != names[None, :]
         mask = np.isin(names, regs)
         scores, times = {}, {}
-        key = tuple(regs)
-        if key not in baseline_cache:
-            found = {}
-            for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}),
-                          ("pearson", {}), ("spearman", {})):
-                net, found[m + "_s"] = _timed(lambda: infer(m, prep.adata, genes=genes, regulators=list(regs),
-                                                            **kw))
-                found[m] = protocol.dense_rows(net, net.var_names.to_numpy(), regs)
-            baseline_cache[key] = found
-        found = baseline_cache[key]
-        for m in ("genie3", "pearson", "spearman"):
-            scores[m], times[m] = found[m], found[m + "_s"]
+        for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}),
+                      ("pearson", {}), ("spearman", {})):
+            scores[m], times[m] = _baseline(m, prep.adata, name, genes, regs, kw)
         for c, label in (("attention", "grnformer mean_qk"), ("embedding", "grnformer embedding"),
                          ("denoised", "grnformer denoised")):
             if c not in comp:
@@ -159,7 +172,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
 
 def choose(rows: list[dict]) -> tuple[dict[str, float], list[tuple[str, float]]]:
     """The fusion weights with the highest median AUPRC ratio over the development rows, and the ranking."""
-    dev = [r for r in rows if r["split"] == protocol.DEVELOPMENT and r["method"].startswith("fused[")]
+    dev = [r for r in rows if r["split"] == protocol.DEVELOPMENT and (r["method"] or "").startswith("fused[")]
     medians = {}
     for m in {r["method"] for r in dev}:
         medians[m] = float(np.median([r["ratio"] for r in dev if r["method"] == m]))
@@ -202,7 +215,7 @@ def medians(record: dict, split: str) -> dict[str, float]:
     """Median AUPRC ratio of each method over the split's pairs and gene sets."""
     by: dict[str, list[float]] = {}
     for r in record["rows"]:
-        if r["split"] == split and np.isfinite(r["ratio"]):
+        if r["split"] == split and np.isfinite(r.get("ratio", np.nan)):
             by.setdefault(r["method"], []).append(r["ratio"])
     return {m: float(np.median(v)) for m, v in sorted(by.items(), key=lambda kv: -np.median(kv[1]))}
 
@@ -241,8 +254,14 @@ def main(argv: list[str] | None = None) -> None:
         for name in dict.fromkeys(p.dataset for p in chosen_pairs):
             for size in args.sizes if name != protocol.PAPALEXI else args.sizes[:1]:
                 rows += run_dataset(bundle, name, size, [p for p in chosen_pairs if p.dataset == name], args)
+                _write(args, path, rows, ranking, time.perf_counter() - t0, argv)  # a partial table survives a crash
     if args.chosen is None and rows:
         args.chosen, ranking = choose(rows)
+    _write(args, path, rows, ranking, time.perf_counter() - t0, argv)
+    print(f"wrote {args.out}; chosen weights {args.chosen}", flush=True)
+
+
+def _write(args, path: Path, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
     record = {
         "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": str(path),
         "checkpoint_digest": args.digest, "date": date.today().isoformat(),
@@ -254,12 +273,11 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
                      "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
         "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
-        "wall_s": time.perf_counter() - t0, "rows": rows,
+        "wall_s": wall, "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, default=float))
-    print(f"wrote {out}; chosen weights {args.chosen}", flush=True)
 
 
 if __name__ == "__main__":

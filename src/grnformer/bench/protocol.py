@@ -2,9 +2,11 @@
 computed. It decides every network default: methods, weights and thresholds are chosen on the DEVELOPMENT pairs
 only; the EVALUATION pairs (other datasets) are only reported. A choice read off an evaluation pair is a defect.
 
-Pairs. PBMC3k × Omnipath / ENCODE (TF rows) and Liu hESC × McCalla hESC truths are development; Chen hESC and
-Semrau mESC × the McCalla ChIP, knock-down and ChIP ∩ knock-down truths, and the Papalexi THP-1 CRISPR knock-out
-screen (networks on its control cells; truth: knocked-out gene → genes that shift versus control) are evaluation.
+Pairs. PBMC3k × Omnipath / ENCODE (TF rows) and Liu hESC × McCalla hESC truths are development; Chen hESC ×
+McCalla knock-down and ChIP ∩ knock-down, Semrau mESC × McCalla ChIP, knock-down and ChIP ∩ knock-down, and the
+Papalexi THP-1 CRISPR knock-out screen (networks on its control cells; truth: knocked-out gene → genes that shift
+versus control) are evaluation. The hESC ChIP union is not in the shared copy (a file over 4 MiB), so Chen has no
+ChIP-only pair.
 McCalla and perturbation pairs score the truth's regulators as rows (McCalla's and BEELINE's convention).
 
 Genes: BEELINE's 'TFs + N' (`GRNOptions.genes = 'hvg+tfs'`: the N most variable genes plus the TFs among the
@@ -51,7 +53,6 @@ PAIRS: tuple[Pair, ...] = (
     Pair("pbmc3k", "encode_chip", "tf", DEVELOPMENT),
     Pair("liu_hesc", "mccalla_hesc_kd", "truth_regulators", DEVELOPMENT),
     Pair("liu_hesc", "mccalla_hesc_chip_kd", "truth_regulators", DEVELOPMENT),
-    Pair("chen_hesc", "mccalla_hesc_chip", "truth_regulators", EVALUATION),
     Pair("chen_hesc", "mccalla_hesc_kd", "truth_regulators", EVALUATION),
     Pair("chen_hesc", "mccalla_hesc_chip_kd", "truth_regulators", EVALUATION),
     Pair("semrau_mesc", "mccalla_mesc_chip", "truth_regulators", EVALUATION),
