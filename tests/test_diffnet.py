@@ -85,3 +85,12 @@ def test_diffnet_tests_only_regulator_rows(bundle, cells):
                              DiffNetOptions(genes=genes, n_permutations=20), progress=False)
     assert set(table["regulator"]) == {"STAT1", "IRF7", "SPI1"} and summary["n_regulators"] == 3
     assert len(table) == 3 * 9 == summary["edges_tested"]
+
+
+def test_diffnet_says_when_no_edge_can_pass(bundle, cells):
+    """Two blocks per group: the permutation z cannot exceed √3, so no edge can pass BH; the user is told."""
+    with pytest.warns(UserWarning, match="largest attainable z"):
+        _, summary = diffnet(bundle, cells, "condition", "control", "interferon-beta",
+                             DiffNetOptions(n_genes=20, max_cells=4, cells_per_block=2, n_permutations=10,
+                                            regulators="all"), progress=False)
+    assert summary["max_attainable_z"] == pytest.approx(3 ** 0.5) and summary["changed_edges"] == 0

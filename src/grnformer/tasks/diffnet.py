@@ -16,6 +16,7 @@ import html
 import io
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,13 @@ def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b
                           "p_value": p, "p_permutation": (1 + beyond.cpu().numpy()[r, t]) / (1 + opts.n_permutations),
                           "q_value": false_discovery_control(p)})
     table = table.sort_values(["p_value", "regulator", "target"], kind="stable").reset_index(drop=True)
+    # a permutation z of a statistic summed over N exchangeable blocks cannot exceed √(N − 1): with few blocks
+    # even the strongest change cannot pass BH over many edges, and the user must be told, not given zero edges
+    max_z = math.sqrt(len(n) - 1)
+    if 2 * norm.sf(max_z) * len(table) > opts.fdr:
+        warnings.warn(f"with {len(n)} blocks of cells the largest attainable z is {max_z:.1f} (p = "
+                      f"{2 * norm.sf(max_z):.1e}), too weak to pass FDR {opts.fdr} over {len(table):,} edges: use "
+                      f"more cells, fewer cells_per_block, or fewer genes/regulators.", stacklevel=2)
     summary = {"groupby": groupby, "a": a, "b": b, "cells_a": int(len(plan.groups[a])),
                "cells_b": int(len(plan.groups[b])), "blocks_a": n_a, "blocks_b": int(len(n) - n_a),
                "genes": G, "edges_tested": int(len(table)), "n_permutations": opts.n_permutations,
@@ -115,7 +123,7 @@ def diffnet(bundle: Bundle | str | Path, adata: AnnData, groupby: str, a: str, b
                "seconds_model": t_model, "seconds_total": time.perf_counter() - t0,
                "correction": opts.correction, "direction": opts.direction,
                "regulators": opts.regulators if isinstance(opts.regulators, str) else "list",
-               "n_regulators": int(plan.regulators.sum())}
+               "n_regulators": int(plan.regulators.sum()), "max_attainable_z": max_z}
     return table, summary
 
 
