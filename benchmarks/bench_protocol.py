@@ -44,7 +44,7 @@ from grnformer.train.checkpoint import resolve_checkpoint
 
 # 'denoised' is measured on its own (development pairs, TFs + 500: a denoising pass over every cell costs more
 # than all other methods together) and is not a fusion component here.
-COMPONENTS = ("attention", "pearson", "embedding")
+COMPONENTS = ("attention", "pearson", "spearman", "embedding")
 GRID_STEP = 0.1
 CACHE = Path("benchmarks/out/protocol_cache")
 
@@ -53,7 +53,7 @@ def _grid() -> list[dict[str, float]]:
     ticks = np.arange(0, 1 + 1e-9, GRID_STEP)
     out = []
     for w in itertools.product(ticks, repeat=len(COMPONENTS)):
-        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[2] > 0):  # the model takes part
+        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[3] > 0):  # the model takes part
             out.append({c: float(v) for c, v in zip(COMPONENTS, w)})
     return out
 
@@ -116,7 +116,8 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
     with_denoised = size in args.denoised_sizes and all(p.split == protocol.DEVELOPMENT for p in pairs)
-    for method, component in (("mean_qk", "attention"), ("pearson", "pearson"), ("embedding", "embedding"),
+    for method, component in (("mean_qk", "attention"), ("pearson", "pearson"), ("spearman", "spearman"),
+                              ("embedding", "embedding"),
                               *([("denoised", "denoised")] if with_denoised else [])):
         comp[component], seconds[component] = _component(bundle, adata, genes, method, name, args.digest)
         print(f"  {component}: {seconds[component]:.1f} s", flush=True)

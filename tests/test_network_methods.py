@@ -109,3 +109,13 @@ def test_a_longer_inference_context_holds_the_network_genes_for_per_cell_maps(bu
     np.testing.assert_allclose(np.asarray(net.varp["GRN"]).sum(axis=1), 1.0, rtol=1e-4)
     chunked = run_grn(bundle, cells, genes="hvg", n_genes=80, method="mean_qk")
     assert chunked.uns["grn"]["n_contexts_per_cell"] == 2
+
+
+def test_spearman_method_is_the_baselines_spearman(bundle, cells):
+    net = run_grn(bundle, cells, genes=GENES, method="spearman")
+    from grnformer.data.prepare import prepare
+
+    prepared, _ = prepare(cells, vocab=bundle.vocab)
+    a, b = np.asarray(net.varp["GRN"]), np.asarray(infer("spearman", prepared, genes=GENES).varp["GRN"])
+    np.fill_diagonal(a, 0)
+    np.testing.assert_allclose(a, b, atol=1e-5)

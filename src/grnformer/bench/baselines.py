@@ -102,10 +102,10 @@ def pearson(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
-    """Absolute Spearman correlation (Pearson on per-gene ranks, ties averaged)."""
-    from scipy.stats import rankdata
+    """Absolute Spearman correlation (Pearson on per-gene ranks, ties averaged; `abs_spearman`)."""
+    from grnformer.tasks.data_networks import abs_spearman
 
-    return _correlation(rankdata(x, axis=0).astype(np.float32), reg)
+    return abs_spearman(x)[reg]
 
 
 def _tree_importance(trees) -> np.ndarray:

@@ -22,6 +22,11 @@ def abs_correlation(x: np.ndarray) -> np.ndarray:
     return np.abs(z.T @ z).astype(np.float32)
 
 
+def abs_spearman(x: np.ndarray) -> np.ndarray:
+    """[G, G] |Spearman rho|: |Pearson r| of each column's ranks (ties averaged)."""
+    return abs_correlation(rankdata(x, axis=0))
+
+
 def abs_cosine(e: np.ndarray) -> np.ndarray:
     """[G, G] |cosine similarity| between the rows of ``e`` [G, d] (zero rows score 0)."""
     e = np.asarray(e, dtype=np.float64)

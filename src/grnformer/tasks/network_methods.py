@@ -57,6 +57,12 @@ def _pearson(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
     return abs_correlation(ctx.log_expression())
 
 
+def _spearman(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    from grnformer.tasks.data_networks import abs_spearman
+
+    return abs_spearman(ctx.log_expression())
+
+
 def _denoised(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
     from grnformer.tasks.data_networks import abs_correlation
 
@@ -69,7 +75,8 @@ def _embedding(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
     return abs_cosine(ctx.gene_embeddings())
 
 
-_COMPONENTS = {"attention": _attention, "pearson": _pearson, "embedding": _embedding, "denoised": _denoised}
+_COMPONENTS = {"attention": _attention, "pearson": _pearson, "spearman": _spearman, "embedding": _embedding,
+               "denoised": _denoised}
 
 
 def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
@@ -88,10 +95,13 @@ METHODS: dict[str, NetworkMethod] = {m.name: m for m in (
     NetworkMethod("perturb", "in-silico knock-out of each regulator, signed effects on every gene's predicted "
                   "mean (more genes than one context: each context holds the knocked-out regulators and a chunk "
                   "of the other genes)", "knockout", fixed_contexts=True),
-    NetworkMethod("fused", "rank fusion of the model's attention (mean_qk), the cells' |Pearson r| and the model's "
-                  "gene-embedding similarity, weighted by fusion_weights", "mean_qk", form=_fused),
+    NetworkMethod("fused", "rank fusion of the model's attention (mean_qk) with the cells' correlation (and, if "
+                  "weighted, the model's gene-embedding similarity or denoised correlation), by fusion_weights",
+                  "mean_qk", form=_fused),
     NetworkMethod("pearson", "|Pearson r| of the cells' log-normalised expression (no model: the data's own "
                   "network, for comparison and fusion)", None, uses_model=False, form=_pearson),
+    NetworkMethod("spearman", "|Spearman rho| of the cells' expression (no model)", None, uses_model=False,
+                  form=_spearman),
     NetworkMethod("denoised", "|Pearson r| of the model's denoised expression of the cells (one denoising pass)",
                   None, form=_denoised),
     NetworkMethod("embedding", "|cosine| of the model's gene embeddings (what the model learned of the genes "

@@ -29,7 +29,7 @@ DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
 DEFAULT_N_GENES = 2000
-FUSION_COMPONENTS = ("attention", "pearson", "embedding", "denoised")
+FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised")
 # chosen on the development pairs only (bench/protocol.py, benchmarks/bench_protocol.py; RESULTS.md says how)
 DEFAULT_FUSION = "attention:0.25,pearson:0.5,embedding:0.25"
 MAX_MISSING_GENES = 0.5  # share of a given gene list that may be missing from the data before it is refused
