@@ -442,3 +442,10 @@ def test_hvg_plus_tfs_adds_the_variable_tfs(bundle, cells):
     assert (both[:300] == hvg).all() and len(extra) > 0
     assert set(symbols[extra]) <= tf_symbols(prep.organism)
     assert set(extra) <= set(select_genes(prep, "hvg", 600)[300:])
+
+
+def test_a_long_gene_list_on_the_cli_is_names_not_a_file():
+    from grnformer.tasks.inference import parse_gene_option
+
+    names = [f"GENE{i}" for i in range(400)]
+    assert parse_gene_option(",".join(names), ("hvg",)) == names

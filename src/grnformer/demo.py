@@ -161,6 +161,8 @@ def _top_regulators(net: AnnData, k: int = 8) -> list[str]:
 def _type_specific(nets: list[AnnData], k: int = 5) -> list[list[str]]:
     """Per network, the regulators strongest relative to the same regulator in the other networks (out-strength
     over its mean across them): the TFs that set a type apart, where the plain ranking is shared by every type."""
+    if not nets:  # no predicted type has enough cells for a network of its own
+        return []
     strength = pd.concat([_strength(n) for n in nets], axis=1).fillna(0.0)
     out = []
     for i in range(strength.shape[1]):

@@ -288,8 +288,11 @@ def parse_gene_option(value: Sequence[str] | str | None, keywords: Sequence[str]
     """A CLI gene option: a keyword, a file of names (one per line or comma-separated), or 'A,B,C'."""
     if not isinstance(value, str) or value in keywords:
         return value
-    path = Path(value)
-    text = path.read_text() if path.is_file() else value
+    try:
+        is_file = Path(value).is_file()
+    except OSError:  # a long comma-separated list is no file name the system accepts
+        is_file = False
+    text = Path(value).read_text() if is_file else value
     names = [g.strip() for g in re.split(r"[,\s]+", text) if g.strip()]
     if not names:
         raise InputError(f"no gene names in '{value}'.")
