@@ -57,18 +57,21 @@ def retina(n_cells: int = 120, seed: int = 0) -> AnnData:
 def run_grn(bundle, adata, progress: bool = False, device=None, **options):
     """grn() with its options given as keywords (a test's shorthand for grn(bundle, adata, GRNOptions(...))).
 
-    Every row may regulate unless the test says otherwise: the maths tests compare whole matrices; the default
-    (TF rows) has tests of its own."""
+    Every row may regulate, and the method is the attention read-out (mean_qk), unless the test says otherwise:
+    the maths tests compare whole attention matrices; the defaults (TF rows, the protocol's method) have tests of
+    their own."""
     from grnformer.tasks.grn import GRNOptions, grn
 
     options.setdefault("regulators", "all")
+    options.setdefault("method", "mean_qk")
     return grn(bundle, adata, GRNOptions(**options), device=device, progress=progress)
 
 
 def run_grn_file(bundle, src, out, csv: bool = False, overwrite: bool = False, progress: bool = False, **options):
-    """grn_file() with its network options given as keywords (every row may regulate, as in run_grn)."""
+    """grn_file() with its network options given as keywords (every row may regulate, mean_qk, as in run_grn)."""
     from grnformer.tasks.grn import GRNOptions
     from grnformer.tasks.network_files import grn_file
 
     options.setdefault("regulators", "all")
+    options.setdefault("method", "mean_qk")
     return grn_file(bundle, src, out, GRNOptions(**options), csv=csv, overwrite=overwrite, progress=progress)

@@ -72,6 +72,10 @@ def files(tmp_path_factory):
     return str(ckpt), str(root / "cells.h5ad")
 
 
+ALL_ROWS = ["--regulators", "all"]  # the tiny test cells' few genes hold no TF
+ATTENTION = [*ALL_ROWS, "--method", "mean_qk"]  # tests of the attention options (heads, direction, resume)
+
+
 def cli(argv, capsys):
     """(exit code, stderr) of one command, argparse's usage errors (SystemExit 2) included."""
     try:
@@ -84,7 +88,8 @@ def cli(argv, capsys):
 def test_grn_options_reach_the_network_file(files, tmp_path, capsys):
     ckpt, cells = files
     out = tmp_path / "net.h5ad"
-    code, err = cli(["grn", ckpt, cells, out, "--genes", "hvg", "--regulators", "all", "--n-genes", "20", "--keep-heads", "--max-cells",
+    code, err = cli(["grn", ckpt, cells, out, "--genes", "hvg", *ALL_ROWS,
+                     "--n-genes", "20", "--keep-heads", "--max-cells",
                      "10", "--method", "per_cell", "--precision", "fp32", "--seed", "3"], capsys)
     assert code == 0, err
     net = ad.read_h5ad(out)
@@ -94,16 +99,16 @@ def test_grn_options_reach_the_network_file(files, tmp_path, capsys):
         (10, 10, "per_cell", "fp32", 3)
     assert net.n_obs == 10
     other = tmp_path / "other.h5ad"
-    assert cli(["grn", ckpt, cells, other, "--genes", "hvg", "--regulators", "all", "--n-genes", "20", "--max-cells", "10",
+    assert cli(["grn", ckpt, cells, other, "--genes", "hvg", *ALL_ROWS, "--n-genes", "20", "--max-cells", "10",
                 "--seed", "4"], capsys)[0] == 0
     again = ad.read_h5ad(other)
-    assert "grn_heads" not in again.uns and again.uns["grn"]["method"] == "mean_qk"
+    assert "grn_heads" not in again.uns and again.uns["grn"]["method"] == "spearman"  # the protocol's default
     assert set(again.obs_names) != set(net.obs_names)  # the seed draws other cells
 
 
 def test_grn_groups_writes_only_those_groups(files, tmp_path, capsys):
     ckpt, cells = files
-    code, err = cli(["grn", ckpt, cells, tmp_path / "nets", "--genes", "hvg", "--regulators", "all", "--n-genes", "20",
+    code, err = cli(["grn", ckpt, cells, tmp_path / "nets", "--genes", "hvg", *ATTENTION, "--n-genes", "20",
                      "--groupby", "type", "--groups", "C,A", "--csv"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["A.csv", "A.h5ad", "C.csv", "C.h5ad"]
@@ -115,7 +120,7 @@ def test_grn_groups_writes_only_those_groups(files, tmp_path, capsys):
 def test_grn_rerun_keeps_finished_groups_and_overwrite_recomputes(files, tmp_path, capsys):
     ckpt, cells = files
     out = tmp_path / "nets"
-    base = ["grn", ckpt, cells, out, "--genes", "hvg", "--regulators", "all", "--n-genes", "20", "--groupby", "type"]
+    base = ["grn", ckpt, cells, out, "--genes", "hvg", *ATTENTION, "--n-genes", "20", "--groupby", "type"]
     assert cli(base, capsys)[0] == 0
     made = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert sorted(made) == ["A.h5ad", "B.h5ad", "C.h5ad"]
@@ -153,19 +158,19 @@ def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys
     names = np.asarray(full.var_names)
     pd.DataFrame({"regulator": names[r], "target": names[t]}).to_csv(tmp_path / "truth.csv", index=False)
     heads = tmp_path / "heads.json"
-    code, err = cli(["select-heads", ckpt, cells, tmp_path / "truth.csv", heads, "--genes", "hvg", "--regulators", "all", "--n-genes",
-                     "30", "--split", "regulators", "--train-fraction", "0.6", "--seed", "1"], capsys)
+    code, err = cli(["select-heads", ckpt, cells, tmp_path / "truth.csv", heads, "--genes", "hvg", *ALL_ROWS,
+                     "--n-genes", "30", "--split", "regulators", "--train-fraction", "0.6", "--seed", "1"], capsys)
     assert code == 0, err
     fitted = json.loads(heads.read_text())
     assert fitted["heads"][0]["layer"] == 1 and fitted["heads"][0]["head"] == 0  # L1H0 = cube index 2
     assert fitted["metrics"]["split"] == "regulators" and fitted["metrics"]["train_fraction"] == 0.6
-    assert cli(["grn", ckpt, cells, tmp_path / "net.h5ad", "--genes", "hvg", "--regulators", "all", "--n-genes", "30", "--heads",
+    assert cli(["grn", ckpt, cells, tmp_path / "net.h5ad", "--genes", "hvg", *ATTENTION, "--n-genes", "30", "--heads",
                 heads], capsys)[0] == 0
     net = ad.read_h5ad(tmp_path / "net.h5ad")
     assert dict(net.uns["grn"]["heads"]) == {f"L{h['layer']}H{h['head']}": pytest.approx(h["weight"])
                                              for h in fitted["heads"]}
-    code, err = cli(["grn", ckpt, cells, tmp_path / "qk.h5ad", "--genes", "hvg", "--regulators", "all", "--n-genes", "30", "--heads",
-                     heads, "--direction", "qk"], capsys)
+    code, err = cli(["grn", ckpt, cells, tmp_path / "qk.h5ad", "--genes", "hvg", *ATTENTION,
+                     "--n-genes", "30", "--heads", heads, "--direction", "qk"], capsys)
     assert code == 2 and "direction" in err and not (tmp_path / "qk.h5ad").exists()
 
 

@@ -39,7 +39,7 @@ def grouped(tmp_path_factory):
     (tmp / "genes.txt").write_text("\n".join(genes))
     page = tmp / "explorer.html"
     assert main(["grn", "shipped", str(tmp / "cells.h5ad"), str(tmp / "nets"), "--groupby", "LYZ",
-                 "--genes", str(tmp / "genes.txt"), "--n-bootstrap", "3", "--device", "cpu",
+                 "--genes", str(tmp / "genes.txt"), "--method", "mean_qk", "--n-bootstrap", "3", "--device", "cpu",
                  "--explorer", str(page), "--explorer-top-k", str(TOP_K)]) == 0
     nets = {p.stem.replace("_", " "): ad.read_h5ad(p) for p in sorted((tmp / "nets").glob("*.h5ad"))}
     return page, nets

@@ -378,7 +378,7 @@ def test_bad_inputs_raise_input_error_before_writing(bundle, cells, tmp_path):
 def test_benchmark_method_restricts_rows_to_regulators(bundle, cells):
     genes = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1"]
     full = run_grn(bundle, cells, genes=genes, progress=False)
-    net = benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle)
+    net = benchmark_method(cells, genes, regulators=["SPI1", "NOT_IN_NETWORK"], checkpoint=bundle, method="mean_qk")
     assert list(net.var_names) == genes and net.var["is_regulator"].tolist() == [False] * 5 + [True]
     np.testing.assert_allclose(net.varp["GRN"][5], full.varp["GRN"][5], rtol=1e-6)
     assert (net.varp["GRN"][:5] == 0).all()
@@ -410,7 +410,7 @@ def test_regulators_default_to_the_organisms_tfs(bundle, cells):
     from grnformer.tasks.grn import GRNOptions, grn
 
     genes = ["CD3E", "LYZ", "MS4A1", "SPI1", "PAX5", "NKG7", "TCF7"]
-    every = run_grn(bundle, cells, genes=genes)
+    every = run_grn(bundle, cells, genes=genes, method=GRNOptions().method)
     net = grn(bundle, cells, GRNOptions(genes=genes), progress=False)
     tf = net.var["is_tf"].to_numpy()
     assert net.uns["grn"]["regulators"] == "tfs" and tf.tolist() == [False, False, False, True, True, False, True]

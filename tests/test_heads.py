@@ -121,14 +121,14 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
     planted = cube[3] * ~np.eye(40, dtype=bool)
     r, t = np.unravel_index(np.argsort(planted, axis=None)[::-1][:80], planted.shape)
     pd.DataFrame({"regulator": names[r], "target": names[t]}).to_csv(tmp_path / "truth.csv", index=False)
-    opts = GRNOptions(genes="hvg", n_genes=40)
+    opts = GRNOptions(genes="hvg", n_genes=40, method="mean_qk")
     out = select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "fitted.json", opts, progress=False)
     fitted = load_heads(out)
     assert fitted.weights.ravel().argmax() == 3
     assert fitted.metrics["selected"]["auprc"] > fitted.metrics["mean_of_heads"]["auprc"]
     with pytest.raises(InputError, match="filter"):
         select_heads_file(bundle, src, tmp_path / "truth.csv", tmp_path / "x.json",
-                          GRNOptions(genes="hvg", n_genes=40, filter="topk"), progress=False)
+                          GRNOptions(genes="hvg", n_genes=40, method="mean_qk", filter="topk"), progress=False)
 
 
 def test_a_selection_remembers_its_correction_and_refuses_another(tmp_path):
@@ -140,8 +140,8 @@ def test_a_selection_remembers_its_correction_and_refuses_another(tmp_path):
     sel = HeadSelection(c.n_layers, c.n_heads, "kq", np.ones((c.n_layers, c.n_heads)), correction="centre_q")
     path = sel.save(tmp_path / "heads.json")
     assert load_heads(path).correction == "centre_q"
-    GRNOptions(heads=str(path)).validate(bundle)
+    GRNOptions(heads=str(path), method="mean_qk").validate(bundle)
     with pytest.raises(InputError, match="correction 'centre_q'"):
-        GRNOptions(heads=str(path), correction="none").validate(bundle)
+        GRNOptions(heads=str(path), method="mean_qk", correction="none").validate(bundle)
     with pytest.raises(InputError, match="reads no attention"):
         GRNOptions(heads=str(path), method="pearson").validate(bundle)

@@ -110,6 +110,7 @@ def test_cli_writes_perturb_and_stability_networks(cells, tmp_path):
     assert ko.uns["grn"]["method"] == "perturb" and ko.uns["grn"]["n_regulators"] == 2
     assert (np.abs(ko.varp["GRN_effect"]).sum(axis=1) > 0).sum() == 2
     assert main(["grn", "shipped", str(src), str(tmp_path / "boot.h5ad"), "--genes", "hvg", "--n-genes", "20",
-                 "--n-bootstrap", "4", "--filter", "stable", "--min-stability", "0.5", "--device", "cpu"]) == 0
+                 "--n-bootstrap", "4", "--filter", "stable", "--min-stability", "0.5", "--device", "cpu",
+                 "--method", "mean_qk"]) == 0
     boot = ad.read_h5ad(tmp_path / "boot.h5ad")
     assert boot.varp["GRN_stability"].shape == (20, 20) and boot.uns["grn"]["filter"] == "stable"

@@ -149,8 +149,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_select_heads(args: argparse.Namespace) -> None:
     from grnformer.tasks.heads_file import select_heads_file
 
-    path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output,
-                             _options(GRNOptions, args), **_task_options(args, ["split", "train_fraction", "device"]))
+    options = dataclasses.replace(_options(GRNOptions, args), method="mean_qk")  # heads are attention's
+    path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output, options,
+                             **_task_options(args, ["split", "train_fraction", "device"]))
     print(f"head selection: {path}")
 
 

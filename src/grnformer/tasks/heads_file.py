@@ -30,10 +30,10 @@ def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, trut
     must keep their defaults. ``options.seed`` draws both the cells (with max_cells) and the split. The JSON
     holds the weights and the held-out metrics; pass it to grn (heads=FILE) on other data. Options are checked
     before the model runs."""
-    options = options or GRNOptions()
+    options = options or GRNOptions(method="mean_qk")
     check_writable(out_json)
     check_split(split, train_fraction)
-    default = GRNOptions()
+    default = GRNOptions(method="mean_qk")
     clash = sorted(n for n in _FIXED if getattr(options, n) != getattr(default, n))
     if clash:
         raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
