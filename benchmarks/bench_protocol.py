@@ -262,7 +262,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out}; chosen weights {args.chosen}", flush=True)
 
 
+def split_grid(rows: list[dict]) -> tuple[list[dict], list[list]]:
+    """(rows with intervals, the fusion grid's point estimates as [dataset, truth, tfs_plus, method, ratio, epr])
+    — the grid is thousands of points, kept compact so the record stays small enough to commit."""
+    grid = [r for r in rows if (r.get("method") or "").startswith("fused[") and "ratio_ci" not in r]
+    return ([r for r in rows if r not in grid],
+            [[r["dataset"], r["truth"], r["tfs_plus"], r["method"], round(r["ratio"], 4), round(r["epr"], 4)]
+             for r in grid])
+
+
 def _write(args, path: Path, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
+    rows, grid = split_grid(rows)
     record = {
         "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": str(path),
         "checkpoint_digest": args.digest, "date": date.today().isoformat(),
@@ -274,11 +284,11 @@ def _write(args, path: Path, rows: list[dict], ranking, wall: float, argv: list[
         "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
                      "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
         "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
-        "wall_s": wall, "rows": rows,
+        "wall_s": wall, "rows": rows, "fusion_grid": grid,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=float))
+    out.write_text(json.dumps(record, default=float))
 
 
 if __name__ == "__main__":

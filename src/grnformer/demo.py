@@ -258,14 +258,16 @@ def _group_names(adata: AnnData) -> dict[str, str]:
 
 
 def _infer_networks(bundle, adata: AnnData, genes: list[str], seed: int, timer: _Timer) -> list[_Network]:
-    """grnformer on all cells, GENIE3 and Pearson on all cells, then grnformer per predicted type with at least
-    `MIN_CELLS_PER_TYPE` cells (one forward pass feeds all grnformer networks)."""
+    """grnformer's default network method (the protocol's choice, TF rows) on all cells, GENIE3 and Pearson on all
+    cells, then grnformer per predicted type with at least `MIN_CELLS_PER_TYPE` cells (one pass over the cells
+    feeds every grnformer network)."""
     from grnformer.bench.baselines import infer
     from grnformer.tasks.grn import GRNOptions, grn
 
     counts = adata.obs[TYPE_COLUMN].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
-    with timer(f"grnformer networks: all cells + {len(groups)} predicted cell types, one pass"):
+    with timer(f"grnformer networks (method {GRNOptions().method}): all cells + {len(groups)} predicted cell "
+               f"types, one pass"):
         per_type = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups,
                                                  include_all=True), progress=False)
         networks = [_Network(ALL_CELLS, "grnformer_all", per_type.pop("all"))]
