@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"protocol_version": protocol.PROTOCOL_VERSION, "date": date.today().isoformat(),
-                               "checkpoint": str(path), "checkpoint_digest": protocol.checkpoint_digest(path),
+                               "checkpoint": args.checkpoint, "checkpoint_digest": protocol.checkpoint_digest(path),
                                "command": "benchmarks/bench_context.py " + " ".join(argv or []),
                                "rows": rows}, indent=1, default=float))
     print("wrote", out)

@@ -274,7 +274,7 @@ def split_grid(rows: list[dict]) -> tuple[list[dict], list[list]]:
 def _write(args, path: Path, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
     rows, grid = split_grid(rows)
     record = {
-        "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": str(path),
+        "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": args.checkpoint,
         "checkpoint_digest": args.digest, "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 thread",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                                           for r in mine), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": date.today().isoformat(), "checkpoint": str(path),
+    out.write_text(json.dumps({"date": date.today().isoformat(), "checkpoint": args.checkpoint,
                                "checkpoint_digest": checkpoint_digest(path), "cells_per_lineage": counts,
                                "genes": len(genes), "rows": rows}, indent=1, default=float))
     print("wrote", out)
