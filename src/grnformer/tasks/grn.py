@@ -20,6 +20,7 @@ Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,11 +225,10 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
     sum of every accumulator, the cells in no group included. With opts.contrast each group's network is its
     own minus that all-cells one."""
     if get_method(opts.method).accumulates is None:  # no forward pass to share: each network on its own
-        names = list(plan.groups)
         if include_all:
-            plan.groups["all"] = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
-            names.append("all")
-        return dict(iter_networks(bundle, plan, opts, dev, names, progress))
+            everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
+            plan = dataclasses.replace(plan, groups={**plan.groups, "all": everyone})
+        return dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
     whole = include_all or opts.contrast
     sets = {**plan.groups, **({"": plan.rest} if whole else {})}  # "": the cells in no group
     label = np.full(plan.prep.n_cells, -1)
