@@ -37,18 +37,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noqa: E402
 
 from grnformer.atomic import write_text  # noqa: E402
-from grnformer.bench.baselines import infer  # noqa: E402
 from grnformer.bench import protocol  # noqa: E402
+from grnformer.bench.baselines import infer  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
 from grnformer.data import datasets  # noqa: E402
-from grnformer.data.expression import log_per_10k  # noqa: E402
-from grnformer.data.labels import column  # noqa: E402
-from grnformer.data.prepare import prepare  # noqa: E402
+from grnformer.data.corpus.labels import column  # noqa: E402
+from grnformer.data.input.expression import log_per_10k  # noqa: E402
+from grnformer.data.input.prepare import prepare  # noqa: E402
+from grnformer.networks.grn import grn  # noqa: E402
+from grnformer.networks.options import GRNOptions
 from grnformer.tasks.classify import classify  # noqa: E402
 from grnformer.tasks.denoise import denoise  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
-from grnformer.tasks.grn import grn  # noqa: E402
-from grnformer.tasks.options import DenoiseOptions, GRNOptions  # noqa: E402
+from grnformer.tasks.options import DenoiseOptions
 from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 
 CELL_TYPE = column("cell_type")
@@ -98,11 +99,15 @@ CD14_LEAF, CD14_ANCESTOR = "CL:0002057", "CL:0001054"
 
 
 def monocytes(bundle, cache: dict) -> dict[str, Any]:
-    """PBMC3k monocytes as the marker-based silver labeller (grnformer.data.silver) calls them, and what the model
+    """PBMC3k monocytes as the marker-based silver labeller (grnformer.data.corpus.silver) calls them, and what the model
     calls each group. The reference is that labeller, not a sort: the same rules labelled the unlabelled training
     PBMC sets, so this measures agreement with them. 'agree' counts only the group's own leaf; calls of the
     ancestor term 'CD14-positive monocyte' are reported apart (called_ancestor), never as CD14 calls."""
-    from grnformer.data.silver import CD16_MONOCYTE, CLASSICAL_MONOCYTE, pbmc_cell_types
+    from grnformer.data.corpus.silver import (
+        CD16_MONOCYTE,
+        CLASSICAL_MONOCYTE,
+        pbmc_cell_types,
+    )
 
     adata = datasets.load("pbmc3k")
     if "silver" not in cache:
@@ -114,7 +119,7 @@ def monocytes(bundle, cache: dict) -> dict[str, Any]:
     for name, term in (("CD14 monocytes", CLASSICAL_MONOCYTE), ("CD16 monocytes", CD16_MONOCYTE)):
         cells = cache["silver"] == term
         called = pred[cells]
-        out[name] = {"reference": "silver labeller (grnformer.data.silver), marker rules",
+        out[name] = {"reference": "silver labeller (grnformer.data.corpus.silver), marker rules",
                      "n_silver": int(cells.sum()), "agree": float(np.mean(called == term)),
                      "called_CD14": int((called == CD14_LEAF).sum()),
                      "called_ancestor": int((called == CD14_ANCESTOR).sum()),

@@ -7,7 +7,7 @@
 2. Networks on the same genes (the most variable genes plus the lineage TFs below): grnformer `mean_qk`
    (attention, the default method), grnformer `perturb` (in-silico knock-outs, signed), GENIE3 (100 trees),
    and as a control the Omnipath truth itself (weight 1). Every network's rows are TFs.
-3. Each network is exported with `tasks.exports` in decoupler's layout (each TF's top targets) and read back from
+3. Each network is exported with `networks.exports` in decoupler's layout (each TF's top targets) and read back from
    the TSV; decoupler's ULM scores every cell's TF activities on log1p counts per 10k.
 4. Lineage check: SPI1 should be more active in monocytes than in the other cells, PAX5 in B cells. Reported per
    network: mean activity in the own type, mean elsewhere, and the AUROC of own type vs the rest (0.5 = no
@@ -35,7 +35,7 @@ EXTRA_TFS = ["SPI1", "PAX5", "CEBPB", "CEBPA", "CEBPD", "IRF8", "KLF4", "EBF1", 
 
 def cell_groups(adata: AnnData) -> pd.Series:
     """'monocyte', 'B cell' or 'other' per cell, from the predicted cell-type terms."""
-    from grnformer.data.labels import term_label
+    from grnformer.data.corpus.labels import term_label
 
     names = {t: term_label(t) for t in adata.obs["grnformer_cell_type"].astype(str).unique()}
     def group(term: str) -> str:
@@ -48,7 +48,7 @@ def network_genes(adata: AnnData, n_hvg: int) -> list[str]:
     """The n_hvg most variable genes (symbols, seen in ≥ 1% of cells) plus the lineage TFs in the data."""
     import scanpy as sc
 
-    from grnformer.data.expression import log_per_10k
+    from grnformer.data.input.expression import log_per_10k
 
     work = AnnData(adata.X.copy(), var=pd.DataFrame(index=adata.var_names.astype(str)))
     work.var_names_make_unique()
@@ -63,7 +63,7 @@ def decoupler_activities(adata: AnnData, table: pd.DataFrame, tmin: int = 5) -> 
     """decoupler ULM activities (cells × TFs) on log1p counts per 10k of ``adata`` (symbols as var_names)."""
     import decoupler as dc
 
-    from grnformer.data.expression import log_per_10k
+    from grnformer.data.input.expression import log_per_10k
 
     data = AnnData(log_per_10k(adata.X), obs=pd.DataFrame(index=adata.obs_names.astype(str)),
                    var=pd.DataFrame(index=adata.var_names.astype(str)))
@@ -111,9 +111,9 @@ def main() -> None:
 
     import grnformer as gf
     from grnformer.bench.baselines import infer
-    from grnformer.data import datasets
+    from grnformer.data.corpus import datasets
     from grnformer.data.genes import tf_symbols
-    from grnformer.tasks.exports import write_edges
+    from grnformer.networks.exports import write_edges
 
     torch.set_num_threads(2)
     t0 = time.time()

@@ -10,7 +10,7 @@ CPU seconds of each arm are recorded here too).
 
 Arms: today's recipe (fp32, dropout 0.1, plain AdamW, bottleneck on every cell), the shipped recipe
 (scripts/shipped_small.yaml: bf16 autocast, no dropout, bottleneck on half the batch), and the
-shipped recipe with gene embeddings initialised from the corpus's co-expression (data.gene_prior). The shipped
+shipped recipe with gene embeddings initialised from the corpus's co-expression (data.corpus.gene_prior). The shipped
 recipe's checkpoint is also validated under bf16 autocast, to check that bf16 leaves the loss where fp32 has it.
 """
 

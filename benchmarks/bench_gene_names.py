@@ -10,8 +10,8 @@ checkout first on PYTHONPATH to measure that version.
 
 import warnings
 
-from grnformer.data.datasets import load
-from grnformer.data.prepare import GENE_ID_COLUMNS, prepare
+from grnformer.data.corpus.datasets import load
+from grnformer.data.input.prepare import GENE_ID_COLUMNS, prepare
 
 SETS = ["pbmc3k", "pbmc_10x_v2_1k", "zheng2017_frozen_pbmc_donorA_10x", "mouse_pancreas_e155"]
 

@@ -28,14 +28,14 @@ from typing import Any
 import anndata as ad
 import torch
 
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
+from grnformer.inference.device import resolve_device
+from grnformer.inference.outputs import write_h5ad
 from grnformer.model import GRNFormer, ModelConfig
+from grnformer.networks.grn import GRNOptions, grn
 from grnformer.tasks.embed import embed
-from grnformer.tasks.grn import GRNOptions, grn
-from grnformer.tasks.inference import resolve_device
-from grnformer.tasks.io import write_h5ad
 from grnformer.train.checkpoint import Bundle, load_bundle
 
 N_GENES = {"small": 2000, "medium": 2200, "large": 5000}

@@ -19,14 +19,15 @@ import math
 import numpy as np
 import torch
 
-import grnformer.tasks.grn as grn_mod
+import grnformer.networks.grn as grn_mod
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import load_truth
-from grnformer.data import datasets
-from grnformer.data.prepare import prepare
+from grnformer.data.corpus import datasets
+from grnformer.data.input.prepare import prepare
 from grnformer.demo import _network_genes
-from grnformer.tasks.inference import load_task_bundle, run_model
-from grnformer.tasks.options import GRNOptions
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.loop import run_model
+from grnformer.networks.options import GRNOptions
 
 SETS = {"pbmc3k": [("omnipath", "tf"), ("omnipath", "all"), ("encode_chip", "tf"), ("encode_chip", "all")],
         "chen_hesc": [("mccalla_hesc_kd", "truth_regulators"), ("mccalla_hesc_chip_kd", "truth_regulators")],

@@ -22,14 +22,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from grnformer.bench.truths import load_truth
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import term_label
 from grnformer.data.genes import tf_symbols
-from grnformer.data.labels import term_label
-from grnformer.data.prepare import prepare
+from grnformer.data.input.prepare import prepare
 from grnformer.demo import _network_genes
+from grnformer.inference.device import load_task_bundle
+from grnformer.networks.grn import GRNOptions, grn
 from grnformer.tasks.classify import classify
-from grnformer.tasks.grn import GRNOptions, grn
-from grnformer.tasks.inference import load_task_bundle
 
 CHECKS = {"SPI1": "myeloid", "CEBPB": "myeloid", "PAX5": "B", "EBF1": "B"}
 

@@ -35,13 +35,13 @@ import torch
 from grnformer.bench.baselines import infer, select_genes
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import load_truth
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
-from grnformer.data.prepare import prepare
+from grnformer.data.input.prepare import prepare
+from grnformer.inference.device import load_task_bundle
 from grnformer.metrics import rank_metrics
-from grnformer.tasks.grn import GRNOptions, grn
-from grnformer.tasks.heads import select_heads_from_network
-from grnformer.tasks.inference import load_task_bundle
+from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.heads import select_heads_from_network
 
 SETS = {"pbmc3k": (["omnipath", "encode_chip"], "tf"),
         "chen_hesc": (["mccalla_hesc_kd", "mccalla_hesc_chip_kd"], "truth_regulators"),

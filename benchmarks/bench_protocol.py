@@ -5,12 +5,12 @@ bootstrap intervals, paired differences from GENIE3 and Pearson, and wall time p
         [--checkpoint shipped] [--out benchmarks/results/protocol.json]
 
 Methods: GENIE3 (random forests, `--trees` trees of at most `--tree-cells` cells each), Pearson and Spearman
-(`bench.baselines`), and grnformer's registered methods (`tasks.network_methods`): mean_qk (the attention
+(`bench.baselines`), and grnformer's registered methods (`networks.methods`): mean_qk (the attention
 read-out), embedding, denoised, pearson (the same |r| as the baseline, through grn), and fused, whose weights are
 chosen here on the development pairs only (a grid over the simplex; the median AUPRC ratio over development
 pairs and gene-set sizes decides) and then reported on the evaluation pairs. Every method gets the same genes,
 cells and regulator rows (the pair's). Components are computed once per dataset and gene set; fused networks are
-their rank fusion (`tasks.data_networks.fuse_ranks`, what `grn --method fused` runs).
+their rank fusion (`networks.from_data.fuse_ranks`, what `grn --method fused` runs).
 The JSON is keyed by protocol version and checkpoint digest; a rerun recomputes everything (no stale reuse).
 """
 
@@ -32,14 +32,16 @@ from grnformer.bench import protocol
 from grnformer.bench.baselines import infer, method_version
 from grnformer.bench.perturbation_truth import perturbation
 from grnformer.bench.truths import load_truth
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
 from grnformer.errors import ResourceError
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.gene_sets import select_genes
+from grnformer.inference.prepared import prepare_input
 from grnformer.metrics import rank_metrics
-from grnformer.tasks.data_networks import fuse_ranks
-from grnformer.tasks.grn import GRNOptions, grn, network_names
-from grnformer.tasks.inference import load_task_bundle, prepare_input, select_genes
-from grnformer.tasks.network_methods import METHODS
+from grnformer.networks.from_data import fuse_ranks
+from grnformer.networks.grn import GRNOptions, grn, network_names
+from grnformer.networks.methods import METHODS
 from grnformer.train.checkpoint import resolve_checkpoint
 
 # 'denoised' is measured on its own (development pairs, TFs + 500: a denoising pass over every cell costs more

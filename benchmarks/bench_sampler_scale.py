@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grnformer.data.corpus import CELLS, FORMAT_VERSION, MANIFEST, SHARDS, Corpus
-from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler
+from grnformer.data.corpus.sampler import LabelBalancedSampler, ShardedEpochSampler
+from grnformer.data.corpus.store import CELLS, FORMAT_VERSION, MANIFEST, SHARDS, Corpus
 
 OUT = Path(__file__).resolve().parent / "out"
 CLASSES = {"cell_type": 600, "disease": 200, "assay": 30, "sex": 3, "self_reported_ethnicity": 30, "organism": 2}

@@ -36,14 +36,14 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
-from grnformer.data import datasets
 from grnformer.data.collate import CellRecord, Collator
-from grnformer.data.corpus import Corpus
-from grnformer.data.corpus_build import build_corpus
-from grnformer.data.labels import LabelSet, column
-from grnformer.data.prepare import ORGANISM_COLUMN, prepare
-from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler
-from grnformer.data.silver import add_training_labels
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet, column
+from grnformer.data.corpus.sampler import LabelBalancedSampler, ShardedEpochSampler
+from grnformer.data.corpus.silver import add_training_labels
+from grnformer.data.corpus.store import Corpus
+from grnformer.data.input.prepare import ORGANISM_COLUMN, prepare
 from grnformer.errors import InputError
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -264,7 +264,7 @@ def stream_soma(uri: str, corpus_path: Path, workers: int, batch: int, context: 
     """The same cells read three ways: one epoch of SOMA blocks (SomaStream), SOMA random batches (SomaCells in
     ShardedEpochSampler order; only the first SOMA_RANDOM_CELLS cells, it is slow) and one epoch of the shard
     store in random order (Corpus + ShardedEpochSampler)."""
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     torch.set_num_threads(1)
     corpus = Corpus(corpus_path)

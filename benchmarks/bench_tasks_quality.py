@@ -37,13 +37,17 @@ import scipy.sparse as sp
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from grnformer.data import datasets
-from grnformer.data.expression import counts_per_10k, log_per_10k
-from grnformer.data.labels import column
-from grnformer.data.prepare import prepare
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import column
+from grnformer.data.input.expression import counts_per_10k, log_per_10k
+from grnformer.data.input.prepare import prepare
 from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
@@ -141,8 +145,8 @@ def networks(bundle, n_genes: int, max_cells: int | None, seed: int, batch_size:
     """Both attention directions, and head selection per direction, against real ground truths."""
     from grnformer.bench.metrics import score_network
     from grnformer.bench.truths import load_truth
-    from grnformer.tasks.grn import GRNOptions, grn
-    from grnformer.tasks.heads import select_heads
+    from grnformer.networks.grn import GRNOptions, grn
+    from grnformer.networks.heads import select_heads
 
     t = time.perf_counter()
     net = grn(bundle, datasets.load("pbmc3k"), GRNOptions(genes="hvg", n_genes=n_genes, keep_heads=True,

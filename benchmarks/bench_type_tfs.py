@@ -26,10 +26,12 @@ from sklearn.metrics import roc_auc_score
 
 from grnformer.bench.protocol import checkpoint_digest
 from grnformer.bench.truths import load_truth
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.gene_sets import select_genes
+from grnformer.inference.prepared import prepare_input
+from grnformer.networks.grn import GRNOptions, grn, network_names
 from grnformer.tasks.classify import classify
-from grnformer.tasks.grn import GRNOptions, grn, network_names
-from grnformer.tasks.inference import load_task_bundle, prepare_input, select_genes
 from grnformer.train.checkpoint import resolve_checkpoint
 
 LINEAGE_TFS = {"monocyte": ["SPI1", "CEBPB"], "B cell": ["PAX5", "EBF1"], "NK cell": ["TBX21", "EOMES"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from grnformer.bench.beeline import write_dir
 from grnformer.bench.truths import load_truth
-from grnformer.data.datasets import load
+from grnformer.data.corpus.datasets import load
 
 SETS = {  # name: (dataset, truth, upper-case names as BEELINE writes mouse genes)
     "hESC": ("chen_hesc", "mccalla_hesc_chip_kd", False),

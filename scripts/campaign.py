@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from grnformer.data import author_labels, datasets
+from grnformer.data.corpus import author_labels, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "scripts" / "shipped_small.yaml"

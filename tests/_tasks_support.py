@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from grnformer.data import datasets
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
 from grnformer.model import GRNFormer, ModelConfig
 from grnformer.train.checkpoint import Bundle
 
@@ -60,7 +60,7 @@ def run_grn(bundle, adata, progress: bool = False, device=None, **options):
     Every row may regulate, and the method is the attention read-out (mean_qk), unless the test says otherwise:
     the maths tests compare whole attention matrices; the defaults (TF rows, the protocol's method) have tests of
     their own."""
-    from grnformer.tasks.grn import GRNOptions, grn
+    from grnformer.networks.grn import GRNOptions, grn
 
     options.setdefault("regulators", "all")
     options.setdefault("method", "mean_qk")
@@ -69,8 +69,8 @@ def run_grn(bundle, adata, progress: bool = False, device=None, **options):
 
 def run_grn_file(bundle, src, out, csv: bool = False, overwrite: bool = False, progress: bool = False, **options):
     """grn_file() with its network options given as keywords (every row may regulate, mean_qk, as in run_grn)."""
-    from grnformer.tasks.grn import GRNOptions
-    from grnformer.tasks.network_files import grn_file
+    from grnformer.networks.files import grn_file
+    from grnformer.networks.grn import GRNOptions
 
     options.setdefault("regulators", "all")
     options.setdefault("method", "mean_qk")

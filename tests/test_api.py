@@ -11,7 +11,7 @@ import torch
 from _tasks_support import pbmc
 
 import grnformer as gf
-from grnformer.tasks.grn import GRNOptions, grn
+from grnformer.networks.grn import GRNOptions, grn
 from grnformer.tasks.options import AdaptOptions, DenoiseOptions
 
 torch.set_num_threads(1)

@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 
 from grnformer import InputError
 from grnformer.bench.baselines import infer, log_normalised, select_genes
-from grnformer.data.datasets import load
+from grnformer.data.corpus.datasets import load
 from grnformer.data.genes import tf_symbols
 
 

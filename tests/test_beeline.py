@@ -13,7 +13,7 @@ from grnformer import InputError
 from grnformer.bench import beeline
 from grnformer.bench.truths import load_truth
 from grnformer.cli import main
-from grnformer.data.datasets import load
+from grnformer.data.corpus.datasets import load
 from grnformer.data.genes import HUMAN, MOUSE
 
 

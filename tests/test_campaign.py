@@ -12,12 +12,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from grnformer.data import author_labels, datasets, silver
-from grnformer.data.corpus import AnnDataCells
-from grnformer.data.corpus_build import build_corpus
-from grnformer.data.gene_prior import coexpression_embedding
-from grnformer.data.labels import LabelSet, ontology_parser
-from grnformer.data.prepare import prepare
+from grnformer.data.corpus import author_labels, datasets, silver
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.gene_prior import coexpression_embedding
+from grnformer.data.corpus.labels import LabelSet, ontology_parser
+from grnformer.data.corpus.store import AnnDataCells
+from grnformer.data.input.prepare import prepare
 from grnformer.data.shared import shared_files, shared_path
 from grnformer.train.checkpoint import load_bundle
 from grnformer.train.pretrain import build, load_config, pretrain
@@ -188,7 +188,7 @@ def test_a_run_with_the_coexpression_prior_resumes_without_refitting_it(tmp_path
     def refit(*args, **kwargs):
         raise AssertionError("a resumed run must not refit the co-expression prior")
 
-    monkeypatch.setattr("grnformer.data.gene_prior.coexpression_embedding", refit)
+    monkeypatch.setattr("grnformer.data.corpus.gene_prior.coexpression_embedding", refit)
     last = pretrain(cfg, ["training.max_steps=4"], resume=first)
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 4
     with pytest.raises(Exception, match="gene_init must be null or coexpression"):

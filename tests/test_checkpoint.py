@@ -7,14 +7,18 @@ import pytest
 import torch
 
 from grnformer import InputError
-from grnformer.data import datasets
-from grnformer.data.corpus_build import build_corpus
-from grnformer.data.labels import LabelSet
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.model import GRNFormer, ModelConfig
-from grnformer.train.checkpoint import FORMAT_VERSION, describe, load_bundle, save_bundle
+from grnformer.train.checkpoint import (
+    FORMAT_VERSION,
+    describe,
+    load_bundle,
+    save_bundle,
+)
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.pretrain import build, load_config
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

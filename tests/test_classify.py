@@ -8,8 +8,13 @@ from _tasks_support import retina, tiny_bundle
 from sklearn.metrics import f1_score
 
 from grnformer import InputError
-from grnformer.data.labels import LabelEncoder
-from grnformer.tasks.classify import classify, classify_file, hierarchical_predict, score_predictions
+from grnformer.data.corpus.labels import LabelEncoder
+from grnformer.tasks.classify import (
+    classify,
+    classify_file,
+    hierarchical_predict,
+    score_predictions,
+)
 
 # leaves a b c d; coarse X = {a, b} and Y = {a, b, c} (X lies under Y)
 ENC = LabelEncoder("cell_type", ["a", "b", "c", "d"], ["X", "Y"],
@@ -33,7 +38,7 @@ def test_prediction_stops_at_the_most_specific_confident_ancestor():
 
 
 def test_a_residual_leaf_is_reported_as_its_coarse_term():
-    """Leaf 'X' is X's residual leaf (data.labels): predicting it names X, which scores as a true X label."""
+    """Leaf 'X' is X's residual leaf (data.corpus.labels): predicting it names X, which scores as a true X label."""
     enc = LabelEncoder("cell_type", ["X", "a", "d"], ["X"], np.array([[1, 1, 0]], dtype=bool))
     probs = np.array([[0.8, 0.1, 0.1],    # confident residual leaf: X
                       [0.45, 0.3, 0.25],  # residual top but uncertain: X holds 0.75, still X

@@ -235,7 +235,7 @@ def test_grn_flags_are_built_from_the_options_dataclass():
     import dataclasses
 
     from grnformer.cli import build_parser
-    from grnformer.tasks.options import FILTERS, GRNOptions
+    from grnformer.networks.options import FILTERS, GRNOptions
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["grn"]
     flags = {a.dest: a for a in sub._actions}

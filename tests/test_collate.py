@@ -6,9 +6,9 @@ import torch
 from scipy import stats
 
 from grnformer import InputError
-from grnformer.data import datasets
 from grnformer.data.collate import MOLECULE_CAP, CellRecord, Collator, binomial_thinning
-from grnformer.data.corpus import AnnDataCells
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.store import AnnDataCells
 from grnformer.data.genes import GeneVocab
 
 

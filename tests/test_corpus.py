@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from grnformer import InputError
-from grnformer.data import datasets
 from grnformer.data.collate import Collator
-from grnformer.data.corpus import AnnDataCells, Corpus, vocab_hash
-from grnformer.data.corpus_build import build_corpus
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet
+from grnformer.data.corpus.store import AnnDataCells, Corpus, vocab_hash
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
-from grnformer.data.prepare import prepare
+from grnformer.data.input.prepare import prepare
 from grnformer.data.shared import shared_path
 
 PANCREAS = "mouse_pancreas_e155"

@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 
 from grnformer import InputError, ResourceError
-from grnformer.data.datasets import available, load
-from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data import shared
+from grnformer.data.corpus.datasets import available, load
+from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data.shared import ENV_VAR, shared_files, shared_path
 
 # name -> (cells, genes, organism, a gene known to be in it)
@@ -122,7 +122,7 @@ def test_prepared_convenience():
 
 
 def test_count_csv_parser_matches_pandas(tmp_path):
-    from grnformer.data.datasets import _read_count_csv
+    from grnformer.data.corpus.datasets import _read_count_csv
 
     frame = pd.DataFrame(np.random.default_rng(1).poisson(0.7, size=(6, 9)),
                          index=[f"cell{i}" for i in range(6)], columns=[f"G{j}" for j in range(9)])

@@ -24,10 +24,10 @@ import pytest
 import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
-from grnformer.data import datasets
-from grnformer.data.corpus_build import build_corpus
-from grnformer.data.labels import LabelSet
 from grnformer import InputError
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.model.grnformer import Block
 from grnformer.train.checkpoint import load_bundle
 from grnformer.train.pretrain import _strategy

@@ -9,8 +9,8 @@ import torch
 from _tasks_support import CONTEXT, pbmc, tiny_bundle
 
 from grnformer import InputError
+from grnformer.inference.prepared import prepare_input
 from grnformer.tasks.denoise import LAYER, denoise, denoise_file
-from grnformer.tasks.inference import prepare_input
 from grnformer.tasks.options import DenoiseOptions
 
 GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]

@@ -10,9 +10,9 @@ from scipy.stats import false_discovery_control
 
 from grnformer import InputError
 from grnformer.cli import main
-from grnformer.data import datasets
-from grnformer.tasks.diffnet import diffnet, diffnet_file
-from grnformer.tasks.options import DiffNetOptions
+from grnformer.data.corpus import datasets
+from grnformer.networks.diffnet import diffnet, diffnet_file
+from grnformer.networks.options import DiffNetOptions
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from _tasks_support import pbmc, tiny_bundle
 
 from grnformer import InputError
 from grnformer.data.collate import Collator
-from grnformer.data.corpus import AnnDataCells
-from grnformer.data.prepare import prepare
+from grnformer.data.corpus.store import AnnDataCells
+from grnformer.data.input.prepare import prepare
 from grnformer.tasks.embed import embed, embed_file
 
 

@@ -1,4 +1,4 @@
-"""The network explorer (`tasks.explorer`, `grn --explorer`): a gene typed into the page in headless Chromium, its
+"""The network explorer (`networks.explorer`, `grn --explorer`): a gene typed into the page in headless Chromium, its
 tables read back and checked against the networks' h5ad files."""
 
 import html
@@ -18,7 +18,7 @@ from test_demo import CHROMIUM_FLAGS, _chromium
 import grnformer as gf
 from grnformer.cli import main
 from grnformer.data.genes import tf_symbols
-from grnformer.tasks.explorer import explorer_html, write_explorer
+from grnformer.networks.explorer import explorer_html, write_explorer
 
 torch.set_num_threads(1)
 TOP_K = 6

@@ -1,4 +1,4 @@
-"""Edge tables for decoupler and pySCENIC (`tasks.exports`, `grnformer export`), and decoupler reading one.
+"""Edge tables for decoupler and pySCENIC (`networks.exports`, `grnformer export`), and decoupler reading one.
 
 The lineage check runs decoupler's ULM on PBMC cells typed by `grnformer classify`. Measured on all of PBMC3k
 (benchmarks/bench_decoupler_lineage.py, RESULTS.md "decoupler lineage"), the shipped model's networks do NOT make
@@ -16,13 +16,17 @@ import scipy.sparse as sp
 import torch
 from _tasks_support import pbmc
 from bench_decoupler_lineage import (
-    cell_groups, decoupler_activities, lineage_scores, network_genes, omnipath_table,
+    cell_groups,
+    decoupler_activities,
+    lineage_scores,
+    network_genes,
+    omnipath_table,
 )
 
 import grnformer as gf
 from grnformer.cli import main
-from grnformer.tasks.exports import edge_table, export_file, top_edges, write_edges
-from grnformer.tasks.io import write_h5ad
+from grnformer.inference.outputs import write_h5ad
+from grnformer.networks.exports import edge_table, export_file, top_edges, write_edges
 
 torch.set_num_threads(1)
 TOP_K = 20

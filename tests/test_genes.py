@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 
 from grnformer import InputError
-from grnformer.data.genes import (HUMAN, MOUSE, POSITION_WINDOW, GeneVocab, gene_table, organism_id,
-                                  position_tokens, tf_symbols)
+from grnformer.data.genes import (
+    HUMAN,
+    MOUSE,
+    POSITION_WINDOW,
+    GeneVocab,
+    gene_table,
+    organism_id,
+    position_tokens,
+    tf_symbols,
+)
 
 TP53, TRP53 = "ENSG00000141510", "ENSMUSG00000059552"
 

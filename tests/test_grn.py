@@ -12,13 +12,13 @@ import scipy.sparse as sp
 import torch
 from _tasks_support import CONTEXT, pbmc, run_grn, run_grn_file, tiny_bundle
 
-import grnformer.tasks.grn as grn_mod
-import grnformer.tasks.network_files as files_mod
+import grnformer.networks.files as files_mod
+import grnformer.networks.grn as grn_mod
 from grnformer import InputError
-from grnformer.data.genes import tf_symbols
-from grnformer.data.prepare import prepare
 from grnformer.bench.grnformer_method import benchmark_method
-from grnformer.tasks.io import write_h5ad
+from grnformer.data.genes import tf_symbols
+from grnformer.data.input.prepare import prepare
+from grnformer.inference.outputs import write_h5ad
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +407,7 @@ def test_contrast_is_each_group_minus_the_all_cells_network(bundle, cells, tmp_p
 
 def test_regulators_default_to_the_organisms_tfs(bundle, cells):
     """Without being asked, only TFs regulate: non-TF rows are zero, the TF rows are the all-rows network's."""
-    from grnformer.tasks.grn import GRNOptions, grn
+    from grnformer.networks.grn import GRNOptions, grn
 
     genes = ["CD3E", "LYZ", "MS4A1", "SPI1", "PAX5", "NKG7", "TCF7"]
     every = run_grn(bundle, cells, genes=genes, method=GRNOptions().method)
@@ -422,7 +422,7 @@ def test_regulators_default_to_the_organisms_tfs(bundle, cells):
 
 
 def test_regulators_that_cannot_be_rows_are_refused(bundle, cells):
-    from grnformer.tasks.grn import GRNOptions, grn
+    from grnformer.networks.grn import GRNOptions, grn
 
     with pytest.raises(InputError, match="transcription factor"):
         grn(bundle, cells, GRNOptions(genes=["CD3E", "LYZ", "MS4A1"]), progress=False)
@@ -432,7 +432,8 @@ def test_regulators_that_cannot_be_rows_are_refused(bundle, cells):
 
 def test_hvg_plus_tfs_adds_the_variable_tfs(bundle, cells):
     from grnformer.data.genes import tf_symbols
-    from grnformer.tasks.inference import prepare_input, select_genes
+    from grnformer.inference.gene_sets import select_genes
+    from grnformer.inference.prepared import prepare_input
 
     prep = prepare_input(bundle, cells)
     hvg = select_genes(prep, "hvg", 300)
@@ -445,7 +446,7 @@ def test_hvg_plus_tfs_adds_the_variable_tfs(bundle, cells):
 
 
 def test_a_long_gene_list_on_the_cli_is_names_not_a_file():
-    from grnformer.tasks.inference import parse_gene_option
+    from grnformer.inference.gene_sets import parse_gene_option
 
     names = [f"GENE{i}" for i in range(400)]
     assert parse_gene_option(",".join(names), ("hvg",)) == names

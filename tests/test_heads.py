@@ -11,9 +11,14 @@ from sklearn.metrics import average_precision_score
 
 from grnformer import InputError
 from grnformer.metrics import read_edge_list
-from grnformer.tasks.grn import GRNOptions
-from grnformer.tasks.heads_file import select_heads_file
-from grnformer.tasks.heads import HeadSelection, load_heads, select_heads, truth_matrix
+from grnformer.networks.grn import GRNOptions
+from grnformer.networks.heads import (
+    HeadSelection,
+    load_heads,
+    select_heads,
+    truth_matrix,
+)
+from grnformer.networks.heads_file import select_heads_file
 
 G, N_LAYERS, N_HEADS = 80, 2, 4
 INFORMATIVE, DECOY = (2, 5), 7
@@ -133,7 +138,7 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
 
 def test_a_selection_remembers_its_correction_and_refuses_another(tmp_path):
     """Weights fitted on centre_q maps mean nothing on raw maps: grn refuses the mismatch before running."""
-    from grnformer.tasks.heads import HeadSelection, load_heads
+    from grnformer.networks.heads import HeadSelection, load_heads
 
     bundle = tiny_bundle()
     c = bundle.config

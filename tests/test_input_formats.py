@@ -17,9 +17,9 @@ import scipy.sparse as sp
 
 from grnformer import InputError
 from grnformer.cli import main as cli_main
-from grnformer.data.datasets import load
-from grnformer.data.prepare import prepare
-from grnformer.data.read import read_cells
+from grnformer.data.corpus.datasets import load
+from grnformer.data.input.prepare import prepare
+from grnformer.data.input.read import read_cells
 
 
 @pytest.fixture(scope="module")

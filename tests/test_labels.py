@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grnformer.data.datasets import load
-from grnformer.data.labels import LABEL_CLASSES, LabelEncoder, LabelSet, column, ontology_parser
+from grnformer.data.corpus.datasets import load
+from grnformer.data.corpus.labels import (
+    LABEL_CLASSES,
+    LabelEncoder,
+    LabelSet,
+    column,
+    ontology_parser,
+)
 
 ON_BIPOLAR, ROD_BIPOLAR, OFF_BIPOLAR = "CL:0000749", "CL:0000751", "CL:0000750"
 

@@ -13,7 +13,7 @@ from grnformer import InputError
 from grnformer.bench.baselines import infer, select_genes
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import load_truth
-from grnformer.data.datasets import load
+from grnformer.data.corpus.datasets import load
 
 
 def _named(n_rows: int, n_cols: int) -> tuple[list[str], list[str]]:

@@ -14,7 +14,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grnformer import InputError
 from grnformer.data.resources import resource_path
-from grnformer.model import GRNFormer, ModelConfig, hierarchical_label_loss, load_gene_embeddings, zinb_nll
+from grnformer.model import (
+    GRNFormer,
+    ModelConfig,
+    hierarchical_label_loss,
+    load_gene_embeddings,
+    zinb_nll,
+)
 
 VOCAB, N_POS, LABELS = 300, 40, {"cell_type": 7, "sex": 2}
 

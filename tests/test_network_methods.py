@@ -7,9 +7,9 @@ from _tasks_support import pbmc, run_grn, tiny_bundle
 from grnformer import InputError
 from grnformer.bench import protocol
 from grnformer.bench.baselines import infer
-from grnformer.tasks.data_networks import abs_correlation, fuse_ranks, parse_weights
-from grnformer.tasks.network_methods import METHODS
-from grnformer.tasks.options import FUSION_COMPONENTS, GRNOptions
+from grnformer.networks.from_data import abs_correlation, fuse_ranks, parse_weights
+from grnformer.networks.methods import METHODS
+from grnformer.networks.options import FUSION_COMPONENTS, GRNOptions
 
 GENES = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1", "PAX5", "TCF7", "GNLY", "S100A8", "CEBPB", "IRF8"]
 
@@ -34,7 +34,7 @@ def test_every_registered_method_runs_through_grn(bundle, cells):
 def test_pearson_method_is_the_baselines_pearson(bundle, cells):
     """One |r| rule: grn's data network and the bench's Pearson baseline agree on the same cells and genes."""
     net = run_grn(bundle, cells, genes=GENES, method="pearson")
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
 
     prepared, _ = prepare(cells, vocab=bundle.vocab)
     base = infer("pearson", prepared, genes=GENES)
@@ -113,7 +113,7 @@ def test_a_longer_inference_context_holds_the_network_genes_for_per_cell_maps(bu
 
 def test_spearman_method_is_the_baselines_spearman(bundle, cells):
     net = run_grn(bundle, cells, genes=GENES, method="spearman")
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
 
     prepared, _ = prepare(cells, vocab=bundle.vocab)
     a, b = np.asarray(net.varp["GRN"]), np.asarray(infer("spearman", prepared, genes=GENES).varp["GRN"])

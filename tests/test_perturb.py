@@ -7,7 +7,7 @@ import torch
 from _tasks_support import pbmc, run_grn, tiny_bundle
 
 from grnformer import InputError
-from grnformer.data.prepare import prepare
+from grnformer.data.input.prepare import prepare
 
 
 @pytest.fixture(scope="module")

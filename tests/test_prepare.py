@@ -8,9 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from grnformer import InputError
-from grnformer.data.datasets import load
+from grnformer.data.corpus.datasets import load
 from grnformer.data.genes import HUMAN, MOUSE, GeneVocab
-from grnformer.data.prepare import MappingReport, prepare
+from grnformer.data.input.prepare import MappingReport, prepare
 
 CD3E = "ENSG00000198851"
 
@@ -274,7 +274,7 @@ def test_repeated_obs_columns_are_an_input_error():
     import pytest
     import scipy.sparse as sp
 
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
     from grnformer.data.resources import resource_path
     from grnformer.errors import InputError
 
@@ -333,7 +333,7 @@ def test_outdated_human_symbols_map_through_hgnc():
 
 def test_outdated_mouse_symbols_map_through_mgi():
     """MGI synonyms of genes of a real mouse set, none of them a current symbol, map back to those genes."""
-    from grnformer.data.gene_names import match_names, synonym_table
+    from grnformer.data.input.gene_names import match_names, synonym_table
 
     pancreas = load("mouse_pancreas_e155")[:200].copy()
 

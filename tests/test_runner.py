@@ -12,8 +12,13 @@ import pytest
 from grnformer import InputError
 from grnformer.bench.baselines import network_anndata
 from grnformer.bench.options import BenchOptions
-from grnformer.bench.runner import available_methods, bench_main, register_method, run_bench
-from grnformer.data.datasets import load
+from grnformer.bench.runner import (
+    available_methods,
+    bench_main,
+    register_method,
+    run_bench,
+)
+from grnformer.data.corpus.datasets import load
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,12 @@ import pytest
 from scipy import stats
 
 from grnformer import InputError
-from grnformer.data import datasets
-from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler, combination_key
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.sampler import (
+    LabelBalancedSampler,
+    ShardedEpochSampler,
+    combination_key,
+)
 
 COLUMNS = ["cell_type_ontology_term_id", "sex_ontology_term_id", "disease_ontology_term_id"]
 

@@ -13,8 +13,14 @@ import pytest
 from grnformer import ResourceError
 from grnformer.cli import main as cli_main
 from grnformer.data import shared
-from grnformer.data.datasets import availability, load
-from grnformer.data.shared import ENV_VAR, SharedDataMissing, find_shared, shared_files, shared_path
+from grnformer.data.corpus.datasets import availability, load
+from grnformer.data.shared import (
+    ENV_VAR,
+    SharedDataMissing,
+    find_shared,
+    shared_files,
+    shared_path,
+)
 
 TESTS = Path(__file__).resolve().parent
 

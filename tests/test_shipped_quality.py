@@ -14,8 +14,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from grnformer.data import datasets
-from grnformer.data.labels import column
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import column
 from grnformer.tasks.classify import classify
 from grnformer.tasks.embed import embed
 from grnformer.train.checkpoint import load_bundle, resolve_checkpoint

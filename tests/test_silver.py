@@ -3,8 +3,12 @@
 import anndata as ad
 import numpy as np
 
+from grnformer.data.corpus.silver import (
+    CLASSICAL_MONOCYTE,
+    add_training_labels,
+    pbmc_cell_types,
+)
 from grnformer.data.resources import resource_path
-from grnformer.data.silver import CLASSICAL_MONOCYTE, add_training_labels, pbmc_cell_types
 
 
 def _pbmc3k() -> ad.AnnData:

@@ -4,17 +4,16 @@ import shutil
 
 import numpy as np
 import pytest
+import tiledbsoma.io as tiledbsoma_io  # noqa: E402  (installed by requirements.lock)
 import torch
 
 from grnformer import InputError
-from grnformer.data import datasets
 from grnformer.data.collate import CellRecord, Collator
-from grnformer.data.corpus import AnnDataCells
-from grnformer.data.labels import LABEL_CLASSES, LabelSet
-from grnformer.data.prepare import ORGANISM_COLUMN
-from grnformer.data.sampler import LabelBalancedSampler
-
-import tiledbsoma.io as tiledbsoma_io  # noqa: E402  (installed by requirements.lock)
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import LABEL_CLASSES, LabelSet
+from grnformer.data.corpus.sampler import LabelBalancedSampler
+from grnformer.data.corpus.store import AnnDataCells
+from grnformer.data.input.prepare import ORGANISM_COLUMN
 
 
 def _write(adata, root, name: str) -> str:
@@ -50,7 +49,7 @@ def _key(r: CellRecord) -> bytes:
 
 
 def test_cells_equal_source(retina, vocab):
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     uri, source, labels = retina
     cells = SomaCells(uri, vocab=vocab, label_set=labels)
@@ -64,7 +63,7 @@ def test_cells_equal_source(retina, vocab):
 
 
 def test_label_encoders_fitted_on_the_selected_cells(retina, vocab):
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     uri, source, _ = retina
     cells = SomaCells(uri, vocab=vocab, label_set=LABEL_CLASSES)
@@ -80,7 +79,7 @@ def test_label_encoders_fitted_on_the_selected_cells(retina, vocab):
 
 
 def test_filter_and_sampler_batches(retina, vocab):
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     uri, source, labels = retina
     term = source.obs["cell_type_ontology_term_id"].value_counts().index[1]
@@ -99,7 +98,7 @@ def test_benchmark_block_stream_gives_each_cell_to_one_rank_and_worker(retina, v
     """The block reader benchmarks/bench_streaming.py measures against SomaCells reads every cell once."""
     from bench_streaming import SomaStream
 
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     uri, source, labels = retina
     cells = SomaCells(uri, vocab=vocab, label_set=labels)
@@ -127,7 +126,7 @@ def test_benchmark_block_stream_gives_each_cell_to_one_rank_and_worker(retina, v
 
 
 def test_organism_from_experiment_name(tmp_path, vocab):
-    from grnformer.data.soma import SomaCells
+    from grnformer.data.corpus.soma import SomaCells
 
     adata = datasets.load("pbmc_10x_v2_1k", prepared=True)[:150].copy()
     del adata.obs[ORGANISM_COLUMN]  # Census experiments have one organism and no such column

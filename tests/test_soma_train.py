@@ -7,16 +7,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_soma import _write
+from test_train import TINY, Recorder, _read_metrics, crash_and_resume
 
 from grnformer import InputError
-from grnformer.data import datasets
-from grnformer.data.labels import LABEL_CLASSES, LabelSet
-from grnformer.data.soma import SomaCells
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import LABEL_CLASSES, LabelSet
+from grnformer.data.corpus.soma import SomaCells
 from grnformer.train import load_bundle
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.pretrain import build, load_config, pretrain
-from test_soma import _write
-from test_train import TINY, Recorder, _read_metrics, crash_and_resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

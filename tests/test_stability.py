@@ -7,7 +7,7 @@ import torch
 from _tasks_support import pbmc, run_grn, tiny_bundle
 
 from grnformer import InputError
-from grnformer.tasks.attention import MeanQK
+from grnformer.networks.attention import MeanQK
 
 
 @pytest.fixture(scope="module")

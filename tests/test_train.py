@@ -10,9 +10,9 @@ from lightning.pytorch import Callback
 
 from grnformer import InputError
 from grnformer.cli import main
-from grnformer.data import datasets, silver
-from grnformer.data.corpus_build import build_corpus
-from grnformer.data.labels import LabelSet
+from grnformer.data.corpus import datasets, silver
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.train.datamodule import CorpusDataModule, split_cells
 from grnformer.train.plan import OptimConfig
 from grnformer.train.pretrain import build, load_config, pretrain

@@ -14,9 +14,15 @@ from grnformer import InputError, ResourceError
 from grnformer.bench.baselines import infer, log_normalised
 from grnformer.bench.metrics import score_network
 from grnformer.bench.perturbation_truth import perturbation
-from grnformer.bench.truths import (GroundTruth, available_truths, beeline, beeline_expression, load_truth,
-                                    normalise_symbols)
-from grnformer.data.datasets import load
+from grnformer.bench.truths import (
+    GroundTruth,
+    available_truths,
+    beeline,
+    beeline_expression,
+    load_truth,
+    normalise_symbols,
+)
+from grnformer.data.corpus.datasets import load
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import shared_path
 

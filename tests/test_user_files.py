@@ -25,7 +25,7 @@ def cells():
 
 def _listed_genes(cells, n):
     """The n symbols expressed in most cells (all map to the vocabulary)."""
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
 
     prepared = prepare(cells)[0]
     order = np.argsort(-np.bincount(prepared.X.indices, minlength=prepared.n_vars), kind="stable")
@@ -52,7 +52,7 @@ def test_gene_list_with_a_few_unknown_names_gives_the_network_of_the_others(bund
 def test_gene_list_names_by_outdated_symbol_or_other_case(bundle, cells):
     """A list may name genes the way another table does: upper/lower case, Ensembl IDs with versions."""
     known = _listed_genes(cells, 10)
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
 
     prepared = prepare(cells)[0]
     ids = prepared.var.index[prepared.var["symbol"].isin(known[5:])].tolist()
@@ -91,7 +91,7 @@ def test_repeated_cell_names_are_made_unique_in_outputs(bundle, cells, tmp_path)
 
 def test_grn_file_on_normalised_values_with_pseudo_counts(bundle, cells, tmp_path):
     """log2(x+1) values (as BEELINE ships them) run once their counts are rebuilt; refused without."""
-    from grnformer.data.pseudo_counts import with_pseudo_counts
+    from grnformer.data.input.pseudo_counts import with_pseudo_counts
 
     x = cells.X.toarray().astype(np.float64)
     logged = ad.AnnData(sp.csr_matrix(np.log2(x / x.sum(1, keepdims=True) * 1e4 + 1).astype(np.float32)),
@@ -128,7 +128,7 @@ def test_cli_counts_from_on_prepare_and_a_task(cells, tmp_path, capsys):
 
 
 def test_reading_a_file_with_repeated_gene_names_is_quiet(cells, tmp_path):
-    from grnformer.tasks.inference import read_input
+    from grnformer.inference.prepared import read_input
 
     rep = cells.copy()
     names = list(rep.var_names)
@@ -145,7 +145,7 @@ def test_reading_a_file_with_repeated_gene_names_is_quiet(cells, tmp_path):
 
 def test_demo_network_gene_choice_prints_no_anndata_warning(cells):
     """Prepared genes may share a symbol; the demo's gene choice used to print anndata's 'not unique' warning."""
-    from grnformer.data.prepare import prepare
+    from grnformer.data.input.prepare import prepare
     from grnformer.demo import _network_genes
 
     prepared = prepare(cells)[0]

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from grnformer.errors import InputError
-from grnformer.tasks.options import AdaptOptions, DenoiseOptions, GRNOptions
+from grnformer.networks.options import GRNOptions
+from grnformer.tasks.options import AdaptOptions, DenoiseOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,7 +165,7 @@ class Model:
 {fields:GRNOptions}""")
     def grn(self, adata: AnnData, options: GRNOptions | None = None, *, progress: bool | None = None,
             **keywords: Any):
-        from grnformer.tasks.grn import grn
+        from grnformer.networks.grn import grn
 
         return grn(self._bundle, adata, options_from(GRNOptions, options, keywords), device=self.device,
                    progress=self._progress(progress))
@@ -196,7 +197,7 @@ class Model:
     def save(self, path: str | Path) -> Path:
         """Write the model as a bundle, atomically (usable as CKPT by every command and by `load`); weights keep
         the dtype they were loaded with (the shipped model: float16)."""
-        from grnformer.tasks.io import check_writable
+        from grnformer.inference.outputs import check_writable
         from grnformer.train.checkpoint import save_bundle
 
         check_writable(path)
@@ -211,21 +212,26 @@ class Model:
 
     def export(self, network: AnnData | str | Path, path: str | Path, format: str = "decoupler",
                top_k: int | None = None, regulators: str = "auto") -> Path:
-        """A network's edge table for the next tool (`tasks.exports`, `grnformer export`): format 'decoupler'
+        """A network's edge table for the next tool (`networks.exports`, `grnformer export`): format 'decoupler'
         (source, target, weight; signed for perturb networks) or 'scenic' (TF, target, importance), each
         regulator's top_k targets (default 50), written atomically (.csv: commas, else tabs)."""
-        from grnformer.tasks.exports import DEFAULT_TOP_K, read_network, write_edges
+        from grnformer.networks.exports import DEFAULT_TOP_K, read_network, write_edges
 
         net = read_network(network) if isinstance(network, (str, Path)) else network
         return write_edges(net, path, format, DEFAULT_TOP_K if top_k is None else top_k, regulators)
 
     def explorer(self, networks: AnnData | Mapping[str, AnnData], path: str | Path, top_k: int | None = None,
                  title: str = "grnformer network explorer") -> Path:
-        """One self-contained HTML page to explore the network(s) in a browser (`tasks.explorer`): a network or
+        """One self-contained HTML page to explore the network(s) in a browser (`networks.explorer`): a network or
         {name: network} (e.g. what grn returns with groupby); each regulator's top_k targets (default 10)."""
         from anndata import AnnData as _AnnData
 
-        from grnformer.tasks.explorer import DEFAULT_TOP_K, network_label, readable, write_explorer
+        from grnformer.networks.explorer import (
+            DEFAULT_TOP_K,
+            network_label,
+            readable,
+            write_explorer,
+        )
 
         if isinstance(networks, _AnnData):
             networks = {network_label(networks, "network"): networks}
@@ -237,7 +243,7 @@ class Model:
 def load(checkpoint: str | Path = "shipped", device: Any = None, progress: bool = True) -> Model:
     """The model of a checkpoint (a bundle or a Lightning checkpoint; 'shipped' for the small model inside the
     package) on ``device`` (default: CUDA when available). ``progress``: the tasks' progress bars."""
-    from grnformer.tasks.inference import load_task_bundle
+    from grnformer.inference.device import load_task_bundle
     from grnformer.train.checkpoint import resolve_checkpoint
 
     bundle, dev = load_task_bundle(checkpoint, device)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
-from grnformer.tasks.options import PRECISIONS, AdaptOptions, DenoiseOptions, DiffNetOptions, GRNOptions
+from grnformer.inference.options import PRECISIONS
+from grnformer.networks.options import DiffNetOptions, GRNOptions
+from grnformer.tasks.options import AdaptOptions, DenoiseOptions
 
-
-# grnformer.data.read's formats, written out here so that --help needs no import
+# grnformer.data.input.read's formats, written out here so that --help needs no import
 INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
               "(.gz or not; orientation detected and stated)")
 
@@ -32,7 +33,7 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> None:
-    from grnformer.data.datasets import availability
+    from grnformer.data.corpus.datasets import availability
     from grnformer.data.shared import ENV_VAR, search_dirs
 
     sets = availability()
@@ -48,8 +49,8 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from grnformer.data.prepare import prepare
-    from grnformer.tasks.io import write_h5ad
+    from grnformer.data.input.prepare import prepare
+    from grnformer.inference.outputs import write_h5ad
 
     _check_counts_depth(args)
     adata, report = prepare(args.input, organism=args.organism, counts_from=args.counts_from,
@@ -88,8 +89,8 @@ def _task_input(args: argparse.Namespace):
     _check_counts_depth(args)
     if args.counts_from is None:
         return args.input
-    from grnformer.data.pseudo_counts import with_pseudo_counts
-    from grnformer.tasks.inference import read_input
+    from grnformer.data.input.pseudo_counts import with_pseudo_counts
+    from grnformer.inference.prepared import read_input
 
     depth = {} if args.counts_depth is None else {"depth": args.counts_depth}
     return with_pseudo_counts(read_input(args.input), args.counts_from, source=args.input, **depth)
@@ -123,23 +124,23 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
 
 
 def _cmd_grn(args: argparse.Namespace) -> None:
-    from grnformer.tasks.network_files import grn_file
+    from grnformer.networks.files import grn_file
 
     if args.explorer:  # checked before any work, so a bad path leaves no output
-        from grnformer.tasks.explorer import check_explorer_options
+        from grnformer.networks.explorer import check_explorer_options
 
         check_explorer_options(args.explorer, args.explorer_top_k)
     paths = grn_file(args.checkpoint, _task_input(args), args.output, _options(GRNOptions, args),
                      **_task_options(args, ["device", "csv", "overwrite"]))
     if args.explorer:
-        from grnformer.tasks.explorer import explorer_from_files
+        from grnformer.networks.explorer import explorer_from_files
 
         explorer_from_files([p for p in paths if p.suffix == ".h5ad"], args.explorer, args.explorer_top_k)
         print(f"explorer: {args.explorer}")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from grnformer.tasks.exports import export_file
+    from grnformer.networks.exports import export_file
 
     paths = export_file(args.network, args.output, args.format, args.top_k, args.regulators)
     print(f"wrote {len(paths)} {args.format} table(s): {', '.join(map(str, paths[:3]))}"
@@ -147,7 +148,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_select_heads(args: argparse.Namespace) -> None:
-    from grnformer.tasks.heads_file import select_heads_file
+    from grnformer.networks.heads_file import select_heads_file
 
     options = dataclasses.replace(_options(GRNOptions, args), method="mean_qk")  # heads are attention's
     path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output, options,
@@ -156,7 +157,7 @@ def _cmd_select_heads(args: argparse.Namespace) -> None:
 
 
 def _cmd_diffnet(args: argparse.Namespace) -> None:
-    from grnformer.tasks.diffnet import diffnet_file
+    from grnformer.networks.diffnet import diffnet_file
 
     column, a, b = args.groupby
     paths = diffnet_file(args.checkpoint, args.input, args.out, column, a, b, _options(DiffNetOptions, args),

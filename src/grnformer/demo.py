@@ -28,7 +28,7 @@ from anndata import AnnData  # noqa: E402
 
 from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench.report import figure_png, html_page, img, pr_figure_png, table  # noqa: E402
-from grnformer.data.expression import log_per_10k, organism_of  # noqa: E402
+from grnformer.data.input.expression import log_per_10k, organism_of  # noqa: E402
 from grnformer.errors import InputError  # noqa: E402
 
 TRUTHS = ("omnipath", "encode_chip")
@@ -67,8 +67,8 @@ class _Timer:
 
 
 def _load_input(adata_path: str | None, max_cells: int | None, seed: int) -> tuple[AnnData, str]:
-    from grnformer.data import datasets
-    from grnformer.data.prepare import prepare
+    from grnformer.data.corpus import datasets
+    from grnformer.data.input.prepare import prepare
 
     if adata_path is None:
         raw, name = datasets.load("pbmc3k"), "PBMC3k (10x, 2,700 cells, raw counts)"
@@ -88,7 +88,7 @@ def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
     import scanpy as sc
 
     from grnformer.data.genes import tf_symbols
-    from grnformer.data.prepare import unique_names
+    from grnformer.data.input.prepare import unique_names
 
     work = AnnData(adata.X.copy(), var=pd.DataFrame(index=unique_names(adata.var["symbol"])))  # genes may share one
     sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
@@ -230,8 +230,8 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
 
 
 def _write_explorer(out: Path, networks: list[_Network]) -> Path:
-    """explorer.html beside the report: every network of the demo in one page (`tasks.explorer`)."""
-    from grnformer.tasks.explorer import write_explorer
+    """explorer.html beside the report: every network of the demo in one page (`networks.explorer`)."""
+    from grnformer.networks.explorer import write_explorer
 
     return write_explorer({n.name: n.net for n in networks}, out / "explorer.html",
                           title="grnformer demo: network explorer")
@@ -256,7 +256,7 @@ def _annotate_cells(bundle, adata: AnnData, n_genes: int, timer: _Timer) -> dict
 
 def _group_names(adata: AnnData) -> dict[str, str]:
     """Predicted cell-type term → readable name, for every predicted type."""
-    from grnformer.data.labels import term_label
+    from grnformer.data.corpus.labels import term_label
 
     return {g: term_label(g) for g in adata.obs[TYPE_COLUMN].value_counts().index}
 
@@ -266,7 +266,7 @@ def _infer_networks(bundle, adata: AnnData, genes: list[str], seed: int, timer: 
     cells, then grnformer per predicted type with at least `MIN_CELLS_PER_TYPE` cells (one pass over the cells
     feeds every grnformer network)."""
     from grnformer.bench.baselines import infer
-    from grnformer.tasks.grn import GRNOptions, grn
+    from grnformer.networks.grn import GRNOptions, grn
 
     counts = adata.obs[TYPE_COLUMN].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
@@ -304,7 +304,7 @@ def _score(networks: list[_Network], adata: AnnData) -> tuple[list[dict], list[s
 
 
 def _write_outputs(out: Path, adata: AnnData, networks: list[_Network], records: list[dict]) -> None:
-    from grnformer.tasks.io import write_csv, write_h5ad
+    from grnformer.inference.outputs import write_csv, write_h5ad
 
     (out / "networks").mkdir(parents=True, exist_ok=True)
     write_h5ad(adata, out / "cells.h5ad")

@@ -1,6 +1,6 @@
 """Classical network-inference baselines behind one interface: ``infer(method, adata, genes, regulators)``.
 
-Input is a cells × genes AnnData of raw counts (as `data.prepare` returns it; genes named by ``var['symbol']`` when
+Input is a cells × genes AnnData of raw counts (as `data.input.prepare` returns it; genes named by ``var['symbol']`` when
 present, else ``var_names``). Counts are normalised to 10,000 per cell over all genes, then log1p, then the requested
 genes are kept — every method sees the same matrix. An AnnData whose ``uns['transform'] == 'given'`` (e.g. a BEELINE
 ExpressionData table, already normalised) is used as is.
@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
-import io
 import inspect
+import io
 import sys
 import time
 import types
@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 
-from grnformer.data.expression import log_per_10k, organism_of
+from grnformer.data.input.expression import log_per_10k, organism_of
 from grnformer.errors import InputError
 
 MethodFn = Callable[..., np.ndarray]
@@ -91,7 +91,7 @@ def select_genes(adata: ad.AnnData, n_genes: int = 1000, n_tfs: int = 500, organ
 
 def _correlation(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
     """|Pearson r| between every regulator column and every gene column (the one rule: `abs_correlation`)."""
-    from grnformer.tasks.data_networks import abs_correlation
+    from grnformer.networks.from_data import abs_correlation
 
     return abs_correlation(x)[reg]
 
@@ -103,7 +103,7 @@ def pearson(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
 
 def spearman(x: np.ndarray, reg: np.ndarray) -> np.ndarray:
     """Absolute Spearman correlation (Pearson on per-gene ranks, ties averaged; `abs_spearman`)."""
-    from grnformer.tasks.data_networks import abs_spearman
+    from grnformer.networks.from_data import abs_spearman
 
     return abs_spearman(x)[reg]
 
@@ -115,7 +115,11 @@ def _tree_importance(trees) -> np.ndarray:
 
 
 def _fit_targets(kind: str, x: np.ndarray, reg: np.ndarray, targets: np.ndarray, seed: int, params: dict):
-    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingRegressor,
+        RandomForestRegressor,
+    )
 
     out = np.zeros((len(targets), len(reg)), dtype=np.float32)
     for row, j in enumerate(targets):

@@ -8,8 +8,8 @@ organism guessed from gene names would be human; name it).
 
 Every method sees the genes of the expression file. Baselines read its values as given (``uns['transform'] =
 'given'``, as BEELINE runs them); grnformer reads pseudo-counts rebuilt from them
-(`data.pseudo_counts.with_pseudo_counts`, layer 'counts'). Gene names are normalised to current symbols
-(`data.gene_names`), the same way as the reference.
+(`data.input.pseudo_counts.with_pseudo_counts`, layer 'counts'). Gene names are normalised to current symbols
+(`data.input.gene_names`), the same way as the reference.
 
 Scoring follows BEELINE: candidate edges are the reference's regulators that are genes of the data × every gene of
 the data, self-edges excluded; a gene a method left out of its network scores lowest. EPR and AUPRC ratio are
@@ -29,10 +29,10 @@ from anndata import AnnData
 
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import GroundTruth
-from grnformer.data.gene_names import current_symbols, match_names
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, organism_id
-from grnformer.data.prepare import ORGANISM_COLUMN
-from grnformer.data.pseudo_counts import DEFAULT_PSEUDO_DEPTH, with_pseudo_counts
+from grnformer.data.input.gene_names import current_symbols, match_names
+from grnformer.data.input.prepare import ORGANISM_COLUMN
+from grnformer.data.input.pseudo_counts import DEFAULT_PSEUDO_DEPTH, with_pseudo_counts
 from grnformer.errors import InputError
 
 PREFIX = "beeline:"

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from anndata import AnnData
 
-from grnformer.tasks.grn import GRNOptions, grn
-from grnformer.tasks.inference import load_task_bundle
+from grnformer.inference.device import load_task_bundle
+from grnformer.networks.grn import GRNOptions, grn
 from grnformer.train.checkpoint import Bundle
 
 

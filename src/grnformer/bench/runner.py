@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 
 from grnformer.atomic import atomic_path
 from grnformer.bench import baselines, beeline
-from grnformer.bench.options import BenchOptions
 from grnformer.bench.metrics import UNIVERSES, score_network
+from grnformer.bench.options import BenchOptions
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
-from grnformer.data.expression import organism_of
 from grnformer.data.genes import tf_symbols
+from grnformer.data.input.expression import organism_of
 from grnformer.errors import InputError
 
 NetworkFn = Callable[..., ad.AnnData]
@@ -83,11 +83,11 @@ def _load_grnformer_method() -> None:
 
 
 def resolve_datasets(datasets: Sequence[str] | Mapping[str, ad.AnnData]) -> dict[str, ad.AnnData]:
-    """Named datasets or files of cells in any format `data.read` reads (loaded and prepared), BEELINE directories
+    """Named datasets or files of cells in any format `data.input.read` reads (loaded and prepared), BEELINE directories
     (``beeline:DIR[:organism]``, see `bench.beeline`) or ``{name: AnnData}`` as given."""
     if isinstance(datasets, Mapping):
         return dict(datasets)
-    from grnformer.data.datasets import load
+    from grnformer.data.corpus.datasets import load
 
     out = {}
     for name in datasets:

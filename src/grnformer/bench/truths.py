@@ -1,7 +1,7 @@
 """Ground-truth networks: regulator→target edges over gene symbols, each with its provenance.
 
 Every loader returns a `GroundTruth`. Symbols are normalised to the current symbols of the organism's gene table
-(GENCODE v48 / vM37, the symbols `data.prepare` puts in ``var["symbol"]``) by `data.gene_names.current_symbols`, so
+(GENCODE v48 / vM37, the symbols `data.input.prepare` puts in ``var["symbol"]``) by `data.input.gene_names.current_symbols`, so
 that a truth and a prepared data set name the same gene the same way: exact match first, then a case-insensitive
 match, then the HGNC previous and alias symbols (human) or MGI synonyms (mouse) that point to a single gene. A
 symbol that maps nowhere is kept as given (it can never match a prepared data set, and is counted in the
@@ -24,9 +24,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.data import resources
-from grnformer.data.gene_names import current_symbols
 from grnformer.data.genes import HUMAN, MOUSE, organism_id
-from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.data.input.gene_names import current_symbols
+from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import find_shared, shared_path
 from grnformer.errors import InputError, ResourceError
@@ -122,7 +122,7 @@ def uniprot_to_symbol() -> dict[str, str]:
 
 def normalise_symbols(names: Iterable[str], organism: str) -> tuple[np.ndarray, np.ndarray]:
     """Current symbols for ``names`` and a mask of those found; names not found are returned unchanged (the
-    rules are `data.gene_names`', the ones `prepare` uses)."""
+    rules are `data.input.gene_names`', the ones `prepare` uses)."""
     names = np.asarray(list(names), dtype=object)
     if organism == YEAST:
         return names, np.ones(len(names), dtype=bool)
@@ -347,7 +347,9 @@ def beeline_expression(directory: str | Path, organism: str | None = None):
 
 
 def _registry() -> dict[str, tuple[Callable[..., GroundTruth], dict, str]]:
-    from grnformer.bench.perturbation_truth import perturbation  # it builds on this module's GroundTruth
+    from grnformer.bench.perturbation_truth import (
+        perturbation,  # it builds on this module's GroundTruth
+    )
 
     reg: dict[str, tuple[Callable[..., GroundTruth], dict, str]] = {
         "omnipath": (omnipath, {}, "Omnipath, all interaction types (human)"),

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from grnformer.data.gene_names import rows_by_name
+from grnformer.data.input.gene_names import rows_by_name
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
 

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from grnformer.tasks.inference import load_task_bundle, prepare_input, read_input
-from grnformer.tasks.io import check_writable
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.outputs import check_writable
+from grnformer.inference.prepared import prepare_input, read_input
 from grnformer.tasks.options import AdaptOptions
 from grnformer.train.adapt import adapt
 from grnformer.train.checkpoint import Bundle, save_bundle

@@ -1,6 +1,6 @@
 """Label prediction from the label tokens, stopping at an ontology ancestor when the leaves are uncertain.
 
-The classifier of a label class outputs probabilities over its leaf terms; a residual leaf (data.labels) is
+The classifier of a label class outputs probabilities over its leaf terms; a residual leaf (data.corpus.labels) is
 reported as the code of its coarse term, which names the same term. When the top leaf holds less than
 ``threshold`` of the probability, the prediction moves up to the most specific coarse ancestor of that leaf
 (the one with the fewest descendant leaves; ties go to the larger mass) whose descendant leaves together hold at
@@ -25,12 +25,13 @@ import torch
 from anndata import AnnData
 from sklearn.metrics import f1_score
 
-from grnformer.data.labels import LabelEncoder, column
+from grnformer.data.corpus.labels import LabelEncoder, column
 from grnformer.errors import InputError
-from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, context_collator, load_task_bundle, prepare_input, read_input, run_model,
-)
-from grnformer.tasks.io import check_writable, write_h5ad
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.loop import context_collator, run_model
+from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.outputs import check_writable, write_h5ad
+from grnformer.inference.prepared import prepare_input, read_input
 from grnformer.train.checkpoint import Bundle
 
 DEFAULT_THRESHOLD = 0.5

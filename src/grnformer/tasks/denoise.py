@@ -27,12 +27,12 @@ from anndata import AnnData
 
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
-from grnformer.tasks.inference import (
-    chunk_genes, context_collator, load_task_bundle, parse_gene_option, prepare_input, read_input, run_model,
-    select_genes,
-)
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.gene_sets import chunk_genes, parse_gene_option, select_genes
+from grnformer.inference.loop import context_collator, run_model
+from grnformer.inference.outputs import check_writable, write_h5ad
+from grnformer.inference.prepared import prepare_input, read_input
 from grnformer.tasks.options import DenoiseOptions
-from grnformer.tasks.io import check_writable, write_h5ad
 from grnformer.train.checkpoint import Bundle
 
 LAYER = "grnformer_denoised"

@@ -16,10 +16,11 @@ import torch
 from anndata import AnnData
 
 from grnformer.errors import InputError
-from grnformer.tasks.inference import (
-    DEFAULT_BATCH_SIZE, context_collator, load_task_bundle, prepare_input, read_input, run_model,
-)
-from grnformer.tasks.io import check_writable, write_h5ad
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.loop import context_collator, run_model
+from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.outputs import check_writable, write_h5ad
+from grnformer.inference.prepared import prepare_input, read_input
 from grnformer.train.checkpoint import Bundle
 
 SOURCES = ("cell", "cell_type", "mean")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from grnformer.data.collate import Collator
-from grnformer.data.corpus import AnnDataCells
+from grnformer.data.corpus.store import AnnDataCells
 from grnformer.errors import InputError
 from grnformer.train.checkpoint import Bundle
 from grnformer.train.plan import OptimConfig, PretrainPlan

@@ -9,9 +9,9 @@ the key `grnformer`, so either file can be loaded with `load_bundle`.
 from __future__ import annotations
 
 import pickle
-from importlib import resources
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import torch
 
 import grnformer
 from grnformer.atomic import atomic_path
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import ORGANISMS, GeneVocab
-from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig
 

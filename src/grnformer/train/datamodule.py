@@ -21,11 +21,15 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from grnformer.data.collate import CONTEXT_LENGTH, CellRecord, Collator
-from grnformer.data.corpus import Corpus
+from grnformer.data.corpus.labels import LabelSet
+from grnformer.data.corpus.sampler import (
+    LabelBalancedSampler,
+    ShardedEpochSampler,
+    combination_key,
+)
+from grnformer.data.corpus.soma import SomaCells
+from grnformer.data.corpus.store import Corpus
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
-from grnformer.data.sampler import LabelBalancedSampler, ShardedEpochSampler, combination_key
-from grnformer.data.soma import SomaCells
 from grnformer.errors import InputError
 
 _VAL_STREAM = 1 << 20  # random streams of the validation split and batches; training streams are keyed by rank
@@ -157,7 +161,7 @@ class _ResumableLoader(DataLoader):
 
 
 class CorpusDataModule(LightningDataModule):
-    """Training and validation batches from a corpus: a corpus directory (see `data.corpus_build.build_corpus`), an
+    """Training and validation batches from a corpus: a corpus directory (see `data.corpus.build.build_corpus`), an
     opened `Corpus`, or a `SomaCells` (whose validation split is keyed by soma_joinid, see `split_cells`).
 
     batch_size: cells per batch per process; context_length: genes per cell; val_fraction: share of cells held

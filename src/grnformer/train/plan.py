@@ -17,8 +17,8 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, hierarchical_label_loss, zinb_nll
 from grnformer.model.grnformer import ModelOutput

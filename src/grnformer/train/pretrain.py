@@ -23,16 +23,20 @@ import anndata
 import torch
 import yaml
 from lightning.pytorch import Callback, Trainer, seed_everything
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from grnformer.atomic import write_text
-from grnformer.data.corpus_build import build_corpus
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LABEL_CLASSES, LabelSet
+from grnformer.data.corpus.soma import SomaCells
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LABEL_CLASSES, LabelSet
-from grnformer.data.soma import SomaCells
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
 from grnformer.model.grnformer import Block
@@ -48,11 +52,11 @@ DEFAULTS: dict[str, Any] = {
     # preset plus any ModelConfig field (d_model, n_layers, n_heads, context_length, dropout, expr_encoding, …)
     "model": {"preset": "small", "gene_embeddings": None,
               "init_from": None,           # warm start: weights of an earlier bundle/checkpoint, fresh schedule
-              "gene_init": None},          # coexpression: learned gene embeddings start from data.gene_prior
+              "gene_init": None},          # coexpression: learned gene embeddings start from data.corpus.gene_prior
     "data": {
         "corpus": None,                 # corpus directory; built from `sources` when it does not exist
         "sources": [],                  # h5ad paths and/or named datasets (grnformer datasets)
-        "silver_labels": True,          # named datasets without ontology labels get data.silver's labels
+        "silver_labels": True,          # named datasets without ontology labels get data.corpus.silver's labels
         # CorpusDataModule's defaults under their configuration names
         "val_fraction": _DM["val_fraction"],
         "gene_selection": _DM["mode"],
@@ -210,7 +214,8 @@ def ensure_corpus(data: Mapping[str, Any], out_dir: Path) -> Path:
 
 def _sources(items: Sequence[str], silver: bool) -> tuple[dict[str, Any], list[Any]]:
     """Named datasets loaded (with silver labels when asked), paths kept for chunked reading; and every obs."""
-    from grnformer.data import datasets, silver as silver_labels  # scanpy: imported only to build a corpus
+    from grnformer.data.corpus import datasets
+    from grnformer.data.corpus import silver as silver_labels
 
     sources: dict[str, Any] = {}
     obs = []
@@ -331,7 +336,7 @@ def build(cfg: Mapping[str, Any], callbacks: Sequence[Callback] = (), resuming: 
 
 def _coexpression_init(model: GRNFormer, data: CorpusDataModule) -> dict[str, int]:
     """Start the learned gene embeddings from the corpus's co-expression (genes it barely holds stay random)."""
-    from grnformer.data.gene_prior import coexpression_embedding
+    from grnformer.data.corpus.gene_prior import coexpression_embedding
 
     table = model.gene_encoder.learned.weight
     vectors, found = coexpression_embedding(data.corpus, data.train_cells, table.shape[0], table.shape[1])

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
 from grnformer.model import GRNFormer
 from grnformer.train.checkpoint import load_bundle
 

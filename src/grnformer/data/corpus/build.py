@@ -1,4 +1,4 @@
-"""Writing the on-disk training corpus (layout in `data.corpus`): many AnnData sources → one sharded CSR store.
+"""Writing the on-disk training corpus (layout in `data.corpus.store`): many AnnData sources → one sharded CSR store.
 
 Shards are written by appending chunk after chunk (the .npy header is rewritten at the end), so building never
 holds more than one chunk of one source in memory. The whole directory is written as ``<out_dir>.part`` and
@@ -26,12 +26,21 @@ from anndata import AnnData
 
 import grnformer
 from grnformer.atomic import atomic_path
-from grnformer.data import datasets
-from grnformer.data.corpus import (CELLS, FORMAT_VERSION, GENES, MANIFEST, SHARDS, Corpus, encode_labels,
-                                   label_classes, vocab_hash)
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.labels import LabelSet
+from grnformer.data.corpus.store import (
+    CELLS,
+    FORMAT_VERSION,
+    GENES,
+    MANIFEST,
+    SHARDS,
+    Corpus,
+    encode_labels,
+    label_classes,
+    vocab_hash,
+)
 from grnformer.data.genes import GeneVocab
-from grnformer.data.labels import LabelSet
-from grnformer.data.prepare import ORGANISM_COLUMN, prepare
+from grnformer.data.input.prepare import ORGANISM_COLUMN, prepare
 from grnformer.errors import InputError
 
 Source = str | Path | AnnData

@@ -12,7 +12,7 @@ vectors) calls this module, so one name means the same gene everywhere. The rule
    fail this are *ambiguous* and left out (listed), never guessed.
 
 Whether case-only matches are plausible for a data set (mouse symbols read as human?) is the caller's judgement
-(`data.prepare` decides it with the organism's source); this module only counts them.
+(`data.input.prepare` decides it with the organism's source); this module only counts them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Differential networks: which edges change between two groups of cells (e.g. control vs interferon-beta).
 
-Each group's network is the corrected mean-q·k network of `tasks.attention` (heads averaged). The cells of both
+Each group's network is the corrected mean-q·k network of `networks.attention` (heads averaged). The cells of both
 groups run once; their q/k sums are kept per block of ``cells_per_block`` cells of one group, so a permutation
 of block labels (same number of blocks per group) recomputes both networks from sums, without the model. Per
 edge: diff = score_A - score_B; the permutations give its null mean and spread; z = (diff - mean) / sd and a
@@ -27,11 +27,19 @@ from anndata import AnnData
 from scipy.stats import false_discovery_control, norm
 
 from grnformer.errors import InputError
-from grnformer.tasks.attention import MeanQK, aggregate
-from grnformer.tasks.grn import NetworkPlan, _gene_slots, network_collators, network_names, plan_networks
-from grnformer.tasks.inference import load_task_bundle, read_input, run_model
-from grnformer.tasks.io import check_writable, write_many
-from grnformer.tasks.options import DiffNetOptions, GRNOptions
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.loop import run_model
+from grnformer.inference.outputs import check_writable, write_many
+from grnformer.inference.prepared import read_input
+from grnformer.networks.attention import MeanQK, aggregate
+from grnformer.networks.grn import (
+    NetworkPlan,
+    _gene_slots,
+    network_collators,
+    network_names,
+    plan_networks,
+)
+from grnformer.networks.options import DiffNetOptions, GRNOptions
 from grnformer.train.checkpoint import Bundle
 
 
@@ -57,7 +65,7 @@ def _block_sums(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.
 
 def _network(q: torch.Tensor, k: torch.Tensor, n: torch.Tensor, centre: bool, direction: str,
              weights: torch.Tensor) -> torch.Tensor:
-    """[G, G] network of summed blocks (q, k [L, H, G, d]; n [G]): grn's mean_qk maths (`tasks.attention`)."""
+    """[G, G] network of summed blocks (q, k [L, H, G, d]; n [G]): grn's mean_qk maths (`networks.attention`)."""
     net, _ = aggregate(MeanQK.from_sums(q, k, n, centre), weights, direction)
     return torch.as_tensor(net, device=q.device)
 

@@ -1,8 +1,8 @@
 """Gene networks read from the model's attention, for all cells or one per group of cells: the user entry point.
 
 `grn(bundle, adata, GRNOptions(...))` plans the run (genes, each network's cells), feeds the model's q/k into
-the accumulators of `tasks.attention` (the maths) and assembles each network as an AnnData. Files and resume
-are `tasks.network_files`; head selection from files is `tasks.heads_file`; the benchmark adapter is
+the accumulators of `networks.attention` (the maths) and assembles each network as an AnnData. Files and resume
+are `networks.files`; head selection from files is `networks.heads_file`; the benchmark adapter is
 `bench.grnformer_method`.
 
 Gene sets larger than the model's context are split into near-equal contexts that each cell runs through in
@@ -15,7 +15,7 @@ Groups (one network per value of an obs column) run one after the other, or in o
 with each batch row feeding its own group's accumulator; that pass can also yield the all-cells network (the sum
 of the accumulators, plus the cells in no group) at no extra model cost.
 
-Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a filter (`tasks.attention`).
+Post-processing, in this order: optional symmetrisation ((A + Aᵀ) / 2), then a filter (`networks.attention`).
 """
 
 from __future__ import annotations
@@ -35,21 +35,27 @@ from torch import Tensor
 
 import grnformer
 from grnformer.data.collate import Collator
-from grnformer.data.expression import log_per_10k
-from grnformer.data.gene_names import match_names
 from grnformer.data.genes import tf_symbols
+from grnformer.data.input.expression import log_per_10k
+from grnformer.data.input.gene_names import match_names
 from grnformer.errors import InputError
-from grnformer.tasks.attention import (
-    Accumulator, Bootstrapped, MeanAttention, MeanQK, aggregate, filter_network, stability,
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.gene_sets import chunk_genes, select_genes
+from grnformer.inference.loop import context_collator, run_model
+from grnformer.inference.prepared import Prepared, cells_in_groups, prepare_input
+from grnformer.networks.attention import (
+    Accumulator,
+    Bootstrapped,
+    MeanAttention,
+    MeanQK,
+    aggregate,
+    filter_network,
+    stability,
 )
-from grnformer.tasks.heads import head_names
-from grnformer.tasks.inference import (
-    Prepared, cells_in_groups, chunk_genes, context_collator, load_task_bundle, prepare_input, run_model,
-    select_genes,
-)
-from grnformer.tasks.network_methods import get_method
-from grnformer.tasks.options import FUSION_COMPONENTS, GRNOptions
-from grnformer.tasks.perturb import choose_regulators, knockout_effects
+from grnformer.networks.heads import head_names
+from grnformer.networks.methods import get_method
+from grnformer.networks.options import FUSION_COMPONENTS, GRNOptions
+from grnformer.networks.perturb import choose_regulators, knockout_effects
 from grnformer.train.checkpoint import Bundle
 
 # -------------------------------------------------------------------------------------------------- grn
@@ -86,7 +92,7 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
 def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] | str) -> np.ndarray:
     """[len(cols)] bool: the network genes that may regulate. 'tfs': the organism's TFs (a network of
     regulators that cannot regulate is what made platelet chemokines lead the demo's table); 'all'; or names,
-    matched by the one gene-name owner (`data.gene_names`)."""
+    matched by the one gene-name owner (`data.input.gene_names`)."""
     var = prep.adata.var.iloc[cols]
     if isinstance(regulators, str) and regulators == "all":
         return np.ones(len(cols), dtype=bool)
@@ -259,7 +265,7 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
 
 @dataclass
 class NetworkContext:
-    """What a method's ``form`` may read of one network: its cells, genes and the model (`tasks.network_methods`)."""
+    """What a method's ``form`` may read of one network: its cells, genes and the model (`networks.methods`)."""
 
     bundle: Bundle
     plan: NetworkPlan
@@ -273,7 +279,7 @@ class NetworkContext:
 
     @property
     def fusion_weights(self) -> dict[str, float]:
-        from grnformer.tasks.data_networks import parse_weights
+        from grnformer.networks.from_data import parse_weights
 
         return parse_weights(self.opts.fusion_weights, FUSION_COMPONENTS)
 
@@ -307,7 +313,7 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
              acc: Accumulator | None, n_contexts: int, background: Accumulator | None = None,
              dev: torch.device | None = None) -> AnnData:
     """The network AnnData of one group: the method's attention read-out (heads combined, less ``background``'s
-    network for contrast) when it reads attention, formed by the method (`tasks.network_methods`), symmetrised,
+    network for contrast) when it reads attention, formed by the method (`networks.methods`), symmetrised,
     its non-regulator rows zeroed and filtered as asked."""
     c = bundle.config
     method = get_method(opts.method)
@@ -336,7 +342,7 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
 
 def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, group: str,
                      rows: np.ndarray) -> AnnData:
-    """In-silico knock-out network (`tasks.perturb`): varp['GRN'] = |mean effect|, varp['GRN_effect'] = the
+    """In-silico knock-out network (`networks.perturb`): varp['GRN'] = |mean effect|, varp['GRN_effect'] = the
     signed mean effect (positive: the regulator's loss lowers the target), rows = knocked-out regulators."""
     symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
     is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))

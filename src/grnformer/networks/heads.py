@@ -93,7 +93,7 @@ class HeadSelection:
             raise InputError(f"malformed head selection ({type(err).__name__}: {err}).") from err
 
     def save(self, path: str | Path) -> Path:
-        from grnformer.tasks.io import write_json
+        from grnformer.inference.outputs import write_json
 
         return write_json(self.to_dict(), path)
 

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from grnformer.errors import InputError
-from grnformer.tasks.options import FILTERS
+from grnformer.networks.options import FILTERS
 
 
 class MeanQK:

@@ -13,7 +13,7 @@ turns it into a long table with each regulator's ``top_k`` strongest targets, so
 Edges are ranked by varp['GRN'] within each regulator; self-pairs and zero scores are left out. Which rows count
 as regulators (``regulators``): 'auto' — the rows marked var['is_regulator'] when the file has that column, else
 those marked var['is_tf'] when any are, else all; 'tfs' — var['is_tf']; 'all' — every row.
-``top_edges`` is shared with the network explorer (`tasks.explorer`).
+``top_edges`` is shared with the network explorer (`networks.explorer`).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def write_edges(net: AnnData, path: str | Path, format: str = "decoupler", top_k
 
 def write_tables(tables: Mapping[Path, pd.DataFrame]) -> list[Path]:
     """Every table written as a part first, all published together (`grnformer.atomic`)."""
-    from grnformer.tasks.io import write_many
+    from grnformer.inference.outputs import write_many
 
     return write_many({dest: (lambda part, t=t, d=dest: table_writer(t)(part, d)) for dest, t in tables.items()})
 
@@ -164,7 +164,7 @@ def export_file(network: str | Path, out: str | Path, format: str = "decoupler",
     """CLI entry (`grnformer export`): one network h5ad → one table at ``out``; a directory of network h5ads
     (a per-group `grn` output) → ``out`` a directory with ``<name>.tsv`` per network (``.csv`` beside none).
     Everything is read and checked before anything is written; the tables are published together."""
-    from grnformer.tasks.io import check_writable
+    from grnformer.inference.outputs import check_writable
 
     if format not in FORMATS:
         raise InputError(f"unknown export format '{format}'; choose one of {', '.join(FORMATS)}.")

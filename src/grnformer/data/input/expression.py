@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from grnformer.data.genes import organism_id
-from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
 SCALE = 1e4
@@ -26,7 +26,7 @@ def organism_of(adata: AnnData, organism: str | None = None, required: bool = Fa
     if column is not None and len(column):
         return str(column.iloc[0])
     if required:
-        raise InputError(f"the dataset needs obs['{ORGANISM_COLUMN}'] (grnformer.data.prepare sets it).")
+        raise InputError(f"the dataset needs obs['{ORGANISM_COLUMN}'] (grnformer.data.input.prepare sets it).")
     return None
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from grnformer.data.collate import Collator
-from grnformer.tasks.inference import Prepared, autocast
+from grnformer.inference.device import autocast
+from grnformer.inference.prepared import Prepared
 from grnformer.train.checkpoint import Bundle
 
 _EPS = 1e-8

@@ -5,7 +5,7 @@ Search a gene and see its regulators and targets in a network with score, stabil
 present) and signed effect (perturb networks); filter to TFs; compare two networks side by side; download the
 visible table as CSV. The page is the template ``grnformer/templates/explorer.html`` (plain JavaScript written for
 grnformer) with the data embedded as JSON: the union of the networks' gene names, the TFs among them, and per
-network its kept edges (`tasks.exports.top_edges`) as base64 arrays — uint16 gene indices (uint32 beyond 65,535
+network its kept edges (`networks.exports.top_edges`) as base64 arrays — uint16 gene indices (uint32 beyond 65,535
 genes), float32 scores and effects, stability as a whole percent (uint8). About 12 bytes an edge: 2,000 genes ×
 8 networks × 10 targets ≈ 2 MB.
 """
@@ -24,7 +24,12 @@ import numpy as np
 from anndata import AnnData
 
 from grnformer.errors import InputError
-from grnformer.tasks.exports import check_network, check_top_k, read_network, top_edges
+from grnformer.networks.exports import (
+    check_network,
+    check_top_k,
+    read_network,
+    top_edges,
+)
 
 DEFAULT_TOP_K = 10
 _TERM = re.compile(r"^[A-Z]+:\d+$")
@@ -39,7 +44,7 @@ def readable(group: str) -> str:
     if group == "all":
         return "all cells"
     if _TERM.match(group):
-        from grnformer.data.labels import term_label
+        from grnformer.data.corpus.labels import term_label
 
         label = term_label(group)
         return f"{label} ({group})" if label != group else group
@@ -101,7 +106,7 @@ def explorer_html(networks: Mapping[str, AnnData], title: str = "grnformer netwo
 
 def check_explorer_options(path: str | Path, top_k: int) -> None:
     """InputError before any work when the explorer cannot be written or top_k is not a count."""
-    from grnformer.tasks.io import check_writable
+    from grnformer.inference.outputs import check_writable
 
     check_top_k(top_k)
     check_writable(path)
@@ -112,7 +117,7 @@ def write_explorer(networks: Mapping[str, AnnData | str | Path], path: str | Pat
                    regulators: str = "auto", about: str = "") -> Path:
     """Write the explorer of ``networks`` ({name: network or h5ad path}) to ``path`` atomically."""
     from grnformer.atomic import write_text
-    from grnformer.tasks.io import check_writable
+    from grnformer.inference.outputs import check_writable
 
     check_writable(path)
     nets = {name: read_network(n) if isinstance(n, (str, Path)) else n for name, n in networks.items()}

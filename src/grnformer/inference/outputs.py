@@ -4,7 +4,7 @@ A crash, a full disk or an error half-way through leaves the destination untouch
 a user never mistakes a truncated h5ad or CSV for a result. Files that belong together (a network's h5ad and its
 edge CSV) are all written as parts first and renamed only when every part is complete; per-group networks are
 published group by group, so an interrupted run keeps its finished groups and can resume
-(`tasks.network_files.grn_file`).
+(`networks.files.grn_file`).
 """
 
 from __future__ import annotations

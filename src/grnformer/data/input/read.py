@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from grnformer.data.gene_names import ENSEMBL
+from grnformer.data.input.gene_names import ENSEMBL
 from grnformer.errors import InputError
 
 FORMATS = ("h5ad; 10x HDF5 (.h5, v2 or v3); a 10x MTX directory (matrix.mtx, features.tsv or genes.tsv, "

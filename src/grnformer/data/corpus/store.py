@@ -11,7 +11,7 @@ Layout of a corpus directory (format 1)::
     shards/NNNNN.data.npy    float32 raw counts
 
 Shards are plain .npy files so a reader fetches only the bytes of the cells it asks for. This module reads a
-corpus (`Corpus`, and `AnnDataCells` for a prepared AnnData in memory); `data.corpus_build.build_corpus` writes one.
+corpus (`Corpus`, and `AnnDataCells` for a prepared AnnData in memory); `data.corpus.build.build_corpus` writes one.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch
 from anndata import AnnData
 
 from grnformer.data.collate import CellRecord
+from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab, organism_id
-from grnformer.data.labels import LabelSet
-from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
 FORMAT_VERSION = 1
@@ -186,9 +186,9 @@ class AnnDataCells(CellDataset):
         tokens = vocab.index(adata.var_names)
         if (tokens < 0).any():
             raise InputError(f"{int((tokens < 0).sum())} genes of the AnnData are not vocabulary Ensembl IDs "
-                             f"(e.g. {list(adata.var_names[tokens < 0][:5])}): run grnformer.data.prepare first.")
+                             f"(e.g. {list(adata.var_names[tokens < 0][:5])}): run grnformer.data.input.prepare first.")
         if ORGANISM_COLUMN not in adata.obs:
-            raise InputError(f"the AnnData has no obs['{ORGANISM_COLUMN}']: run grnformer.data.prepare first.")
+            raise InputError(f"the AnnData has no obs['{ORGANISM_COLUMN}']: run grnformer.data.input.prepare first.")
         x = sp.csr_matrix(adata.X, dtype=np.float32)
         x = sp.csr_matrix((x.data, tokens[x.indices], x.indptr), shape=(adata.n_obs, len(vocab)))
         x.sum_duplicates()  # sorts token ids within each cell and merges repeated genes

@@ -1,7 +1,7 @@
 """The registry of network read-out methods: each method is one `NetworkMethod` that declares its name, help,
 constraints, how it accumulates over cells and how it forms the network.
 
-Light at import (standard library only): `tasks.options` takes its method names and help from here and the CLI
+Light at import (standard library only): `networks.options` takes its method names and help from here and the CLI
 must stay instant; the maths are imported when a method runs.
 
 Methods that use the model and the cells together (issue 18): independent benchmarks put large foundation models
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     import numpy as np
 
-    from grnformer.tasks.grn import NetworkContext
+    from grnformer.networks.grn import NetworkContext
 
 
 @dataclass(frozen=True)
@@ -52,25 +52,25 @@ def _attention(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
 
 
 def _pearson(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.tasks.data_networks import abs_correlation
+    from grnformer.networks.from_data import abs_correlation
 
     return abs_correlation(ctx.log_expression())
 
 
 def _spearman(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.tasks.data_networks import abs_spearman
+    from grnformer.networks.from_data import abs_spearman
 
     return abs_spearman(ctx.log_expression())
 
 
 def _denoised(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.tasks.data_networks import abs_correlation
+    from grnformer.networks.from_data import abs_correlation
 
     return abs_correlation(ctx.log_denoised())
 
 
 def _embedding(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.tasks.data_networks import abs_cosine
+    from grnformer.networks.from_data import abs_cosine
 
     return abs_cosine(ctx.gene_embeddings())
 
@@ -80,7 +80,7 @@ _COMPONENTS = {"attention": _attention, "pearson": _pearson, "spearman": _spearm
 
 
 def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.tasks.data_networks import fuse_ranks
+    from grnformer.networks.from_data import fuse_ranks
 
     weights = ctx.fusion_weights
     parts = {name: _COMPONENTS[name](net, ctx) for name, w in weights.items() if w > 0}

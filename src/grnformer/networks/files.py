@@ -17,12 +17,24 @@ import torch
 from anndata.io import read_elem
 
 from grnformer.errors import InputError
-from grnformer.tasks.grn import (
-    GRNOptions, NetworkPlan, adapted, iter_networks, network_collators, networks_in_one_pass, plan_networks,
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.outputs import (
+    check_writable,
+    csv_writer,
+    h5ad_writer,
+    write_many,
+)
+from grnformer.inference.prepared import read_input
+from grnformer.networks.grn import (
+    GRNOptions,
+    NetworkPlan,
+    adapted,
+    iter_networks,
+    network_collators,
+    networks_in_one_pass,
+    plan_networks,
     provenance,
 )
-from grnformer.tasks.inference import load_task_bundle, read_input
-from grnformer.tasks.io import check_writable, csv_writer, h5ad_writer, write_many
 from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and

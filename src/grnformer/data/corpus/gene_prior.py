@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
-from grnformer.data.corpus import CellDataset
-from grnformer.data.expression import log_per_10k
+from grnformer.data.corpus.store import CellDataset
+from grnformer.data.input.expression import log_per_10k
 
 
 def coexpression_embedding(cells: CellDataset, indices: np.ndarray, vocab_size: int, dim: int,

@@ -17,8 +17,8 @@ import scanpy as sc
 from anndata import AnnData
 from sklearn.cluster import KMeans
 
-from grnformer.data import author_labels
-from grnformer.data.author_labels import CELL_TYPE_COLUMN, UNKNOWN
+from grnformer.data.corpus import author_labels
+from grnformer.data.corpus.author_labels import CELL_TYPE_COLUMN, UNKNOWN
 
 # The two monocyte classes, as leaves of Cell Ontology: neither is an ancestor of the other. ('CD14-positive
 # monocyte', CL:0001054, is an ancestor of the CD16 term, so it cannot name the classical ones.)
@@ -41,7 +41,7 @@ T_CELL_SUBTYPES: dict[str, list[str]] = {
     "CL:0000625": ["CD8A", "CD8B", "GZMK"],  # CD8-positive, alpha-beta T cell
 }
 
-# PBMC sets without the authors' cell types (zheng2017_sorted_pbmc_facs has FACS labels: data.author_labels)
+# PBMC sets without the authors' cell types (zheng2017_sorted_pbmc_facs has FACS labels: data.corpus.author_labels)
 PBMC_SETS = ("pbmc3k", "pbmc_soupx", "pbmc_10x_v2_1k", "pbmc_10x_v3_1k", "pbmc_10x_5prime_1k", "pbmc_ifnb",
              "celltypist_sample", "pisces_pbmc_10x_1k", "zheng2017_frozen_pbmc_donorA_10x")
 

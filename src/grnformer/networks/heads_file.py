@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 
 from grnformer.errors import InputError
+from grnformer.inference.device import load_task_bundle
+from grnformer.inference.outputs import check_writable
+from grnformer.inference.prepared import read_input
 from grnformer.metrics import read_edge_list
-from grnformer.tasks.grn import GRNOptions, grn
-from grnformer.tasks.heads import check_split, select_heads_from_network
-from grnformer.tasks.inference import load_task_bundle, read_input
-from grnformer.tasks.io import check_writable
-from grnformer.tasks.network_methods import get_method
+from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.heads import check_split, select_heads_from_network
+from grnformer.networks.methods import get_method
 from grnformer.train.checkpoint import Bundle
 
 # Options that would change the per-head network the fit reads; a selection is fitted on the plain one.

@@ -21,8 +21,8 @@ from anndata import AnnData
 
 from grnformer.atomic import atomic_path
 from grnformer.data.genes import HUMAN, MOUSE
-from grnformer.data.prepare import ORGANISM_COLUMN, prepare
-from grnformer.data.read import FORMATS, read_cells
+from grnformer.data.input.prepare import ORGANISM_COLUMN, prepare
+from grnformer.data.input.read import FORMATS, read_cells
 from grnformer.data.resources import resource_path
 from grnformer.data.shared import ENV_VAR, find_shared, shared_files, shared_path
 from grnformer.errors import InputError, ResourceError
@@ -251,7 +251,7 @@ def load(name: str, prepared: bool = False) -> AnnData:
     """A named dataset as raw counts with obs['organism_ontology_term_id'] set; with ``prepared``, through
     `prepare` (vocabulary genes, report in uns['grnformer_prepare']).
 
-    ``name`` may also be the path of a file (or 10x directory) of cells in any format `data.read.read_cells`
+    ``name`` may also be the path of a file (or 10x directory) of cells in any format `data.input.read.read_cells`
     reads; its dataset name is then the file's stem. Unknown names raise InputError; shared data that is missing
     raises `data.shared.SharedDataMissing` (a ResourceError) naming $GRNFORMER_SHARED_DATA and the places searched.
     """

@@ -36,9 +36,9 @@ import pandas as pd
 import torch
 
 from grnformer.data.collate import CellRecord
+from grnformer.data.corpus.labels import LABEL_CLASSES, LabelEncoder, LabelSet, column
 from grnformer.data.genes import GeneVocab, organism_id
-from grnformer.data.labels import LABEL_CLASSES, LabelEncoder, LabelSet, column
-from grnformer.data.prepare import ORGANISM_COLUMN
+from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
 try:

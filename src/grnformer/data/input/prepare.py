@@ -18,11 +18,24 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from grnformer.data.gene_names import ENSEMBL, match_names
-from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, GeneVocab, gene_table, organism_id
-from grnformer.data.pseudo_counts import (DEFAULT_PSEUDO_DEPTH, PSEUDO_COUNTS_KEY, PSEUDO_LAYER, describe_problems,
-                                          value_problems, with_pseudo_counts)
-from grnformer.data.read import read_cells
+from grnformer.data.genes import (
+    HUMAN,
+    MOUSE,
+    ORGANISMS,
+    GeneVocab,
+    gene_table,
+    organism_id,
+)
+from grnformer.data.input.gene_names import ENSEMBL, match_names
+from grnformer.data.input.pseudo_counts import (
+    DEFAULT_PSEUDO_DEPTH,
+    PSEUDO_COUNTS_KEY,
+    PSEUDO_LAYER,
+    describe_problems,
+    value_problems,
+    with_pseudo_counts,
+)
+from grnformer.data.input.read import read_cells
 from grnformer.errors import InputError
 
 ORGANISM_COLUMN = "organism_ontology_term_id"

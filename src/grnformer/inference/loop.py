@@ -1,0 +1,51 @@
+"""The loop every zero-shot task shares: cell records → collated contexts → model outputs, in batches with a
+progress bar; tasks differ only in which genes make up a context and what they keep from each output."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grnformer.data.collate import CellRecord, Collator
+from grnformer.errors import InputError
+from grnformer.inference.device import autocast
+from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.prepared import Prepared
+from grnformer.model import ModelOutput
+from grnformer.train.checkpoint import Bundle
+
+
+def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray,
+              collators: Sequence[Callable[[list[CellRecord]], dict[str, torch.Tensor]]],
+              device: torch.device, batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "auto",
+              return_qk: bool = False, progress: bool = True, desc: str = "cells", depth_scale: float = 1.0
+              ) -> Iterator[tuple[np.ndarray, int, dict[str, torch.Tensor], ModelOutput]]:
+    """Yield (prepared rows, collator index, batch on device, output) for every batch of ``rows`` and every
+    collator (a `Collator` or any function of records to a batch; one per gene chunk, or a single one).
+    Gradients off, model in eval mode. The model is told ``depth_scale`` × each cell's depth (depth token), and
+    its means share out ``depth_scale`` × the counts each context holds (what a context of that cell would hold
+    at that depth)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1 (got {batch_size}).")
+    model = bundle.model.eval()
+    with tqdm(total=len(rows) * len(collators), unit="cell", desc=desc, disable=not progress) as bar:
+        for start in range(0, len(rows), batch_size):
+            batch_rows = rows[start:start + batch_size]
+            records = prep.records(batch_rows)
+            for c, collator in enumerate(collators):
+                batch = {k: v.to(device, non_blocking=True) for k, v in collator(records).items()}
+                with torch.inference_mode(), autocast(device, precision):
+                    out = model(batch["genes"], batch["counts"], batch["depth"] * depth_scale,
+                                scale=batch["counts"].sum(dim=-1) * depth_scale, return_qk=return_qk)
+                yield batch_rows, c, batch, out
+                bar.update(len(batch_rows))
+
+
+def context_collator(bundle: Bundle, mode: str = "random-expressed", gene_tokens: np.ndarray | None = None,
+                     context_length: int | None = None, seed: int = 0) -> Collator:
+    """A collator without down-sampling (inference sees the counts as measured), seeded for reproducibility."""
+    return Collator(bundle.vocab, context_length or bundle.config.context_length, mode=mode,
+                    gene_list=gene_tokens, downsample=None, seed=seed)
