@@ -114,3 +114,33 @@ def test_cli_writes_perturb_and_stability_networks(cells, tmp_path):
                  "--method", "mean_qk"]) == 0
     boot = ad.read_h5ad(tmp_path / "boot.h5ad")
     assert boot.varp["GRN_stability"].shape == (20, 20) and boot.uns["grn"]["filter"] == "stable"
+
+
+def test_perturb_recovers_a_planted_activator_and_repressor(bundle, cells, monkeypatch):
+    """A known answer: the model is wrapped so that T's predicted mean grows with R's count in the cell
+    (× 1 + 2·log1p(R)) and U's falls with it (÷ the same). Knocking out R must then give R → T a positive effect
+    and R → U a negative one, each the strongest of its sign in the network, and the other regulator's row no
+    edge near that strength."""
+    R, T, U, other = "CD74", "LYZ", "B2M", "HLA-DRA"
+    genes = [R, T, U, other, "TMSB4X", "FTL", "CST3", "S100A9", "CD3D", "NKG7"]
+    tok = {g: int(bundle.vocab.index([bundle.vocab.ids[list(bundle.vocab.symbols).index(g)]])[0]) for g in genes}
+    plain = run_grn(bundle, cells, genes=genes, method="perturb", regulators=[R, other], max_regulators=2)
+    real = bundle.model.forward
+
+    def planted(genes_, counts, depth, **kwargs):
+        out = real(genes_, counts, depth, **kwargs)
+        factor = 1 + 2 * torch.log1p((counts * (genes_ == tok[R])).sum(-1, keepdim=True).float())
+        mu = out.mu.clone()
+        mu = torch.where(genes_ == tok[T], mu * factor, mu)
+        out.mu = torch.where(genes_ == tok[U], mu / factor, mu)
+        return out
+
+    monkeypatch.setattr(bundle.model, "forward", planted)
+    net = run_grn(bundle, cells, genes=genes, method="perturb", regulators=[R, other], max_regulators=2)
+    effect, names = net.varp["GRN_effect"], list(net.var["symbol"])
+    r, t, u, o = (names.index(g) for g in (R, T, U, other))
+    assert net.var["n_cells_knocked_out"].iloc[r] >= 8             # most of the 16 cells express CD74
+    assert effect[r, t] > 0.3 and effect[r, t] == effect.max()     # activator: the strongest positive edge
+    assert effect[r, u] < -0.3 and effect[r, u] == effect.min()    # repressor: the strongest negative edge
+    assert np.abs(effect[o]).max() < 0.1 * effect[r, t]           # nothing planted on the other regulator
+    assert abs(plain.varp["GRN_effect"][r, t]) < 0.1 * effect[r, t]  # the edge comes from the plant
