@@ -13,24 +13,24 @@ Genes: BEELINE's 'TFs + N' (`GRNOptions.genes = 'hvg+tfs'`: the N most variable 
 next N) for N = 500 and 1,000, and all cells. The Papalexi set holds 299 genes: all of them.
 
 Intervals: a bootstrap over the scored regulators (rows), with replacement, `N_BOOT` replicates; each method's
-difference from GENIE3 and from Pearson is computed on the same resamples (paired), with its 95% interval.
+difference from GENIE3 and from Pearson is computed on the same resamples (paired), with its 95% interval. The
+resampling, intervals, seeds, version and checkpoint digest are `bench.toolkit`'s, shared by every benchmark.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from grnformer.bench import toolkit
+from grnformer.bench.toolkit import N_BOOT, PROTOCOL_VERSION, SEED, checkpoint_digest  # noqa: F401  (re-exported)
 from grnformer.metrics import rank_metrics
 
-PROTOCOL_VERSION = "1"
-N_BOOT = 200
 GENE_SET_SIZES = (500, 1000)
 DEVELOPMENT, EVALUATION = "development", "evaluation"
 PAPALEXI = "papalexi_thp1"
@@ -78,12 +78,6 @@ def load_papalexi() -> tuple[AnnData, AnnData]:
     return screen[screen.obs["perturbation"].astype(str) == "control"].copy(), screen
 
 
-def checkpoint_digest(path: str | Path) -> str:
-    """First 12 hex digits of the checkpoint file's SHA-256: results are keyed by it, so new weights never reuse
-    old numbers."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
 def dense_rows(net: AnnData | np.ndarray, names: np.ndarray, regulators: np.ndarray) -> np.ndarray:
     """[len(regulators), G] scores of the given regulator rows of a network (AnnData or square matrix over
     ``names``)."""
@@ -96,39 +90,28 @@ def dense_rows(net: AnnData | np.ndarray, names: np.ndarray, regulators: np.ndar
 
 
 def bootstrap(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarray, n_boot: int = N_BOOT,
-              seed: int = 0, references: tuple[str, ...] = ("genie3", "pearson")) -> dict[str, dict]:
+              seed: int = SEED, references: tuple[str, ...] = ("genie3", "pearson")) -> dict[str, dict]:
     """AUPRC ratio (AUPRC / random precision) and EPR of each method's [R, G] ``scores`` on the candidates
     ``valid`` [R, G] against ``truth`` [R, G], with 95% intervals from a bootstrap over regulator rows (with
-    replacement) and, on the same resamples, the paired difference from each reference method present."""
-    R = truth.shape[0]
-    rng = np.random.default_rng(seed)
-    picks = [rng.integers(0, R, R) for _ in range(n_boot)]
+    replacement, `toolkit.bootstrap`) and, on the same resamples, the paired difference from each reference
+    method present."""
 
-    def ratios(s: np.ndarray, rows: np.ndarray | None) -> tuple[float, float]:
-        rows = np.arange(R) if rows is None else rows
-        v = valid[rows]
-        r = rank_metrics(s[rows][v], truth[rows][v])
-        if not r["random_precision"] > 0:  # a resample without a true edge has no ratio
-            return np.nan, np.nan
-        return r["auprc"] / r["random_precision"], r["epr"]
+    def ratios(s: np.ndarray) -> Callable[[np.ndarray], tuple[float, float]]:
+        def stat(rows: np.ndarray) -> tuple[float, float]:
+            v = valid[rows]
+            r = rank_metrics(s[rows][v], truth[rows][v])
+            if not r["random_precision"] > 0:  # a resample without a true edge has no ratio
+                return np.nan, np.nan
+            return r["auprc"] / r["random_precision"], r["epr"]
+        return stat
 
-    point = {m: ratios(s, None) for m, s in scores.items()}
-    boots = {m: np.array([ratios(s, p) for p in picks]) for m, s in scores.items()}
+    boot = toolkit.bootstrap({m: ratios(s) for m, s in scores.items()}, truth.shape[0], n_boot, seed)
     out = {}
     for m in scores:
-        b = boots[m]
-        ok = np.isfinite(b[:, 0])
-        row = {"ratio": point[m][0], "ratio_ci": _ci(b[ok, 0]), "epr": point[m][1], "epr_ci": _ci(b[ok, 1])}
+        row = {"ratio": float(boot.point[m][0]), "ratio_ci": boot.interval(m, 0),
+               "epr": float(boot.point[m][1]), "epr_ci": boot.interval(m, 1)}
         for ref in references:
-            if ref in boots and ref != m:
-                d = b[:, 0] - boots[ref][:, 0]
-                row[f"minus_{ref}"] = point[m][0] - point[ref][0]
-                row[f"minus_{ref}_ci"] = _ci(d[np.isfinite(d)])
+            if ref in scores and ref != m:
+                row[f"minus_{ref}"], row[f"minus_{ref}_ci"] = boot.difference(m, ref)
         out[m] = row
     return out
-
-
-def _ci(values: np.ndarray) -> list[float | None]:
-    if len(values) == 0:
-        return [None, None]
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
