@@ -37,7 +37,7 @@ import torch
 
 from grnformer.data.collate import CellRecord
 from grnformer.data.corpus.labels import LABEL_CLASSES, LabelEncoder, LabelSet, column
-from grnformer.data.genes import GeneVocab, organism_id
+from grnformer.data.genes import HUMAN, MOUSE, GeneVocab, organism_id
 from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
@@ -46,7 +46,7 @@ try:
 except ImportError:  # optional dependency: pip install grnformer[soma]
     tiledbsoma = None
 
-CENSUS_ORGANISMS = {"homo_sapiens": "NCBITaxon:9606", "mus_musculus": "NCBITaxon:10090"}
+CENSUS_ORGANISMS = {"homo_sapiens": HUMAN, "mus_musculus": MOUSE}  # Census experiment names; terms: data.genes
 _OPEN: weakref.WeakSet = weakref.WeakSet()  # readers holding a TileDB handle in this process
 
 
