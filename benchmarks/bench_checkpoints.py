@@ -40,7 +40,7 @@ from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench import protocol  # noqa: E402
 from grnformer.bench.baselines import infer  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
-from grnformer.data import datasets  # noqa: E402
+from grnformer.data.corpus import datasets  # noqa: E402
 from grnformer.data.corpus.labels import column  # noqa: E402
 from grnformer.data.input.expression import log_per_10k  # noqa: E402
 from grnformer.data.input.prepare import prepare  # noqa: E402
