@@ -13,7 +13,6 @@ import scipy.sparse as sp
 from grnformer import InputError, ResourceError
 from grnformer.bench.baselines import infer, log_normalised
 from grnformer.bench.metrics import score_network
-from grnformer.bench.perturbation_truth import perturbation
 from grnformer.bench.truths import (
     GroundTruth,
     available_truths,
@@ -21,6 +20,7 @@ from grnformer.bench.truths import (
     beeline_expression,
     load_truth,
     normalise_symbols,
+    perturbation,
 )
 from grnformer.data.corpus.datasets import load
 from grnformer.data.resources import resource_path
@@ -197,3 +197,22 @@ def test_perturbation_truth_on_constructed_knockdown(ifnb):
         perturbation(ctrl, "guide", control="ctrl")
     with pytest.raises(InputError):
         perturbation(ctrl, "no_column", control="control")
+
+
+def test_one_beeline_reader_for_the_truth_and_the_bench_dataset(tmp_path):
+    """The 'beeline' truth and `bench.beeline.load` read a directory through the same reader, so they agree on its
+    genes and refuse the same malformed files."""
+    from grnformer.bench import beeline as bench_beeline
+
+    pd.DataFrame({"c1": [1.0, 0.0], "c2": [0.5, 2.0]}, index=[" SOX2", "NANOG "]).to_csv(tmp_path / "ExpressionData.csv")
+    pd.DataFrame({"Gene1": ["SOX2"], "Gene2": ["NANOG"]}).to_csv(tmp_path / "refNetwork.csv", index=False)
+    truth = beeline(tmp_path, organism="human")
+    data = bench_beeline.load(tmp_path, organism="human")
+    assert list(beeline_expression(tmp_path, organism="human").var_names) == list(data.var_names) == ["SOX2", "NANOG"]
+    assert truth.edges.values.tolist() == bench_beeline.reference(data).edges.values.tolist() == [["SOX2", "NANOG"]]
+    pd.DataFrame({"c1": [1.0, 0.0]}, index=["SOX2", "SOX2"]).to_csv(tmp_path / "ExpressionData.csv")
+    for read in (lambda: beeline_expression(tmp_path), lambda: bench_beeline.load(tmp_path, organism="human")):
+        with pytest.raises(InputError, match="several rows"):
+            read()
+    with pytest.raises(InputError, match="not found"):
+        beeline(tmp_path, network_file="missing.csv")

@@ -9,7 +9,8 @@ organism guessed from gene names would be human; name it).
 Every method sees the genes of the expression file. Baselines read its values as given (``uns['transform'] =
 'given'``, as BEELINE runs them); grnformer reads pseudo-counts rebuilt from them
 (`data.input.pseudo_counts.with_pseudo_counts`, layer 'counts'). Gene names are normalised to current symbols
-(`data.input.gene_names`), the same way as the reference.
+(`data.input.gene_names`), the same way as the reference. The files are read by `bench.truths.beeline_files`, the
+one reader of BEELINE directories (the 'beeline' ground truth reads its reference network there too).
 
 Scoring follows BEELINE: candidate edges are the reference's regulators that are genes of the data × every gene of
 the data, self-edges excluded; a gene a method left out of its network scores lowest. EPR and AUPRC ratio are
@@ -29,6 +30,15 @@ from anndata import AnnData
 
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import GroundTruth
+from grnformer.bench.truths.beeline_files import (
+    EXPRESSION,
+    PSEUDOTIME,
+    REFERENCE,
+    directory_of,
+    read_expression,
+    read_reference,
+    read_table,
+)
 from grnformer.data.genes import HUMAN, MOUSE, ORGANISMS, organism_id
 from grnformer.data.input.gene_names import current_symbols, match_names
 from grnformer.data.input.prepare import ORGANISM_COLUMN
@@ -37,7 +47,6 @@ from grnformer.errors import InputError
 
 PREFIX = "beeline:"
 UNIVERSE = "beeline"  # the records' universe: reference regulators × all genes
-EXPRESSION, REFERENCE, PSEUDOTIME = "ExpressionData.csv", "refNetwork.csv", "PseudoTime.csv"
 COUNTS_FROM = "log2p1"
 
 
@@ -70,46 +79,30 @@ def _guess_organism(names: list[str], path: Path) -> str:
     return best
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, index_col=0)
-    except Exception as err:  # pandas raises many types for a malformed CSV
-        raise InputError(f"could not read {what} {path} as CSV ({type(err).__name__}: {err}).") from err
-
-
 def load(spec: str | Path, organism: str | None = None, depth: float = DEFAULT_PSEUDO_DEPTH) -> AnnData:
     """A BEELINE directory as a bench dataset: cells × genes AnnData with X = the expression values as given,
     layer 'counts' = pseudo-counts, var_names = current symbols (var['beeline_name'] as written), obs with the
     organism and any pseudotime columns, uns['beeline'] = name, directory and reference edges."""
     path, org = _parse(spec) if isinstance(spec, str) and is_spec(spec) else (Path(spec), None)
     org = organism_id(organism) if organism is not None else org
-    if not path.is_dir():
-        raise InputError(f"BEELINE directory '{path}' does not exist (expected {EXPRESSION} and {REFERENCE} in it).")
-    missing = [f for f in (EXPRESSION, REFERENCE) if not (path / f).is_file()]
+    missing = [f for f in (EXPRESSION, REFERENCE) if not (directory_of(path) / f).is_file()]
     if missing:
         raise InputError(f"{path} is no BEELINE directory: {', '.join(missing)} missing.")
-    table = _read_csv(path / EXPRESSION, "expression table")
-    if table.empty or not all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
-        raise InputError(f"{path / EXPRESSION} must be genes × cells of numbers, the first column naming genes.")
-    names = table.index.astype(str).str.strip().tolist()
-    if len(set(names)) < len(names):
-        raise InputError(f"{path / EXPRESSION} names a gene on several rows; BEELINE tables name each gene once.")
+    table = read_expression(path)
+    names = table.index.tolist()
     org = org or _guess_organism(names, path)
     symbols, _ = current_symbols(names, org)
     symbols = pd.Series(symbols, dtype=object)
     clash = symbols.duplicated(keep="first").to_numpy()
     symbols[clash] = np.asarray(names, dtype=object)[clash]  # two names of one gene: the later keeps its own
-    ref = pd.read_csv(path / REFERENCE)
-    if not {"Gene1", "Gene2"} <= set(ref.columns):
-        raise InputError(f"{path / REFERENCE} needs columns Gene1 (regulator) and Gene2 (target); it has "
-                         f"{list(ref.columns)}.")
+    ref, _ = read_reference(path, REFERENCE)
     ref_genes = pd.unique(ref[["Gene1", "Gene2"]].astype(str).to_numpy().ravel())
     ref_symbols = dict(zip(ref_genes, current_symbols(ref_genes, org)[0]))
     edges = pd.DataFrame({"regulator": ref["Gene1"].astype(str).map(ref_symbols),
                           "target": ref["Gene2"].astype(str).map(ref_symbols)})
-    obs = pd.DataFrame(index=table.columns.astype(str))
+    obs = pd.DataFrame(index=table.columns)
     if (path / PSEUDOTIME).is_file():
-        pt = _read_csv(path / PSEUDOTIME, "pseudotime table")
+        pt = read_table(path / PSEUDOTIME, "pseudotime table", index_col=0)
         pt.index = pt.index.astype(str)
         obs = obs.join(pt.add_prefix("beeline_"))
     obs[ORGANISM_COLUMN] = org

@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from grnformer.bench.truths import GroundTruth, finish_truth, normalise_edges
+from grnformer.bench.truths.ground_truth import (
+    GroundTruth,
+    finish_truth,
+    normalise_edges,
+)
 from grnformer.data.genes import HUMAN, MOUSE
 from grnformer.data.input.expression import counts_per_10k, organism_of
 from grnformer.errors import InputError
