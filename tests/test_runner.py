@@ -61,7 +61,7 @@ def test_run_bench_writes_every_output_and_reuses_its_cache(tmp_path, chen):
     html = (tmp_path / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(images) == len(drawable) and base64.b64decode(images[0])[:4] == b"\x89PNG"
-    assert "http" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.S)   # nothing fetched from elsewhere
+    assert "http" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.DOTALL)   # nothing fetched from elsewhere
     assert len(list((tmp_path / "networks").glob("*.h5ad"))) == 2
 
     again = run_bench(["pearson", "anti"], {"chen": chen}, truths, tmp_path,
@@ -71,6 +71,43 @@ def test_run_bench_writes_every_output_and_reuses_its_cache(tmp_path, chen):
     changed = run_bench(["pearson"], {"chen": chen}, ["omnipath_tf"], tmp_path, BenchOptions(n_genes=120, n_tfs=60),
                         progress=False, report=False)
     assert not changed["timings"][0]["cached"]                     # other genes, other key
+
+
+def test_a_changed_option_protocol_or_weights_never_reuses_a_cached_network(tmp_path, chen, monkeypatch):
+    """The cache key follows what changes a network: its options, the checkpoint's bytes (not its name) and the
+    protocol version; worker counts do not change a network and reuse it."""
+    from grnformer.bench import runner
+    from grnformer.bench.baselines import infer
+
+    calls = []
+
+    def scaled(adata, genes, regulators, scale=1.0, checkpoint=None, n_jobs=1):
+        calls.append(scale)
+        net = infer("pearson", adata, genes=genes, regulators=regulators)
+        return network_anndata(net.varp["GRN"] * scale, list(net.var_names), list(net.var_names), None,
+                               {"method": "scaled", "seconds": 0.0})
+
+    register_method("scaled", scaled, version="1")
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"first weights")
+
+    def run(**opts):
+        options = BenchOptions(n_genes=60, n_tfs=20, method_options={"scaled": {"checkpoint": str(weights), **opts}})
+        res = run_bench(["scaled"], {"chen": chen}, ["omnipath_tf"], tmp_path / "out", options, progress=False,
+                        report=False)
+        return res["timings"][0]
+
+    assert not run(scale=1.0)["cached"]
+    assert run(scale=1.0, n_jobs=4)["cached"]
+    assert not run(scale=2.0)["cached"]
+    weights.write_bytes(b"new weights, same name")
+    assert not run(scale=1.0)["cached"]
+    monkeypatch.setattr(runner, "PROTOCOL_VERSION", "next")
+    stale = run(scale=1.0)
+    assert not stale["cached"]
+    assert calls == [1.0, 2.0, 1.0, 1.0]
+    assert len(list((tmp_path / "out" / "networks").glob("scaled__chen__*.h5ad"))) == 4
+    assert not list((tmp_path / "out" / "networks").glob("*.part"))
 
 
 def test_baseline_options_reach_the_method(tmp_path, chen):

@@ -4,8 +4,9 @@ A method is a function ``(adata, genes, regulators, **options) -> network AnnDat
 here and other layers add theirs with `register_method` (the tasks layer registers 'grnformer'). Each dataset is
 prepared once, reduced to a benchmark gene set (`baselines.select_genes`: the most variable TFs ∪ the most variable
 genes) and every method sees the same genes. Networks are cached as h5ad under ``out_dir/networks`` by a hash of
-everything that determines them (method, its version and options, data, genes, seed), so re-running a report only
-recomputes what changed. A truth is scored only on datasets of its organism; the 'tf' universe uses the
+everything that determines them (`cache_key`: protocol version, method, its version and options, the checkpoint's
+weights, data, genes, regulators, seed), so re-running a report only recomputes what changed and never reuses a
+network made under another protocol or other options. A truth is scored only on datasets of its organism; the 'tf' universe uses the
 organism's TF list for every method, whatever its network marks.
 """
 
@@ -17,20 +18,22 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from grnformer.atomic import atomic_path
 from grnformer.bench import baselines, beeline
 from grnformer.bench.metrics import UNIVERSES, score_network
 from grnformer.bench.options import BenchOptions
+from grnformer.bench.toolkit import PROTOCOL_VERSION, checkpoint_digest
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
 from grnformer.data.genes import tf_symbols
 from grnformer.data.input.expression import organism_of
 from grnformer.errors import InputError
+from grnformer.inference.outputs import write_h5ad
 
 NetworkFn = Callable[..., ad.AnnData]
 
@@ -117,16 +120,38 @@ def _fingerprint(adata: ad.AnnData) -> str:
     return h.hexdigest()
 
 
-def _cache_key(method: str, options: dict, data_hash: str, genes: Sequence[str], regulators, seed: int) -> str:
-    payload = json.dumps({"method": method, "version": _METHODS[method].version, "options": options,
-                          "data": data_hash, "genes": list(genes), "seed": seed,
+# Options that say how a network is computed, not what it is (parallel workers): left out of the cache key, so
+# rerunning with more workers reuses the networks.
+RUN_ONLY = frozenset({"n_jobs"})
+
+
+def _weights_digest(checkpoint: Any) -> str:
+    """What a 'checkpoint' option means for a network: the weights. A name ('shipped') or path by the file's
+    digest, so weights rewritten in place under the same name never reuse an old network; a loaded bundle by
+    its tensors."""
+    if isinstance(checkpoint, (str, Path)):
+        from grnformer.train.checkpoint import resolve_checkpoint
+
+        return checkpoint_digest(resolve_checkpoint(checkpoint))
+    h = hashlib.sha256()
+    for name, tensor in checkpoint.model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def cache_key(method: str, options: Mapping[str, Any], data_hash: str, genes: Sequence[str],
+              regulators: Sequence[str] | None, seed: int) -> str:
+    """Key of a cached network: the protocol version, the method and its version, the options that change a
+    network (a checkpoint by its weights), the data, the gene set, the regulators and the seed. Anything else
+    changed means a new key, so an old network is never scored under a new protocol or new options."""
+    kept = {k: v for k, v in options.items() if k not in RUN_ONLY}
+    if "checkpoint" in kept:
+        kept["checkpoint"] = _weights_digest(kept["checkpoint"])
+    payload = json.dumps({"protocol": PROTOCOL_VERSION, "method": method, "version": _METHODS[method].version,
+                          "options": kept, "data": data_hash, "genes": list(genes), "seed": seed,
                           "regulators": None if regulators is None else list(regulators)}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
-
-
-def _write_h5ad(net: ad.AnnData, path: Path) -> None:
-    with atomic_path(path) as part:
-        net.write_h5ad(part)
 
 
 # ---------------------------------------------------------------------------------------------------- the matrix
@@ -239,14 +264,14 @@ def _method_network(method: str, method_options: dict, o: BenchOptions, dname: s
     if method in baselines.METHODS:
         options.setdefault("seed", o.seed)
         options.setdefault("n_jobs", o.n_jobs)
-    key = _cache_key(method, options, data_hash, genes, regs, o.seed)
+    key = cache_key(method, options, data_hash, genes, regs, o.seed)
     path = out / "networks" / f"{method}__{dname}__{key}.h5ad"
     if path.exists():
         return ad.read_h5ad(path), path, True
     start = time.perf_counter()
     net = _METHODS[method].fn(adata, genes, regs, **options)
     net.uns.setdefault("grn", {})["wall_seconds"] = time.perf_counter() - start
-    _write_h5ad(net, path)
+    write_h5ad(net, path)
     return net, path, False
 
 
