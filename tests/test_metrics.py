@@ -164,3 +164,33 @@ def test_real_network_matches_sklearn_on_the_candidate_vector():
     assert r["ap"] == pytest.approx(average_precision_score(y[keep], s[keep]), abs=1e-10)
     assert r["auroc"] == pytest.approx(roc_auc_score(y[keep], s[keep]), abs=1e-10)
     assert r["precision"][-1] == pytest.approx(r["random_precision"]) and r["recall"][-1] == 1.0
+
+
+def test_a_truth_differing_only_in_case_scores_the_same_in_every_path():
+    """Head selection (`edge_matrix`) and score_network (`GroundTruth.to_matrix`, the universes) locate a truth's
+    genes among a network's by one rule, `gene_names.positions`: the McCalla mESC truth written upper-case (as
+    BEELINE writes mouse genes) scores exactly like the truth in the network's own case. Before, head selection
+    matched it ignoring case and score_network found no true edge."""
+    from grnformer.bench.truths import as_truth
+    from grnformer.data.genes import MOUSE
+    from grnformer.data.input.gene_names import edge_matrix
+
+    gold = load_truth("mccalla_mesc_chip_kd")
+    regs = list(gold.regulators[:6])
+    targets = list(dict.fromkeys(gold.edges.loc[gold.edges["regulator"].isin(regs), "target"]))[:60]
+    names = list(dict.fromkeys(regs + targets))
+    assert any(n != n.upper() for n in names)                      # mouse case: the test means something
+    scores = pd.DataFrame(np.random.default_rng(0).random((len(names), len(names))), index=names, columns=names)
+    same = as_truth(gold.restrict(names).edges, "mesc", MOUSE)
+    upper = as_truth(same.edges.apply(lambda c: c.str.upper()), "mesc_upper", MOUSE)
+    assert (edge_matrix(upper.edges, names) == same.to_matrix(names, names)).all()
+    assert same.to_matrix(names, names).any()
+    assert (upper.to_matrix(names, names) == same.to_matrix(names, names)).all()
+    for universe in ("all", "tf", "truth_regulators"):
+        a, b = score_network(scores, same, universe=universe), score_network(scores, upper, universe=universe)
+        assert a["n_true"] > 0 and a["n_regulators"] > 0
+        keys = ("n_true", "n_candidates", "auprc")
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+    upper_net = scores.rename(index=str.upper, columns=str.upper)  # a network in upper case, the TF list in mouse case
+    tf_rows = score_network(scores, same, universe="tf")["n_regulators"]
+    assert tf_rows > 0 and score_network(upper_net, same, universe="tf")["n_regulators"] == tf_rows

@@ -25,7 +25,6 @@ no metric depends on the order of tied pairs. NaN scores count as the lowest sco
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,27 +99,6 @@ def rank_metrics(scores: np.ndarray, labels: np.ndarray, curve: bool = False) ->
            "odds_ratio": odds_ratio}
     if curve:
         out.update(precision=np.r_[precision[0], precision], recall=np.r_[0.0, recall], fpr=fpr, tpr=tpr)
-    return out
-
-
-def edge_matrix(edges: pd.DataFrame | Iterable[tuple[str, str]], rows: Sequence[str],
-                cols: Sequence[str] | None = None) -> np.ndarray:
-    """(regulator, target) pairs as a boolean [rows × cols] matrix (cols default to rows).
-
-    Names match case-insensitively; pairs with a gene outside the matrix are ignored."""
-    cols = rows if cols is None else cols
-    pairs = edges.iloc[:, :2].astype(str).to_numpy() if isinstance(edges, pd.DataFrame) else \
-        np.asarray([(str(a), str(b)) for a, b in edges], dtype=object).reshape(-1, 2)
-
-    def index(names: Sequence[str]) -> pd.Series:
-        s = pd.Series(np.arange(len(names)), index=pd.Index([str(g).upper() for g in names]))
-        return s[~s.index.duplicated()]
-
-    r = index(rows).reindex(pd.Index(pairs[:, 0]).str.upper()).to_numpy()
-    t = index(cols).reindex(pd.Index(pairs[:, 1]).str.upper()).to_numpy()
-    ok = ~(np.isnan(r) | np.isnan(t))
-    out = np.zeros((len(rows), len(cols)), dtype=bool)
-    out[r[ok].astype(int), t[ok].astype(int)] = True
     return out
 
 

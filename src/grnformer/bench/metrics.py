@@ -9,9 +9,10 @@ both a row and a column is never scored against itself):
 - ``universe="truth_regulators"``: rows restricted to genes that regulate at least one target in the truth (the
   convention of McCalla et al. and BEELINE: only TFs the gold standard has measured are scored).
 
-A candidate is positive when the truth holds that edge. The metrics themselves (auprc, ap, auroc, epr,
-precision_at_k, random_precision, odds_ratio) are defined once, in `grnformer.metrics`, which head selection
-uses too.
+A candidate is positive when the truth holds that edge. Names are located by `data.input.gene_names.positions`
+(exact symbol, else ignoring case), the rule head selection's `edge_matrix` uses too. The metrics themselves
+(auprc, ap, auroc, epr, precision_at_k, random_precision, odds_ratio) are defined once, in `grnformer.metrics`,
+which head selection uses too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from grnformer.data.input.gene_names import positions
 from grnformer.errors import InputError
 from grnformer.metrics import rank_metrics
 
@@ -58,7 +60,9 @@ def _truth_matrix(truth, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, i
     if isinstance(truth, GroundTruth):
         return truth.to_matrix(rows, cols), set(truth.regulators)
     if isinstance(truth, pd.DataFrame) and truth.dtypes.map(lambda t: t == bool).all():
-        m = truth.reindex(index=rows, columns=cols, fill_value=False).to_numpy(dtype=bool)
+        r, c = positions(rows, truth.index), positions(cols, truth.columns)
+        m = np.zeros((len(rows), len(cols)), dtype=bool)
+        m[np.ix_(r >= 0, c >= 0)] = truth.to_numpy(dtype=bool)[np.ix_(r[r >= 0], c[c >= 0])]
         return m, set(truth.index[truth.any(axis=1)])
     m = truth.toarray() if sp.issparse(truth) else np.asarray(truth)
     if m.shape != shape:
@@ -86,9 +90,9 @@ def _candidates(pred, truth, universe: str, tfs: Iterable[str] | None, organism:
             if org is None:
                 raise InputError("universe='tf' needs the TFs: give tfs=, organism=, or a network with var['is_tf']")
             tfs = tf_symbols(org)
-        keep_rows = np.isin(rows, list(tfs))
+        keep_rows = positions(rows, list(tfs)) >= 0
     elif universe == "truth_regulators":
-        keep_rows = np.isin(rows, list(truth_regs))
+        keep_rows = positions(rows, list(truth_regs)) >= 0
     r_idx = np.flatnonzero(keep_rows)
     sub = mat[r_idx]
     scores = (sub.toarray() if sp.issparse(sub) else np.asarray(sub)).astype(np.float64)

@@ -29,8 +29,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy.optimize import nnls
 
+from grnformer.data.input.gene_names import edge_matrix
 from grnformer.errors import InputError
-from grnformer.metrics import edge_matrix, rank_metrics
+from grnformer.metrics import rank_metrics
 
 FORMAT = "grnformer-heads"
 FORMAT_VERSION = 1

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.data.genes import HUMAN
-from grnformer.data.input.gene_names import current_symbols
+from grnformer.data.input.gene_names import current_symbols, positions
 from grnformer.errors import InputError
 
 YEAST = "NCBITaxon:4932"
@@ -58,10 +58,11 @@ class GroundTruth:
         return np.unique(self.edges[["regulator", "target"]].to_numpy().ravel())
 
     def to_matrix(self, regulators: Iterable[str], targets: Iterable[str], sparse: bool = False):
-        """Boolean matrix (regulators × targets) of the edges between the given genes."""
-        regs, tgts = pd.Index(list(regulators)), pd.Index(list(targets))
-        r = regs.get_indexer(self.edges["regulator"])
-        t = tgts.get_indexer(self.edges["target"])
+        """Boolean matrix (regulators × targets) of the edges between the given genes, located by
+        `data.input.gene_names.positions` (the rule every scoring path uses: exact symbol, else ignoring case)."""
+        regs, tgts = list(regulators), list(targets)
+        r = positions(self.edges["regulator"], regs)
+        t = positions(self.edges["target"], tgts)
         keep = (r >= 0) & (t >= 0)
         m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=bool), (r[keep], t[keep])), shape=(len(regs), len(tgts)))
         return m if sparse else m.toarray()

@@ -11,6 +11,10 @@ vectors) calls this module, so one name means the same gene everywhere. The rule
    name points to a single current gene, and no other name of the same input already names that gene. Names that
    fail this are *ambiguous* and left out (listed), never guessed.
 
+Names that are already symbols of one gene table (a network's genes, a ground truth's edges) are located among
+each other by rules 2-3 alone (`positions`, `edge_matrix`), so every scoring path matches a truth to a network the
+same way.
+
 Whether case-only matches are plausible for a data set (mouse symbols read as human?) is the caller's judgement
 (`data.input.prepare` decides it with the organism's source); this module only counts them.
 """
@@ -30,6 +34,38 @@ from grnformer.data.resources import resource_path
 
 ENSEMBL = re.compile(r"^(ENS[A-Z]*G\d{6,})(?:[._].*)?$")
 HOW = ("ensembl", "exact", "case", "synonym", "ambiguous", "unknown")
+
+
+def symbol_key(names: Iterable[str]) -> pd.Index:
+    """The key two spellings of one symbol share when they differ only in case (rule 3): stripped, upper case."""
+    return pd.Index([str(n).strip().upper() for n in names], dtype=object)
+
+
+def positions(names: Iterable[str], among: Sequence[str]) -> np.ndarray:
+    """Position of each name in ``among`` (e.g. a network's genes) by rules 2-3: the exact symbol, else the symbol
+    ignoring case; the first of repeated names wins; -1 where none."""
+    names = [str(n).strip() for n in names]
+    found = np.full(len(names), -1, dtype=np.int64)
+    for key in (lambda v: pd.Index([str(n).strip() for n in v], dtype=object), symbol_key):
+        first = pd.Series(np.arange(len(among)), index=key(among))
+        first = first[~first.index.duplicated()]
+        todo = np.flatnonzero(found < 0)
+        found[todo] = first.reindex(key([names[i] for i in todo])).fillna(-1).to_numpy(dtype=np.int64)
+    return found
+
+
+def edge_matrix(edges: pd.DataFrame | Iterable[tuple[str, str]], rows: Sequence[str],
+                cols: Sequence[str] | None = None) -> np.ndarray:
+    """(regulator, target) pairs as a boolean [rows × cols] matrix (cols default to rows), names located by
+    `positions`; pairs with a gene outside the matrix are ignored."""
+    cols = rows if cols is None else cols
+    pairs = edges.iloc[:, :2].astype(str).to_numpy() if isinstance(edges, pd.DataFrame) else \
+        np.asarray([(str(a), str(b)) for a, b in edges], dtype=object).reshape(-1, 2)
+    r, t = positions(pairs[:, 0], rows), positions(pairs[:, 1], cols)
+    ok = (r >= 0) & (t >= 0)
+    out = np.zeros((len(rows), len(cols)), dtype=bool)
+    out[r[ok], t[ok]] = True
+    return out
 
 
 def ensembl_base(names: Iterable[str]) -> np.ndarray:
@@ -63,7 +99,7 @@ def _symbol_lookups(org: str, vocab: GeneVocab | None) -> tuple[pd.Series, pd.Se
     table = gene_table(org)
     ordered = _vocab_first(table[table["symbol"].notna()], vocab)
     exact = pd.Series(ordered.index.to_numpy(), index=ordered["symbol"].to_numpy())
-    upper = pd.Series(exact.to_numpy(), index=exact.index.str.upper())
+    upper = pd.Series(exact.to_numpy(), index=symbol_key(exact.index))
     return exact[~exact.index.duplicated()], upper[~upper.index.duplicated()]
 
 
@@ -72,7 +108,7 @@ def _plain_lookups(org: str) -> tuple[pd.Series, pd.Series]:
     table = gene_table(org)
     table = table[table["symbol"].notna()]
     exact = pd.Series(table.index.to_numpy(), index=table["symbol"].to_numpy())
-    upper = pd.Series(exact.to_numpy(), index=exact.index.str.upper())
+    upper = pd.Series(exact.to_numpy(), index=symbol_key(exact.index))
     return exact[~exact.index.duplicated()], upper[~upper.index.duplicated()]
 
 
@@ -99,7 +135,7 @@ def synonym_table(organism: str) -> pd.DataFrame:
     known = gene_table(org).index
     exact, _ = _symbol_lookups(org, None)
     gene = ensembl.where(ensembl.isin(known), symbol.map(exact))
-    frames = [pd.DataFrame({"name": names.str.upper().to_numpy(), "gene_id": gene.loc[names.index].to_numpy(),
+    frames = [pd.DataFrame({"name": symbol_key(names).to_numpy(), "gene_id": gene.loc[names.index].to_numpy(),
                             "kind": kind}) for names, kind in parts]
     out = pd.concat(frames, ignore_index=True).dropna(subset=["gene_id"])
     return out.drop_duplicates(["name", "gene_id"]).reset_index(drop=True)
@@ -140,13 +176,13 @@ def match_names(names: Sequence[str], organism: str, vocab: GeneVocab | None = N
         found = pd.notna(hit)
         gene_id[todo[found]], how[todo[found]] = hit[found], "exact"
         rest = todo[~found]
-        hit = pd.Series(names[rest]).str.upper().map(upper).to_numpy(dtype=object)
+        hit = pd.Series(symbol_key(names[rest])).map(upper).to_numpy(dtype=object)
         found = pd.notna(hit)
         gene_id[rest[found]], how[rest[found]] = hit[found], "case"
         rest = rest[~found]
         if len(rest):
             single, multi = _synonym_targets(org)
-            keys = pd.Series(names[rest]).str.upper()
+            keys = pd.Series(symbol_key(names[rest]))
             hit = keys.map(single).to_numpy(dtype=object)
             claimed = set(gene_id[pd.notna(gene_id)]) if one_to_one else set()
             targets = pd.Series(hit[pd.notna(hit)])
