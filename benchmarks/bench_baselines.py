@@ -12,7 +12,7 @@ learning rate 0.1, early stopping after 5 stages without validation gain; RegDif
 ~385 cells) or 8 (PBMC3k, retina) of its default 1,000 training steps — hours on 2 cores otherwise — so its
 numbers here say nothing about the method.
 Outputs: benchmarks/out/baselines/<group>/ (metrics.json, results.md, PR curves, report.html, cached networks) and
-benchmarks/out/bench_baselines.json (timings and settings).
+the record benchmarks/results/baselines.json (`bench.toolkit.write_record`: scores, timings and settings).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+from grnformer.atomic import write_text
+from grnformer.bench import toolkit
 from grnformer.bench.options import BenchOptions
 from grnformer.bench.runner import run_bench
 
@@ -76,29 +77,31 @@ def main() -> None:
     p.add_argument("--regdiffusion-steps", type=int, nargs=2, default=[20, 8], metavar=("ESC", "PBMC_RETINA"))
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    p.add_argument("--record", default=str(toolkit.results_path("baselines")),
+                   help="the result record (scores, timings, settings)")
     args = p.parse_args()
 
     options = {"genie3": {"n_estimators": args.genie3_trees, "max_samples": args.genie3_max_cells},
                "grnboost2": {"n_estimators": 100, "learning_rate": 0.1, "n_iter_no_change": 5}}
     steps = dict(zip(GROUPS, args.regdiffusion_steps))
     start = time.perf_counter()
-    summary = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": f"{platform.node()} {os.cpu_count()} cores",
-               "load_average_at_start": os.getloadavg(), "settings": vars(args), "groups": {}}
+    summary = {"load_average_at_start": os.getloadavg(), "settings": vars(args), "groups": {}}
     for group in args.groups:
         datasets, truths = GROUPS[group]
         res = run_bench(METHODS, datasets, truths, Path(args.out) / group, BenchOptions(
             n_genes=args.n_genes, n_tfs=args.n_tfs, universes=["all", "tf", "truth_regulators"], n_jobs=args.n_jobs,
             method_options={**options, "regdiffusion": {"n_steps": steps[group]}}))
-        summary["groups"][group] = {"timings": res["timings"], "datasets": res["datasets"]}
+        summary["groups"][group] = {"timings": res["timings"], "datasets": res["datasets"],
+                                    "records": res["records"]}
         for t in res["timings"]:
             print(f"{group:12s} {t['dataset']:12s} {t['method']:13s} {t['seconds']:8.1f} s"
                   f"{' (cached)' if t['cached'] else ''}")
     summary["total_seconds"] = time.perf_counter() - start
     summary["load_average_at_end"] = os.getloadavg()
-    path = Path(args.out).parent / "bench_baselines.json"
-    path.write_text(json.dumps(summary, indent=1, default=str))
+    path = toolkit.write_record(args.record, summary, method={"methods": METHODS, "options": options,
+                                                              "regdiffusion_steps": steps})
     table = summarise(Path(args.out))
-    (Path(args.out).parent / "bench_baselines.md").write_text(table)
+    write_text(Path(args.out).parent / "bench_baselines.md", table)
     print(table)
     print(f"total {summary['total_seconds']:.0f} s; {path}")
 

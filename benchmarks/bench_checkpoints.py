@@ -10,11 +10,14 @@ Every task runs on cells and truths the campaign never trains on (scripts/campai
   smoothing;
 - networks: grnformer's attention network (mean_qk) vs Pearson and GENIE3 on the same cells and genes
   (bench_networks' gene sets: 200 genes, a third of them regulators), PBMC3k vs Omnipath and ENCODE (TF rows),
-  Chen hESC and Semrau mESC vs McCalla ChIP∩KD (rows: the truth's regulators). AUPRC ratio (AUPRC / random precision) and EPR.
+  Chen hESC and Semrau mESC vs McCalla ChIP∩KD (rows: the truth's regulators). AUPRC ratio (AUPRC / random
+  precision) and EPR.
 Intervals: 95% percentile bootstrap over cells (200 resamples) for labels, embeddings and denoising; for networks,
 over regulators (200 resamples of the rows with replacement, `bench.protocol.bootstrap`: rows are the unit a
-truth is built from). Baselines do not depend on the checkpoint and are computed once. Output: a markdown table
-per checkpoint, benchmarks/out/bench_checkpoints.json and a plot of every measure against cell views.
+truth is built from). Both come from `bench.toolkit`. Baselines do not depend on the checkpoint and are computed
+once per protocol version, library version and gene set. Output: a markdown table per checkpoint, the record
+benchmarks/results/checkpoints.json (`bench.toolkit.write_record`; checkpoints keyed by name and digest) and a plot
+of every measure against cell views.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noqa: E402
 
 from grnformer.atomic import write_text  # noqa: E402
-from grnformer.bench import protocol  # noqa: E402
+from grnformer.bench import protocol, toolkit  # noqa: E402
+from grnformer.bench.baselines import method_version  # noqa: E402
 from grnformer.bench.baselines import infer  # noqa: E402
 from grnformer.bench.truths import load_truth  # noqa: E402
 from grnformer.data.corpus import datasets  # noqa: E402
@@ -53,7 +57,7 @@ from grnformer.tasks.options import DenoiseOptions
 from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 
 CELL_TYPE = column("cell_type")
-N_BOOT = 200
+N_BOOT = toolkit.N_BOOT
 EMBEDDING_SETS = {"retina_test": CELL_TYPE, "paul2015_mouse_myeloid_progenitors_marsseq": "cell_type2"}
 NETWORKS = {"pbmc3k": ("omnipath", "encode_chip"), "chen_hesc": ("mccalla_hesc_chip_kd",),
             "semrau_mesc": ("mccalla_mesc_chip_kd",)}
@@ -64,11 +68,10 @@ CARD_PREFIX = {"labels": ["labels / retina_test"], "monocytes": ["labels / PBMC3
                "denoising": ["denoising /"], "networks": ["networks /"]}
 
 
-def interval(stat: Callable[[np.ndarray], float], n: int, seed: int = 0) -> list[float]:
-    """[estimate, low, high]: the statistic on all n units and its 95% bootstrap percentile interval."""
-    rng = np.random.default_rng(seed)
-    boots = [stat(rng.integers(0, n, n)) for _ in range(N_BOOT)]
-    return [float(stat(np.arange(n))), *map(float, np.percentile(boots, [2.5, 97.5]))]
+def interval(stat: Callable[[np.ndarray], float], n: int, seed: int = toolkit.SEED) -> list[float]:
+    """[estimate, low, high]: the statistic on all n units (cells) and its 95% bootstrap percentile interval
+    (`bench.toolkit.interval`)."""
+    return toolkit.interval(stat, n, N_BOOT, seed)
 
 
 # -------------------------------------------------------------------------------------------- cell-level tasks
@@ -99,9 +102,9 @@ CD14_LEAF, CD14_ANCESTOR = "CL:0002057", "CL:0001054"
 
 
 def monocytes(bundle, cache: dict) -> dict[str, Any]:
-    """PBMC3k monocytes as the marker-based silver labeller (grnformer.data.corpus.silver) calls them, and what the model
-    calls each group. The reference is that labeller, not a sort: the same rules labelled the unlabelled training
-    PBMC sets, so this measures agreement with them. 'agree' counts only the group's own leaf; calls of the
+    """PBMC3k monocytes as the marker-based silver labeller (grnformer.data.corpus.silver) calls them, and what the
+    model calls each group. The reference is that labeller, not a sort: the same rules labelled the unlabelled
+    training PBMC sets, so this measures agreement with them. 'agree' counts only the group's own leaf; calls of the
     ancestor term 'CD14-positive monocyte' are reported apart (called_ancestor), never as CD14 calls."""
     from grnformer.data.corpus.silver import (
         CD16_MONOCYTE,
@@ -185,11 +188,19 @@ def _network_scores(net, truth, rows: set[str], seed: int = 0) -> dict[str, list
     return {"auprc_ratio": [r["ratio"], *r["ratio_ci"]], "epr": [r["epr"], *r["epr_ci"]], "n_rows": len(regs)}
 
 
+def baseline_key(dataset: str, truth: str, method: str, genes: list[str]) -> str:
+    """Where a baseline's scores are kept in the record: the pair, plus a hash of what the scores depend on (the
+    protocol version, the method's version, the cells and bootstrap settings, the gene set). A changed protocol,
+    library or gene set gets a new key, so old numbers are never reused for it."""
+    what = [toolkit.PROTOCOL_VERSION, method_version(method), str(NETWORK_CELLS), str(N_BOOT), *genes]
+    return f"{dataset} vs {truth} @{hashlib.sha1('|'.join(what).encode()).hexdigest()[:10]}"
+
+
 def networks(bundle, cache: dict) -> dict[str, Any]:
     """grnformer's attention network scored beside the baselines' on bench_networks' gene sets (a third of the
     genes regulators: the most variable TFs for PBMC3k, the truth's measured regulators for the ESC sets); rows:
     TFs (PBMC3k), the truth's regulators (ESC sets, McCalla's convention). ``cache['scores']`` is kept in the
-    output file, so a later checkpoint does not fit GENIE3 again."""
+    record under `baseline_key`, so a later checkpoint does not fit GENIE3 again on the same genes."""
     from bench_networks import load_network_set
 
     from grnformer.data.genes import tf_symbols
@@ -205,22 +216,20 @@ def networks(bundle, cache: dict) -> dict[str, Any]:
         ours.var_names = ours.var["symbol"].astype(str).to_numpy()
         seconds = time.perf_counter() - t
         for truth_name in truth_names:
-            truth, key = load_truth(truth_name), f"{name} vs {truth_name}"
+            truth, pair = load_truth(truth_name), f"{name} vs {truth_name}"
             rows = set(tf_symbols(organism)) if name == "pbmc3k" else set(truth.regulators)
+            out[pair] = {"grnformer": {**_network_scores(ours, truth, rows), "seconds": seconds}}
             for method in ("pearson", "genie3"):
-                if method not in scores.get(key, {}):
+                key = baseline_key(name, truth_name, method, genes)
+                if key not in scores:
                     if f"{name}/{method}" not in cache:
                         cache[f"{name}/{method}"] = infer(method, prepared, genes=genes)
-                    scores.setdefault(key, {})[method] = _network_scores(cache[f"{name}/{method}"], truth, rows)
-            out[key] = {"grnformer": {**_network_scores(ours, truth, rows), "seconds": seconds}, **scores[key]}
+                    scores[key] = _network_scores(cache[f"{name}/{method}"], truth, rows)
+                out[pair][method] = scores[key]
     return out
 
 
 # ---------------------------------------------------------------------------------------------------- main
-
-def _digest(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10]
-
 
 def _cell_views(path: Path, base_views: int) -> int | None:
     """Cell views behind a checkpoint: a bundle's card says; a training checkpoint's step × batch, plus the views
@@ -250,20 +259,21 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/figures/checkpoint_quality.png"))
     parser.add_argument("--base-views", type=int, default=0,
                         help="cell views a training checkpoint's run started with, when no campaign ledger says")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_checkpoints.json"))
+    parser.add_argument("--out", type=Path, default=toolkit.results_path("checkpoints"))
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
                         help="measure only these tasks (a card keeps its other lines)")
     args = parser.parse_args()
     caches: dict[str, dict] = {k: {} for k in ("labels", "monocytes", "embeddings", "denoising", "networks")}
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    caches["networks"]["scores"] = results.setdefault("baselines", {})
+    found = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    checkpoints, baselines = found.get("checkpoints", {}), found.get("baselines", {})
+    caches["networks"]["scores"] = baselines
     for ckpt in args.checkpoints:
         path = resolve_checkpoint(ckpt)
         bundle = load_bundle(path)
         t = time.perf_counter()
         # a task already measured for these weights is kept; the key has the file's digest, so a checkpoint
         # rewritten in place (the shipped one, after each stretch) is measured afresh
-        row = results.setdefault(f"{ckpt}@{_digest(path)}", {})
+        row = checkpoints.setdefault(f"{ckpt}@{toolkit.checkpoint_digest(path)}", {})
         row["cell_views"] = _cell_views(path, args.base_views)
         tasks = {"labels": lambda: labels(bundle, caches["labels"]),
                  "monocytes": lambda: monocytes(bundle, caches["monocytes"]),
@@ -273,8 +283,7 @@ def main() -> None:
         for task, run in tasks.items():
             if task in args.tasks and task not in row:
                 row[task] = run()
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(results, indent=1, default=float))
+                _write(args.out, checkpoints, baselines)
         row["seconds"] = time.perf_counter() - t
         if args.card:
             card = json.loads(args.card.read_text())
@@ -291,7 +300,15 @@ def main() -> None:
                 card["quality_zero_shot"] = {"command": " ".join(sys.argv), "estimate [95% interval]": lines}
             write_text(args.card, json.dumps(card, indent=2))
         print(f"## {ckpt} ({row['cell_views']} cell views, {row['seconds']:.0f} s)\n{table(row)}", flush=True)
-    plot(results, args.plot)
+    plot(checkpoints, args.plot)
+
+
+def _write(out: Path, checkpoints: dict, baselines: dict) -> None:
+    """The record (atomic, `bench.toolkit`): every checkpoint measured so far, keyed by name@digest, and the
+    baselines' scores keyed by `baseline_key`."""
+    toolkit.write_record(out, {"checkpoints": checkpoints, "baselines": baselines},
+                         method={"tasks": list(TASKS), "network_method": "mean_qk", "network_genes": NETWORK_GENES,
+                                 "network_cells": NETWORK_CELLS, "n_boot": N_BOOT})
 
 
 def plot(results: dict, path: Path) -> None:
@@ -302,7 +319,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = sorted(((r["cell_views"], name, r) for name, r in results.items()
-                   if name != "baselines" and r.get("cell_views") is not None and "networks" in r),
+                   if r.get("cell_views") is not None and "networks" in r),
                   key=lambda x: x[0])
     if not rows:
         return

@@ -18,14 +18,11 @@ Scores: AUPRC ratio with the protocol's row bootstrap and paired differences; wa
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-from grnformer.bench import protocol
+from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
@@ -88,12 +85,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"dataset": name, "truth": pair.truth, "cells": int(adata.n_obs), "genes": whole,
                              "regulators": int(len(regs)), "method": m, "seconds": seconds[m], **r})
                 print(f"{pair.name}: {m} {r['ratio']:.2f} {r['ratio_ci']} ({seconds[m]:.0f} s)", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"protocol_version": protocol.PROTOCOL_VERSION, "date": date.today().isoformat(),
-                               "checkpoint": args.checkpoint, "checkpoint_digest": protocol.checkpoint_digest(path),
-                               "command": "benchmarks/bench_context.py " + " ".join(argv or []),
-                               "rows": rows}, indent=1, default=float))
+    out = toolkit.write_record(args.out, {"settings": {"cells": args.cells, "size": args.size}, "rows": rows},
+                               method={m: "registry " + m for m in ("mean_qk", "per_cell", "perturb")},
+                               checkpoint=args.checkpoint, digest=protocol.checkpoint_digest(path),
+                               command=toolkit.command_line(argv))
     print("wrote", out)
 
 

@@ -1,7 +1,7 @@
 """Every grnformer network method beside the baselines on the same cells, genes and truths (issue 12.7).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_networks.py [--cells 120] [--genes 150] \
-        [--json benchmarks/out/bench_networks.json] [--figure benchmarks/figures/network_stability.png]
+        [--json benchmarks/results/networks.json] [--figure benchmarks/figures/network_stability.png]
 
 Datasets / truths: PBMC3k vs Omnipath and ENCODE ChIP (rows = TFs among the genes); Chen hESC vs McCalla hESC
 knock-down and ChIP∩knock-down, Semrau mESC vs the mESC ones (rows = the truth's regulators among the genes,
@@ -18,8 +18,8 @@ Methods (shipped model, one CPU thread):
                  (on PBMC3k/Omnipath itself the number is in-sample for the fitted half: marked)
   GENIE3 (``--trees`` trees), Pearson, Spearman (bench.baselines), regulators = every gene, as grnformer
 Scores: AUPRC / random precision and EPR (`grnformer.metrics`), with 95% intervals from 200 bootstrap resamples of
-the scored regulators (rows); wall time per method. Stability: centre_q with 20 bootstrap replicates of the cells on
-PBMC3k; precision of Omnipath edges by stability bin (the figure).
+the scored regulators (rows, `bench.toolkit`'s resamples); wall time per method. Stability: centre_q with 20
+bootstrap replicates of the cells on PBMC3k; precision of Omnipath edges by stability bin (the figure).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer, select_genes
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import load_truth
@@ -39,7 +40,6 @@ from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
 from grnformer.data.input.prepare import prepare
 from grnformer.inference.device import load_task_bundle
-from grnformer.metrics import rank_metrics
 from grnformer.networks.grn import GRNOptions, grn
 from grnformer.networks.heads import select_heads_from_network
 
@@ -54,8 +54,9 @@ def _rows(net, truth, universe: str, organism: str) -> np.ndarray:
     return np.flatnonzero(np.isin(names, list(allowed)))
 
 
-def score(net, truth, universe: str, organism: str, rng: np.random.Generator, n_boot: int = 200) -> dict:
-    """score_network's numbers plus a row-bootstrap 95% interval of AUPRC / random and of EPR."""
+def score(net, truth, universe: str, organism: str, n_boot: int = toolkit.N_BOOT) -> dict:
+    """score_network's numbers plus the protocol's row-bootstrap 95% interval of AUPRC / random and of EPR
+    (`bench.protocol.bootstrap` on `bench.toolkit`'s resamples)."""
     m = score_network(net, truth, universe=universe, organism=organism)
     names = np.asarray(net.var_names)
     rows = _rows(net, truth, universe, organism)
@@ -63,16 +64,9 @@ def score(net, truth, universe: str, organism: str, rng: np.random.Generator, n_
     s = np.asarray(grn_m.toarray() if hasattr(grn_m, "toarray") else grn_m, dtype=np.float64)[rows]
     t = truth.to_matrix(names[rows], names)
     valid = names[rows][:, None] != names[None, :]
-    ratios, eprs = [], []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(rows), len(rows))
-        r = rank_metrics(s[pick][valid[pick]], t[pick][valid[pick]])
-        if np.isfinite(r["auprc"]):
-            ratios.append(r["auprc"] / r["random_precision"])
-            eprs.append(r["epr"])
-    ci = (lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [None, None])
-    return {"ratio": m["auprc"] / m["random_precision"], "ratio_ci": ci(ratios), "epr": m["epr"], "epr_ci": ci(eprs),
-            "auroc": m["auroc"], "n_true": m["n_true"], "n_regulators": m["n_regulators"],
+    ci = protocol.bootstrap({"net": s}, t, valid, n_boot=n_boot)["net"]
+    return {"ratio": m["auprc"] / m["random_precision"], "ratio_ci": ci["ratio_ci"], "epr": m["epr"],
+            "epr_ci": ci["epr_ci"], "auroc": m["auroc"], "n_true": m["n_true"], "n_regulators": m["n_regulators"],
             "n_candidates": m["n_candidates"]}
 
 
@@ -162,13 +156,12 @@ def main() -> None:
     p.add_argument("--genes", type=int, default=150)
     p.add_argument("--adapt-steps", dest="adapt_steps", type=int, default=30)
     p.add_argument("--trees", type=int, default=30)
-    p.add_argument("--json", default="benchmarks/out/bench_networks.json")
+    p.add_argument("--json", default=str(toolkit.results_path("networks")))
     p.add_argument("--figure", default="benchmarks/figures/network_stability.png")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     bundle, _ = load_task_bundle("shipped", "cpu")
-    rng = np.random.default_rng(0)
     results: dict = {"settings": vars(args), "datasets": {}}
     heads = None
     for name, (truths, universe) in SETS.items():
@@ -183,14 +176,15 @@ def main() -> None:
                  "seconds": {k: s for k, (_, s) in nets.items()}, "scores": {}}
         for tname in truths:
             truth = load_truth(tname)
-            entry["scores"][tname] = {k: score(net, truth, universe, organism, rng) for k, (net, _) in nets.items()}
+            entry["scores"][tname] = {k: score(net, truth, universe, organism) for k, (net, _) in nets.items()}
         entry["perturb"] = {k: nets["perturb"][0].uns["grn"][k] for k in ("forwards", "seconds", "n_regulators")}
         results["datasets"][name] = entry
         ratios = {t: {k: round(v["ratio"], 2) for k, v in s.items()} for t, s in entry["scores"].items()}
         print(name, json.dumps(ratios), flush=True)
     results["seconds_total"] = time.perf_counter() - t0
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+    toolkit.write_record(args.json, results, checkpoint="shipped",
+                         method={"methods": list(next(iter(results["datasets"].values()))["seconds"]),
+                                 "cells": args.cells, "genes": args.genes, "trees": args.trees})
     print(markdown(results))
 
 

@@ -11,7 +11,8 @@ chosen here on the development pairs only (a grid over the simplex; the median A
 pairs and gene-set sizes decides) and then reported on the evaluation pairs. Every method gets the same genes,
 cells and regulator rows (the pair's). Components are computed once per dataset and gene set; fused networks are
 their rank fusion (`networks.from_data.fuse_ranks`, what `grn --method fused` runs).
-The JSON is keyed by protocol version and checkpoint digest; a rerun recomputes everything (no stale reuse).
+The record (`bench.toolkit.write_record`) carries the protocol version and checkpoint digest; cached networks
+under benchmarks/out/protocol_cache are keyed by both, so new weights or a new protocol never reuse old ones.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ import argparse
 import hashlib
 import itertools
 import json
-import platform
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from grnformer.bench import protocol
+from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer, method_version
 from grnformer.bench.truths import load_truth, perturbation
 from grnformer.data.corpus import datasets
@@ -77,9 +75,11 @@ def _timed(fn):
 
 
 def _component(bundle, adata, genes: list[str], method: str, name: str, digest: str) -> tuple[np.ndarray, float]:
-    """One grnformer method's network over every row, cached under benchmarks/out/ by checkpoint digest, data,
-    genes and method (a rerun after a crash does not pay for the model again; new weights never reuse it)."""
-    key = hashlib.sha1("|".join([digest, name, str(adata.n_obs), method, *genes]).encode()).hexdigest()[:16]
+    """One grnformer method's network over every row, cached under benchmarks/out/ by protocol version, checkpoint
+    digest, data, genes and method (a rerun after a crash does not pay for the model again; new weights or a new
+    protocol never reuse it)."""
+    key = hashlib.sha1("|".join([protocol.PROTOCOL_VERSION, digest, name, str(adata.n_obs), method, *genes]
+                                ).encode()).hexdigest()[:16]
     path = CACHE / f"{name}_{method}_{key}.npz"
     if path.is_file():
         found = np.load(path)
@@ -95,9 +95,11 @@ def _component(bundle, adata, genes: list[str], method: str, name: str, digest: 
 
 def _baseline(method: str, adata, name: str, genes: list[str], regs: np.ndarray, kw: dict
               ) -> tuple[np.ndarray, float]:
-    """A baseline's regulator rows, cached by method, its version and options, data, genes and regulators."""
-    key = hashlib.sha1("|".join([method, method_version(method), json.dumps(kw, sort_keys=True), name,
-                                 str(adata.n_obs), *genes, "|", *regs]).encode()).hexdigest()[:16]
+    """A baseline's regulator rows, cached by protocol version, method, its version and options, data, genes and
+    regulators."""
+    key = hashlib.sha1("|".join([protocol.PROTOCOL_VERSION, method, method_version(method),
+                                 json.dumps(kw, sort_keys=True), name, str(adata.n_obs), *genes, "|", *regs]
+                                ).encode()).hexdigest()[:16]
     path = CACHE / f"{name}_{method}_{key}.npz"
     if path.is_file():
         found = np.load(path)
@@ -159,7 +161,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
             else:
                 scores[_key(w)] = fused
             times[_key(w)] = sum(seconds[c] for c in COMPONENTS if w.get(c, 0) > 0)
-        res = {**grid, **protocol.bootstrap(scores, t, valid, n_boot=args.n_boot)}
+        res = {**grid, **protocol.bootstrap(scores, t, valid, n_boot=args.n_boot, seed=args.seed)}
         n_true = int(t[valid].sum())
         print(f"  {pair.name} [{pair.split}]: {len(regs)} regulators, {n_true} true edges; "
               f"genie3 {res['genie3']['ratio']:.2f}, pearson {res['pearson']['ratio']:.2f}, "
@@ -229,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", default="shipped")
     ap.add_argument("--trees", type=int, default=50)
     ap.add_argument("--tree-cells", type=int, default=500)
-    ap.add_argument("--n-boot", type=int, default=protocol.N_BOOT)
+    ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
+    ap.add_argument("--seed", type=int, default=toolkit.SEED, help="the bootstrap's resamples")
     ap.add_argument("--denoised-sizes", type=int, nargs="*", default=[500],
                     help="gene-set sizes at which the 'denoised' method is measured (development pairs only)")
     ap.add_argument("--out", default="benchmarks/results/protocol.json")
@@ -256,10 +259,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in dict.fromkeys(p.dataset for p in chosen_pairs):
             for size in args.sizes if name != protocol.PAPALEXI else args.sizes[:1]:
                 rows += run_dataset(bundle, name, size, [p for p in chosen_pairs if p.dataset == name], args)
-                _write(args, path, rows, ranking, time.perf_counter() - t0, argv)  # a partial table survives a crash
+                _write(args, rows, ranking, time.perf_counter() - t0, argv)  # a partial table survives a crash
     if args.chosen is None and rows:
         args.chosen, ranking = choose(rows)
-    _write(args, path, rows, ranking, time.perf_counter() - t0, argv)
+    _write(args, rows, ranking, time.perf_counter() - t0, argv)
     print(f"wrote {args.out}; chosen weights {args.chosen}", flush=True)
 
 
@@ -272,24 +275,17 @@ def split_grid(rows: list[dict]) -> tuple[list[dict], list[list]]:
              for r in grid])
 
 
-def _write(args, path: Path, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
+def _write(args, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
+    """The record, through the toolkit's writer (atomic; provenance and checkpoint digest included)."""
     rows, grid = split_grid(rows)
-    record = {
-        "protocol_version": protocol.PROTOCOL_VERSION, "checkpoint": args.checkpoint,
-        "checkpoint_digest": args.digest, "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 thread",
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "method_versions": {"genie3": method_version("genie3"), "pearson": method_version("pearson"),
-                            "spearman": method_version("spearman"),
-                            **{f"grnformer {m}": f"registry {m}" for m in METHODS}},
-        "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
-                     "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
-        "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
-        "wall_s": wall, "rows": rows, "fusion_grid": grid,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, default=float))
+    methods = {"genie3": method_version("genie3"), "pearson": method_version("pearson"),
+               "spearman": method_version("spearman"), **{f"grnformer {m}": f"registry {m}" for m in METHODS}}
+    body = {"settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
+                         "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
+            "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
+            "wall_s": wall, "rows": rows, "fusion_grid": grid}
+    toolkit.write_record(args.out, body, method=methods, checkpoint=args.checkpoint, digest=args.digest,
+                         command=toolkit.command_line(argv), indent=None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ B cells, NK cells, T cells). Genes: TFs + 500 (`hvg+tfs`) plus the eight lineage
 and method, TF rows (the default). For every lineage TF and lineage network:
 - its rank by out-strength (sum of its row) among the network's TF rows (1 = the strongest regulator);
 - the AUROC of its row against its Omnipath targets among the network genes, with a 95% interval from 200
-  bootstrap resamples of the targets (with replacement).
+  bootstrap resamples of the targets (with replacement, `bench.toolkit`).
 Expected if the networks are type-specific: each TF ranks higher, and scores its targets better, in its own
 lineage than in the others. PBMC3k is a development dataset of the protocol (`bench.protocol`).
 """
@@ -16,15 +16,13 @@ lineage than in the others. PBMC3k is a development dataset of the protocol (`be
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from datetime import date
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from grnformer.bench.protocol import checkpoint_digest
+from grnformer.bench import toolkit
+from grnformer.bench.toolkit import checkpoint_digest
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
 from grnformer.inference.device import load_task_bundle
@@ -45,13 +43,15 @@ def _lineage(term: str) -> str:
     return "T cell" if term in T_CELLS else LINEAGE_OF.get(term, "other")
 
 
-def _auroc_ci(scores: np.ndarray, labels: np.ndarray, rng: np.random.Generator, n_boot: int = 200) -> list:
-    values = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(labels), len(labels))
-        if labels[pick].any() and not labels[pick].all():
-            values.append(roc_auc_score(labels[pick], scores[pick]))
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else [None, None]
+def _auroc_ci(scores: np.ndarray, labels: np.ndarray, n_boot: int = toolkit.N_BOOT) -> list[float | None]:
+    """95% interval of a row's AUROC over its targets (the unit), `bench.toolkit`'s bootstrap; a resample with
+    one class only has no AUROC and is left out."""
+
+    def auroc(pick: np.ndarray) -> float:
+        y = labels[pick]
+        return float(roc_auc_score(y, scores[pick])) if y.any() and not y.all() else np.nan
+
+    return toolkit.bootstrap({"auroc": auroc}, len(labels), n_boot).interval("auroc")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     omnipath = load_truth("omnipath")
     lineages = list(LINEAGE_TFS)
     counts = adata.obs["lineage"].value_counts().to_dict()
-    rng = np.random.default_rng(0)
     rows = []
     for method in args.methods:
         t0 = time.perf_counter()
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append({"method": method, "network": lineage, "tf": tf, "tf_lineage": own,
                                  "own": own == lineage, "rank": int(np.flatnonzero(order == i)[0]) + 1,
                                  "n_tf_rows": int(len(tf_rows)), "auroc": auroc,
-                                 "auroc_ci": _auroc_ci(m[i, keep], targets[keep], rng) if auroc is not None
+                                 "auroc_ci": _auroc_ci(m[i, keep], targets[keep]) if auroc is not None
                                  else [None, None], "omnipath_targets": int(targets[keep].sum()),
                                  "seconds_all_networks": seconds})
         print(method, f"{seconds:.0f} s", flush=True)
@@ -107,11 +106,11 @@ def main(argv: list[str] | None = None) -> None:
                 print("  ", tf, " ".join(f"{r['network']}: rank {r['rank']} auroc "
                                           f"{r['auroc'] if r['auroc'] is None else round(r['auroc'], 2)}"
                                           for r in mine), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": date.today().isoformat(), "checkpoint": args.checkpoint,
-                               "checkpoint_digest": checkpoint_digest(path), "cells_per_lineage": counts,
-                               "genes": len(genes), "rows": rows}, indent=1, default=float))
+    out = toolkit.write_record(args.out, {"cells_per_lineage": counts, "genes": len(genes), "rows": rows},
+                               method={"methods": args.methods, "genes": "hvg+tfs 500 + lineage TFs",
+                                       "groupby": "lineage"},
+                               checkpoint=args.checkpoint, digest=checkpoint_digest(path),
+                               command=toolkit.command_line(argv))
     print("wrote", out)
 
 
