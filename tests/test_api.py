@@ -12,7 +12,7 @@ from _tasks_support import pbmc
 
 import grnformer as gf
 from grnformer.networks.grn import GRNOptions, grn
-from grnformer.tasks.options import AdaptOptions, DenoiseOptions
+from grnformer.tasks.options import AdaptOptions, ClassifyOptions, DenoiseOptions, EmbedOptions
 
 torch.set_num_threads(1)
 
@@ -45,8 +45,10 @@ def test_embed_and_classify_write_like_the_cli(model):
     assert adata.uns["grnformer_embed"]["source"] == "mean" and adata.uns["grnformer_embed"]["seed"] == 1
     model.classify(adata, threshold=0.0)
     assert adata.obs["grnformer_cell_type"].astype(str).str.startswith("CL:").all()
-    with pytest.raises(gf.InputError, match="unknown option.*sorce.*takes source"):
+    with pytest.raises(gf.InputError, match="unknown option.*sorce.*EmbedOptions has source"):
         model.embed(adata, sorce="mean")
+    again = model.embed(adata, EmbedOptions(source="mean"), seed=1)  # an options object and keywords, as grn
+    np.testing.assert_array_equal(again, emb)
     with pytest.raises(gf.InputError, match="threshold"):
         model.classify(adata, threshold=2.0)
 
@@ -54,7 +56,8 @@ def test_embed_and_classify_write_like_the_cli(model):
 def test_options_are_the_dataclass_fields(model):
     from grnformer.api import Model, options_from
 
-    for cls, method in ((GRNOptions, Model.grn), (DenoiseOptions, Model.denoise), (AdaptOptions, Model.adapt)):
+    for cls, method in ((GRNOptions, Model.grn), (DenoiseOptions, Model.denoise), (AdaptOptions, Model.adapt),
+                        (EmbedOptions, Model.embed), (ClassifyOptions, Model.classify)):
         fields = [f for f in dataclasses.fields(cls) if f.init]
         for f in fields:  # every field is a keyword, documented with the field's own help
             assert getattr(options_from(cls, None, {f.name: f.default}), f.name) == f.default
@@ -66,7 +69,6 @@ def test_options_are_the_dataclass_fields(model):
         options_from(GRNOptions, None, {"n_gene": 3})
     with pytest.raises(gf.InputError, match="must be a GRNOptions"):
         options_from(GRNOptions, DenoiseOptions())
-    assert "source = 'cell'" in Model.embed.__doc__ and "threshold = DEFAULT_THRESHOLD" in Model.classify.__doc__
 
 
 def test_grn_and_perturb_are_the_tasks(model, tmp_path):

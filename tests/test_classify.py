@@ -15,6 +15,7 @@ from grnformer.tasks.classify import (
     hierarchical_predict,
     score_predictions,
 )
+from grnformer.tasks.options import ClassifyOptions
 
 # leaves a b c d; coarse X = {a, b} and Y = {a, b, c} (X lies under Y)
 ENC = LabelEncoder("cell_type", ["a", "b", "c", "d"], ["X", "Y"],
@@ -91,4 +92,23 @@ def test_classify_retina_cells(tmp_path):
         classify_file(bundle, src, tmp_path / "bad.h5ad", classes=["disease"], progress=False)
     with pytest.raises(InputError, match="threshold"):
         classify(bundle, cells, threshold=1.5, progress=False)
+    with pytest.raises(InputError, match="threshold"):  # checked before the input is read
+        classify_file(bundle, tmp_path / "missing.h5ad", tmp_path / "bad.h5ad", ClassifyOptions(threshold=-0.1))
+    with pytest.raises(InputError, match="unknown option.*treshold.*ClassifyOptions has classes, threshold"):
+        classify(bundle, cells, treshold=0.2, progress=False)
     assert not (tmp_path / "bad.h5ad").exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_classify_takes_an_options_object_keywords_or_both():
+    """Keywords replace the object's fields (the object itself unchanged); one class may be named alone."""
+    bundle = tiny_bundle()
+    cells = retina(24, seed=2)
+    options = ClassifyOptions(classes=["cell_type", "sex"], threshold=0.0, batch_size=8)
+    both = classify(bundle, cells, options, classes="sex", progress=False)
+    assert set(both) == {"sex"} and options.classes == ["cell_type", "sex"]
+    assert "grnformer_cell_type" not in cells.obs and cells.uns["grnformer_classify"]["threshold"] == 0.0
+    by_object = classify(bundle, cells, options, progress=False)
+    by_keywords = classify(bundle, cells, classes=["cell_type", "sex"], threshold=0.0, batch_size=8, progress=False)
+    assert set(by_object) == {"cell_type", "sex"} and by_object == by_keywords
+    with pytest.raises(InputError, match="must be a ClassifyOptions"):
+        classify(bundle, cells, {"threshold": 0.0}, progress=False)

@@ -13,6 +13,7 @@ from grnformer.data.collate import Collator
 from grnformer.data.corpus.store import AnnDataCells
 from grnformer.data.input.prepare import prepare
 from grnformer.tasks.embed import embed, embed_file
+from grnformer.tasks.options import EmbedOptions
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,12 @@ def test_embeddings_are_the_model_tokens(bundle):
     np.testing.assert_allclose(emb[:16], out.cell_emb.numpy(), rtol=1e-4, atol=1e-5)
     ct = embed(bundle, cells, source="cell_type", batch_size=16, progress=False)
     np.testing.assert_allclose(ct[:16], out.label_emb[:, 0].numpy(), rtol=1e-4, atol=1e-5)
-    mean = embed(bundle, cells, source="mean", batch_size=16, progress=False)
+    mean = embed(bundle, cells, EmbedOptions(source="mean", batch_size=16), progress=False)
     np.testing.assert_allclose(mean, (emb + ct) / 2, rtol=1e-4, atol=1e-5)
+    # an options object and keywords together: the keywords win, the object is left as it was
+    options = EmbedOptions(source="mean", batch_size=16)
+    np.testing.assert_array_equal(embed(bundle, cells, options, source="cell_type", progress=False), ct)
+    assert options.source == "mean" and cells.uns["grnformer_embed"]["source"] == "cell_type"
     again = embed(bundle, cells, batch_size=8, progress=False)  # batching does not change a cell's context
     np.testing.assert_allclose(again, emb, rtol=1e-4, atol=1e-5)
 
@@ -66,6 +71,10 @@ def test_embed_file_and_bad_inputs(bundle, tmp_path):
     assert out.shape == cells.shape  # the user's data comes back whole, with the embedding added
     with pytest.raises(InputError, match="source"):
         embed(bundle, cells, source="gene", progress=False)
+    with pytest.raises(InputError, match="source must be one of cell, cell_type, mean"):  # before reading the input
+        embed_file(bundle, tmp_path / "nope.h5ad", tmp_path / "o4.h5ad", EmbedOptions(source="gene"))
+    with pytest.raises(InputError, match="unknown option.*umpa.*EmbedOptions has source, umap"):
+        embed_file(bundle, src, tmp_path / "o5.h5ad", umpa=True, progress=False)
     with pytest.raises(InputError, match="does not exist"):
         embed_file(bundle, tmp_path / "nope.h5ad", tmp_path / "o2.h5ad")
     with pytest.raises(InputError, match="directory"):

@@ -6,36 +6,33 @@
     nets = model.grn(adata, groupby="grnformer_cell_type", n_genes=500)
 
 A thin layer above `tasks`: each method calls the function the CLI calls, with the same option names and
-defaults. Methods that have an options dataclass (`tasks.options`: GRNOptions, DenoiseOptions, AdaptOptions) take
-one as ``options`` and/or its fields as keywords (keywords win), so a field added to the dataclass is a keyword
-here without editing this module; their docstrings list the fields' own help. embed and classify forward their
-keywords to `tasks.embed.embed` / `tasks.classify.classify`, whose parameters their docstrings list. The tasks
-are imported when a method first runs, so ``import grnformer`` stays fast.
+defaults. Each task method takes its options dataclass (`tasks.options`, `networks.options`) as ``options``
+and/or its fields as keywords (keywords win; `inference.options.options_from`), so a field added to a dataclass
+is a keyword here without editing this module; the docstrings list the fields' own help. The tasks are imported
+when a method first runs, so ``import grnformer`` stays fast.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from grnformer.errors import InputError
+from grnformer.inference.options import options_from
 from grnformer.networks.options import GRNOptions
-from grnformer.tasks.options import AdaptOptions, DenoiseOptions
+from grnformer.tasks.options import (
+    AdaptOptions,
+    ClassifyOptions,
+    DenoiseOptions,
+    EmbedOptions,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     from anndata import AnnData
 
     from grnformer.train.checkpoint import Bundle
-
-# Parameters of a task function that the model object supplies itself.
-_OWN = ("bundle", "adata", "device", "progress")
-
 
 # ----------------------------------------------------------------------------------------- documentation
 
@@ -48,55 +45,15 @@ def _field_docs(cls: type) -> str:
     return "\n".join(lines)
 
 
-def _signature_docs(module: str, function: str) -> str:
-    """The keyword parameters of a task function and their defaults, read from its source without importing it
-    (importing a task loads torch, and the docstring is built when this module is imported)."""
-    spec = importlib.util.find_spec(module)
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
-    args = fn.args.args + fn.args.kwonlyargs
-    defaults = [None] * (len(fn.args.args) - len(fn.args.defaults)) + list(fn.args.defaults) + \
-        list(fn.args.kw_defaults)
-    return "\n".join(f"            {a.arg} = {ast.unparse(d)}" for a, d in zip(args, defaults)
-                     if d is not None and a.arg not in _OWN)
-
-
 def _documented(text: str):
-    """Decorator: the method's docstring with ``{fields:Class}`` / ``{signature:module:function}`` filled in."""
+    """Decorator: the method's docstring with ``{fields:Class}`` filled in."""
     def fill(method):
         doc = text
-        for cls in (GRNOptions, DenoiseOptions, AdaptOptions):
+        for cls in (EmbedOptions, ClassifyOptions, GRNOptions, DenoiseOptions, AdaptOptions):
             doc = doc.replace(f"{{fields:{cls.__name__}}}", _field_docs(cls))
-        for module, function in (("grnformer.tasks.embed", "embed"), ("grnformer.tasks.classify", "classify")):
-            doc = doc.replace(f"{{signature:{function}}}", _signature_docs(module, function))
         method.__doc__ = doc
         return method
     return fill
-
-
-# ------------------------------------------------------------------------------------------------ options
-
-def options_from(cls: type, options: Any = None, keywords: Mapping[str, Any] | None = None):
-    """``options`` (an instance of ``cls`` or None for the defaults) with ``keywords`` replacing its fields;
-    an unknown keyword or an options object of another class is an InputError."""
-    keywords = dict(keywords or {})
-    if options is not None and not isinstance(options, cls):
-        raise InputError(f"options must be a {cls.__name__}; got {type(options).__name__}.")
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(keywords) - set(names))
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; {cls.__name__} has {', '.join(names)}.")
-    return dataclasses.replace(options if options is not None else cls(), **keywords)
-
-
-def _task_keywords(function, keywords: Mapping[str, Any]) -> dict[str, Any]:
-    """``keywords`` checked against a task function's parameters (the model supplies bundle, data, device)."""
-    params = [p for p in inspect.signature(function).parameters if p not in _OWN]
-    unknown = sorted(set(keywords) - set(params))
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)} for {function.__name__}; it takes "
-                         f"{', '.join(params)}.")
-    return dict(keywords)
 
 
 # ------------------------------------------------------------------------------------------------- model
@@ -128,24 +85,26 @@ class Model:
     @_documented("""Cell embeddings into adata.obsm['X_grnformer'] (and obsm['X_umap'] with umap=True), as
         `grnformer embed`; returns the embeddings of the cells prepare() kept.
 
-        Keywords (those of `grnformer.tasks.embed.embed`, same defaults):
-{signature:embed}""")
-    def embed(self, adata: AnnData, *, progress: bool | None = None, **options: Any) -> np.ndarray:
+        options: an EmbedOptions; its fields may also be given as keywords (keywords win):
+{fields:EmbedOptions}""")
+    def embed(self, adata: AnnData, options: EmbedOptions | None = None, *, progress: bool | None = None,
+              **keywords: Any) -> np.ndarray:
         from grnformer.tasks.embed import embed
 
-        return embed(self._bundle, adata, device=self.device, progress=self._progress(progress),
-                     **_task_keywords(embed, options))
+        return embed(self._bundle, adata, options_from(EmbedOptions, options, keywords), device=self.device,
+                     progress=self._progress(progress))
 
     @_documented("""Predicted labels into adata.obs['grnformer_<class>'] (+ '_prob'), as `grnformer classify`;
         returns the metrics against the labels obs already holds (empty when none).
 
-        Keywords (those of `grnformer.tasks.classify.classify`, same defaults):
-{signature:classify}""")
-    def classify(self, adata: AnnData, *, progress: bool | None = None, **options: Any) -> dict[str, dict]:
+        options: a ClassifyOptions; its fields may also be given as keywords (keywords win):
+{fields:ClassifyOptions}""")
+    def classify(self, adata: AnnData, options: ClassifyOptions | None = None, *, progress: bool | None = None,
+                 **keywords: Any) -> dict[str, dict]:
         from grnformer.tasks.classify import classify
 
-        return classify(self._bundle, adata, device=self.device, progress=self._progress(progress),
-                        **_task_keywords(classify, options))
+        return classify(self._bundle, adata, options_from(ClassifyOptions, options, keywords), device=self.device,
+                        progress=self._progress(progress))
 
     @_documented("""Denoised counts into adata.layers['grnformer_denoised'], as `grnformer denoise`; returns them.
 

@@ -17,7 +17,7 @@ ontology version replaces a prediction counted correct by the true term before c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,12 +29,11 @@ from grnformer.data.corpus.labels import LabelEncoder, column
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.loop import context_collator, run_model
-from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.options import options_from
 from grnformer.inference.outputs import check_writable, write_h5ad
 from grnformer.inference.prepared import prepare_input, read_input
+from grnformer.tasks.options import DEFAULT_THRESHOLD, ClassifyOptions
 from grnformer.train.checkpoint import Bundle
-
-DEFAULT_THRESHOLD = 0.5
 
 
 def hierarchical_predict(probs: np.ndarray, encoder: LabelEncoder, threshold: float = DEFAULT_THRESHOLD
@@ -82,49 +81,52 @@ def score_predictions(pred: np.ndarray, true: np.ndarray, encoder: LabelEncoder)
             "macro_f1_ontology": float(f1_score(true, np.where(onto, true, pred), average="macro"))}
 
 
-def classify(bundle: Bundle, adata: AnnData, classes: Sequence[str] | None = None,
-             threshold: float = DEFAULT_THRESHOLD, batch_size: int = DEFAULT_BATCH_SIZE,
-             device: str | torch.device | None = None, precision: str = "auto", organism: str | None = None,
-             seed: int = 0, progress: bool = True) -> dict[str, dict[str, Any]]:
+def classify(bundle: Bundle, adata: AnnData, options: ClassifyOptions | None = None, *,
+             device: str | torch.device | None = None, progress: bool = True,
+             **keywords: Any) -> dict[str, dict[str, Any]]:
     """Write obs['grnformer_<class>'] (term ID) and obs['grnformer_<class>_prob'] for each label class.
 
-    Returns {class: metrics} for the classes whose true terms are in obs (empty when none are); the same goes
-    to uns['grnformer_classify']."""
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(f"threshold must be in [0, 1]; got {threshold}.")
+    ``options``: a `ClassifyOptions`, its fields as keywords, or both (keywords win). Returns {class: metrics}
+    for the classes whose true terms are in obs (empty when none are); the same goes to
+    uns['grnformer_classify']."""
+    o = options_from(ClassifyOptions, options, keywords).validate()
     bundle, dev = load_task_bundle(bundle, device)
     known = list(bundle.config.label_sizes)
-    classes = known if classes is None else list(classes)
+    classes = known if o.classes is None else [o.classes] if isinstance(o.classes, str) else list(o.classes)
     unknown = [c for c in classes if c not in known]
     if unknown:
         raise InputError(f"label classes {unknown} are not predicted by this model; it knows {', '.join(known)}.")
-    prep = prepare_input(bundle, adata, organism)
+    prep = prepare_input(bundle, adata, o.organism)
     probs = {c: np.zeros((prep.n_cells, bundle.config.label_sizes[c]), dtype=np.float32) for c in classes}
-    collator = context_collator(bundle, "random-expressed", seed=seed)
-    for rows, _, _, out in run_model(bundle, prep, np.arange(prep.n_cells), [collator], dev, batch_size, precision,
-                                     progress=progress, desc="classify"):
+    collator = context_collator(bundle, "random-expressed", seed=o.seed)
+    for rows, _, _, out in run_model(bundle, prep, np.arange(prep.n_cells), [collator], dev, o.batch_size,
+                                     o.precision, progress=progress, desc="classify"):
         for c in classes:
             probs[c][rows] = torch.softmax(out.label_logits[c].float(), dim=-1).cpu().numpy()
     metrics: dict[str, dict[str, Any]] = {}
     class_index = list(bundle.labels.classes)
     for c in classes:
         encoder = bundle.labels.encoders[c]
-        codes, conf = hierarchical_predict(probs[c], encoder, threshold)
+        codes, conf = hierarchical_predict(probs[c], encoder, o.threshold)
         terms = np.asarray(encoder.leaves + encoder.coarse, dtype=object)[codes]
         adata.obs[f"grnformer_{c}"] = pd.Categorical(prep.to_user_rows(terms, adata.n_obs))
         adata.obs[f"grnformer_{c}_prob"] = prep.to_user_rows(conf, adata.n_obs)
         if column(c) in adata.obs:
             metrics[c] = score_predictions(codes, prep.cells.label_codes[:, class_index.index(c)], encoder)
-    adata.uns["grnformer_classify"] = {"threshold": threshold, "metrics": metrics}
+    adata.uns["grnformer_classify"] = {"threshold": o.threshold, "metrics": metrics}
     return metrics
 
 
-def classify_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path, **opts: Any) -> Path:
-    """CLI entry: the input h5ad with predictions in obs (metrics in uns), written atomically; metrics printed."""
+def classify_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path,
+                  options: ClassifyOptions | None = None, *, device: str | torch.device | None = None,
+                  progress: bool = True, **keywords: Any) -> Path:
+    """CLI entry: the input h5ad with predictions in obs (metrics in uns), written atomically; metrics printed
+    (options as for `classify`, checked before anything is read)."""
+    options = options_from(ClassifyOptions, options, keywords).validate()
     check_writable(out_path)
-    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    bundle, dev = load_task_bundle(checkpoint, device)
     adata = read_input(in_path)
-    metrics = classify(bundle, adata, **opts)
+    metrics = classify(bundle, adata, options, device=dev, progress=progress)
     for c, m in metrics.items():
         print(f"{c}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
     return write_h5ad(adata, out_path)

@@ -18,44 +18,44 @@ from anndata import AnnData
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.loop import context_collator, run_model
-from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.options import options_from
 from grnformer.inference.outputs import check_writable, write_h5ad
 from grnformer.inference.prepared import prepare_input, read_input
+from grnformer.tasks.options import EmbedOptions
 from grnformer.train.checkpoint import Bundle
 
-SOURCES = ("cell", "cell_type", "mean")
 KEY = "X_grnformer"
 
 
-def embed(bundle: Bundle, adata: AnnData, source: str = "cell", batch_size: int = DEFAULT_BATCH_SIZE,
-          device: str | torch.device | None = None, umap: bool = False, precision: str = "auto",
-          organism: str | None = None, seed: int = 0, progress: bool = True) -> np.ndarray:
+def embed(bundle: Bundle, adata: AnnData, options: EmbedOptions | None = None, *,
+          device: str | torch.device | None = None, progress: bool = True, **keywords: Any) -> np.ndarray:
     """Write obsm['X_grnformer'] (and obsm['X_umap'] with ``umap``) into ``adata``; return the embeddings.
 
-    Cells prepare() drops (no counts in vocabulary genes) get NaN rows and are left out of the UMAP."""
-    if source not in SOURCES:
-        raise InputError(f"source must be one of {', '.join(SOURCES)}; got '{source}'.")
+    ``options``: an `EmbedOptions`, its fields as keywords, or both (keywords win). Cells prepare() drops (no
+    counts in vocabulary genes) get NaN rows and are left out of the UMAP."""
+    o = options_from(EmbedOptions, options, keywords).validate()
     bundle, dev = load_task_bundle(bundle, device)
     classes = list(bundle.config.label_sizes)
-    if source != "cell" and "cell_type" not in classes:
-        raise InputError(f"source '{source}' needs a cell_type label token; this model's label classes: "
+    if o.source != "cell" and "cell_type" not in classes:
+        raise InputError(f"source '{o.source}' needs a cell_type label token; this model's label classes: "
                          f"{', '.join(classes) or 'none'}.")
-    prep = prepare_input(bundle, adata, organism)
-    collator = context_collator(bundle, "random-expressed", seed=seed)
+    prep = prepare_input(bundle, adata, o.organism)
+    collator = context_collator(bundle, "random-expressed", seed=o.seed)
     rows = np.arange(prep.n_cells)
     emb = np.zeros((prep.n_cells, bundle.config.d_model), dtype=np.float32)
-    for batch_rows, _, _, out in run_model(bundle, prep, rows, [collator], dev, batch_size, precision,
+    for batch_rows, _, _, out in run_model(bundle, prep, rows, [collator], dev, o.batch_size, o.precision,
                                            progress=progress, desc="embed"):
-        if source == "cell":
+        if o.source == "cell":
             vec = out.cell_emb
         else:
             ct = out.label_emb[:, classes.index("cell_type")]
-            vec = ct if source == "cell_type" else (out.cell_emb + ct) / 2
+            vec = ct if o.source == "cell_type" else (out.cell_emb + ct) / 2
         emb[batch_rows] = vec.float().cpu().numpy()
     adata.obsm[KEY] = prep.to_user_rows(emb, adata.n_obs)
-    adata.uns["grnformer_embed"] = {"source": source, "seed": seed, "context_length": bundle.config.context_length}
-    if umap:
-        adata.obsm["X_umap"] = prep.to_user_rows(umap_of(emb, seed), adata.n_obs)
+    adata.uns["grnformer_embed"] = {"source": o.source, "seed": o.seed,
+                                    "context_length": bundle.config.context_length}
+    if o.umap:
+        adata.obsm["X_umap"] = prep.to_user_rows(umap_of(emb, o.seed), adata.n_obs)
     return emb
 
 
@@ -70,10 +70,14 @@ def umap_of(emb: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray
     return np.asarray(work.obsm["X_umap"], dtype=np.float32)
 
 
-def embed_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path, **opts: Any) -> Path:
-    """CLI entry: the input h5ad with obsm['X_grnformer'] (+ X_umap) added, written atomically to ``out_path``."""
+def embed_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: str | Path,
+               options: EmbedOptions | None = None, *, device: str | torch.device | None = None,
+               progress: bool = True, **keywords: Any) -> Path:
+    """CLI entry: the input h5ad with obsm['X_grnformer'] (+ X_umap) added, written atomically to ``out_path``
+    (options as for `embed`, checked before anything is read)."""
+    options = options_from(EmbedOptions, options, keywords).validate()
     check_writable(out_path)
-    bundle, _ = load_task_bundle(checkpoint, opts.get("device"))
+    bundle, dev = load_task_bundle(checkpoint, device)
     adata = read_input(in_path)
-    embed(bundle, adata, **opts)
+    embed(bundle, adata, options, device=dev, progress=progress)
     return write_h5ad(adata, out_path)

@@ -1,17 +1,65 @@
-"""Options of the cell tasks (denoise, adapt), as dataclasses whose fields are documented once and become the
-CLI's flags. Standard library only at import (see `inference.options`)."""
+"""Options of the cell tasks (embed, classify, denoise, adapt), as dataclasses whose fields are documented once and
+become the CLI's flags. Standard library only at import (see `inference.options`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
+from grnformer.errors import InputError
 from grnformer.inference.options import (
+    BATCH_SIZE_HELP,
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_GENES,
+    ORGANISM_HELP,
+    PRECISION_HELP,
     PRECISIONS,
     option,
 )
+
+EMBED_SOURCES = ("cell", "cell_type", "mean")
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass
+class EmbedOptions:
+    """What an embedding run can be asked for; each field is documented once, here (the CLI's flags too)."""
+
+    source: str = option("cell", "cell: the cell token (the whole profile); cell_type: the token the cell-type "
+                         "classifier reads (separates types more, batches less); mean: their mean",
+                         choices=EMBED_SOURCES)
+    umap: bool = option(False, "also a 2-D UMAP of the embeddings in obsm['X_umap']")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP)
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    organism: str | None = option(None, ORGANISM_HELP)
+    seed: int = option(0, "the random draw of each cell's context (reproducible embeddings) and the UMAP's layout")
+
+    def validate(self) -> EmbedOptions:
+        """Self, checked (InputError before the model loads)."""
+        if self.source not in EMBED_SOURCES:
+            raise InputError(f"source must be one of {', '.join(EMBED_SOURCES)}; got '{self.source}'.")
+        return self
+
+
+@dataclass
+class ClassifyOptions:
+    """What a label prediction can be asked for; each field is documented once, here (the CLI's flags too)."""
+
+    classes: Sequence[str] | None = option(None, "label classes to predict (default: every class the model "
+                                           "predicts; CLI: comma-separated)", kind="list")
+    threshold: float = option(DEFAULT_THRESHOLD, "probability the top leaf needs to be named; below it the "
+                              "prediction moves up to the most specific ancestor term holding that much (0: "
+                              "always a leaf)")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP)
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    organism: str | None = option(None, ORGANISM_HELP)
+    seed: int = option(0, "the random draw of each cell's context (reproducible predictions)")
+
+    def validate(self) -> ClassifyOptions:
+        """Self, checked (InputError before the model loads)."""
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InputError(f"threshold must be in [0, 1]; got {self.threshold}.")
+        return self
 
 
 @dataclass
@@ -29,8 +77,8 @@ class DenoiseOptions:
         "rest of the context holds other expressed genes of the cell as anchors", kind="int")
     batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass (each runs one context per part of its "
                              "output genes)")
-    precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
-    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    organism: str | None = option(None, ORGANISM_HELP)
     seed: int = option(0, "the random anchor genes of each context")
 
 
@@ -44,4 +92,4 @@ class AdaptOptions:
     batch_size: int = option(16, "cells per step")
     max_cells: int | None = option(None, "adapt on at most this many cells, drawn at random (seed)", kind="int")
     seed: int = option(0, "random draws: cells, contexts, thinning, held-out tenth")
-    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    organism: str | None = option(None, ORGANISM_HELP)
