@@ -14,7 +14,9 @@ class-balanced least-squares problem with `scipy.optimize.nnls`:
   row was never seen in training); metrics are reported on the held-out split only, beside the plain mean of
   all heads on the same pairs.
 
-Selections are saved as JSON and reused with `grn(..., heads=FILE)` on other data.
+Selections are saved as JSON and reused with `grn(..., heads=FILE)` on other data. A selection records what its
+maps were made with (`fitted_with`; which options count and why: `networks.options.SELECTION_REFUSES` /
+`_WARNS`), and grn compares those with its own options.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from grnformer.errors import InputError
 from grnformer.metrics import rank_metrics
 
 FORMAT = "grnformer-heads"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fitted_with (version 1 recorded the correction alone)
 SPLITS = ("edges", "regulators")
 
 
@@ -45,15 +47,17 @@ def head_names(n_layers: int, n_heads: int) -> list[str]:
 
 @dataclass
 class HeadSelection:
-    """Non-negative head weights [n_layers, n_heads] summing to 1, the direction their maps were read in, and
-    the held-out metrics of the fit."""
+    """Non-negative head weights [n_layers, n_heads] summing to 1, the direction their maps were read in, the
+    held-out metrics of the fit, and ``fitted_with``: the settings of the network it was fitted on (the scalars of
+    its uns['grn']; grn compares those `networks.options.SELECTION_REFUSES` / `_WARNS` name). Empty for a
+    selection made by hand, whose settings grn cannot check."""
 
     n_layers: int
     n_heads: int
     direction: str
     weights: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
-    correction: str | None = None  # the correction of the maps it was fitted on (None: a file from before it)
+    fitted_with: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64).reshape(self.n_layers, self.n_heads)
@@ -76,12 +80,14 @@ class HeadSelection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "n_layers": self.n_layers,
-                "n_heads": self.n_heads, "direction": self.direction, "correction": self.correction,
+                "n_heads": self.n_heads, "direction": self.direction, "fitted_with": self.fitted_with,
                 "heads": [{"layer": l, "head": h, "weight": w} for l, h, w in self.selected()],
                 "metrics": self.metrics}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HeadSelection:
+        """A selection from its JSON form; older files load with what they record (version 1: the correction,
+        or nothing), and grn warns about the rest."""
         if d.get("format") != FORMAT:
             raise InputError("not a grnformer head selection (expected format 'grnformer-heads').")
         try:
@@ -89,7 +95,10 @@ class HeadSelection:
             w = np.zeros((n_layers, n_heads))
             for item in d["heads"]:
                 w[int(item["layer"]), int(item["head"])] = float(item["weight"])
-            return cls(n_layers, n_heads, str(d["direction"]), w, dict(d.get("metrics", {})), d.get("correction"))
+            fitted = dict(d.get("fitted_with") or {})
+            if d.get("correction") is not None:  # version 1
+                fitted.setdefault("correction", d["correction"])
+            return cls(n_layers, n_heads, str(d["direction"]), w, dict(d.get("metrics", {})), fitted)
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise InputError(f"malformed head selection ({type(err).__name__}: {err}).") from err
 
@@ -233,8 +242,10 @@ def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[t
 
 def select_heads_from_network(net: AnnData, truth: np.ndarray | pd.DataFrame | Iterable[tuple[str, str]],
                               **kwargs: Any) -> HeadSelection:
-    """`select_heads` on a network AnnData made with ``keep_heads=True`` (genes = its var_names)."""
+    """`select_heads` on a network AnnData made with ``keep_heads=True`` (genes = its var_names), recording the
+    settings of that network (the scalars of uns['grn'], as plain Python for the JSON)."""
     cube, n_layers, n_heads, direction = cube_of(net)
     selection = select_heads(cube, truth, n_layers, n_heads, direction, genes=list(net.var_names), **kwargs)
-    selection.correction = net.uns["grn"].get("correction")
+    selection.fitted_with = {k: v.item() if isinstance(v, np.generic) else v for k, v in net.uns["grn"].items()
+                             if v is None or isinstance(v, (str, int, float, bool, np.generic))}
     return selection

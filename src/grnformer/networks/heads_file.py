@@ -15,10 +15,8 @@ from grnformer.metrics import read_edge_list
 from grnformer.networks.grn import GRNOptions, grn
 from grnformer.networks.heads import check_split, select_heads_from_network
 from grnformer.networks.methods import get_method
+from grnformer.networks.options import SELECTION_FIXED
 from grnformer.train.checkpoint import Bundle
-
-# Options that would change the per-head network the fit reads; a selection is fitted on the plain one.
-_FIXED = ("keep_heads", "filter", "heads", "groupby", "symmetrise")
 
 
 def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, truth_path: str | Path,
@@ -27,17 +25,17 @@ def select_heads_file(checkpoint: str | Path | Bundle, in_path: str | Path, trut
                       progress: bool = True) -> Path:
     """Fit a head selection on an h5ad's network against an edge-list ground truth; write its JSON.
 
-    ``options`` choose the network as for `grn` (genes, n_genes, direction, max_cells, …); those in _FIXED
-    must keep their defaults. ``options.seed`` draws both the cells (with max_cells) and the split. The JSON
-    holds the weights and the held-out metrics; pass it to grn (heads=FILE) on other data. Options are checked
-    before the model runs."""
+    ``options`` choose the network as for `grn` (`networks.options.SELECT_HEADS_OPTIONS`); those in
+    SELECTION_FIXED must keep their defaults. ``options.seed`` draws both the cells (with max_cells) and the
+    split. The JSON holds the weights, the settings of the maps and the held-out metrics; pass it to grn
+    (heads=FILE) on other data. Options are checked before the model runs."""
     options = options or GRNOptions(method="mean_qk")
     check_writable(out_json)
     check_split(split, train_fraction)
-    default = GRNOptions(method="mean_qk")
-    clash = sorted(n for n in _FIXED if getattr(options, n) != getattr(default, n))
+    default = GRNOptions()
+    clash = sorted(n for n in SELECTION_FIXED if getattr(options, n) != getattr(default, n))
     if clash:
-        raise InputError(f"head selection uses the unfiltered per-head network; drop the options {clash}.")
+        raise InputError(f"head selection fits every head's unfiltered map; drop the options {clash}.")
     if not get_method(options.method).reads_attention:
         raise InputError(f"method '{options.method}' reads no attention heads: select heads with mean_qk or "
                          f"per_cell.")

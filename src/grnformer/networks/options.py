@@ -4,16 +4,20 @@ CLI's flags. Standard library only at import (see `inference.options`)."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from grnformer.errors import InputError
 from grnformer.inference.options import (
+    BATCH_SIZE_HELP,
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_GENES,
     GENE_SETS,
     MAX_MISSING_GENES,
+    ORGANISM_HELP,
+    PRECISION_HELP,
     PRECISIONS,
     option,
 )
@@ -37,6 +41,53 @@ FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised"
 # its cost, so it is the default read-out. RESULTS.md, "Networks: the protocol", has the whole table.
 DEFAULT_FUSION = "attention:0.1,spearman:0.9"
 DEFAULT_METHOD = "spearman"
+# Shared by grn and diffnet, written once.
+DIRECTION_HELP = "rows = keys (kq, default) or queries (qk)"
+CORRECTION_HELP = ("centre_q: subtract the mean query over the network genes before the softmax (removes the "
+                   "per-key bias every query shares, which made hub genes); none: the raw maps")
+
+
+# What a head selection depends on: every GRNOptions field has one role here (tests/test_heads.py checks that none
+# is left out, so a new option cannot slip past select-heads as `correction` once did). The weights are fitted on
+# per-head maps, so what changes those maps is recorded in the selection's JSON and compared by grn when the
+# selection is applied:
+# - refused on a mismatch: the weights would be applied to maps of another kind and mean nothing there;
+SELECTION_REFUSES = {
+    "direction": "the other direction transposes every head's map",
+    "correction": "each head's map is corrected otherwise, so the weights were fitted on other maps",
+    "method": "compared as the maps the method reads (fused reads mean_qk's): a softmax of the mean q·k and a mean "
+              "of per-cell softmaxes spread differently, and the weights are on the scale of the fitted maps",
+}
+# - warned: legitimate uses the fit did not see (whether the heads keep their roles there is not measured);
+SELECTION_WARNS = {
+    "context_length": "every q and k comes from contexts of another length (a longer context is how per-cell maps "
+                      "cover more genes)",
+    "genes": "compared as the kind of contexts, the network genes or random draws of each cell's expressed genes: "
+             "q and k are averaged over other contexts (other genes of the same kind are what a selection is for)",
+    "adapt_steps": "the heads of an adapted model have moved from those the weights were fitted on (adapting to the "
+                   "cells at hand is the point of adapt_steps)",
+}
+# - free: which cells and genes the fit reads and how the run goes; a selection is meant for other cells and genes,
+#   so these are select-heads options but neither recorded nor compared;
+SELECTION_FREE = ("n_genes", "max_missing", "regulators", "max_cells", "batch_size", "precision", "seed", "organism")
+# - fixed (select-heads refuses them): they act on the network after the heads are weighed (filters,
+#   symmetrisation, contrast, fusion, regulator rows of perturb), choose groups, or need a selection already.
+SELECTION_FIXED = ("groupby", "groups", "heads", "filter", "top_k", "n_bootstrap", "min_stability", "symmetrise",
+                   "keep_heads", "fusion_weights", "max_regulators", "contrast", "one_pass", "include_all")
+# The options select-heads takes (its CLI flags): the recorded ones and the free ones.
+SELECT_HEADS_OPTIONS = (*SELECTION_REFUSES, *SELECTION_WARNS, *SELECTION_FREE)
+
+
+def compared_as(name: str, value: Any) -> Any:
+    """A recorded setting in the form grn compares it (see SELECTION_REFUSES and SELECTION_WARNS): a method as the
+    maps it reads, genes as the kind of contexts, numbers as ints, the rest as text."""
+    if name == "method":
+        return get_method(str(value)).accumulates
+    if name == "genes":
+        return "random_expressed" if isinstance(value, str) and value == "random_expressed" else "network genes"
+    if name in ("context_length", "adapt_steps"):
+        return int(value)
+    return str(value)
 
 
 @dataclass
@@ -60,11 +111,8 @@ class GRNOptions:
     groups: Sequence[str] | None = option(None, "with groupby: only these groups, in this order", kind="list")
     heads: str | Path | HeadSelection | Mapping | None = option(
         None, "'mean' (default: every head weighs the same) or a head selection (JSON from select-heads)")
-    direction: str | None = option(None, "rows = keys (kq, default) or queries (qk); a head selection sets it",
-                                   choices=DIRECTIONS)
-    correction: str = option("centre_q", "centre_q: subtract the mean query over the network genes before the "
-                             "softmax (removes the per-key bias every query shares, which made hub genes); none: "
-                             "the raw maps", choices=CORRECTIONS)
+    direction: str | None = option(None, DIRECTION_HELP + "; a head selection sets it", choices=DIRECTIONS)
+    correction: str = option("centre_q", CORRECTION_HELP, choices=CORRECTIONS)
     filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
                          "above a uniformly attending head's; 'stable': edges with stability >= min_stability (needs "
                          "n_bootstrap)", choices=FILTERS)
@@ -89,10 +137,10 @@ class GRNOptions:
     context_length: int | None = option(
         None, "genes per context at inference (default: the model's training context); a longer one holds more "
         "network genes together, so per-cell maps cover them (attention cost grows with its square)", kind="int")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
-    precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
+    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP)
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
     seed: int = option(0, "random draws: cells (max_cells), random contexts, select-heads' split")
-    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    organism: str | None = option(None, ORGANISM_HELP)
     contrast: bool = option(False, "with groupby: each group's network minus the all-cells network (what is "
                             "stronger in the group; negative = weaker), from one pass over every cell")
     adapt_steps: int = option(0, "first adapt the model to these cells for this many self-supervised steps "
@@ -111,6 +159,11 @@ class GRNOptions:
     def random_contexts(self) -> bool:
         """Genome-wide mode: each cell's context drawn among its expressed genes, not the network genes."""
         return isinstance(self.genes, str) and self.genes == "random_expressed"
+
+    @property
+    def weighs_heads(self) -> bool:
+        """A head selection was given (heads other than None or 'mean')."""
+        return self.heads is not None and not (isinstance(self.heads, str) and self.heads == "mean")
 
     def validate(self, bundle: Bundle) -> GRNOptions:
         """A checked copy (InputError before any model run), with the head selection loaded and the direction
@@ -133,12 +186,12 @@ class GRNOptions:
             value = getattr(opts, name)
             if low is not None and value is not None and value < low:
                 raise InputError(f"{name} must be >= {low} (got {value}).")
+        if not method.reads_attention and (opts.keep_heads or opts.weighs_heads):
+            raise InputError(f"method '{opts.method}' reads no attention: drop keep_heads and heads.")
         opts._resolve_heads(bundle)
         if method.fixed_contexts and opts.random_contexts:
             raise InputError(f"method '{opts.method}' needs one shared context: give a gene list, 'hvg' or "
                              "'most_expressed', not 'random_expressed'.")
-        if not method.reads_attention and (opts.keep_heads or opts.selection is not None):
-            raise InputError(f"method '{opts.method}' reads no attention: drop keep_heads and heads.")
         if opts.n_bootstrap and not method.bootstrap:
             raise InputError(f"n_bootstrap is for method 'mean_qk' (its replicates share the forward passes); "
                              f"got method '{opts.method}'.")
@@ -161,22 +214,35 @@ class GRNOptions:
         return opts
 
     def _resolve_heads(self, bundle: Bundle) -> None:
+        """Load the head selection and compare what it was fitted on with this run (SELECTION_REFUSES: InputError,
+        SELECTION_WARNS: a warning; a field the file does not record is not checked, with a warning)."""
         from grnformer.networks.heads import HeadSelection, load_heads
 
         c = bundle.config
-        if self.heads is not None and not (isinstance(self.heads, str) and self.heads == "mean"):
+        if self.weighs_heads:
             self.selection = self.heads if isinstance(self.heads, HeadSelection) else load_heads(self.heads)
-            if (self.selection.n_layers, self.selection.n_heads) != (c.n_layers, c.n_heads):
-                raise InputError(f"the head selection is for {self.selection.n_layers} layers × "
-                                 f"{self.selection.n_heads} heads; this model has {c.n_layers} × {c.n_heads}.")
-            if self.direction is not None and self.direction != self.selection.direction:
-                raise InputError(f"the head selection was fitted with direction '{self.selection.direction}' "
-                                 f"but direction '{self.direction}' was asked for.")
-            if self.selection.correction is not None and self.selection.correction != self.correction:
-                raise InputError(f"the head selection was fitted on maps with correction "
-                                 f"'{self.selection.correction}' but correction '{self.correction}' was asked "
-                                 f"for; its weights mean nothing there.")
-            self.direction = self.selection.direction
+            sel = self.selection
+            if (sel.n_layers, sel.n_heads) != (c.n_layers, c.n_heads):
+                raise InputError(f"the head selection is for {sel.n_layers} layers × {sel.n_heads} heads; this "
+                                 f"model has {c.n_layers} × {c.n_heads}.")
+            now = {name: getattr(self, name) for name in (*SELECTION_REFUSES, *SELECTION_WARNS)}
+            now.update(direction=self.direction or sel.direction, context_length=self.context(bundle))
+            fitted = {**sel.fitted_with, "direction": sel.direction}
+            missing = [name for name in now if name not in fitted]
+            if missing:
+                warnings.warn(f"the head selection does not record the {', '.join(missing)} it was fitted with "
+                              f"(a file from an older grnformer, or made by hand): not checked.", stacklevel=4)
+            for name, why in {**SELECTION_REFUSES, **SELECTION_WARNS}.items():
+                if name not in fitted:
+                    continue
+                was, asked = compared_as(name, fitted[name]), compared_as(name, now[name])
+                if was != asked:
+                    message = (f"the head selection was fitted with {name} '{was}' but {name} '{asked}' was asked "
+                               f"for: {why}")
+                    if name in SELECTION_REFUSES:
+                        raise InputError(message + ". Fit one with these options (select-heads).")
+                    warnings.warn(message + ".", stacklevel=4)
+            self.direction = sel.direction
         self.direction = self.direction or "kq"
 
     def head_weights(self, bundle: Bundle, device: torch.device) -> Tensor:
@@ -200,13 +266,13 @@ class DiffNetOptions:
     n_permutations: int = option(200, "label permutations of the null distribution (blocks of cells swap groups)")
     cells_per_block: int = option(4, "cells per exchangeable block: the permutation unit (memory ∝ blocks)")
     fdr: float = option(0.1, "false discovery rate of the edges reported as changed (Benjamini-Hochberg)")
-    correction: str = option("centre_q", "as for grn", choices=CORRECTIONS)
-    direction: str = option("kq", "as for grn", choices=DIRECTIONS)
+    correction: str = option("centre_q", CORRECTION_HELP, choices=CORRECTIONS)
+    direction: str = option("kq", DIRECTION_HELP, choices=DIRECTIONS)
     n_drawn: int = option(30, "changed edges drawn in the report (strongest first)")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass")
-    precision: str = option("auto", "auto: bf16 on GPUs that support it, fp32 elsewhere", choices=PRECISIONS)
+    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP)
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
     seed: int = option(0, "random draws: cells (max_cells), permutations")
-    organism: str | None = option(None, "human or mouse, when obs has no organism_ontology_term_id")
+    organism: str | None = option(None, ORGANISM_HELP)
 
     def validate(self) -> DiffNetOptions:
         for name, low in (("n_permutations", 10), ("cells_per_block", 1), ("batch_size", 1), ("max_cells", 2),
