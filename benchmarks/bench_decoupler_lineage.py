@@ -13,20 +13,20 @@
    network: mean activity in the own type, mean elsewhere, and the AUROC of own type vs the rest (0.5 = no
    difference). A TF with fewer than 5 targets among the network genes gets no score (decoupler's tmin).
 
-Writes benchmarks/out/decoupler_lineage.json and prints a markdown table (RESULTS.md, "decoupler lineage").
+Writes the record benchmarks/results/decoupler_lineage.json and prints a markdown table (RESULTS.md, "decoupler lineage").
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+
+from grnformer.bench import toolkit
 
 LINEAGE = {"SPI1": "monocyte", "PAX5": "B cell"}
 EXTRA_TFS = ["SPI1", "PAX5", "CEBPB", "CEBPA", "CEBPD", "IRF8", "KLF4", "EBF1", "TCF7", "LEF1", "GATA3",
@@ -104,7 +104,7 @@ def main() -> None:
                         "method needs them in one context (256)")
     parser.add_argument("--top-k", type=int, nargs="+", default=[5, 10, 20, 50], help="targets exported per TF "
                         "(each value scored)")
-    parser.add_argument("--out", default="benchmarks/out/decoupler_lineage.json")
+    parser.add_argument("--out", default=str(toolkit.results_path("decoupler_lineage")))
     args = parser.parse_args()
 
     import torch
@@ -146,13 +146,10 @@ def main() -> None:
     control = omnipath_table(genes)
     results["Omnipath (control)"] = {"edges": len(control), "tfs": int(control["source"].nunique()),
                                      **lineage_scores(decoupler_activities(adata, control), groups)}
-    record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {platform.processor() or 'cpu'}",
-              "command": "python benchmarks/bench_decoupler_lineage.py "
-                         + " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                   for k, v in vars(args).items() if v is not None),
-              "cells": int(adata.n_obs), "groups": groups.value_counts().to_dict(), "genes": len(genes),
+    record = {"settings": vars(args), "cells": int(adata.n_obs), "groups": groups.value_counts().to_dict(), "genes": len(genes),
               "top_k": args.top_k, "results": results, "seconds": timings, "total_seconds": time.time() - t0}
-    Path(args.out).write_text(json.dumps(record, indent=1))
+    toolkit.write_record(args.out, record, method={"networks": list(results), "top_k": args.top_k},
+                         checkpoint="shipped")
     print(f"{adata.n_obs} cells ({record['groups']}), {len(genes)} genes; network seconds {timings}")
     print("| network | edges (TFs) | SPI1: monocytes vs rest (AUROC) | PAX5: B cells vs rest (AUROC) |")
     print("|---|---|---|---|")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from grnformer.bench import toolkit
 from grnformer.train.pretrain import build, load_config, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "equal_time")
+    parser.add_argument("--record", default=str(toolkit.results_path("equal_time")), help="the result record")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = {}
@@ -67,8 +69,7 @@ def main() -> None:
         if name == "shipped recipe":
             rows[name]["val_bf16"] = validate(cfg, ckpt, "bf16-mixed")
         print(name, json.dumps(rows[name]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    toolkit.write_record(args.record, {"rows": rows}, method={"config": str(CONFIG), "recipes": list(rows)})
     print("| recipe | cell views | wall s | CPU s | val loss | val denoise | val bottleneck | val cell type |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():

@@ -1,6 +1,6 @@
 """How many genes real files map to by their symbols alone, against their Ensembl IDs (one command, ~1 min).
 
-    .venv/bin/python benchmarks/bench_gene_names.py
+    .venv/bin/python benchmarks/bench_gene_names.py [--record benchmarks/results/gene_names.json]
 
 For each set: genes mapped from var_names (symbols) with every gene-ID column removed, the outdated symbols that
 were remapped and the ambiguous ones left out, the genes its Ensembl-ID column maps where it has one, and for the
@@ -8,16 +8,22 @@ mouse set the same symbols upper-cased with organism='mouse' (as BEELINE writes 
 checkout first on PYTHONPATH to measure that version.
 """
 
+import argparse
 import warnings
 
+from grnformer.bench import toolkit
 from grnformer.data.corpus.datasets import load
 from grnformer.data.input.prepare import GENE_ID_COLUMNS, prepare
 
 SETS = ["pbmc3k", "pbmc_10x_v2_1k", "zheng2017_frozen_pbmc_donorA_10x", "mouse_pancreas_e155"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--record", default=str(toolkit.results_path("gene_names")), help="the result record")
+    args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
+    lines = []
     for name in SETS:
         adata = load(name)
         id_columns = [c for c in adata.var.columns if c in GENE_ID_COLUMNS]
@@ -39,6 +45,9 @@ def main() -> None:
             except Exception as err:  # the version before this one refuses them
                 line += f"; upper-cased with organism='mouse': refused ({type(err).__name__})"
         print(line, flush=True)
+        lines.append(line)
+    toolkit.write_record(args.record, {"sets": dict(zip(SETS, lines))}, method="data.input.prepare gene mapping",
+                         command=toolkit.command_line(argv))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ random-init model of that preset: speed does not depend on the weights), read PB
 h5ad — then embedding throughput (cells/s through embed(), default context). Model FLOPs come from
 GRNFormer.flops_per_cell (matmuls, 2 per multiply-add); utilisation is against the GPU's dense bf16 peak, or on
 CPU against the fp32 GEMM rate measured on this machine at the start of the run (the CPU has no trustworthy
-data-sheet peak and is shared). Fields go to benchmarks/out/bench_grn.json; a markdown row per shape is printed.
+data-sheet peak and is shared). Fields go to the record benchmarks/results/grn_speed.json; a markdown row per shape is printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from typing import Any
 import anndata as ad
 import torch
 
+from grnformer.bench import toolkit
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embed-cells", dest="embed_cells", type=int, help="cells for the embedding timing")
     p.add_argument("--skip-embed", action="store_true")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_grn.json"))
+    p.add_argument("--out", default=str(toolkit.results_path("grn_speed")))
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -165,11 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         else "fp32"
     peak, peak_source = peak_flops(device, precision_used)
     rows = [run_shape(s, args, device, peak) for s in shapes]
-    meta = {"date": time.strftime("%Y-%m-%d"), "device": str(device), "peak_flops": peak,
-            "peak_source": peak_source, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "command": " ".join(sys.argv)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    meta = {"device": str(device), "peak_flops": peak, "peak_source": peak_source,
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    toolkit.write_record(args.out, {"meta": meta, "rows": rows},
+                         method={"shapes": shapes, "precision": precision_used}, command=toolkit.command_line(argv))
     print(f"peak for utilisation: {peak / 1e12:.3g} TFLOP/s ({peak_source})")
     print("| shape | genes | cells | total s | grn cells/s | GFLOP/cell | TFLOP/s | util. | embed cells/s |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import grnformer.networks.grn as grn_mod
+from grnformer.bench import toolkit
 from grnformer.bench.metrics import score_network
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
@@ -90,7 +91,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", type=int, default=300)
     p.add_argument("--genes", type=int, default=300)
-    p.add_argument("--json", default="benchmarks/out/bench_hub.json")
+    p.add_argument("--json", default=str(toolkit.results_path("hub")))
     args = p.parse_args()
     torch.set_num_threads(1)
     bundle, _ = load_task_bundle("shipped", "cpu")
@@ -111,10 +112,7 @@ def main() -> None:
                 entry["scores"][label][f"{truth}/{universe}"] = round(m["auprc"] / m["random_precision"], 2)
         out[name] = entry
         print(name, json.dumps(entry, indent=1), flush=True)
-    from pathlib import Path
-
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1))
+    toolkit.write_record(args.json, out, method={"cells": args.cells, "genes": args.genes}, checkpoint="shipped")
 
 
 if __name__ == "__main__":

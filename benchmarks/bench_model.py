@@ -12,7 +12,7 @@ Inputs are synthetic (random genes of the 41,927-gene default vocabulary, Poisso
 on the values. On CUDA: bf16 autocast, each SDPA back-end (flash, cuDNN, memory-efficient) and torch.compile on /
 off, at the largest batch that fits (searched) and at the reference batch of issue 3. On CPU: fp32, one batch.
 Each measurement runs in its own process so peak memory is its own. Rows print as a markdown table; all fields
-go to benchmarks/out/bench_model.json.
+go to the record benchmarks/results/model_speed.json.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from grnformer.bench import toolkit
 from grnformer.model import GRNFormer, ModelConfig, hierarchical_label_loss, zinb_nll
 
 VOCAB, N_POSITIONS = 41_927, 36_278  # GeneVocab.default(): protein-coding human + mouse, 10 kb position tokens
@@ -242,7 +242,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 CUDA, 1 CPU)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
     p.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator (TFLOP/s)")
-    p.add_argument("--out", default="benchmarks/out/bench_model.json")
+    p.add_argument("--out", default=str(toolkit.results_path("model_speed")))
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one measurement (JSON) and print its result
     a = p.parse_args()
     if a.one:
@@ -274,11 +274,8 @@ def main() -> None:
                             results.append(r)
                             print(row(r), flush=True)
     print(f"# load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(device, a.threads), "peak_flops": peak,
-                               "peak_source": peak_source, "command": " ".join(sys.argv), "results": results},
-                              indent=1))
+    toolkit.write_record(a.out, {"peak_flops": peak, "peak_source": peak_source, "results": results},
+                         method={"presets": a.presets}, machine_name=machine(device, a.threads))
 
 
 def run_isolated(job: dict[str, Any]) -> dict[str, Any]:

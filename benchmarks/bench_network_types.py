@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from grnformer.bench import toolkit
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import term_label
@@ -102,11 +103,10 @@ def main() -> None:
         nets[g].varp["GRN"] = np.asarray(nets[g].varp["GRN"]) - background
     result["centre_q, contrast"] = summarise({g: nets[g] for g in groups}, set(tf_symbols("human")), omnipath, types)
     result["seconds_total"] = time.perf_counter() - t0
-    text = json.dumps(result, indent=1)
-    print(text)
+    print(json.dumps(result, indent=1))
     if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text)
+        toolkit.write_record(args.json, result, method={"cells": args.cells, "genes": args.genes},
+                             checkpoint="shipped")
 
 
 if __name__ == "__main__":

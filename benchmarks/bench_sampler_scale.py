@@ -16,14 +16,13 @@ a few huge combinations and a long tail, as in the CELLxGENE Census.
     .venv/bin/python benchmarks/bench_sampler_scale.py --sizes 1000000
 
 Tables are written under benchmarks/out/ (gitignored) and deleted after each size. Results go to
-benchmarks/out/bench_sampler_scale.json and print as a markdown table.
+the record benchmarks/results/sampler_scale.json and print as a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from grnformer.bench import toolkit
 from grnformer.data.corpus.sampler import LabelBalancedSampler, ShardedEpochSampler
 from grnformer.data.corpus.store import CELLS, FORMAT_VERSION, MANIFEST, SHARDS, Corpus
 
@@ -148,8 +148,8 @@ def main() -> None:
               f"{r['label_table_gb']:.2f} | {r['sampler_build_s']:.2f} | {r['sampler_build_peak_gb']:.2f} | "
               f"{r['sampler_held_gb']:.3f} | {r['draw_1m_s']:.2f} | {r['sharded_epoch_rank_s']:.2f} | "
               f"{r['sharded_epoch_peak_gb']:.2f} |")
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
-    (OUT / "bench_sampler_scale.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    toolkit.write_record("sampler_scale", {"platform": platform.platform(), "rows": rows},
+                         method="LabelBalancedSampler, ShardedEpochSampler")
 
 
 if __name__ == "__main__":

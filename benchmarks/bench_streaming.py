@@ -13,7 +13,7 @@ plus its workers, summed) for both sizes, to show memory does not grow with the 
     .venv/bin/python benchmarks/bench_streaming.py --soma 100000     # SOMA experiment vs shard store
 
 Corpora live under benchmarks/out/ (gitignored) and are deleted at the end unless --keep. Results go to
-benchmarks/out/bench_streaming.json and print as a markdown table.
+the record benchmarks/results/streaming.json (streaming_soma.json with --soma) and print as a markdown table.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
+from grnformer.bench import toolkit
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.build import build_corpus
@@ -392,8 +393,8 @@ def main() -> None:
                   f"{r['open_s']:.2f} | {r['cells_per_s']:,.0f} ({r['best_cells_per_s']:,.0f}) | "
                   f"{r['cpu_ms_per_cell']:.3f} | "
                   f"{r['peak_rss_anon_gb']:.2f} | {r['peak_rss_file_gb']:.2f} |")
-    name = "bench_streaming_soma.json" if args.soma else "bench_streaming.json"
-    (OUT / name).write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=1))
+    toolkit.write_record("streaming_soma" if args.soma else "streaming",
+                         {"host": machine, "args": vars(args), "rows": rows}, method={"read": args.read})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ network and the mean of the transposed maps the 'qk' one. Both are scored agains
 regulators and scored on the held-out regulators, per direction.
 Embeddings (same test cells): k-means with k = number of cell types on obsm['X_grnformer'] (cell and cell-type
 token) and on 50 PCs of log-normalised counts; ARI and NMI with the true types, and silhouette of the true
-types (cosine). Results go to benchmarks/out/bench_tasks_quality.json and print as markdown.
+types (cosine). Results go to the record benchmarks/results/tasks_quality.json and print as markdown.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from sklearn.metrics import (
 )
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
+from grnformer.bench import toolkit
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import column
 from grnformer.data.input.expression import counts_per_10k, log_per_10k
@@ -229,13 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(Path(__file__).parent / "out" / "bench_tasks_quality.json"))
+    p.add_argument("--out", default=str(toolkit.results_path("tasks_quality")))
     args = p.parse_args(argv)
     if not args.ckpt:
         p.error("--ckpt is needed")
     bundle = load_bundle(args.ckpt)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "checkpoint": args.ckpt,
-                              "command": " ".join(sys.argv)}
+    report: dict[str, Any] = {}
     if not args.skip_denoise:
         report["denoising"] = denoising(bundle, args.denoise_cells, args.seed, args.batch_size, args.device)
     if not args.skip_networks:
@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     report["labels"] = labels_and_embeddings(bundle, Path(args.retina_test) if args.retina_test else None,
                                              Path(args.retina_train) if args.retina_train else None,
                                              args.seed, args.batch_size, args.device)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1, default=float))
+    toolkit.write_record(args.out, report, method={"tasks": list(report), "seed": args.seed},
+                         checkpoint=args.ckpt, command=toolkit.command_line(argv))
     if "denoising" in report:
         d = report["denoising"]
         print(f"denoising, PBMC3k, {d['n_cells']} cells × {d['n_genes']} HVGs, 70% of counts removed")

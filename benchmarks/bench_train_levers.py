@@ -12,8 +12,6 @@ keeps the loss per cell view is a training question, answered by benchmarks/benc
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from grnformer.bench import toolkit
 from grnformer.model import GRNFormer, ModelConfig, hierarchical_label_loss, zinb_nll
 
 VOCAB, N_POSITIONS = 41_927, 36_278
@@ -99,7 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_train_levers.json"))
+    parser.add_argument("--out", type=Path, default=toolkit.results_path("train_levers"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = {v.name: _setup(v) for v in VARIANTS}
@@ -121,9 +120,8 @@ def main() -> None:
         rate = v.batch / s
         rows.append({"variant": v.name, "s_per_step": s, "cells_per_s": rate, "ratio": rate / base_rate})
         print(f"| {v.name} | {s:.3f} | {rate:.1f} | {rate / base_rate:.2f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-                                    "rows": rows}, indent=2))
+    toolkit.write_record(args.out, {"torch_threads": torch.get_num_threads(), "rows": rows},
+                         method={"variants": [r["variant"] for r in rows]})
 
 
 if __name__ == "__main__":
