@@ -83,26 +83,18 @@ def _load_input(adata_path: str | None, max_cells: int | None, seed: int) -> tup
 
 
 def _network_genes(adata: AnnData, n_genes: int) -> list[str]:
-    """Symbols of the genes the networks cover: the expressed TFs among the most variable genes first, then
-    the most variable genes, so that TF-row scoring has regulators to score."""
-    import scanpy as sc
-
+    """Symbols of the genes the networks cover: a third of them the most variable expressed TFs, so that TF-row
+    scoring has regulators to score, then the most variable genes (`inference.gene_sets.variable_genes`)."""
     from grnformer.data.genes import tf_symbols
-    from grnformer.data.input.prepare import unique_names
+    from grnformer.inference.gene_sets import variable_genes
 
-    work = AnnData(adata.X.copy(), var=pd.DataFrame(index=unique_names(adata.var["symbol"])))  # genes may share one
-    sc.pp.filter_genes(work, min_cells=max(3, adata.n_obs // 200))
-    work.X = log_per_10k(work.X)
-    sc.pp.highly_variable_genes(work, n_top_genes=min(4 * n_genes, work.n_vars))
-    ranked = work.var.sort_values("dispersions_norm", ascending=False).index.tolist()
-    organism = organism_of(adata, required=True)
-    tfs = tf_symbols(organism)
+    symbols = adata.var["symbol"].astype(str).to_numpy()
     # TFs seen in at least 5% of the cells: a TF detected in a handful of cells (many zinc fingers in PBMCs)
     # correlates strongly with whatever shares those cells, and led every type's table by chance
-    detected = pd.Series(np.asarray((work.X > 0).mean(axis=0)).ravel(), index=work.var_names)
-    chosen = [g for g in ranked if g in tfs and detected[g] >= MIN_TF_DETECTION][: n_genes // 3]
-    chosen += [g for g in ranked if g not in set(chosen)][: n_genes - len(chosen)]
-    return chosen
+    detected = np.asarray((adata.X > 0).mean(axis=0)).ravel()
+    tfs = set(symbols[detected >= MIN_TF_DETECTION]) & tf_symbols(organism_of(adata, required=True))
+    return variable_genes(log_per_10k(adata.X), symbols, n_genes, tfs, n_genes // 3,
+                          min_cells=max(3, adata.n_obs // 200))
 
 
 def _umap_figure(adata: AnnData, column: str, label_names: dict[str, str]) -> str:

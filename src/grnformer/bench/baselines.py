@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import io
+import math
 import sys
 import time
 import types
@@ -28,8 +29,10 @@ import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 
+from grnformer.data.genes import tf_symbols
 from grnformer.data.input.expression import log_per_10k, organism_of
 from grnformer.errors import InputError
+from grnformer.inference.gene_sets import variable_genes
 
 MethodFn = Callable[..., np.ndarray]
 
@@ -57,33 +60,16 @@ def log_normalised(adata: ad.AnnData, columns: np.ndarray | None = None) -> np.n
 
 def select_genes(adata: ad.AnnData, n_genes: int = 1000, n_tfs: int = 500, organism: str | None = None,
                  min_frac: float = 0.01) -> list[str]:
-    """A benchmark gene set: the ``n_tfs`` most variable TFs ∪ the most variable genes, ``n_genes`` in total.
+    """A benchmark gene set: the ``n_tfs`` most variable TFs, then the most variable genes, ``n_genes`` in total.
 
-    Genes must be detected in at least ``min_frac`` of cells; variability is the variance of log-normalised
-    expression over its mean (a dispersion that does not favour highly expressed genes). Deterministic.
+    Genes must be detected in at least ``min_frac`` of cells; variability and the TFs-first rule are
+    `inference.gene_sets.variable_genes`' (the one owner of that choice), on the matrix every method sees
+    (`log_normalised`). Deterministic.
     """
-    symbols = gene_symbols(adata)
-    x = log_normalised(adata)
-    detected = (x > 0).mean(0) >= min_frac
-    mean, var = x.mean(0), x.var(0)
-    disp = np.where(detected & (mean > 0), var / np.maximum(mean, 1e-12), -np.inf)
-    first = ~pd.Index(symbols).duplicated()
-    order = [i for i in np.argsort(-disp, kind="stable") if np.isfinite(disp[i]) and first[i]]
     org = organism_of(adata, organism)
-    chosen: list[str] = []
-    if org is not None and n_tfs > 0:
-        from grnformer.data.genes import tf_symbols
-
-        tfs = tf_symbols(org)
-        chosen = [symbols[i] for i in order if symbols[i] in tfs][:n_tfs]
-    taken = set(chosen)
-    for i in order:
-        if len(chosen) >= n_genes:
-            break
-        if symbols[i] not in taken:
-            chosen.append(symbols[i])
-            taken.add(symbols[i])
-    return chosen
+    tfs = tf_symbols(org) if org is not None and n_tfs > 0 else frozenset()
+    min_cells = max(1, math.ceil(min_frac * adata.n_obs))
+    return variable_genes(log_normalised(adata), gene_symbols(adata), n_genes, tfs, n_tfs, min_cells)
 
 
 # ---------------------------------------------------------------------------------------------------- methods
@@ -287,8 +273,6 @@ def infer(method: str, adata: ad.AnnData, genes: Sequence[str] | None = None,
     reg = pd.Index(names).get_indexer(reg_names)
     x = log_normalised(adata, cols)
     org = organism_of(adata, organism)
-    from grnformer.data.genes import tf_symbols
-
     tfs = tf_symbols(org) if org in ("NCBITaxon:9606", "NCBITaxon:10090") else None
     fn = METHODS[method]
     accepted = inspect.signature(fn).parameters

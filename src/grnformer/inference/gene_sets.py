@@ -1,14 +1,17 @@
 """The one owner of gene-set choice: the most variable genes, the most expressed, the genes expressed in most
 cells, and 'hvg+tfs' (the variable genes with the TFs among the next ones: BEELINE's 'TFs + N'). The tasks, the
-baselines of `bench` and the demo all choose their genes here."""
+baselines of `bench` and the demo all choose their genes here: `select_genes` on prepared cells, `variable_genes`
+(the most variable TFs first, then the most variable genes) on any log-normalised matrix, both ranked by
+`variable_order`."""
 
 from __future__ import annotations
 
 import math
 import re
 import warnings
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,9 @@ from grnformer.data.genes import tf_symbols
 from grnformer.data.input.expression import log_per_10k
 from grnformer.errors import InputError
 from grnformer.inference.options import GENE_SETS, MAX_MISSING_GENES
-from grnformer.inference.prepared import Prepared, resolve_gene_names
+
+if TYPE_CHECKING:  # prepared loads torch; the ranking below is wanted without it (bench baselines, the demo)
+    from grnformer.inference.prepared import Prepared
 
 
 def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None,
@@ -31,6 +36,8 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     among the 2·n_genes most variable is in). 'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
     contexts are drawn at random among each cell's expressed genes)."""
     if not isinstance(genes, str):
+        from grnformer.inference.prepared import resolve_gene_names
+
         return resolve_gene_names(prep, list(genes), max_missing)
     prep.genes_not_found = []
     if genes not in GENE_SETS:
@@ -52,7 +59,7 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     mean = np.asarray(logx.mean(axis=0)).ravel()
     if genes == "most_expressed":
         return candidates[np.argsort(-mean, kind="stable")[:n]]
-    ranked = candidates[_dispersion_rank(logx, mean)]
+    ranked = candidates[variable_order(logx)]
     if genes == "hvg+tfs":  # BEELINE's 'TFs + N': the TFs among the next n variable genes join the top n
         symbols = prep.adata.var["symbol"].astype(str).to_numpy()
         nxt = ranked[n:2 * n]
@@ -60,8 +67,12 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     return ranked[:n]
 
 
-def _dispersion_rank(logx: sp.csr_matrix, mean: np.ndarray, n_bins: int = 20) -> np.ndarray:
-    """Genes by normalised dispersion: variance/mean of expm1 values, z-scored within 20 bins of mean."""
+def variable_order(logx: sp.spmatrix | np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Columns of log-normalised expression (cells × genes), most variable first: Seurat's normalised dispersion
+    (variance/mean of the expm1 values, z-scored within 20 bins of mean log expression), so that a gene is variable
+    for its expression level rather than for being highly expressed."""
+    logx = sp.csr_matrix(logx)
+    mean = np.asarray(logx.mean(axis=0)).ravel()
     expm1 = logx.copy()
     expm1.data = np.expm1(expm1.data)
     m = np.asarray(expm1.mean(axis=0)).ravel()
@@ -74,6 +85,23 @@ def _dispersion_rank(logx: sp.csr_matrix, mean: np.ndarray, n_bins: int = 20) ->
         sd = disp[sel].std(ddof=1) if sel.sum() > 1 else 0.0
         z[sel] = (disp[sel] - disp[sel].mean()) / sd if sd > 0 else 0.0
     return np.argsort(-z, kind="stable")
+
+
+def variable_genes(logx: sp.spmatrix | np.ndarray, symbols: Sequence[str], n_genes: int,
+                   tfs: Collection[str] = frozenset(), n_tfs: int = 0, min_cells: int = 3) -> list[str]:
+    """Symbols of ``n_genes`` genes detected in at least ``min_cells`` cells: the ``n_tfs`` most variable of ``tfs``
+    first (so TF-row scoring has regulators), then the most variable others (`variable_order`). A symbol on
+    several columns counts once, at its first column. Deterministic."""
+    x = sp.csr_matrix(logx)
+    symbols = np.asarray([str(g) for g in symbols], dtype=object)
+    if len(symbols) != x.shape[1]:
+        raise InputError(f"{len(symbols)} gene symbols for a matrix of {x.shape[1]} genes.")
+    detected = np.asarray((x > 0).sum(axis=0)).ravel()
+    cols = np.flatnonzero((detected >= min_cells) & ~pd.Index(symbols).duplicated())
+    ranked = symbols[cols[variable_order(x[:, cols])]] if len(cols) else symbols[:0]
+    chosen = [g for g in ranked if g in tfs][:max(n_tfs, 0)]
+    taken = set(chosen)
+    return chosen + [g for g in ranked if g not in taken][:max(n_genes - len(chosen), 0)]
 
 
 def parse_gene_option(value: Sequence[str] | str | None, keywords: Sequence[str]) -> Sequence[str] | str | None:
