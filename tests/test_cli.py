@@ -164,6 +164,7 @@ def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys
     fitted = json.loads(heads.read_text())
     assert fitted["heads"][0]["layer"] == 1 and fitted["heads"][0]["head"] == 0  # L1H0 = cube index 2
     assert fitted["metrics"]["split"] == "regulators" and fitted["metrics"]["train_fraction"] == 0.6
+    assert (fitted["fitted_with"]["method"], fitted["fitted_with"]["correction"]) == ("mean_qk", "centre_q")
     assert cli(["grn", ckpt, cells, tmp_path / "net.h5ad", "--genes", "hvg", *ATTENTION, "--n-genes", "30", "--heads",
                 heads], capsys)[0] == 0
     net = ad.read_h5ad(tmp_path / "net.h5ad")
@@ -172,6 +173,9 @@ def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys
     code, err = cli(["grn", ckpt, cells, tmp_path / "qk.h5ad", "--genes", "hvg", *ATTENTION,
                      "--n-genes", "30", "--heads", heads, "--direction", "qk"], capsys)
     assert code == 2 and "direction" in err and not (tmp_path / "qk.h5ad").exists()
+    code, err = cli(["grn", ckpt, cells, tmp_path / "raw.h5ad", "--genes", "hvg", *ATTENTION,
+                     "--n-genes", "30", "--heads", heads, "--correction", "none"], capsys)
+    assert code == 2 and "fitted with correction 'centre_q'" in err and not (tmp_path / "raw.h5ad").exists()
 
 
 BAD = [
@@ -185,10 +189,17 @@ BAD = [
     (["grn", "--batch-size", "0"], "batch_size must be >= 1"),
     (["grn", "--max-cells", "ten"], "invalid int value: 'ten'"),
     (["grn", "--method", "per_cell", "--genes", "random_expressed"], "needs one shared context"),
-    (["grn", "--heads", "missing.json"], "head selection file not found"),
+    (["grn", "--method", "mean_qk", "--heads", "missing.json"], "head selection file not found"),
+    (["grn", "--heads", "missing.json"], "method 'spearman' reads no attention"),
     (["select-heads", "--train-fraction", "1.5"], "train_fraction must be in (0, 1)"),
     (["select-heads", "--split", "cells"], "invalid choice: 'cells'"),
+    (["select-heads", "--method", "pearson"], "reads no attention heads"),
+    (["select-heads", "--filter", "topk"], "unrecognized arguments: --filter"),  # acts after the heads are weighed
     (["embed", "--precision", "half"], "invalid choice: 'half'"),
+    (["embed", "--source", "gene"], "invalid choice: 'gene'"),
+    (["embed", "--batch-size", "0"], "batch_size"),
+    (["classify", "--threshold", "2"], "threshold must be in [0, 1]"),
+    (["classify", "--classes", "disease"], "label classes ['disease'] are not predicted"),
 ]
 
 
@@ -201,23 +212,24 @@ def test_bad_values_exit_2_with_a_message_and_no_output(files, tmp_path, capsys,
     truth = tmp_path / "truth.csv"
     truth.write_text("regulator,target\nSPI1,LYZ\n")
     positional = [ckpt, cells, truth, out] if command == "select-heads" else [ckpt, cells, out]
-    code, err = cli([command, *positional, "--genes", "hvg", "--n-genes", "20", *options] if command != "embed"
-                    else [command, *positional, *options], capsys)
+    network = ["--genes", "hvg", "--n-genes", "20"] if command in ("grn", "select-heads") else []
+    code, err = cli([command, *positional, *network, *options], capsys)
     assert code == 2 and message in err, err
     assert "Traceback" not in err and not list(out.parent.iterdir())
 
 
-def test_denoise_and_bench_flags_are_built_from_their_options():
+def test_task_and_bench_flags_are_built_from_their_options():
     """Every documented option field is a flag, and the flags given become the options object (others keep
     the dataclass defaults)."""
     import dataclasses
 
     from grnformer.bench.options import BenchOptions
     from grnformer.cli import _options, build_parser
-    from grnformer.tasks.options import DenoiseOptions
+    from grnformer.tasks.options import ClassifyOptions, DenoiseOptions, EmbedOptions
 
     parser = build_parser()
-    for command, cls in (("denoise", DenoiseOptions), ("bench", BenchOptions)):
+    for command, cls in (("denoise", DenoiseOptions), ("bench", BenchOptions), ("embed", EmbedOptions),
+                         ("classify", ClassifyOptions)):
         sub = parser._subparsers._group_actions[0].choices[command]
         flags = {a.dest for a in sub._actions}
         assert {f.name for f in dataclasses.fields(cls) if f.metadata["cli"]} <= flags
@@ -228,6 +240,12 @@ def test_denoise_and_bench_flags_are_built_from_their_options():
     args = parser.parse_args(["bench", "--methods", "pearson", "--datasets", "chen_hesc", "--truths", "omnipath",
                               "--out", "o", "--universes", "all,truth_regulators", "--regulators", "tf"])
     assert _options(BenchOptions, args) == BenchOptions(universes=["all", "truth_regulators"], regulators="tf")
+    args = parser.parse_args(["embed", "ck", "in.h5ad", "out.h5ad", "--source", "mean", "--umap", "--seed", "2"])
+    assert _options(EmbedOptions, args) == EmbedOptions(source="mean", umap=True, seed=2)
+    args = parser.parse_args(["classify", "ck", "in.h5ad", "out.h5ad", "--classes", "cell_type,sex",
+                              "--threshold", "0.2", "--organism", "mouse"])
+    assert _options(ClassifyOptions, args) == ClassifyOptions(classes=["cell_type", "sex"], threshold=0.2,
+                                                              organism="mouse")
 
 
 def test_grn_flags_are_built_from_the_options_dataclass():

@@ -1,9 +1,8 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
-Options dataclasses (`tasks.options`, `bench.options`, standard library only) give the denoise, grn,
-select-heads, diffnet, adapt and bench flags; other imports happen inside each command so that `grnformer --help`
-is instant and a broken optional dependency
-only affects the command that needs it.
+Options dataclasses (`tasks.options`, `networks.options`, `bench.options`, standard library only) give the embed,
+classify, denoise, grn, select-heads, diffnet, adapt and bench flags; other imports happen inside each command so
+that `grnformer --help` is instant and a broken optional dependency only affects the command that needs it.
 """
 
 from __future__ import annotations
@@ -16,13 +15,19 @@ from pathlib import Path
 
 from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
-from grnformer.inference.options import PRECISIONS
-from grnformer.networks.options import DiffNetOptions, GRNOptions
-from grnformer.tasks.options import AdaptOptions, DenoiseOptions
+from grnformer.inference.options import DEVICE_HELP
+from grnformer.networks.options import SELECT_HEADS_OPTIONS, DiffNetOptions, GRNOptions
+from grnformer.tasks.options import (
+    AdaptOptions,
+    ClassifyOptions,
+    DenoiseOptions,
+    EmbedOptions,
+)
 
 # grnformer.data.input.read's formats, written out here so that --help needs no import
 INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
               "(.gz or not; orientation detected and stated)")
+CHECKPOINT_HELP = "model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model"
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -99,15 +104,14 @@ def _task_input(args: argparse.Namespace):
 def _cmd_embed(args: argparse.Namespace) -> None:
     from grnformer.tasks.embed import embed_file
 
-    embed_file(args.checkpoint, _task_input(args), args.output,
-               **_task_options(args, ["source", "umap", "batch_size", "device", "precision", "organism"]))
+    embed_file(args.checkpoint, _task_input(args), args.output, _options(EmbedOptions, args), device=args.device)
 
 
 def _cmd_classify(args: argparse.Namespace) -> None:
     from grnformer.tasks.classify import classify_file
 
-    classify_file(args.checkpoint, _task_input(args), args.output,
-                  **_task_options(args, ["threshold", "batch_size", "device", "precision", "organism"]))
+    classify_file(args.checkpoint, _task_input(args), args.output, _options(ClassifyOptions, args),
+                  device=args.device)
 
 
 def _options(cls: type, args: argparse.Namespace, names: list[str] | None = None):
@@ -150,7 +154,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_select_heads(args: argparse.Namespace) -> None:
     from grnformer.networks.heads_file import select_heads_file
 
-    options = dataclasses.replace(_options(GRNOptions, args), method="mean_qk")  # heads are attention's
+    options = _options(GRNOptions, args, list(SELECT_HEADS_OPTIONS))
+    if args.method is None:  # heads are attention's: grn's default method reads none
+        options = dataclasses.replace(options, method="mean_qk")
     path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output, options,
                              **_task_options(args, ["split", "train_fraction", "device"]))
     print(f"head selection: {path}")
@@ -196,23 +202,22 @@ def _comma_list(value: str) -> list[str]:
     return items
 
 
-def _add_task_io(p: argparse.ArgumentParser, output: str = "output h5ad (written atomically)",
-                 options: type | None = None) -> None:
-    """A task's positionals and --device, then its options: the fields of ``options`` (an options dataclass),
-    or the common run options."""
+def _add_task_io(p: argparse.ArgumentParser, options: type) -> None:
+    """A cell task's positionals and --device, then its options: the fields of ``options`` (a dataclass)."""
     _add_model_and_input(p)
-    p.add_argument("output", help=output)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    if options is not None:
-        _add_option_flags(p, options)
-    else:
-        _add_run_options(p)
+    p.add_argument("output", help="output h5ad: the input with the results added (written atomically)")
+    _add_device(p)
+    _add_option_flags(p, options)
     _add_counts_from(p)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help=DEVICE_HELP)
 
 
 def _add_model_and_input(p: argparse.ArgumentParser) -> None:
     """The two positionals every task command starts with."""
-    p.add_argument("checkpoint", help="model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("input", help=INPUT_HELP)
 
 
@@ -222,13 +227,6 @@ def _add_counts_from(p: argparse.ArgumentParser) -> None:
                         "(the model was trained on counts; the report records it)")
     p.add_argument("--counts-depth", dest="counts_depth", type=float,
                    help="with --counts-from: counts per cell of the pseudo-counts (default 10,000)")
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--organism", help="human or mouse, when obs has no organism_ontology_term_id")
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="auto (default): bf16 on GPUs that support it, fp32 elsewhere")
 
 
 def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | None = None) -> None:
@@ -246,17 +244,12 @@ def _add_option_flags(p: argparse.ArgumentParser, cls: type, names: list[str] | 
         p.add_argument(flag, dest=f.name, type=kind, choices=meta["choices"], help=meta["help"] + default)
 
 
-# The network options select-heads accepts (the rest would change the per-head network it fits on).
-_SELECT_HEADS_OPTIONS = ["genes", "n_genes", "regulators", "direction", "max_cells", "seed", "batch_size", "precision",
-                         "organism"]
-
-
 def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     """grn and select-heads: their network flags come from `GRNOptions` (one description per option)."""
     p = sub.add_parser("grn", help="gene network(s) from attention: varp['GRN'] + edge CSV")
     _add_model_and_input(p)
     p.add_argument("output", help="output h5ad; with --groupby a directory of <group>.h5ad")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_device(p)
     _add_option_flags(p, GRNOptions)
     _add_counts_from(p)
     p.add_argument("--csv", action="store_true", default=None, help="also write an edge CSV")
@@ -286,8 +279,8 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     _add_model_and_input(p)
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    _add_option_flags(p, GRNOptions, _SELECT_HEADS_OPTIONS)
+    _add_device(p)
+    _add_option_flags(p, GRNOptions, list(SELECT_HEADS_OPTIONS))
     _add_counts_from(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
     p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
@@ -298,14 +291,14 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groupby", nargs=3, required=True, metavar=("COLUMN", "A", "B"),
                    help="obs column and the two groups to compare (diff = A - B)")
     p.add_argument("--out", default="diffnet_out", help="output directory: edges.csv and report.html")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_device(p)
     _add_option_flags(p, DiffNetOptions)
     p.set_defaults(func=_cmd_diffnet)
 
     p = sub.add_parser("adapt", help="fine-tune a model on your cells, self-supervised (no labels); a new checkpoint")
     _add_model_and_input(p)
     p.add_argument("output", help="the adapted checkpoint (a bundle, written atomically)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    _add_device(p)
     _add_option_flags(p, AdaptOptions)
     p.set_defaults(func=_cmd_adapt)
 
@@ -331,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("info", help="describe a checkpoint: parameters, context, vocabulary, labels")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("pretrain", help="pre-train on a corpus from a YAML config")
@@ -341,14 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("embed", help="cell embeddings into obsm['X_grnformer']")
-    _add_task_io(p)
-    p.add_argument("--source", choices=["cell", "cell_type", "mean"])
-    p.add_argument("--umap", action="store_true", default=None)
+    _add_task_io(p, EmbedOptions)
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("classify", help="predicted labels into obs['grnformer_<class>']")
-    _add_task_io(p)
-    p.add_argument("--threshold", type=float, help="probability needed to name a leaf rather than an ancestor")
+    _add_task_io(p, ClassifyOptions)
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("denoise", help="denoised counts into layers['grnformer_denoised']")
@@ -358,24 +348,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_commands(sub)
 
     p = sub.add_parser("bench", help="score methods × datasets × ground truths; JSON, table, PR curves, HTML")
-    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--methods", nargs="+", required=True,
+                   help="network methods to score: the baselines (genie3, grnboost2, pearson, …) and grnformer")
     p.add_argument("--datasets", nargs="+", required=True,
                    help="named datasets (grnformer datasets), files of cells (any format embed reads), or BEELINE "
                         "directories as beeline:DIR[:organism]")
     p.add_argument("--truths", nargs="*", default=[],
                    help="ground truths (a BEELINE directory brings its own reference network)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output directory: scores JSON, table, PR curves, report.html")
     _add_option_flags(p, BenchOptions)
     p.add_argument("--checkpoint", help="checkpoint for the grnformer method")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="the main job on PBMC3k (or --adata): embed, classify, denoise, networks, report")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out", help="output directory of the report and its files (default "
+                   "demo_out)")
     p.add_argument("--adata", help="your own cells (raw counts; h5ad, 10x h5 or directory, loom, CSV/TSV) instead "
                    "of PBMC3k")
-    p.add_argument("--checkpoint", default="shipped")
-    p.add_argument("--n-genes", dest="n_genes", type=int, default=None)
-    p.add_argument("--max-cells", dest="max_cells", type=int, default=None)
+    p.add_argument("--checkpoint", default="shipped", help="model checkpoint (default: the bundled small model)")
+    p.add_argument("--n-genes", dest="n_genes", type=int, default=None,
+                   help="network genes, at least 20 (default 300)")
+    p.add_argument("--max-cells", dest="max_cells", type=int, default=None,
+                   help="use at most this many cells, drawn at random (--seed; default: all)")
     p.add_argument("--seed", type=int, default=0, help="cell subsample (--max-cells) and GENIE3 (default 0)")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -75,7 +75,7 @@ class DenoiseOptions:
     max_listed_per_context: int | None = option(
         None, "output genes per context (default: the context length for 'all', half of it for a gene set); the "
         "rest of the context holds other expressed genes of the cell as anchors", kind="int")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, "cells per forward pass (each runs one context per part of its "
+    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP + " (each runs one context per part of its "
                              "output genes)")
     precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
     organism: str | None = option(None, ORGANISM_HELP)
