@@ -193,7 +193,7 @@ BAD = [
     (["grn", "--heads", "missing.json"], "method 'spearman' reads no attention"),
     (["select-heads", "--train-fraction", "1.5"], "train_fraction must be in (0, 1)"),
     (["select-heads", "--split", "cells"], "invalid choice: 'cells'"),
-    (["select-heads", "--method", "pearson"], "reads no attention heads"),
+    (["select-heads", "--method", "pearson"], "invalid choice: 'pearson'"),
     (["select-heads", "--filter", "topk"], "unrecognized arguments: --filter"),  # acts after the heads are weighed
     (["embed", "--precision", "half"], "invalid choice: 'half'"),
     (["embed", "--source", "gene"], "invalid choice: 'gene'"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from grnformer.bench.options import BenchOptions
 from grnformer.errors import InputError, ResourceError
 from grnformer.inference.options import DEVICE_HELP
+from grnformer.networks.methods import METHODS
 from grnformer.networks.options import SELECT_HEADS_OPTIONS, DiffNetOptions, GRNOptions
 from grnformer.tasks.options import (
     AdaptOptions,
@@ -155,8 +156,6 @@ def _cmd_select_heads(args: argparse.Namespace) -> None:
     from grnformer.networks.heads_file import select_heads_file
 
     options = _options(GRNOptions, args, list(SELECT_HEADS_OPTIONS))
-    if args.method is None:  # heads are attention's: grn's default method reads none
-        options = dataclasses.replace(options, method="mean_qk")
     path = select_heads_file(args.checkpoint, _task_input(args), args.truth, args.output, options,
                              **_task_options(args, ["split", "train_fraction", "device"]))
     print(f"head selection: {path}")
@@ -280,7 +279,11 @@ def _add_network_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("truth", help="CSV/TSV edge list: regulator, target (header optional)")
     p.add_argument("output", help="output JSON, for grn --heads")
     _add_device(p)
-    _add_option_flags(p, GRNOptions, list(SELECT_HEADS_OPTIONS))
+    # heads are attention's: select-heads' method chooses among the read-outs of attention (grn's default reads none)
+    p.add_argument("--method", default="mean_qk", choices=[m.name for m in METHODS.values() if m.reads_attention],
+                   help="the attention read-out whose per-head maps are fitted (default mean_qk; fused reads "
+                        "mean_qk's maps); grn --heads refuses the selection on the other kind of maps")
+    _add_option_flags(p, GRNOptions, [n for n in SELECT_HEADS_OPTIONS if n != "method"])
     _add_counts_from(p)
     p.add_argument("--split", choices=["edges", "regulators"], help="what is held out (default edges)")
     p.add_argument("--train-fraction", dest="train_fraction", type=float, help="share used to fit (default 0.5)")
