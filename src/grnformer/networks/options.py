@@ -110,7 +110,9 @@ class GRNOptions:
     groupby: str | None = option(None, "obs column: one network per group (e.g. cell_type)")
     groups: Sequence[str] | None = option(None, "with groupby: only these groups, in this order", kind="list")
     heads: str | Path | HeadSelection | Mapping | None = option(
-        None, "'mean' (default: every head weighs the same) or a head selection (JSON from select-heads)")
+        None, "'mean' (default: every head weighs the same) or a head selection (JSON from select-heads); refused "
+        f"when fitted with another {', '.join(SELECTION_REFUSES)}, warned for another "
+        f"{', '.join(SELECTION_WARNS)}")
     direction: str | None = option(None, DIRECTION_HELP + "; a head selection sets it", choices=DIRECTIONS)
     correction: str = option("centre_q", CORRECTION_HELP, choices=CORRECTIONS)
     filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
