@@ -1,0 +1,160 @@
+"""Zero-shot tasks against the CPU's own matrix-multiply rate, and where their time goes (issue 21, part 3).
+
+    .venv/bin/python benchmarks/bench_zero_shot_speed.py [--checkpoint shipped] [--cells 2700] [--repeats 3]
+
+On PBMC3k (raw counts), in one process and one run, each of: embed (no UMAP), the UMAP of those embeddings,
+classify, denoise (its default: each cell's expressed genes), grn with the default method (Spearman: no forward
+pass) and grn with the attention read-out (mean_qk, 'hvg+tfs' 500 genes, TF rows). Each task's figure is its cells/s
+and its *GEMM ratio*: the time a matrix multiply of the same FLOPs takes at the rate this CPU reaches on the model's
+own largest matmul shape ([batch·context, d] × [d, 4d]), measured right before the task, over the task's time. An
+absolute time says little on a shared machine; the ratio to a GEMM in the same run does (both slow down alike).
+FLOPs of a forward pass: the matmuls torch's FlopCounterMode counts (linear layers) plus the attention products
+(4·L²·d per layer), per cell, for the model's context length.
+Breakdown (seconds, all cells): input preparation (`inference.prepared.prepare_input`), collation (records →
+padded contexts), the forward pass alone (fp32 and bf16 autocast), and what each task adds on top of them.
+Medians of ``--repeats`` runs. Record: benchmarks/results/zero_shot_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from grnformer.bench.toolkit import results_path, write_record
+from grnformer.data.corpus import datasets
+from grnformer.inference.loop import context_collator
+from grnformer.inference.prepared import prepare_input
+from grnformer.networks.grn import grn
+from grnformer.networks.options import GRNOptions
+from grnformer.tasks.classify import classify
+from grnformer.tasks.denoise import denoise
+from grnformer.tasks.embed import embed, umap_of
+from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
+
+OUT = results_path("zero_shot_speed")
+BATCH = 32
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def forward_flops_per_cell(bundle, batch: dict) -> float:
+    """Linear-layer FLOPs counted by torch plus the attention products of every layer, per cell."""
+    model, cfg = bundle.model.eval(), bundle.config
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(batch["genes"], batch["counts"], batch["depth"], scale=batch["counts"].sum(-1))
+    n = batch["genes"].shape[0]
+    tokens = batch["genes"].shape[1] + cfg.n_special  # gene tokens + cell, depth and label tokens
+    attention = 4 * tokens ** 2 * cfg.d_model * cfg.n_layers
+    counted = counter.get_flop_counts()["Global"]  # CPU attention kernels may or may not be counted: count once
+    linear = sum(v for k, v in counted.items() if "attention" not in str(k))
+    return linear / n + attention
+
+
+class ContextCounter:
+    """Counts the contexts (rows of every batch) the model runs, in units of the model's context length (a context
+    twice as long counts twice: the linear layers, most of the FLOPs, grow with its tokens)."""
+
+    def __init__(self, model: torch.nn.Module, context_length: int):
+        self.n, self.L, forward = 0.0, context_length, model.forward
+
+        def counted(genes, *args, **kwargs):
+            self.n += genes.shape[0] * genes.shape[1] / self.L
+            return forward(genes, *args, **kwargs)
+
+        model.forward = counted
+
+
+def gemm_rate(d: int, rows: int, repeats: int) -> float:
+    """FLOP/s of [rows, d] × [d, 4d] (the model's MLP shape), fp32, the threads torch uses."""
+    x, w = torch.randn(rows, d), torch.randn(4 * d, d)
+    with torch.inference_mode():
+        torch.nn.functional.linear(x, w)
+        t = timed(lambda: torch.nn.functional.linear(x, w), max(repeats, 5))
+    return 2 * rows * d * 4 * d / t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="shipped")
+    parser.add_argument("--cells", type=int, default=2700, help="PBMC3k cells used (at most 2,700)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if args.cells < 50 or args.repeats < 1:
+        parser.error("--cells must be >= 50 and --repeats >= 1")
+    bundle = load_bundle(resolve_checkpoint(args.checkpoint), map_location="cpu")
+    full = datasets.load("pbmc3k")
+    adata = full[: min(args.cells, full.n_obs)].copy()
+    n = adata.n_obs
+    cfg = bundle.config
+    rows = BATCH * cfg.context_length
+
+    prep = prepare_input(bundle, adata.copy())
+    collator = context_collator(bundle)
+    batches = [collator(prep.records(np.arange(s, min(s + BATCH, n)))) for s in range(0, n, BATCH)]
+    flops = forward_flops_per_cell(bundle, batches[0])
+
+    def forward(bf16: bool) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for b in batches:
+                bundle.model(b["genes"], b["counts"], b["depth"], scale=b["counts"].sum(-1))
+
+    parts = {
+        "prepare_input": lambda: prepare_input(bundle, adata.copy()),
+        "collate": lambda: [collator(prep.records(np.arange(s, min(s + BATCH, n)))) for s in range(0, n, BATCH)],
+        "forward_fp32": lambda: forward(False),
+        "forward_bf16": lambda: forward(True),
+    }
+    emb = embed(bundle, adata.copy(), progress=False)
+    tasks = {
+        "embed": lambda: embed(bundle, adata.copy(), progress=False),
+        "umap": lambda: umap_of(emb),
+        "classify": lambda: classify(bundle, adata.copy(), progress=False),
+        "denoise": lambda: denoise(bundle, adata.copy(), progress=False),
+        "grn_default": lambda: grn(bundle, adata.copy(), GRNOptions(), progress=False),
+        "grn_mean_qk": lambda: grn(bundle, adata.copy(), GRNOptions(method="mean_qk", n_genes=500), progress=False),
+    }
+    contexts = ContextCounter(bundle.model, cfg.context_length)
+    record: dict = {"parts": {}, "tasks": {}}
+    for name, fn in parts.items():
+        rate = gemm_rate(cfg.d_model, rows, args.repeats)
+        t = timed(fn, args.repeats)
+        row = {"seconds": round(t, 2), "cells_per_s": round(n / t, 1), "gemm_gflops": round(rate / 1e9, 1)}
+        if name.startswith("forward"):
+            row["gemm_ratio"] = round(flops * n / rate / t, 3)
+        record["parts"][name] = row
+        print(name, row, flush=True)
+    for name, fn in tasks.items():
+        rate = gemm_rate(cfg.d_model, rows, args.repeats)
+        contexts.n = 0
+        t = timed(fn, args.repeats)
+        forwards = contexts.n / args.repeats / n
+        row = {"seconds": round(t, 2), "cells_per_s": round(n / t, 1), "gemm_gflops": round(rate / 1e9, 1),
+               "contexts_per_cell": round(forwards, 2)}
+        if forwards:  # the FLOPs of the contexts the model ran, at the GEMM rate, over the task's time
+            row["gemm_ratio"] = round(forwards * flops * n / rate / t, 3)
+            row["beyond_prepare_collate_forward_s"] = round(t - record["parts"]["prepare_input"]["seconds"] - forwards * (
+                record["parts"]["collate"]["seconds"] + record["parts"]["forward_fp32"]["seconds"]), 2)
+        record["tasks"][name] = row
+        print(name, row, flush=True)
+    record.update({"torch_threads": torch.get_num_threads(), "cells": n, "batch_size": BATCH,
+                   "context_length": cfg.context_length, "forward_gflop_per_cell": round(flops / 1e9, 4),
+                   "repeats": args.repeats})
+    print(f"wrote {write_record(args.out, record, method='zero-shot tasks, defaults', checkpoint=args.checkpoint)}")
+
+
+if __name__ == "__main__":
+    main()
