@@ -91,10 +91,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="shipped")
     parser.add_argument("--cells", type=int, default=2700, help="PBMC3k cells used (at most 2,700)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the whole run (default: torch's own choice, as a user gets)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.cells < 50 or args.repeats < 1:
         parser.error("--cells must be >= 50 and --repeats >= 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # held for the whole run: the record says what ran
     bundle = load_bundle(resolve_checkpoint(args.checkpoint), map_location="cpu")
     full = datasets.load("pbmc3k")
     adata = full[: min(args.cells, full.n_obs)].copy()
@@ -129,6 +133,7 @@ def main() -> None:
     }
     contexts = ContextCounter(bundle.model, cfg.context_length)
     record: dict = {"parts": {}, "tasks": {}}
+    threads = torch.get_num_threads()
     for name, fn in parts.items():
         rate = gemm_rate(cfg.d_model, rows, args.repeats)
         t = timed(fn, args.repeats)
@@ -150,7 +155,7 @@ def main() -> None:
                 record["parts"]["collate"]["seconds"] + record["parts"]["forward_fp32"]["seconds"]), 2)
         record["tasks"][name] = row
         print(name, row, flush=True)
-    record.update({"torch_threads": torch.get_num_threads(), "cells": n, "batch_size": BATCH,
+    record.update({"torch_threads": threads, "cells": n, "batch_size": BATCH,
                    "context_length": cfg.context_length, "forward_gflop_per_cell": round(flops / 1e9, 4),
                    "repeats": args.repeats})
     print(f"wrote {write_record(args.out, record, method='zero-shot tasks, defaults', checkpoint=args.checkpoint)}")
