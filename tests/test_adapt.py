@@ -10,7 +10,7 @@ from grnformer import InputError
 from grnformer.cli import main
 from grnformer.tasks.adapt import adapt_bundle, adapt_file
 from grnformer.tasks.options import AdaptOptions
-from grnformer.train.checkpoint import load_bundle
+from grnformer.train.checkpoint import describe_bundle, load_bundle
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_adaptation_trains_a_copy_and_fits_held_out_cells(cells):
     assert summary["held_out_cells"] == 4 and summary["train_cells"] == 36
     assert summary["held_out_loss_after"] < summary["held_out_loss_before"]           # fits unseen cells too
     assert summary["train_loss_last"] < summary["train_loss_first"]
-    assert adapted.meta["adapted"] == summary and not adapted.model.training
+    assert adapted.meta["history"]["adaptation"] == summary and not adapted.model.training
 
 
 def test_adapted_file_grn_adapt_steps_and_bad_settings(cells, tmp_path, capsys):
@@ -36,7 +36,11 @@ def test_adapted_file_grn_adapt_steps_and_bad_settings(cells, tmp_path, capsys):
     cells.write_h5ad(src)
     out = adapt_file(bundle, src, tmp_path / "adapted.pt", AdaptOptions(steps=3, batch_size=4), device="cpu")
     loaded = load_bundle(out)
-    again, _ = adapt_bundle(bundle, cells, AdaptOptions(steps=3, batch_size=4), device="cpu")
+    again, summary = adapt_bundle(bundle, cells, AdaptOptions(steps=3, batch_size=4), device="cpu")
+    recorded = loaded.meta["history"]["adaptation"]  # the file says how it was made (seconds differ by run)
+    assert {k: v for k, v in recorded.items() if k != "seconds"} == {k: v for k, v in summary.items()
+                                                                     if k != "seconds"} and recorded["steps"] == 3
+    assert "adapted         " in describe_bundle(loaded, out)
     for k, v in again.model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[k].float(), v.float())
     plain = run_grn(bundle, cells, genes="hvg", n_genes=20)

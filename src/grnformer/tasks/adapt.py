@@ -40,6 +40,7 @@ def adapt_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | 
     check_writable(out)
     adapted, summary = adapt_bundle(checkpoint, read_input(in_path), options, device=device)
     dtype = adapted.meta.get("dtype", "float32")
-    path = save_bundle(adapted.model, adapted.config, adapted.vocab, adapted.labels, out, dtype=dtype)
+    path = save_bundle(adapted.model, adapted.config, adapted.vocab, adapted.labels, out, dtype=dtype,
+                       history=adapted.meta["history"])
     print(json.dumps(summary, indent=1), file=sys.stderr)
     return path

@@ -89,5 +89,5 @@ def adapt(bundle: Bundle, cells: AnnDataCells, steps: int, *, lr: float = 1e-4, 
                "held_out_cells": int(len(held)), "held_out_loss_before": before, "held_out_loss_after": after,
                "train_loss_first": float(np.mean(losses[:max(1, steps // 10)])),
                "train_loss_last": float(np.mean(losses[-max(1, steps // 10):])), "seconds": seconds}
-    meta = {**bundle.meta, "adapted": summary}
+    meta = {**bundle.meta, "history": {**bundle.meta.get("history", {}), "adaptation": summary}}
     return Bundle(model, bundle.config, bundle.vocab, bundle.labels, meta), summary

@@ -52,11 +52,15 @@ def bundle_metadata(config: ModelConfig, vocab: GeneVocab, label_set: LabelSet) 
 
 
 def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
-                path: str | Path, dtype: torch.dtype | str | None = None) -> Path:
-    """Write a bundle atomically. `dtype` (float16 / bfloat16) casts floating weights to halve the file."""
+                path: str | Path, dtype: torch.dtype | str | None = None,
+                history: dict[str, Any] | None = None) -> Path:
+    """Write a bundle atomically. `dtype` (float16 / bfloat16) casts floating weights to halve the file;
+    ``history`` (e.g. {"adaptation": summary}) is kept in its metadata, so the file says how it was made."""
     dtype = _dtype(dtype) if dtype is not None else torch.float32
     meta = bundle_metadata(config, vocab, label_set)
     meta["dtype"] = str(dtype).removeprefix("torch.")
+    if history:
+        meta["history"] = history
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
     path = Path(path)
@@ -123,6 +127,9 @@ def describe_bundle(b: Bundle, path: str | Path) -> str:
     if "training" in b.meta:
         t = b.meta["training"]
         lines.append(f"training        step {t.get('global_step')}, epoch {t.get('epoch')}")
+    if "adaptation" in b.meta.get("history", {}):
+        a = b.meta["history"]["adaptation"]
+        lines.append("adapted         " + ", ".join(f"{k} {v}" for k, v in a.items() if not isinstance(v, dict)))
     return "\n".join(lines)
 
 
