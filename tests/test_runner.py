@@ -151,3 +151,24 @@ def test_grnformer_runs_as_a_bench_method_with_the_shipped_model(tmp_path):
     assert result["methods"]["grnformer"].startswith("grnformer ")
     assert result["settings"]["method_options"]["grnformer"]["checkpoint"] == "shipped"
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def test_score_networks_takes_an_organism_by_name_or_term(chen):
+    """A user says 'human'; truths record NCBITaxon terms. Both spellings score the same, and a truth of the other
+    organism is skipped, not scored."""
+    from grnformer.bench.baselines import infer
+    from grnformer.bench.runner import score_networks
+    from grnformer.bench.truths import load_truth
+
+    truths = {"kd": load_truth("mccalla_hesc_chip_kd"), "mouse": load_truth("mccalla_mesc_chip_kd")}
+    edges = truths["kd"].edges
+    present = set(chen.var["symbol"].astype(str))
+    edges = edges[edges["regulator"].isin(present) & edges["target"].isin(present)]
+    genes = list(dict.fromkeys([*edges["regulator"], *edges["target"].value_counts().index[:100]]))
+    nets = {"pearson": infer("pearson", chen, genes=genes, regulators=genes)}
+    by_name, _ = score_networks(nets, truths, "human")
+    by_term, _ = score_networks(nets, truths, "NCBITaxon:9606")
+    assert {r["truth"] for r in by_name} == {"kd"} and all(r["n_true"] > 0 for r in by_name)
+    assert [r["auprc"] for r in by_name] == [r["auprc"] for r in by_term]
+    with pytest.raises(InputError, match="unknown organism"):
+        score_networks(nets, truths, "zebrafish")

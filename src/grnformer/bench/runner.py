@@ -30,7 +30,7 @@ from grnformer.bench.metrics import UNIVERSES, score_network
 from grnformer.bench.options import BenchOptions
 from grnformer.bench.toolkit import PROTOCOL_VERSION, checkpoint_digest
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
-from grnformer.data.genes import tf_symbols
+from grnformer.data.genes import organism_id, tf_symbols
 from grnformer.data.input.expression import organism_of
 from grnformer.errors import InputError
 from grnformer.inference.outputs import write_h5ad
@@ -159,13 +159,15 @@ def cache_key(method: str, options: Mapping[str, Any], data_hash: str, genes: Se
 
 def score_networks(networks: Mapping[str, ad.AnnData], truths: Mapping[str, GroundTruth], organism: str,
                    universes: Iterable[str] = ("all", "tf")) -> tuple[list[dict], dict]:
-    """Score every network against every truth of ``organism`` (others are skipped) in every universe.
+    """Score every network against every truth of ``organism`` ('human', 'mouse' or the NCBITaxon term; truths of
+    other organisms are skipped) in every universe.
 
     The 'tf' universe uses the organism's TF list for every method, whatever its network marks. Returns the
     records (truth, method, universe and `score_network`'s metrics), truth → universe → method order, and the PR
     curves ``{(truth, universe, method): (recall, precision)}``.
     """
     records, curves = [], {}
+    organism = organism_id(organism)  # 'human' or its NCBITaxon term, as truths record it
     tfs = tf_symbols(organism)
     for tname, truth in truths.items():
         if truth.organism != organism:
