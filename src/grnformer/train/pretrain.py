@@ -247,8 +247,9 @@ def _precision(t: Mapping[str, Any], accelerator: str) -> str:
 def _strategy(t: Mapping[str, Any], accelerator: str) -> str | Strategy:
     name = str(t["strategy"])
     if name == "fsdp" and (accelerator == "cpu" or not torch.cuda.is_available()):
-        raise InputError("training.strategy=fsdp needs CUDA GPUs (PyTorch's FSDP does not run on CPU): use ddp "
-                         "on CPU.")
+        raise InputError("training.strategy=fsdp needs CUDA GPUs: Lightning refuses its FSDP strategy on CPU, and "
+                         "torch's FSDP on CPU needs changes this package does not make (tests/test_ddp.py lists "
+                         "them); use training.strategy=ddp on CPU.")
     if name == "ddp":  # model buffers are constants: no need to broadcast them every step
         return DDPStrategy(broadcast_buffers=False)
     if name == "fsdp":
