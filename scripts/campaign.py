@@ -11,8 +11,10 @@ shared/data/counts) except the held-out ones below, which judge the model. Each 
   initialisation; the schedule starts fresh. A new set in counts/ (a new corpus), a changed recipe (the
   YAML's text) or a finished cycle makes a new run.
 Every stretch, finished or stopped, is recorded in scripts/campaign_ledger.json (commit it with the weights).
-After a stretch that ends cleanly, scripts/export_shipped.py writes the fp16 bundle, its card (with the lineage
-read from the ledger) and the loss curves.
+After a stretch that ends cleanly, and when its last validation loss is below the shipped card's on the same corpus
+(`export_decision`: the weights change only for the better, judged on the validation split, never on held-out sets),
+scripts/export_shipped.py writes the fp16 bundle, its card (with the lineage read from the ledger) and the loss
+curves.
 """
 
 from __future__ import annotations
@@ -126,10 +128,40 @@ def _shipped_run() -> str:
     return runs[-1]["run"] if runs else "shipped"
 
 
+def last_validation(run_dir: Path) -> float | None:
+    """The run's last logged validation loss (the CSV logs of every resumed stretch), or None before any."""
+    import pandas as pd
+
+    logs = sorted(run_dir.glob("logs/version_*/metrics.csv"))
+    if not logs:
+        return None
+    metrics = pd.concat([pd.read_csv(f) for f in logs])
+    if "val/loss" not in metrics:
+        return None
+    val = metrics.dropna(subset=["val/loss"]).sort_values("step")
+    return float(val["val/loss"].iloc[-1]) if len(val) else None
+
+
+def export_decision(run_dir: Path, sources: list[str]) -> tuple[bool, str]:
+    """Whether a stretch's weights replace the shipped ones, decided on the validation split only (never on the
+    held-out sets): yes when the run's last validation loss is below the one the shipped card recorded on the same
+    corpus; yes on a new corpus, whose validation split the card's figure does not describe; no otherwise."""
+    card = json.loads(CARD.read_text())
+    now = last_validation(run_dir)
+    if sorted(card.get("sources", [])) != sorted(sources):
+        return True, "a new corpus: the card's validation loss is from another split"
+    shipped = (card.get("final_val") or {}).get("loss")
+    if now is None or shipped is None:
+        return now is not None, f"validation loss {now} vs the shipped card's {shipped}"
+    return now < shipped, f"validation loss {now:.4f} vs the shipped card's {shipped:.4f} (same corpus)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock length of this stretch")
     parser.add_argument("--no-export", action="store_true", help="do not overwrite the shipped checkpoint")
+    parser.add_argument("--force-export", action="store_true",
+                        help="export even when the validation loss did not improve on the shipped card's")
     parser.add_argument("--start", choices=["warm", "scratch"], default="warm",
                         help="how a new run starts: from the newest weights (default), or from scratch with the "
                              "recipe's initialisation (the co-expression prior); an existing run always resumes")
@@ -179,8 +211,12 @@ def main() -> None:
     if code != 0:
         sys.exit(f"campaign: the stretch ended with {code}; recorded in {LEDGER}, nothing exported")
     if not args.no_export:
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "export_shipped.py"), str(run_dir),
-                        "--ledger", str(LEDGER)], check=True, cwd=ROOT)
+        export, why = export_decision(run_dir, sources)
+        if export or args.force_export:
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "export_shipped.py"), str(run_dir),
+                            "--ledger", str(LEDGER)], check=True, cwd=ROOT)
+        else:
+            print(f"campaign: not exported ({why}); --force-export would", flush=True)
     print(yaml.safe_dump({"stretch_seconds": round(wall), "run": str(run_dir)}), flush=True)
 
 

@@ -265,3 +265,26 @@ def test_the_card_s_numbers_add_up_over_its_lineage():
         "steps_to": 10, "batch_size": 16, "base_cell_views": card["cell_views"], "wall_seconds": 60, "threads": 1}]}
     grown = lineage(fresh, "run-fresh", 10, 16)
     assert grown["cell_views"] == card["cell_views"] + 160 and grown["wall_seconds"] == card["wall_seconds"] + 60
+
+
+def test_a_stretch_replaces_the_shipped_weights_only_when_validation_improves(tmp_path, monkeypatch):
+    """The export decision reads the run's last validation loss (over every resumed stretch's log) and the shipped
+    card's, on the same corpus; a new corpus is exported, since the card's figure is from another split."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import campaign
+
+    card = {"sources": ["a", "b"], "final_val": {"loss": 3.0}}
+    monkeypatch.setattr(campaign, "CARD", tmp_path / "card.json")
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    run = tmp_path / "run"
+    for version, rows in ((0, "step,val/loss,train/loss\n10,,4.0\n499,3.2,\n"), (1, "step,val/loss\n999,2.9\n")):
+        (run / "logs" / f"version_{version}").mkdir(parents=True)
+        (run / "logs" / f"version_{version}" / "metrics.csv").write_text(rows)
+    log = run / "logs" / "version_1" / "metrics.csv"
+    assert campaign.last_validation(run) == 2.9
+    assert campaign.export_decision(run, ["b", "a"])[0]
+    log.write_text("step,val/loss\n999,3.1\n")
+    export, why = campaign.export_decision(run, ["a", "b"])
+    assert not export and "3.1000" in why and "3.0000" in why
+    assert campaign.export_decision(run, ["a", "b", "c"])[0]      # a new corpus: another validation split
+    assert campaign.last_validation(tmp_path / "no_run") is None
