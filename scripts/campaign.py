@@ -128,6 +128,11 @@ def _shipped_run() -> str:
     return runs[-1]["run"] if runs else "shipped"
 
 
+def _relative(path: str | Path) -> str:
+    """A path as the ledger records it: relative to the repository (the ledger is committed), or as given."""
+    return str(Path(path).relative_to(ROOT)) if Path(path).is_absolute() and Path(path).is_relative_to(ROOT) else str(path)
+
+
 def last_validation(run_dir: Path) -> float | None:
     """The run's last logged validation loss (the CSV logs of every resumed stretch), or None before any."""
     import pandas as pd
@@ -177,11 +182,11 @@ def main() -> None:
     weights = None
     if last.is_file():
         command += ["--resume", str(last)]
-        how = f"resuming {last}"
+        how = f"resuming {_relative(last)}"
     elif args.start == "warm":
         weights = _latest_weights(run_dir)
         overrides.append(f"model.init_from={weights}")
-        how = f"warm start from {weights}"
+        how = f"warm start from {_relative(weights)}"
     else:
         how = "from scratch"
     base = _base_cell_views(run_dir, args.start, weights)
