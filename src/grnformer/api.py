@@ -161,7 +161,8 @@ class Model:
 
         check_writable(path)
         b = self._bundle
-        return save_bundle(b.model, b.config, b.vocab, b.labels, path, dtype=b.meta.get("dtype", "float32"))
+        return save_bundle(b.model, b.config, b.vocab, b.labels, path, dtype=b.meta.get("dtype", "float32"),
+                           history=b.meta.get("history"))
 
     def info(self) -> str:
         """What `grnformer info` prints for this model."""
