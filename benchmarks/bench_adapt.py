@@ -12,7 +12,8 @@ defaults (AdamW lr 1e-4, batch 16, denoising + bottleneck on all of Paul's cells
 Intervals: 95% percentile bootstrap over cells (200 resamples with replacement), and the paired difference from
 PCA on the same resamples. Cost: wall seconds of each adaptation and of embedding. Nothing is chosen here: every
 setting is the adapt command's default, so this set only reports.
-Record: benchmarks/results/adapt_paul2015.json (`bench.toolkit.write_record`: checkpoint digest, command, machine, date).
+Record: benchmarks/results/adapt_paul2015.json (`bench.toolkit.write_record`: checkpoint digest, command, machine,
+date).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def main() -> None:
               f"(PCA {s['transfer_accuracy']['PCA']['value']:.3f})", flush=True)
     body = {"dataset": DATASET, "label": LABEL, "n_cells": int(len(truth)), "n_types": int(len(np.unique(truth))),
             "n_boot": N_BOOT, "runs": runs}
-    print(f"wrote {write_record(args.out, body, method='adapt (AdaptOptions defaults) then embed', checkpoint=args.checkpoint)}")
+    path = write_record(args.out, body, method="adapt (AdaptOptions defaults) then embed", checkpoint=args.checkpoint)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ def main() -> None:
         "classify": lambda: classify(bundle, adata.copy(), progress=False),
         "denoise": lambda: denoise(bundle, adata.copy(), progress=False),
         "grn_default": lambda: grn(bundle, adata.copy(), GRNOptions(), progress=False),
-        "grn_mean_qk": lambda: grn(bundle, adata.copy(), GRNOptions(method="mean_qk", n_genes=500), progress=False),
+        "grn_mean_qk": lambda: grn(bundle, adata.copy(), GRNOptions(method="mean_qk", n_genes=500),
+                                   progress=False),
     }
     contexts = ContextCounter(bundle.model, cfg.context_length)
     record: dict = {"parts": {}, "tasks": {}}
@@ -152,8 +153,9 @@ def main() -> None:
                "contexts_per_cell": round(forwards, 2)}
         if forwards:  # the FLOPs of the contexts the model ran, at the GEMM rate, over the task's time
             row["gemm_ratio"] = round(forwards * flops * n / rate / t, 3)
-            row["beyond_prepare_collate_forward_s"] = round(t - record["parts"]["prepare_input"]["seconds"] - forwards * (
-                record["parts"]["collate"]["seconds"] + record["parts"]["forward_fp32"]["seconds"]), 2)
+            per_context = record["parts"]["collate"]["seconds"] + record["parts"]["forward_fp32"]["seconds"]
+            row["beyond_prepare_collate_forward_s"] = round(
+                t - record["parts"]["prepare_input"]["seconds"] - forwards * per_context, 2)
         record["tasks"][name] = row
         print(name, row, flush=True)
     # one probe can land on a moment another process held the core: the run's median GEMM rate is the steadier
@@ -164,7 +166,8 @@ def main() -> None:
             if "gemm_ratio" in r:
                 per_cell = r.get("contexts_per_cell", 1.0)
                 r["gemm_ratio_run_median"] = round(per_cell * flops * n / median / r["seconds"], 3)
-    record.update({"gemm_gflops_run_median": round(median / 1e9, 1), "torch_threads": threads, "cells": n, "batch_size": BATCH,
+    record.update({"gemm_gflops_run_median": round(median / 1e9, 1), "torch_threads": threads, "cells": n,
+                   "batch_size": BATCH,
                    "context_length": cfg.context_length, "forward_gflop_per_cell": round(flops / 1e9, 4),
                    "repeats": args.repeats})
     print(f"wrote {write_record(args.out, record, method='zero-shot tasks, defaults', checkpoint=args.checkpoint)}")

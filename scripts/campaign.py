@@ -130,7 +130,8 @@ def _shipped_run() -> str:
 
 def _relative(path: str | Path) -> str:
     """A path as the ledger records it: relative to the repository (the ledger is committed), or as given."""
-    return str(Path(path).relative_to(ROOT)) if Path(path).is_absolute() and Path(path).is_relative_to(ROOT) else str(path)
+    path = Path(path)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else str(path)
 
 
 def last_validation(run_dir: Path) -> float | None:
