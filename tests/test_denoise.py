@@ -93,6 +93,22 @@ def test_large_cells_are_split_into_bounded_contexts(bundle):
     assert layer[:, ~mapped].nnz == 0 and (layer.multiply(x > 0)).nnz == layer.nnz
 
 
+def test_a_pass_holds_at_most_batch_size_contexts_and_the_values_do_not_depend_on_it(bundle):
+    cells = pbmc(10, seed=5)
+    prep = prepare_input(bundle, cells)
+    per_cell = [-(-len(prep.cells[i].genes) // CONTEXT) for i in range(10)]
+    passes = []
+    hook = bundle.model.register_forward_hook(lambda mod, args, out: passes.append(args[0].shape[0]))
+    try:
+        grouped = denoise(bundle, cells, DenoiseOptions(batch_size=2 * max(per_cell)), progress=False)
+    finally:
+        hook.remove()
+    assert sum(passes) == sum(per_cell) and len(passes) < len(per_cell)  # several cells share a pass...
+    assert max(passes) <= 2 * max(per_cell)  # ...but never more contexts than the batch size
+    single = denoise(bundle, cells, DenoiseOptions(batch_size=1), progress=False)  # a pass per cell
+    np.testing.assert_allclose(grouped.toarray(), single.toarray(), rtol=1e-4, atol=1e-6)
+
+
 def test_denoise_file_and_bad_inputs(bundle, tmp_path):
     cells = pbmc(12, seed=9)
     src = tmp_path / "in.h5ad"

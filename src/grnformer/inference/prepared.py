@@ -48,6 +48,10 @@ class Prepared:
     def n_cells(self) -> int:
         return self.adata.n_obs
 
+    def expressed_per_cell(self) -> np.ndarray:
+        """How many vocabulary genes each prepared cell expresses (the genes of its records)."""
+        return np.diff(self.cells.x.indptr)
+
     def records(self, rows: np.ndarray) -> list[CellRecord]:
         return self.cells.__getitems__([int(r) for r in rows])
 

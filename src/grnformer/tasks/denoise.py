@@ -60,12 +60,14 @@ def denoise(bundle: Bundle, adata: AnnData, options: DenoiseOptions | None = Non
     listed = None if everything else prep.tokens[select_genes(prep, genes, o.n_genes)]
     part_size = max_listed_per_context or (L if everything else max(1, L // 2))
     contexts = _PartContexts(context_collator(bundle, "all", seed=o.seed), L, part_size, listed, o.seed)
+    n_parts = (np.full(prep.n_cells, len(contexts.parts)) if contexts.parts is not None
+               else np.maximum(1, -(-prep.expressed_per_cell() // part_size)))  # as chunk_genes splits them
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
     col_of_token[torch.as_tensor(prep.tokens, device=dev)] = torch.arange(len(prep.tokens), device=dev)
     parts_r, parts_c, parts_v = [], [], []
     for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), [contexts], dev, o.batch_size,
                                          o.precision, progress=progress, desc="denoise",
-                                         depth_scale=depth_multiplier):
+                                         depth_scale=depth_multiplier, contexts_per_row=n_parts):
         expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float()
         cols_b = col_of_token[batch["genes"]]
         r, p = torch.nonzero(batch["output"] & (cols_b >= 0), as_tuple=True)

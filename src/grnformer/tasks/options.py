@@ -75,8 +75,8 @@ class DenoiseOptions:
     max_listed_per_context: int | None = option(
         None, "output genes per context (default: the context length for 'all', half of it for a gene set); the "
         "rest of the context holds other expressed genes of the cell as anchors", kind="int")
-    batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP + " (each runs one context per part of its "
-                             "output genes)")
+    batch_size: int = option(DEFAULT_BATCH_SIZE, "contexts per forward pass: a cell runs one context per part of "
+                             "its output genes, and a pass holds at least one cell")
     precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
     organism: str | None = option(None, ORGANISM_HELP)
     seed: int = option(0, "the random anchor genes of each context")
