@@ -13,6 +13,7 @@ import torch
 
 from grnformer.data.genes import GeneVocab
 from grnformer.data.shared import ENV_VAR, SharedDataMissing
+from grnformer.inference import device
 
 REQUIRE_DATA = "GRNFORMER_REQUIRE_DATA"
 _SKIP_PREFIX = "needs shared data"
@@ -50,6 +51,14 @@ def pytest_terminal_summary(terminalreporter):
             f"shared data: {len(tests)} test(s) could not run here, {len(_missing)} file(s) missing "
             f"({', '.join(sorted(_missing)[:3])}{', …' if len(_missing) > 3 else ''}); set ${ENV_VAR} to run them "
             f"(CI does, with {REQUIRE_DATA}=1)", yellow=True, bold=True)
+
+
+@pytest.fixture(autouse=True)
+def fp32_auto_precision(request, monkeypatch):
+    """'auto' precision as on a CPU without native bf16 (fp32), unless a test is marked machine_precision: tests
+    recompute the model's outputs by hand in fp32, and machines differ in whether they have native bf16."""
+    if request.node.get_closest_marker("machine_precision") is None:
+        monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import adjusted_rand_score
 
 import grnformer
 from grnformer.bench import protocol, toolkit
@@ -124,3 +125,15 @@ def test_writer_refuses_to_leave_partial_output(tmp_path):
         toolkit.write_record(dest, {"date": "yesterday"}, method="third")
     assert dest.read_text() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["bench.json"]  # no .part left behind
+
+
+def test_a_clustering_figure_is_the_mean_over_kmeans_starts():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 5)) * 3
+    points = np.vstack([c + rng.normal(size=(60, 5)) for c in centres])
+    truth = np.repeat(np.arange(4), 60)
+    parts = toolkit.kmeans_partitions(points, 4, seeds=3)
+    assert len(parts) == 3 and all(len(p) == len(truth) for p in parts)
+    score = toolkit.partition_score(adjusted_rand_score, truth, parts)
+    cells = rng.integers(0, len(truth), len(truth))
+    assert score(cells) == pytest.approx(np.mean([adjusted_rand_score(truth[cells], p[cells]) for p in parts]))

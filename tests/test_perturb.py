@@ -144,3 +144,15 @@ def test_perturb_recovers_a_planted_activator_and_repressor(bundle, cells, monke
     assert effect[r, u] < -0.3 and effect[r, u] == effect.min()    # repressor: the strongest negative edge
     assert np.abs(effect[o]).max() < 0.1 * effect[r, t]           # nothing planted on the other regulator
     assert abs(plain.varp["GRN_effect"][r, t]) < 0.1 * effect[r, t]  # the edge comes from the plant
+
+
+def test_auto_precision_keeps_knockouts_in_fp32_on_a_native_bf16_cpu(bundle, cells, monkeypatch):
+    """Knock-out effects are differences of two near-equal passes, which bf16 rounding moves: 'auto' runs them in
+    fp32 even where it runs the other tasks in bf16 (inference.device.uses_bf16)."""
+    from grnformer.inference import device
+
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)
+    nets = {p: run_grn(bundle, cells, genes="hvg", n_genes=30, method="perturb", max_regulators=3, precision=p)
+            for p in ("auto", "fp32", "bf16")}
+    np.testing.assert_array_equal(nets["auto"].varp["GRN_effect"], nets["fp32"].varp["GRN_effect"])
+    assert not np.array_equal(nets["bf16"].varp["GRN_effect"], nets["fp32"].varp["GRN_effect"])

@@ -1,5 +1,5 @@
-"""Where the model runs (CUDA when present) and in which precision (bf16 autocast on GPUs that support it, fp32
-on CPU where bf16 attention is not faster), and a bundle loaded onto that device."""
+"""Where the model runs (CUDA when present) and in which precision (bf16 autocast where the hardware multiplies
+bf16 natively, fp32 elsewhere), and a bundle loaded onto that device."""
 
 from __future__ import annotations
 
@@ -28,13 +28,37 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on a bf16-capable GPU for 'auto', always for 'bf16'; plain fp32 otherwise."""
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles). Only there does bf16 autocast run
+    faster than fp32; elsewhere torch emulates it."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # torch.cpu's private probes: without them, assume no native bf16
+        return False
+
+
+def uses_bf16(device: torch.device, precision: str = "auto", rounding_sensitive: bool = False) -> bool:
+    """'bf16' always, 'fp32' never, 'auto' on a bf16-capable GPU or a CPU with native bf16, except for
+    ``rounding_sensitive`` outputs. The CPU half of 'auto' was decided per task on development sets
+    (benchmarks/bench_precision.py, RESULTS.md "bf16 on CPU"): bf16's labels, embeddings, denoised counts and
+    attention networks agree with fp32's within bounds fixed beforehand. Knock-out effects (perturb: differences
+    of two near-equal forward passes) did not (Spearman 0.61 and 0.89 with fp32's), so they are
+    ``rounding_sensitive`` and 'auto' keeps them in fp32 on every device."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'.")
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda"
-                                       and torch.cuda.is_bf16_supported())
-    if not use_bf16:
+    if precision != "auto":
+        return precision == "bf16"
+    if rounding_sensitive:
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and native_bf16_cpu()
+
+
+def autocast(device: torch.device, precision: str = "auto", rounding_sensitive: bool = False
+             ) -> contextlib.AbstractContextManager:
+    """bf16 autocast where `uses_bf16` says so; plain fp32 otherwise."""
+    if not uses_bf16(device, precision, rounding_sensitive):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -22,7 +22,8 @@ MAX_MISSING_GENES = 0.5  # share of a given gene list that may be missing from t
 # one text across the options classes and that every CLI flag has help).
 ORGANISM_HELP = "human or mouse, when obs has no organism_ontology_term_id"
 DEVICE_HELP = "cpu, cuda, cuda:1 … (default: cuda when available)"
-PRECISION_HELP = "auto: bf16 on GPUs that support it, fp32 elsewhere"
+PRECISION_HELP = ("auto: bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16 or AMX), fp32 "
+                  "elsewhere and for knock-out effects (perturb); fp32 gives the same numbers on every machine")
 BATCH_SIZE_HELP = "cells per forward pass"
 
 Options = TypeVar("Options")

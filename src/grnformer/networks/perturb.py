@@ -66,7 +66,7 @@ def knockout_effects(bundle: Bundle, prep: Prepared, rows: np.ndarray, collators
             pos = torch.full((n_genes,), -1, dtype=torch.long, device=dev)
             pos[slots[slots >= 0]] = torch.nonzero(slots >= 0).squeeze(1)
             keep = slots >= 0
-            with torch.inference_mode(), autocast(dev, precision):
+            with torch.inference_mode(), autocast(dev, precision, rounding_sensitive=True):
                 base = model(batch["genes"], batch["counts"], batch["depth"], scale=batch["counts"].sum(-1)).mu
             forwards += 1
             for r in regulators:
@@ -77,7 +77,7 @@ def knockout_effects(bundle: Bundle, prep: Prepared, rows: np.ndarray, collators
                 counts = batch["counts"][cells].clone()
                 removed = counts[:, p].clone()
                 counts[:, p] = 0
-                with torch.inference_mode(), autocast(dev, precision):
+                with torch.inference_mode(), autocast(dev, precision, rounding_sensitive=True):
                     ko = model(batch["genes"][cells], counts, batch["depth"][cells] - removed,
                                scale=counts.sum(-1)).mu
                 forwards += 1
