@@ -4,8 +4,9 @@
 
 On PBMC3k (raw counts), in one process and one run, each of: embed (no UMAP), the UMAP of those embeddings,
 classify, denoise (its default: each cell's expressed genes), grn with the default method (Spearman: no forward
-pass) and grn with the attention read-out (mean_qk, 'hvg+tfs' 500 genes, TF rows). Each task's figure is its cells/s
-and its *GEMM ratio*: the time a matrix multiply of the same FLOPs takes at the rate this CPU reaches on the model's
+pass) and grn with the attention read-out (mean_qk, 'hvg+tfs' 500 genes, TF rows), each at 'auto' precision as a
+user's run (bf16 on a CPU with native bf16; the record's task_precision). Each task's figure is its cells/s and its
+*GEMM ratio*: the time an fp32 matrix multiply of the same FLOPs takes at the rate this CPU reaches on the model's
 own largest matmul shape ([batch·context, d] × [d, 4d]), measured right before the task, over the task's time. An
 absolute time says little on a shared machine; the ratio to a GEMM in the same run does (both slow down alike).
 FLOPs of a forward pass: the matmuls torch's FlopCounterMode counts (linear layers) plus the attention products
@@ -29,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grnformer.bench.toolkit import results_path, write_record
 from grnformer.data.corpus import datasets
+from grnformer.inference.device import uses_bf16
 from grnformer.inference.loop import context_collator
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.grn import grn
@@ -133,6 +135,8 @@ def main() -> None:
         "grn_mean_qk": lambda: grn(bundle, adata.copy(), GRNOptions(method="mean_qk", n_genes=500),
                                    progress=False),
     }
+    # the tasks run at 'auto' precision, as a user's do: bf16 on a CPU with native bf16 (inference.device)
+    task_precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
     contexts = ContextCounter(bundle.model, cfg.context_length)
     record: dict = {"parts": {}, "tasks": {}}
     threads = torch.get_num_threads()
@@ -153,7 +157,8 @@ def main() -> None:
                "contexts_per_cell": round(forwards, 2)}
         if forwards:  # the FLOPs of the contexts the model ran, at the GEMM rate, over the task's time
             row["gemm_ratio"] = round(forwards * flops * n / rate / t, 3)
-            per_context = record["parts"]["collate"]["seconds"] + record["parts"]["forward_fp32"]["seconds"]
+            per_context = (record["parts"]["collate"]["seconds"]
+                           + record["parts"][f"forward_{task_precision}"]["seconds"])
             row["beyond_prepare_collate_forward_s"] = round(
                 t - record["parts"]["prepare_input"]["seconds"] - forwards * per_context, 2)
         record["tasks"][name] = row
@@ -167,6 +172,7 @@ def main() -> None:
                 per_cell = r.get("contexts_per_cell", 1.0)
                 r["gemm_ratio_run_median"] = round(per_cell * flops * n / median / r["seconds"], 3)
     record.update({"gemm_gflops_run_median": round(median / 1e9, 1), "torch_threads": threads, "cells": n,
+                   "task_precision": task_precision,
                    "batch_size": BATCH,
                    "context_length": cfg.context_length, "forward_gflop_per_cell": round(flops / 1e9, 4),
                    "repeats": args.repeats})
