@@ -13,7 +13,8 @@
    network: mean activity in the own type, mean elsewhere, and the AUROC of own type vs the rest (0.5 = no
    difference). A TF with fewer than 5 targets among the network genes gets no score (decoupler's tmin).
 
-Writes the record benchmarks/results/decoupler_lineage.json and prints a markdown table (RESULTS.md, "decoupler lineage").
+Writes the record benchmarks/results/decoupler_lineage.json and prints a markdown table
+(RESULTS.md, "decoupler lineage").
 """
 
 from __future__ import annotations
@@ -146,8 +147,9 @@ def main() -> None:
     control = omnipath_table(genes)
     results["Omnipath (control)"] = {"edges": len(control), "tfs": int(control["source"].nunique()),
                                      **lineage_scores(decoupler_activities(adata, control), groups)}
-    record = {"settings": vars(args), "cells": int(adata.n_obs), "groups": groups.value_counts().to_dict(), "genes": len(genes),
-              "top_k": args.top_k, "results": results, "seconds": timings, "total_seconds": time.time() - t0}
+    record = {"settings": vars(args), "cells": int(adata.n_obs), "groups": groups.value_counts().to_dict(),
+              "genes": len(genes), "top_k": args.top_k, "results": results, "seconds": timings,
+              "total_seconds": time.time() - t0}
     toolkit.write_record(args.out, record, method={"networks": list(results), "top_k": args.top_k},
                          checkpoint="shipped")
     print(f"{adata.n_obs} cells ({record['groups']}), {len(genes)} genes; network seconds {timings}")

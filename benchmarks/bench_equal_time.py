@@ -74,8 +74,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         v = r["val_fp32"]
-        print(f"| {name} | {r['cell_views']} | {r['wall_seconds']:.0f} | {r['cpu_seconds']:.0f} | {v['val/loss']:.3f} | "
-              f"{v['val/denoise']:.3f} | "
+        print(f"| {name} | {r['cell_views']} | {r['wall_seconds']:.0f} | {r['cpu_seconds']:.0f} | "
+              f"{v['val/loss']:.3f} | {v['val/denoise']:.3f} | "
               f"{v['val/bottleneck']:.3f} | {v.get('val/cell_type', float('nan')):.3f} |")
 
 

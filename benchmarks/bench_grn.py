@@ -11,7 +11,8 @@ random-init model of that preset: speed does not depend on the weights), read PB
 h5ad — then embedding throughput (cells/s through embed(), default context). Model FLOPs come from
 GRNFormer.flops_per_cell (matmuls, 2 per multiply-add); utilisation is against the GPU's dense bf16 peak, or on
 CPU against the fp32 GEMM rate measured on this machine at the start of the run (the CPU has no trustworthy
-data-sheet peak and is shared). Fields go to the record benchmarks/results/grn_speed.json; a markdown row per shape is printed.
+data-sheet peak and is shared). Fields go to the record benchmarks/results/grn_speed.json; a markdown row per
+shape is printed.
 """
 
 from __future__ import annotations

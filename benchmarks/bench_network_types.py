@@ -2,10 +2,10 @@
 
 Cell types: the shipped model's own predictions (`classify`), types with at least 60 cells. Genes: the demo's
 choice (expressed TFs among the most variable genes first, then the most variable genes) plus SPI1, CEBPB, PAX5,
-EBF1. For each correction (and for centre_q with contrast, each type minus the all-cells network): the hub measure (largest / median row sum), every type's top 8 regulators (row sums
-over TF rows), the mean Jaccard overlap of the 200 strongest edges between two types, and for SPI1/CEBPB
-(myeloid TFs) and PAX5/EBF1 (B-cell TFs) the AUROC of their row against their Omnipath targets in monocytes and in
-B cells. One pass over the cells feeds every type (grn one_pass).
+EBF1. For each correction (and for centre_q with contrast, each type minus the all-cells network): the hub measure
+(largest / median row sum), every type's top 8 regulators (row sums over TF rows), the mean Jaccard overlap of the 200
+strongest edges between two types, and for SPI1/CEBPB (myeloid TFs) and PAX5/EBF1 (B-cell TFs) the AUROC of their row
+against their Omnipath targets in monocytes and in B cells. One pass over the cells feeds every type (grn one_pass).
 
     PYTHONPATH=src python benchmarks/bench_network_types.py --cells 1000 --genes 300 [--json out.json]
 """

@@ -5,8 +5,8 @@ sets and the mouse pancreas of shared/data/counts), streamed into shards one pie
 number of cells from each in label-balanced random order through a 2-worker DataLoader into batches of 2,200-gene
 contexts with 55-70 % down-sampling (the pre-training setting). Reports cells/s (median and best of --repeat
 runs: the 2 cores are shared), the CPU time spent per cell by the main process and its workers (what the
-throughput on 2 dedicated cores is bound by: at most 2 / that), and peak memory (anonymous and file-backed resident memory of the main process
-plus its workers, summed) for both sizes, to show memory does not grow with the corpus.
+throughput on 2 dedicated cores is bound by: at most 2 / that), and peak memory (anonymous and file-backed resident
+memory of the main process plus its workers, summed) for both sizes, to show memory does not grow with the corpus.
 
     .venv/bin/python benchmarks/bench_streaming.py                   # 100k and 1M, 100k cells read from each
     .venv/bin/python benchmarks/bench_streaming.py --sizes 100000 --read 20000

@@ -33,7 +33,8 @@ def test_prediction_stops_at_the_most_specific_confident_ancestor():
     codes, conf = hierarchical_predict(probs, ENC, threshold=0.5)
     np.testing.assert_array_equal(codes, [0, 4, 5, 3, 5])
     np.testing.assert_allclose(conf, [0.70, 0.55, 0.75, 0.45, 0.75], rtol=1e-6)
-    leaves, p = hierarchical_predict(probs, ENC, threshold=0.0)  # threshold 0 always names the top leaf (no residual leaves here)
+    # threshold 0 always names the top leaf (no residual leaves here)
+    leaves, p = hierarchical_predict(probs, ENC, threshold=0.0)
     np.testing.assert_array_equal(leaves, probs.argmax(1))
     np.testing.assert_allclose(p, probs.max(1))
 

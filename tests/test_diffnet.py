@@ -50,7 +50,8 @@ def test_random_split_of_one_condition_changes_nothing(bundle, cells):
     control = cells[cells.obs["condition"] == "control"].copy()
     control.obs["half"] = np.where(np.arange(control.n_obs) % 2, "x", "y")
     table, summary = diffnet(bundle, control, "half", "x", "y",
-                             DiffNetOptions(n_genes=20, n_permutations=50, cells_per_block=1, regulators="all"), progress=False)
+                             DiffNetOptions(n_genes=20, n_permutations=50, cells_per_block=1, regulators="all"),
+                             progress=False)
     assert summary["max_attainable_z"] > 4.5  # enough blocks that an edge could pass: the null has teeth
     assert summary["changed_edges"] == 0 and table["q_value"].min() > 0.1
 

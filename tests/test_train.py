@@ -292,8 +292,9 @@ def test_plateau_scheduler_warms_up_then_holds(corpus, tmp_path):
 
 
 def test_plateau_scheduler_cuts_the_rate_when_validation_stalls(corpus, tmp_path):
-    """(lr=1e-7 is also how YAML hands over a string.) At lr 1e-7 the validation loss cannot improve by ReduceLROnPlateau's 1e-4 relative threshold: with
-    patience 0, every validation after the first halves the rate (and only validations do)."""
+    """(lr=1e-7 is also how YAML hands over a string.) At lr 1e-7 the validation loss cannot improve by
+    ReduceLROnPlateau's 1e-4 relative threshold: with patience 0, every validation after the first halves the rate (and
+    only validations do)."""
     cfg = load_config("cpu_demo", TINY + [f"data.corpus={corpus}", f"out_dir={tmp_path}", "training.max_steps=7",
                                           "training.scheduler=plateau", "training.warmup_steps=0",
                                           "training.plateau_patience=0", "training.lr=1e-7",

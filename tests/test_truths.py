@@ -204,7 +204,8 @@ def test_one_beeline_reader_for_the_truth_and_the_bench_dataset(tmp_path):
     genes and refuse the same malformed files."""
     from grnformer.bench import beeline as bench_beeline
 
-    pd.DataFrame({"c1": [1.0, 0.0], "c2": [0.5, 2.0]}, index=[" SOX2", "NANOG "]).to_csv(tmp_path / "ExpressionData.csv")
+    pd.DataFrame({"c1": [1.0, 0.0], "c2": [0.5, 2.0]},
+                 index=[" SOX2", "NANOG "]).to_csv(tmp_path / "ExpressionData.csv")
     pd.DataFrame({"Gene1": ["SOX2"], "Gene2": ["NANOG"]}).to_csv(tmp_path / "refNetwork.csv", index=False)
     truth = beeline(tmp_path, organism="human")
     data = bench_beeline.load(tmp_path, organism="human")

@@ -331,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("pretrain", help="pre-train on a corpus from a YAML config")
-    p.add_argument("--config", required=True, help="YAML file, or a shipped preset name: small, medium, large, cpu_demo")
+    p.add_argument("--config", required=True,
+                   help="YAML file, or a shipped preset name: small, medium, large, cpu_demo")
     p.add_argument("--resume", help="checkpoint to resume from (exact resume)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=100")
     p.set_defaults(func=_cmd_pretrain)

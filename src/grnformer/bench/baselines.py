@@ -1,9 +1,9 @@
 """Classical network-inference baselines behind one interface: ``infer(method, adata, genes, regulators)``.
 
-Input is a cells × genes AnnData of raw counts (as `data.input.prepare` returns it; genes named by ``var['symbol']`` when
-present, else ``var_names``). Counts are normalised to 10,000 per cell over all genes, then log1p, then the requested
-genes are kept — every method sees the same matrix. An AnnData whose ``uns['transform'] == 'given'`` (e.g. a BEELINE
-ExpressionData table, already normalised) is used as is.
+Input is a cells × genes AnnData of raw counts (as `data.input.prepare` returns it; genes named by ``var['symbol']``
+when present, else ``var_names``). Counts are normalised to 10,000 per cell over all genes, then log1p, then the
+requested genes are kept — every method sees the same matrix. An AnnData whose ``uns['transform'] == 'given'`` (e.g. a
+BEELINE ExpressionData table, already normalised) is used as is.
 
 The result is a network AnnData (no cells): ``varp['GRN']`` genes × genes, rows = regulators, columns = targets
 (rows of genes that are not regulators are 0), ``var_names`` symbols, ``var['is_tf']``, ``var['is_regulator']``,
@@ -278,7 +278,8 @@ def infer(method: str, adata: ad.AnnData, genes: Sequence[str] | None = None,
     accepted = inspect.signature(fn).parameters
     unknown = [k for k in kw if k not in accepted]
     if unknown:
-        raise InputError(f"{method} has no option(s) {unknown}; options: {[p for p in accepted if p not in ('x', 'reg')]}")
+        raise InputError(f"{method} has no option(s) {unknown}; "
+                         f"options: {[p for p in accepted if p not in ('x', 'reg')]}")
     common = {k: v for k, v in {"seed": seed, "n_jobs": n_jobs}.items() if k in accepted}
     start = time.perf_counter()
     scores = fn(x, reg, **common, **kw)

@@ -39,7 +39,8 @@ def _network_parts(pred, regulators: Sequence[str] | None, targets: Sequence[str
         tfs = names[pred.var["is_tf"].to_numpy(dtype=bool)] if "is_tf" in pred.var else None
         return pred.varp["GRN"], names, names, tfs
     if isinstance(pred, pd.DataFrame):
-        return pred.to_numpy(dtype=np.float64), pred.index.astype(str).to_numpy(), pred.columns.astype(str).to_numpy(), None
+        return (pred.to_numpy(dtype=np.float64), pred.index.astype(str).to_numpy(),
+                pred.columns.astype(str).to_numpy(), None)
     mat = pred if sp.issparse(pred) else np.asarray(pred, dtype=np.float64)
     if mat.ndim != 2:
         raise InputError(f"a predicted network must be a 2-D matrix, got shape {mat.shape}")
@@ -49,7 +50,8 @@ def _network_parts(pred, regulators: Sequence[str] | None, targets: Sequence[str
     regulators = [f"r{i}" for i in range(n_r)] if regulators is None else list(regulators)
     targets = [f"c{i}" for i in range(n_c)] if targets is None else list(targets)
     if (len(regulators), len(targets)) != mat.shape:
-        raise InputError(f"matrix shape {mat.shape} does not match {len(regulators)} regulators × {len(targets)} targets")
+        raise InputError(f"matrix shape {mat.shape} does not match "
+                         f"{len(regulators)} regulators × {len(targets)} targets")
     return mat, np.asarray(regulators, dtype=str), np.asarray(targets, dtype=str), None
 
 

@@ -74,8 +74,8 @@ def markdown_table(results: dict) -> str:
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for _, r in block.iterrows():
             ratio = r["auprc"] / r["random_precision"] if r["random_precision"] else float("nan")
-            lines.append(f"| {r['method']} | {_fmt(r['auprc'], 'auprc')} | {_fmt(ratio, 'epr')} | {_fmt(r['ap'], 'ap')} "
-                         f"| {_fmt(r['auroc'], 'auroc')} | {_fmt(r['epr'], 'epr')} "
+            lines.append(f"| {r['method']} | {_fmt(r['auprc'], 'auprc')} | {_fmt(ratio, 'epr')} "
+                         f"| {_fmt(r['ap'], 'ap')} | {_fmt(r['auroc'], 'auroc')} | {_fmt(r['epr'], 'epr')} "
                          f"| {_fmt(r['precision_at_k'], 'precision_at_k')} | {_fmt(r['odds_ratio'], 'odds_ratio')} "
                          f"| {_fmt(r['seconds'], 'seconds')} |")
     return "\n".join(lines) + "\n"

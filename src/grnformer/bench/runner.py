@@ -6,8 +6,8 @@ prepared once, reduced to a benchmark gene set (`baselines.select_genes`: the mo
 genes) and every method sees the same genes. Networks are cached as h5ad under ``out_dir/networks`` by a hash of
 everything that determines them (`cache_key`: protocol version, method, its version and options, the checkpoint's
 weights, data, genes, regulators, seed), so re-running a report only recomputes what changed and never reuses a
-network made under another protocol or other options. A truth is scored only on datasets of its organism; the 'tf' universe uses the
-organism's TF list for every method, whatever its network marks.
+network made under another protocol or other options. A truth is scored only on datasets of its organism; the 'tf'
+universe uses the organism's TF list for every method, whatever its network marks.
 """
 
 from __future__ import annotations
@@ -244,7 +244,8 @@ def run_bench(methods: Sequence[str], datasets: Sequence[str] | Mapping[str, ad.
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "settings": {**asdict(o), "universes": universes, "method_options": method_options},
         "methods": {m: _METHODS[m].version for m in methods},
-        "datasets": {d: {"organism": s[1], "n_cells": int(s[0].n_obs), "n_genes": len(s[2])} for d, s in setups.items()},
+        "datasets": {d: {"organism": s[1], "n_cells": int(s[0].n_obs), "n_genes": len(s[2])}
+                     for d, s in setups.items()},
         "truths": {t: {"organism": g.organism, "edges": len(g), "provenance": g.provenance}
                    for t, g in {**truth_objs, **{g.name: g for g in own_truths.values()}}.items()},
         "timings": timings,

@@ -33,8 +33,8 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     A list names the genes. 'hvg': the most variable genes (Seurat-style normalised dispersion of log-normalised
     counts, genes seen in at least 3 cells). 'most_expressed': highest mean log-normalised expression.
     'hvg+tfs': 'hvg' plus the transcription factors among the next n_genes most variable genes (so every TF
-    among the 2·n_genes most variable is in). 'random_expressed': the genes expressed in the most cells (the network genes of a genome-wide run whose
-    contexts are drawn at random among each cell's expressed genes)."""
+    among the 2·n_genes most variable is in). 'random_expressed': the genes expressed in the most cells (the network
+    genes of a genome-wide run whose contexts are drawn at random among each cell's expressed genes)."""
     if not isinstance(genes, str):
         from grnformer.inference.prepared import resolve_gene_names
 

@@ -18,7 +18,8 @@ shares. Q̄ᵢ·K̄ⱼ = (Q̄ᵢ - q̄)·K̄ⱼ + q̄·K̄ⱼ, and the second te
 shipped model it is 76–81% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau mESC), so a few keys
 (LYZ, FTH1; JUNB on the demo's cells) are read by every gene and, rows being keys in 'kq', become hub
 regulators. The hub is not a large key (its key norm is among the smallest) but a key aligned with q̄. Centring
-K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/HISTORY.md, "Network methods".
+K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/HISTORY.md,
+"Network methods".
 
 Confidence: with n_bootstrap > 0, `Bootstrapped` keeps Poisson-weighted replicates of the sums from the same
 forward passes, and `stability` is the share of replicates in which an edge is among its regulator's top_k

@@ -103,11 +103,12 @@ class PretrainPlan(LightningModule):
     context (ZINB scale): the model learns relative abundance within a context, magnitude from the depth.
     `loss_weights` keys: "denoise", "bottleneck" and label class names; missing ones weigh 1. A zero bottleneck
     weight skips the second pass; `bottleneck_fraction` < 1 runs it on that share of the batch's cells only (the
-    second pass costs a whole forward: on CPU this is the cheapest way to keep the task and buy speed). Each term is logged as train/<name> and val/<name>, the sum as */loss.
+    second pass costs a whole forward: on CPU this is the cheapest way to keep the task and buy speed). Each term is
+    logged as train/<name> and val/<name>, the sum as */loss.
 
     Losses are computed in fp32 under bf16 autocast (the ZINB parameters leave the model in fp32; the label
-    logits are cast here). Dropout randomness is re-seeded at every step from (seed, global step, rank), so a run resumed from a
-    checkpoint repeats the uninterrupted run exactly.
+    logits are cast here). Dropout randomness is re-seeded at every step from (seed, global step, rank), so a run
+    resumed from a checkpoint repeats the uninterrupted run exactly.
     """
 
     def __init__(self, model: GRNFormer, vocab: GeneVocab, label_set: LabelSet,

@@ -29,7 +29,8 @@ def mccalla(cell: str, network: str = "chip_kd", root: str | Path | None = None)
     'escapechip', 'hu'). ``root``: a directory holding ``gold_standards/`` (default: the shared data)."""
     key = cell.lower()
     if key not in MCCALLA_CELLS:
-        raise InputError(f"unknown McCalla cell type {cell!r}; known: {', '.join(c for c, _ in MCCALLA_CELLS.values())}")
+        raise InputError(f"unknown McCalla cell type {cell!r}; "
+                         f"known: {', '.join(c for c, _ in MCCALLA_CELLS.values())}")
     folder, org = MCCALLA_CELLS[key]
     stem = MCCALLA_NETWORKS.get(network, network)
     names = [f"{folder}_{stem}.txt", f"{stem}.txt"]

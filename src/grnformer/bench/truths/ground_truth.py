@@ -1,12 +1,12 @@
 """The ground-truth type: regulator→target edges over gene symbols, each with its provenance.
 
 Every loader returns a `GroundTruth`. Symbols are normalised to the current symbols of the organism's gene table
-(GENCODE v48 / vM37, the symbols `data.input.prepare` puts in ``var["symbol"]``) by `data.input.gene_names.current_symbols`, so
-that a truth and a prepared data set name the same gene the same way: exact match first, then a case-insensitive
-match, then the HGNC previous and alias symbols (human) or MGI synonyms (mouse) that point to a single gene. A
-symbol that maps nowhere is kept as given (it can never match a prepared data set, and is counted in the
-provenance); identifiers that are not symbols at all (UniProt accessions without a mapping, miRNAs) are dropped and
-counted.
+(GENCODE v48 / vM37, the symbols `data.input.prepare` puts in ``var["symbol"]``) by
+`data.input.gene_names.current_symbols`, so that a truth and a prepared data set name the same gene the same way: exact
+match first, then a case-insensitive match, then the HGNC previous and alias symbols (human) or MGI synonyms (mouse)
+that point to a single gene. A symbol that maps nowhere is kept as given (it can never match a prepared data set, and is
+counted in the provenance); identifiers that are not symbols at all (UniProt accessions without a mapping, miRNAs) are
+dropped and counted.
 """
 
 from __future__ import annotations

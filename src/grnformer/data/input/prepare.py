@@ -399,7 +399,8 @@ def _too_few_message(mapping: _Mapping, names: np.ndarray, gene_source: str, org
     msg = (f"only {mapping.n_mapped:,} of {len(names):,} gene names in {gene_source} of {source} map to "
            f"{ORGANISMS[org]} genes of the vocabulary (at least {min_mapped:,} needed, min_mapped sets this, or "
            f"{PANEL_SHARE:.0%} of the names for a smaller panel). "
-           f"Names were read as {_ID_WORDS[mapping.id_type]}; {mapping.n_unrecognised:,} are no {ORGANISMS[org]} gene and "
+           f"Names were read as {_ID_WORDS[mapping.id_type]}; "
+           f"{mapping.n_unrecognised:,} are no {ORGANISMS[org]} gene and "
            f"{mapping.n_not_in_vocab:,} are genes outside the vocabulary. Examples: "
            f"{', '.join(mapping.unmapped_examples(names)[:N_EXAMPLES])}.")
     other = MOUSE if org == HUMAN else HUMAN
