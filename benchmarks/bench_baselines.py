@@ -85,7 +85,9 @@ def main() -> None:
                "grnboost2": {"n_estimators": 100, "learning_rate": 0.1, "n_iter_no_change": 5}}
     steps = dict(zip(GROUPS, args.regdiffusion_steps))
     start = time.perf_counter()
-    summary = {"load_average_at_start": os.getloadavg(), "settings": vars(args), "groups": {}}
+    # the output directory as the command named it relative to where it ran (a record names no machine's paths)
+    settings = {**vars(args), "out": os.path.relpath(args.out)}
+    summary = {"load_average_at_start": os.getloadavg(), "settings": settings, "groups": {}}
     for group in args.groups:
         datasets, truths = GROUPS[group]
         res = run_bench(METHODS, datasets, truths, Path(args.out) / group, BenchOptions(
