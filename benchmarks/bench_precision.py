@@ -120,11 +120,11 @@ def development(bundle, name: str, n: int) -> dict[str, Any]:
 
 
 def _paired(stat: Callable[[str, np.ndarray], float], n: int) -> dict[str, list[float]]:
-    """Each precision's statistic and bf16 - fp32, each [estimate, low, high] over the same resampled cells."""
-    out = {p: toolkit.interval(lambda i, p=p: stat(p, i), n, toolkit.N_BOOT, toolkit.SEED) for p in PRECISIONS}
-    out["bf16 - fp32"] = toolkit.interval(lambda i: stat("bf16", i) - stat("fp32", i), n, toolkit.N_BOOT,
-                                          toolkit.SEED)
-    return out
+    """Each precision's statistic and bf16 - fp32, each [estimate, low, high] over the same resampled cells
+    (`toolkit.bootstrap`: one set of resamples for both, so the difference is paired)."""
+    boot = toolkit.bootstrap({p: (lambda i, p=p: stat(p, i)) for p in PRECISIONS}, n)
+    point, interval = boot.difference("bf16", "fp32")
+    return {**{p: boot.estimate(p) for p in PRECISIONS}, "bf16 - fp32": [point, *interval]}
 
 
 def evaluation(bundle) -> dict[str, Any]:
