@@ -6,7 +6,6 @@ baselines of `bench` and the demo all choose their genes here: `select_genes` on
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Collection, Sequence
@@ -119,6 +118,11 @@ def parse_gene_option(value: Sequence[str] | str | None, keywords: Sequence[str]
     return names
 
 
+def chunk_count(n_genes: np.ndarray | int, size: int) -> np.ndarray:
+    """How many parts `chunk_genes` makes of ``n_genes`` genes (elementwise for an array): at least one."""
+    return np.maximum(1, -(-np.asarray(n_genes) // size))
+
+
 def chunk_genes(tokens: np.ndarray, size: int) -> list[np.ndarray]:
     """Split a gene list into the fewest near-equal parts of at most ``size`` genes (one context each)."""
-    return list(np.array_split(tokens, max(1, math.ceil(len(tokens) / size))))
+    return list(np.array_split(tokens, int(chunk_count(len(tokens), size))))

@@ -28,7 +28,7 @@ from anndata import AnnData
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
-from grnformer.inference.gene_sets import chunk_genes, parse_gene_option, select_genes
+from grnformer.inference.gene_sets import chunk_count, chunk_genes, parse_gene_option, select_genes
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.outputs import check_writable, write_h5ad
 from grnformer.inference.prepared import prepare_input, read_input
@@ -61,7 +61,7 @@ def denoise(bundle: Bundle, adata: AnnData, options: DenoiseOptions | None = Non
     part_size = max_listed_per_context or (L if everything else max(1, L // 2))
     contexts = _PartContexts(context_collator(bundle, "all", seed=o.seed), L, part_size, listed, o.seed)
     n_parts = (np.full(prep.n_cells, len(contexts.parts)) if contexts.parts is not None
-               else np.maximum(1, -(-prep.expressed_per_cell() // part_size)))  # as chunk_genes splits them
+               else chunk_count(prep.expressed_per_cell(), part_size))
     col_of_token = torch.full((bundle.config.vocab_size,), -1, dtype=torch.long, device=dev)
     col_of_token[torch.as_tensor(prep.tokens, device=dev)] = torch.arange(len(prep.tokens), device=dev)
     parts_r, parts_c, parts_v = [], [], []
