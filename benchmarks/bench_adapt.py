@@ -40,12 +40,12 @@ from grnformer.bench.toolkit import (  # noqa: E402
     results_path,
     write_record,
 )
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 from grnformer.data.corpus import datasets  # noqa: E402
 from grnformer.data.input.prepare import prepare  # noqa: E402
 from grnformer.tasks.adapt import adapt_bundle  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
-from grnformer.tasks.options import AdaptOptions  # noqa: E402
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
+from grnformer.tasks.task_options import AdaptOptions  # noqa: E402
 
 DATASET, LABEL = "paul2015_mouse_myeloid_progenitors_marsseq", "cell_type2"
 OUT = results_path("adapt_paul2015")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from grnformer.atomic import write_text
 from grnformer.bench import toolkit
-from grnformer.bench.options import BenchOptions
+from grnformer.bench.bench_options import BenchOptions
 from grnformer.bench.runner import run_bench
 
 GROUPS = {

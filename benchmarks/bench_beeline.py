@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from grnformer.bench import beeline, toolkit
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.runner import bench_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

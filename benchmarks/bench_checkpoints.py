@@ -42,21 +42,23 @@ from bench_tasks_quality import KEEP, _pcs, knn_smooth, per_cell_spearman  # noq
 
 from grnformer.atomic import write_text  # noqa: E402
 from grnformer.bench import protocol, toolkit  # noqa: E402
-from grnformer.bench.baselines import method_version  # noqa: E402
-from grnformer.bench.baselines import infer  # noqa: E402
+from grnformer.bench.baselines import (
+    infer,  # noqa: E402
+    method_version,  # noqa: E402
+)
 from grnformer.bench.truths import load_truth  # noqa: E402
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 from grnformer.data.corpus import datasets  # noqa: E402
 from grnformer.data.corpus.labels import column  # noqa: E402
 from grnformer.data.input.expression import log_per_10k  # noqa: E402
 from grnformer.data.input.prepare import prepare  # noqa: E402
 from grnformer.inference.device import uses_bf16  # noqa: E402
 from grnformer.networks.grn import grn  # noqa: E402
-from grnformer.networks.options import GRNOptions
+from grnformer.networks.grn_options import GRNOptions
 from grnformer.tasks.classify import classify  # noqa: E402
 from grnformer.tasks.denoise import denoise  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
-from grnformer.tasks.options import DenoiseOptions
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
+from grnformer.tasks.task_options import DenoiseOptions
 
 CELL_TYPE = column("cell_type")
 N_BOOT = toolkit.N_BOOT

@@ -25,13 +25,13 @@ import numpy as np
 from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer
 from grnformer.bench.truths import load_truth
+from grnformer.bundle.checkpoint import resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.grn import GRNOptions, grn, network_names
-from grnformer.train.checkpoint import resolve_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ import anndata as ad
 import torch
 
 from grnformer.bench import toolkit
+from grnformer.bundle.checkpoint import Bundle, load_bundle
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
@@ -36,7 +37,6 @@ from grnformer.inference.outputs import write_h5ad
 from grnformer.model import GRNFormer, ModelConfig
 from grnformer.networks.grn import GRNOptions, grn
 from grnformer.tasks.embed import embed
-from grnformer.train.checkpoint import Bundle, load_bundle
 
 N_GENES = {"small": 2000, "medium": 2200, "large": 5000}
 BATCH = {"cpu": {"small": 8, "medium": 4, "large": 2}, "cuda": {"small": 128, "medium": 64, "large": 16}}

@@ -21,14 +21,14 @@ import torch
 
 import grnformer.networks.grn as grn_mod
 from grnformer.bench import toolkit
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
 from grnformer.data.input.prepare import prepare
 from grnformer.demo import _network_genes
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.loop import run_model
-from grnformer.networks.options import GRNOptions
+from grnformer.networks.grn_options import GRNOptions
 
 SETS = {"pbmc3k": [("omnipath", "tf"), ("omnipath", "all"), ("encode_chip", "tf"), ("encode_chip", "all")],
         "chen_hesc": [("mccalla_hesc_kd", "truth_regulators"), ("mccalla_hesc_chip_kd", "truth_regulators")],

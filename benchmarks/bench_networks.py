@@ -17,7 +17,7 @@ Methods (shipped model, one CPU thread):
   heads(PBMC)    centre_q with heads selected on PBMC3k/Omnipath (regulator split), applied unchanged everywhere
                  (on PBMC3k/Omnipath itself the number is in-sample for the fitted half: marked)
   GENIE3 (``--trees`` trees), Pearson, Spearman (bench.baselines), regulators = every gene, as grnformer
-Scores: AUPRC / random precision and EPR (`grnformer.metrics`), with 95% intervals from 200 bootstrap resamples of
+Scores: AUPRC / random precision and EPR (`grnformer.edge_metrics`), with 95% intervals from 200 bootstrap resamples of
 the scored regulators (rows, `bench.toolkit`'s resamples); wall time per method. Stability: centre_q with 20
 bootstrap replicates of the cells on PBMC3k; precision of Omnipath edges by stability bin (the figure).
 """
@@ -34,7 +34,7 @@ import torch
 
 from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer, select_genes
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols

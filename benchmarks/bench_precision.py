@@ -36,14 +36,14 @@ from bench_checkpoints import CELL_TYPE, EMBEDDING_SETS, thinned_pbmc3k  # noqa:
 from bench_tasks_quality import KEEP  # noqa: E402
 
 from grnformer.bench import toolkit  # noqa: E402
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
 from grnformer.data.corpus import datasets  # noqa: E402
 from grnformer.networks.grn import grn  # noqa: E402
-from grnformer.networks.options import GRNOptions  # noqa: E402
+from grnformer.networks.grn_options import GRNOptions  # noqa: E402
 from grnformer.tasks.classify import classify  # noqa: E402
 from grnformer.tasks.denoise import denoise  # noqa: E402
 from grnformer.tasks.embed import embed  # noqa: E402
-from grnformer.tasks.options import ClassifyOptions, DenoiseOptions, EmbedOptions  # noqa: E402
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint  # noqa: E402
+from grnformer.tasks.task_options import ClassifyOptions, DenoiseOptions, EmbedOptions  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 # Development: sets the campaign trains on (scripts/campaign.py), never a benchmark set; cells drawn per set.

@@ -29,17 +29,17 @@ import numpy as np
 from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer, method_version
 from grnformer.bench.truths import load_truth, perturbation
+from grnformer.bundle.checkpoint import resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
+from grnformer.edge_metrics import rank_metrics
 from grnformer.errors import ResourceError
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
-from grnformer.metrics import rank_metrics
 from grnformer.networks.from_data import fuse_ranks
 from grnformer.networks.grn import GRNOptions, grn, network_names
 from grnformer.networks.methods import METHODS
-from grnformer.train.checkpoint import resolve_checkpoint
 
 # 'denoised' is measured on its own (development pairs, TFs + 500: a denoising pass over every cell costs more
 # than all other methods together) and is not a fusion component here.

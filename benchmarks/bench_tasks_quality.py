@@ -15,7 +15,7 @@ files: --retina-test / --retina-train). classify() accuracy and macro-F1 (strict
 majority class and a kNN classifier on PCA fitted to the training split.
 Networks (PBMC3k): one grn() run over 1,000 highly variable genes keeps every head's map; its mean is the 'kq'
 network and the mean of the transposed maps the 'qk' one. Both are scored against Omnipath and ENCODE ChIP
-(bench.metrics.score_network, all pairs and TF rows only), then heads are selected on Omnipath with a split of
+(bench.network_scores.score_network, all pairs and TF rows only), then heads are selected on Omnipath with a split of
 regulators and scored on the held-out regulators, per direction.
 Embeddings (same test cells): k-means with k = number of cell types on obsm['X_grnformer'] (cell and cell-type
 token) and on 50 PCs of log-normalised counts; ARI and NMI with the true types, and silhouette of the true
@@ -45,6 +45,7 @@ from sklearn.metrics import (
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from grnformer.bench import toolkit
+from grnformer.bundle.checkpoint import load_bundle
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import column
 from grnformer.data.input.expression import counts_per_10k, log_per_10k
@@ -53,8 +54,7 @@ from grnformer.errors import InputError
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed
-from grnformer.tasks.options import DenoiseOptions
-from grnformer.train.checkpoint import load_bundle
+from grnformer.tasks.task_options import DenoiseOptions
 
 KEEP = 0.3  # fraction of counts kept: 70% removed
 N_GENES = 2000
@@ -144,7 +144,7 @@ def denoising(bundle, n_cells: int | None, seed: int, batch_size: int, device: s
 def networks(bundle, n_genes: int, max_cells: int | None, seed: int, batch_size: int, device: str | None
              ) -> dict[str, Any]:
     """Both attention directions, and head selection per direction, against real ground truths."""
-    from grnformer.bench.metrics import score_network
+    from grnformer.bench.network_scores import score_network
     from grnformer.bench.truths import load_truth
     from grnformer.networks.grn import GRNOptions, grn
     from grnformer.networks.heads import select_heads

@@ -24,13 +24,13 @@ from sklearn.metrics import roc_auc_score
 from grnformer.bench import toolkit
 from grnformer.bench.toolkit import checkpoint_digest
 from grnformer.bench.truths import load_truth
+from grnformer.bundle.checkpoint import resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.grn import GRNOptions, grn, network_names
 from grnformer.tasks.classify import classify
-from grnformer.train.checkpoint import resolve_checkpoint
 
 LINEAGE_TFS = {"monocyte": ["SPI1", "CEBPB"], "B cell": ["PAX5", "EBF1"], "NK cell": ["TBX21", "EOMES"],
                "T cell": ["TCF7", "LEF1"]}

@@ -29,16 +29,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from grnformer.bench.toolkit import results_path, write_record
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.inference.device import uses_bf16
 from grnformer.inference.loop import context_collator
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.grn import grn
-from grnformer.networks.options import GRNOptions
+from grnformer.networks.grn_options import GRNOptions
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed, umap_of
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
 
 OUT = results_path("zero_shot_speed")
 BATCH = 32

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from grnformer.train.checkpoint import load_bundle, save_bundle  # noqa: E402
+from grnformer.bundle.checkpoint import load_bundle, save_bundle  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign import HELD_OUT, LEDGER, read_ledger  # noqa: E402

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
 from grnformer.model import GRNFormer, ModelConfig
-from grnformer.train.checkpoint import Bundle
 
 CONTEXT = 64
 # The test machine's 2 cores are shared: with a second OpenMP thread competing for a busy core, the tiny model's

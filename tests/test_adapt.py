@@ -7,10 +7,10 @@ import torch
 from _tasks_support import pbmc, run_grn, tiny_bundle
 
 from grnformer import InputError
+from grnformer.bundle.checkpoint import describe_bundle, load_bundle
 from grnformer.cli import main
 from grnformer.tasks.adapt import adapt_bundle, adapt_file
-from grnformer.tasks.options import AdaptOptions
-from grnformer.train.checkpoint import describe_bundle, load_bundle
+from grnformer.tasks.task_options import AdaptOptions
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from _tasks_support import pbmc
 
 import grnformer as gf
 from grnformer.networks.grn import GRNOptions, grn
-from grnformer.tasks.options import AdaptOptions, ClassifyOptions, DenoiseOptions, EmbedOptions
+from grnformer.tasks.task_options import AdaptOptions, ClassifyOptions, DenoiseOptions, EmbedOptions
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import grnformer
 from grnformer.bench import protocol, toolkit
-from grnformer.metrics import rank_metrics
+from grnformer.edge_metrics import rank_metrics
 
 
 def test_percentile_interval_covers_the_true_mean_about_95_percent_of_the_time():

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from grnformer.bundle.checkpoint import load_bundle
 from grnformer.data.corpus import author_labels, datasets, silver
 from grnformer.data.corpus.build import build_corpus
 from grnformer.data.corpus.gene_prior import coexpression_embedding
@@ -19,7 +20,6 @@ from grnformer.data.corpus.labels import LabelSet, ontology_parser
 from grnformer.data.corpus.store import AnnDataCells
 from grnformer.data.input.prepare import prepare
 from grnformer.data.shared import shared_files, shared_path
-from grnformer.train.checkpoint import load_bundle
 from grnformer.train.pretrain import build, load_config, pretrain
 from grnformer.train.warm_start import warm_start
 

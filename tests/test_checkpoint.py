@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from grnformer import InputError
-from grnformer.data.corpus import datasets
-from grnformer.data.corpus.build import build_corpus
-from grnformer.data.corpus.labels import LabelSet
-from grnformer.model import GRNFormer, ModelConfig
-from grnformer.train.checkpoint import (
+from grnformer.bundle.checkpoint import (
     FORMAT_VERSION,
     describe,
     load_bundle,
     save_bundle,
 )
+from grnformer.data.corpus import datasets
+from grnformer.data.corpus.build import build_corpus
+from grnformer.data.corpus.labels import LabelSet
+from grnformer.model import GRNFormer, ModelConfig
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.pretrain import build, load_config
 

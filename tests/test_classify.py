@@ -15,7 +15,7 @@ from grnformer.tasks.classify import (
     hierarchical_predict,
     score_predictions,
 )
-from grnformer.tasks.options import ClassifyOptions
+from grnformer.tasks.task_options import ClassifyOptions
 
 # leaves a b c d; coarse X = {a, b} and Y = {a, b, c} (X lies under Y)
 ENC = LabelEncoder("cell_type", ["a", "b", "c", "d"], ["X", "Y"],

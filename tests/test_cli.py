@@ -61,7 +61,7 @@ def files(tmp_path_factory):
     """A tiny checkpoint on disk and 45 real PBMC cells in three groups (A, B, C), as a user hands them over."""
     from _tasks_support import pbmc, tiny_bundle
 
-    from grnformer.train.checkpoint import save_bundle
+    from grnformer.bundle.checkpoint import save_bundle
 
     root = tmp_path_factory.mktemp("cli")
     b = tiny_bundle()
@@ -223,9 +223,9 @@ def test_task_and_bench_flags_are_built_from_their_options():
     the dataclass defaults)."""
     import dataclasses
 
-    from grnformer.bench.options import BenchOptions
+    from grnformer.bench.bench_options import BenchOptions
     from grnformer.cli import _options, build_parser
-    from grnformer.tasks.options import ClassifyOptions, DenoiseOptions, EmbedOptions
+    from grnformer.tasks.task_options import ClassifyOptions, DenoiseOptions, EmbedOptions
 
     parser = build_parser()
     for command, cls in (("denoise", DenoiseOptions), ("bench", BenchOptions), ("embed", EmbedOptions),
@@ -253,7 +253,7 @@ def test_grn_flags_are_built_from_the_options_dataclass():
     import dataclasses
 
     from grnformer.cli import build_parser
-    from grnformer.networks.options import FILTERS, GRNOptions
+    from grnformer.networks.grn_options import FILTERS, GRNOptions
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["grn"]
     flags = {a.dest: a for a in sub._actions}

@@ -25,11 +25,11 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
 from grnformer import InputError
+from grnformer.bundle.checkpoint import load_bundle
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.build import build_corpus
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.model.grnformer import Block
-from grnformer.train.checkpoint import load_bundle
 from grnformer.train.pretrain import _strategy
 
 SCRIPT = textwrap.dedent("""

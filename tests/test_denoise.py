@@ -11,7 +11,7 @@ from _tasks_support import CONTEXT, pbmc, tiny_bundle
 from grnformer import InputError
 from grnformer.inference.prepared import prepare_input
 from grnformer.tasks.denoise import LAYER, denoise, denoise_file
-from grnformer.tasks.options import DenoiseOptions
+from grnformer.tasks.task_options import DenoiseOptions
 
 GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
 

@@ -12,7 +12,7 @@ from grnformer import InputError
 from grnformer.cli import main
 from grnformer.data.corpus import datasets
 from grnformer.networks.diffnet import diffnet, diffnet_file
-from grnformer.networks.options import DiffNetOptions
+from grnformer.networks.grn_options import DiffNetOptions
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from _tasks_support import tiny_bundle
 from grnformer.data.corpus import datasets
 from grnformer.networks import diffnet as diffnet_module
 from grnformer.networks.diffnet import diffnet
-from grnformer.networks.options import DiffNetOptions
+from grnformer.networks.grn_options import DiffNetOptions
 
 GENES = ["LYZ", "S100A9", "CD74", "HLA-DRA", "CD3D", "IL7R", "MS4A1", "CD79A", "NKG7", "GNLY", "FCGR3A", "CST3",
          "FTL", "FTH1", "TMSB4X", "B2M", "CD8A", "GZMB", "CD14", "LTB"]

@@ -13,7 +13,7 @@ from grnformer.data.collate import Collator
 from grnformer.data.corpus.store import AnnDataCells
 from grnformer.data.input.prepare import prepare
 from grnformer.tasks.embed import embed, embed_file
-from grnformer.tasks.options import EmbedOptions
+from grnformer.tasks.task_options import EmbedOptions
 
 
 @pytest.fixture(scope="module")

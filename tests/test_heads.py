@@ -12,8 +12,14 @@ from _tasks_support import pbmc, run_grn, tiny_bundle
 from sklearn.metrics import average_precision_score
 
 from grnformer import InputError
-from grnformer.metrics import read_edge_list
+from grnformer.edge_metrics import read_edge_list
 from grnformer.networks.grn import GRNOptions
+from grnformer.networks.grn_options import (
+    SELECTION_FIXED,
+    SELECTION_FREE,
+    SELECTION_REFUSES,
+    SELECTION_WARNS,
+)
 from grnformer.networks.heads import (
     HeadSelection,
     load_heads,
@@ -21,12 +27,6 @@ from grnformer.networks.heads import (
     truth_matrix,
 )
 from grnformer.networks.heads_file import select_heads_file
-from grnformer.networks.options import (
-    SELECTION_FIXED,
-    SELECTION_FREE,
-    SELECTION_REFUSES,
-    SELECTION_WARNS,
-)
 
 G, N_LAYERS, N_HEADS = 80, 2, 4
 INFORMATIVE, DECOY = (2, 5), 7

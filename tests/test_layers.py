@@ -10,8 +10,8 @@ import grnformer
 
 SRC = Path(grnformer.__file__).parent
 # Left to right; a module may import its own room and rooms to its left.
-ROOMS = ["under", "data", "model", "train", "inference", "tasks", "networks", "bench", "top"]
-UNDER = {"grnformer.errors", "grnformer.atomic", "grnformer.metrics"}
+ROOMS = ["under", "data", "model", "bundle", "train", "inference", "tasks", "networks", "bench", "top"]
+UNDER = {"grnformer.errors", "grnformer.atomic", "grnformer.edge_metrics"}
 
 
 def _modules() -> dict[str, Path]:
@@ -88,3 +88,24 @@ def test_no_import_circle():
     for module in sorted(_modules()):
         if module not in state:
             assert (cycle := visit(module)) is None, " -> ".join(cycle)
+
+
+# Adapting a model to a user's cells is training: `tasks.adapt` is the one door from zero-shot code to `train`.
+TRAINING_DOOR = "grnformer.tasks.adapt"
+ZERO_SHOT_ROOMS = ("inference", "tasks", "networks", "bench")
+
+
+def test_zero_shot_code_reads_bundles_without_the_training_room():
+    graph = _imports(_modules())
+    reached: dict[str, list[str]] = {}
+    for start in sorted(m for m in _modules() if _room(m) in ZERO_SHOT_ROOMS and m != TRAINING_DOOR):
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen and nxt != TRAINING_DOOR:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        if hits := sorted(m for m in seen if _room(m) == "train"):
+            reached[start] = hits
+    assert not reached, reached
+    assert _room("grnformer.bundle.checkpoint") == "bundle"

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from grnformer import InputError
 from grnformer.bench.baselines import infer, select_genes
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import load_truth
 from grnformer.data.corpus.datasets import load
 

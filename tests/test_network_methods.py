@@ -8,8 +8,8 @@ from grnformer import InputError
 from grnformer.bench import protocol
 from grnformer.bench.baselines import infer
 from grnformer.networks.from_data import abs_correlation, fuse_ranks, parse_weights
+from grnformer.networks.grn_options import FUSION_COMPONENTS, GRNOptions
 from grnformer.networks.methods import METHODS
-from grnformer.networks.options import FUSION_COMPONENTS, GRNOptions
 
 GENES = ["CD3E", "LYZ", "MS4A1", "CD14", "NKG7", "SPI1", "PAX5", "TCF7", "GNLY", "S100A8", "CEBPB", "IRF8"]
 

@@ -8,17 +8,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import grnformer
-from grnformer.bench.options import BenchOptions
+from grnformer.bench.bench_options import BenchOptions
 from grnformer.cli import CHECKPOINT_HELP, INPUT_HELP, build_parser
-from grnformer.inference.options import BATCH_SIZE_HELP, DEVICE_HELP, ORGANISM_HELP, PRECISION_HELP
-from grnformer.networks.options import (
+from grnformer.inference.option_fields import BATCH_SIZE_HELP, DEVICE_HELP, ORGANISM_HELP, PRECISION_HELP
+from grnformer.networks.grn_options import (
     CORRECTION_HELP,
     DIRECTION_HELP,
     SELECT_HEADS_OPTIONS,
     DiffNetOptions,
     GRNOptions,
 )
-from grnformer.tasks.options import AdaptOptions, ClassifyOptions, DenoiseOptions, EmbedOptions
+from grnformer.tasks.task_options import AdaptOptions, ClassifyOptions, DenoiseOptions, EmbedOptions
 
 COMMAND_OPTIONS = {"embed": EmbedOptions, "classify": ClassifyOptions, "denoise": DenoiseOptions, "grn": GRNOptions,
                    "select-heads": GRNOptions, "diffnet": DiffNetOptions, "adapt": AdaptOptions,

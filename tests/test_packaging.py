@@ -43,5 +43,5 @@ def test_wheel_ships_the_model_and_runs_info_shipped(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "context length" in proc.stdout and "vocabulary" in proc.stdout
     assert str(site) in subprocess.run(
-        [sys.executable, "-c", "from grnformer.train.checkpoint import resolve_checkpoint as r; print(r('shipped'))"],
+        [sys.executable, "-c", "from grnformer.bundle.checkpoint import resolve_checkpoint as r; print(r('shipped'))"],
         cwd=elsewhere, env=env, check=True, capture_output=True, text=True).stdout

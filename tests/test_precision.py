@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from grnformer import InputError
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.inference import device
 from grnformer.tasks.classify import classify
 from grnformer.tasks.embed import embed
-from grnformer.tasks.options import ClassifyOptions, EmbedOptions
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
+from grnformer.tasks.task_options import ClassifyOptions, EmbedOptions
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ import pytest
 
 from grnformer import InputError
 from grnformer.bench.baselines import network_anndata
-from grnformer.bench.options import BenchOptions
+from grnformer.bench.bench_options import BenchOptions
 from grnformer.bench.runner import (
     available_methods,
     bench_main,

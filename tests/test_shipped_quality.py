@@ -15,11 +15,11 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from grnformer.bench.toolkit import kmeans_partitions, partition_score
+from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import column
 from grnformer.tasks.classify import classify
 from grnformer.tasks.embed import embed
-from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
 
 CARD = Path(__file__).resolve().parents[1] / "src" / "grnformer" / "checkpoints" / "small.json"
 TOLERANCE = 0.02

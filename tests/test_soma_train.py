@@ -11,10 +11,10 @@ from test_soma import _write
 from test_train import TINY, Recorder, _read_metrics, crash_and_resume
 
 from grnformer import InputError
+from grnformer.bundle import load_bundle
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import LABEL_CLASSES, LabelSet
 from grnformer.data.corpus.soma import SomaCells
-from grnformer.train import load_bundle
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.pretrain import build, load_config, pretrain
 

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from grnformer import InputError, ResourceError
 from grnformer.bench.baselines import infer, log_normalised
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import (
     GroundTruth,
     available_truths,

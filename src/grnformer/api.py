@@ -6,8 +6,8 @@
     nets = model.grn(adata, groupby="grnformer_cell_type", n_genes=500)
 
 A thin layer above `tasks`: each method calls the function the CLI calls, with the same option names and
-defaults. Each task method takes its options dataclass (`tasks.options`, `networks.options`) as ``options``
-and/or its fields as keywords (keywords win; `inference.options.options_from`), so a field added to a dataclass
+defaults. Each task method takes its options dataclass (`tasks.task_options`, `networks.grn_options`) as ``options``
+and/or its fields as keywords (keywords win; `inference.option_fields.options_from`), so a field added to a dataclass
 is a keyword here without editing this module; the docstrings list the fields' own help. The tasks are imported
 when a method first runs, so ``import grnformer`` stays fast.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from grnformer.errors import InputError
-from grnformer.inference.options import options_from
-from grnformer.networks.options import GRNOptions
-from grnformer.tasks.options import (
+from grnformer.inference.option_fields import options_from
+from grnformer.networks.grn_options import GRNOptions
+from grnformer.tasks.task_options import (
     AdaptOptions,
     ClassifyOptions,
     DenoiseOptions,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
     from anndata import AnnData
 
-    from grnformer.train.checkpoint import Bundle
+    from grnformer.bundle.checkpoint import Bundle
 
 # ----------------------------------------------------------------------------------------- documentation
 
@@ -156,8 +156,8 @@ class Model:
     def save(self, path: str | Path) -> Path:
         """Write the model as a bundle, atomically (usable as CKPT by every command and by `load`); weights keep
         the dtype they were loaded with (the shipped model: float16)."""
+        from grnformer.bundle.checkpoint import save_bundle
         from grnformer.inference.outputs import check_writable
-        from grnformer.train.checkpoint import save_bundle
 
         check_writable(path)
         b = self._bundle
@@ -166,7 +166,7 @@ class Model:
 
     def info(self) -> str:
         """What `grnformer info` prints for this model."""
-        from grnformer.train.checkpoint import describe_bundle
+        from grnformer.bundle.checkpoint import describe_bundle
 
         return describe_bundle(self._bundle, self.source)
 
@@ -203,8 +203,8 @@ class Model:
 def load(checkpoint: str | Path = "shipped", device: Any = None, progress: bool = True) -> Model:
     """The model of a checkpoint (a bundle or a Lightning checkpoint; 'shipped' for the small model inside the
     package) on ``device`` (default: CUDA when available). ``progress``: the tasks' progress bars."""
+    from grnformer.bundle.checkpoint import resolve_checkpoint
     from grnformer.inference.device import load_task_bundle
-    from grnformer.train.checkpoint import resolve_checkpoint
 
     bundle, dev = load_task_bundle(checkpoint, device)
     source = "shipped" if str(checkpoint) == "shipped" else str(resolve_checkpoint(checkpoint))

@@ -1,8 +1,8 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
-Options dataclasses (`tasks.options`, `networks.options`, `bench.options`, standard library only) give the embed,
-classify, denoise, grn, select-heads, diffnet, adapt and bench flags; other imports happen inside each command so
-that `grnformer --help` is instant and a broken optional dependency only affects the command that needs it.
+Options dataclasses (`tasks.task_options`, `networks.grn_options`, `bench.bench_options`, standard library only)
+give the embed, classify, denoise, grn, select-heads, diffnet, adapt and bench flags; other imports happen inside
+each command so that `grnformer --help` is instant and a broken optional dependency only affects the command that needs it.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from grnformer.bench.options import BenchOptions
+from grnformer.bench.bench_options import BenchOptions
 from grnformer.errors import InputError, ResourceError
-from grnformer.inference.options import DEVICE_HELP
+from grnformer.inference.option_fields import DEVICE_HELP
+from grnformer.networks.grn_options import SELECT_HEADS_OPTIONS, DiffNetOptions, GRNOptions
 from grnformer.networks.methods import METHODS
-from grnformer.networks.options import SELECT_HEADS_OPTIONS, DiffNetOptions, GRNOptions
-from grnformer.tasks.options import (
+from grnformer.tasks.task_options import (
     AdaptOptions,
     ClassifyOptions,
     DenoiseOptions,
@@ -68,7 +68,7 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from grnformer.train.checkpoint import describe
+    from grnformer.bundle.checkpoint import describe
 
     print(describe(args.checkpoint))
 

@@ -188,7 +188,7 @@ def run_demo(out_dir: str | Path, adata_path: str | None = None, checkpoint: str
     ``command``: the command line the report gives to reproduce it (the CLI passes the one it was called with;
     by default the `grnformer demo` call equivalent to these arguments).
     """
-    from grnformer.train.checkpoint import load_bundle, resolve_checkpoint
+    from grnformer.bundle.checkpoint import load_bundle, resolve_checkpoint
 
     command = command or demo_command(out_dir, adata_path, checkpoint, n_genes, max_cells, seed)
     n_genes = 300 if n_genes is None else n_genes
@@ -235,7 +235,7 @@ def _annotate_cells(bundle, adata: AnnData, n_genes: int, timer: _Timer) -> dict
     from grnformer.tasks.classify import classify
     from grnformer.tasks.denoise import denoise
     from grnformer.tasks.embed import embed
-    from grnformer.tasks.options import DenoiseOptions
+    from grnformer.tasks.task_options import DenoiseOptions
 
     with timer("embed (+ UMAP)"):
         embed(bundle, adata, umap=True, progress=False)
@@ -310,7 +310,7 @@ def _write_outputs(out: Path, adata: AnnData, networks: list[_Network], records:
 def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metrics: dict | None,
                      networks: list[_Network], records: list[dict], pr_figures: list[str], timer: _Timer,
                      command: str) -> list[tuple[str, str]]:
-    from grnformer.train.checkpoint import describe
+    from grnformer.bundle.checkpoint import describe
 
     counts = adata.obs[TYPE_COLUMN].value_counts()
     names = _group_names(adata)

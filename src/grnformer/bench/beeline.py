@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from grnformer.bench.metrics import score_network
+from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import GroundTruth
 from grnformer.bench.truths.beeline_files import (
     EXPRESSION,

@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.inference.device import load_task_bundle
 from grnformer.networks.grn import GRNOptions, grn
-from grnformer.train.checkpoint import Bundle
 
 
 @lru_cache(maxsize=2)

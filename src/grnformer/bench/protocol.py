@@ -29,7 +29,7 @@ from anndata import AnnData
 
 from grnformer.bench import toolkit
 from grnformer.bench.toolkit import N_BOOT, PROTOCOL_VERSION, SEED, checkpoint_digest  # noqa: F401  (re-exported)
-from grnformer.metrics import rank_metrics
+from grnformer.edge_metrics import rank_metrics
 
 GENE_SET_SIZES = (500, 1000)
 DEVELOPMENT, EVALUATION = "development", "evaluation"

@@ -26,8 +26,8 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from grnformer.bench import baselines, beeline
-from grnformer.bench.metrics import UNIVERSES, score_network
-from grnformer.bench.options import BenchOptions
+from grnformer.bench.bench_options import BenchOptions
+from grnformer.bench.network_scores import UNIVERSES, score_network
 from grnformer.bench.toolkit import PROTOCOL_VERSION, checkpoint_digest
 from grnformer.bench.truths import GroundTruth, available_truths, load_truth
 from grnformer.data.genes import organism_id, tf_symbols
@@ -130,7 +130,7 @@ def _weights_digest(checkpoint: Any) -> str:
     digest, so weights rewritten in place under the same name never reuse an old network; a loaded bundle by
     its tensors."""
     if isinstance(checkpoint, (str, Path)):
-        from grnformer.train.checkpoint import resolve_checkpoint
+        from grnformer.bundle.checkpoint import resolve_checkpoint
 
         return checkpoint_digest(resolve_checkpoint(checkpoint))
     h = hashlib.sha256()

@@ -178,7 +178,7 @@ def record(body: Mapping[str, Any], *, method: str | Mapping[str, Any], checkpoi
     """The provenance fields every record carries, then ``body``. ``checkpoint`` is named as given ('shipped');
     its digest is computed from the resolved file unless ``digest`` is given; both None when no model ran."""
     if checkpoint is not None and digest is None:
-        from grnformer.train.checkpoint import resolve_checkpoint
+        from grnformer.bundle.checkpoint import resolve_checkpoint
 
         digest = checkpoint_digest(resolve_checkpoint(str(checkpoint)))
     head = {"date": date.today().isoformat(), "machine": machine_name or machine(),

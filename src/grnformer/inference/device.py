@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from grnformer.bundle.checkpoint import Bundle, load_bundle
 from grnformer.errors import InputError
-from grnformer.inference.options import PRECISIONS
-from grnformer.train.checkpoint import Bundle, load_bundle
+from grnformer.inference.option_fields import PRECISIONS
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from grnformer.data.genes import tf_symbols
 from grnformer.data.input.expression import log_per_10k
 from grnformer.errors import InputError
-from grnformer.inference.options import GENE_SETS, MAX_MISSING_GENES
+from grnformer.inference.option_fields import GENE_SETS, MAX_MISSING_GENES
 
 if TYPE_CHECKING:  # prepared loads torch; the ranking below is wanted without it (bench baselines, the demo)
     from grnformer.inference.prepared import Prepared

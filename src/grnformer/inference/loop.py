@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.inference.device import autocast
-from grnformer.inference.options import DEFAULT_BATCH_SIZE
+from grnformer.inference.option_fields import DEFAULT_BATCH_SIZE
 from grnformer.inference.prepared import Prepared
 from grnformer.model import ModelOutput
-from grnformer.train.checkpoint import Bundle
 
 
 def run_model(bundle: Bundle, prep: Prepared, rows: np.ndarray,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import CellRecord
 from grnformer.data.corpus.store import AnnDataCells
 from grnformer.data.genes import GeneVocab
@@ -27,8 +28,7 @@ from grnformer.data.input.prepare import (
 )
 from grnformer.data.input.read import read_cells
 from grnformer.errors import InputError
-from grnformer.inference.options import MAX_MISSING_GENES
-from grnformer.train.checkpoint import Bundle
+from grnformer.inference.option_fields import MAX_MISSING_GENES
 
 
 @dataclass

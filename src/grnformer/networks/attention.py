@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from grnformer.errors import InputError
-from grnformer.networks.options import FILTERS
+from grnformer.networks.grn_options import FILTERS
 
 
 class MeanQK:

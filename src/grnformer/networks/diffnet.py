@@ -26,11 +26,12 @@ import torch
 from anndata import AnnData
 from scipy.stats import false_discovery_control, norm
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import run_model
 from grnformer.inference.outputs import check_writable, write_many
-from grnformer.inference.prepared import read_input
 from grnformer.networks.attention import MeanQK, aggregate
 from grnformer.networks.grn import (
     NetworkPlan,
@@ -39,8 +40,7 @@ from grnformer.networks.grn import (
     network_names,
     plan_networks,
 )
-from grnformer.networks.options import DiffNetOptions, GRNOptions
-from grnformer.train.checkpoint import Bundle
+from grnformer.networks.grn_options import DiffNetOptions, GRNOptions
 
 
 def _block_sums(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, rows: np.ndarray,
@@ -182,14 +182,22 @@ def diffnet_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_dir: 
                  progress: bool = True) -> list[Path]:
     """CLI entry: ``out_dir`` (created) gets edges.csv (every tested edge, most significant first) and
     report.html (summary, drawing of the changed edges, top table), written together atomically."""
-    out = Path(out_dir)
+    options = (options or DiffNetOptions()).validate()
+
+    def write(adata: AnnData, result: tuple[pd.DataFrame, dict[str, Any]], out: Path) -> list[Path]:
+        table, summary = result
+        out.mkdir(exist_ok=True)
+        page = report_html(table, summary, options.n_drawn)
+        return write_many({out / "edges.csv": lambda part: table.to_csv(part, index=False, float_format="%.6g"),
+                           out / "report.html": lambda part: part.write_text(page)})
+
+    return run_file(checkpoint, in_path, out_dir,
+                    lambda bundle, adata, dev: diffnet(bundle, adata, groupby, a, b, options, device=dev,
+                                                       progress=progress),
+                    write, check=_check_output_dir, device=device)
+
+
+def _check_output_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"output '{out}' must be a directory.")
     check_writable(out / "edges.csv" if out.is_dir() else out)
-    options = (options or DiffNetOptions()).validate()
-    table, summary = diffnet(checkpoint, read_input(in_path), groupby, a, b, options, device=device,
-                             progress=progress)
-    out.mkdir(exist_ok=True)
-    page = report_html(table, summary, options.n_drawn)
-    return write_many({out / "edges.csv": lambda part: table.to_csv(part, index=False, float_format="%.6g"),
-                       out / "report.html": lambda part: part.write_text(page)})

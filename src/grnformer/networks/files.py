@@ -14,17 +14,18 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 import torch
+from anndata import AnnData
 from anndata.io import read_elem
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
-from grnformer.inference.device import load_task_bundle
+from grnformer.inference.file_runner import run_file
 from grnformer.inference.outputs import (
     check_writable,
     csv_writer,
     h5ad_writer,
     write_many,
 )
-from grnformer.inference.prepared import read_input
 from grnformer.networks.grn import (
     GRNOptions,
     NetworkPlan,
@@ -35,7 +36,6 @@ from grnformer.networks.grn import (
     plan_networks,
     provenance,
 )
-from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
@@ -57,13 +57,22 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
     command run again computes only the missing ones. An existing network made with other options, genes or
     cells is an InputError (before the model runs) unless ``overwrite``, which recomputes every network.
     Returns the run's network files, kept or written."""
-    out = Path(out)
     options = options or GRNOptions()
     grouped = options.groupby is not None
-    _check_output(out, grouped)
-    bundle, dev = load_task_bundle(checkpoint, device)
-    opts = options.validate(bundle)
-    adata = read_input(in_path)
+    checked: dict[str, GRNOptions] = {}  # the options validated against the model, before the cells are read
+    return run_file(checkpoint, in_path, out,
+                    lambda bundle, adata, dev: _networks_into(Path(out), bundle, adata, dev, checked["options"],
+                                                              csv, csv_max_edges, overwrite, progress),
+                    lambda adata, files, out: files, check=lambda out: _check_output(out, grouped),
+                    check_model=lambda bundle: checked.setdefault("options", options.validate(bundle)),
+                    device=device)
+
+
+def _networks_into(out: Path, bundle: Bundle, adata: AnnData, dev: torch.device, opts: GRNOptions, csv: bool,
+                   csv_max_edges: int | None, overwrite: bool, progress: bool) -> list[Path]:
+    """`grn_file`'s work once the model and cells are loaded: plan, keep what is done, write the rest (each
+    network atomically as soon as it is made, so the write step is part of the run)."""
+    grouped = opts.groupby is not None
     plan = plan_networks(bundle, adata, opts)
     stems = _file_stems(list(plan.groups)) if grouped else {}
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))

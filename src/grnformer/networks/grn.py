@@ -34,6 +34,7 @@ from anndata import AnnData
 from torch import Tensor
 
 import grnformer
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import Collator
 from grnformer.data.genes import tf_symbols
 from grnformer.data.input.expression import log_per_10k
@@ -52,11 +53,10 @@ from grnformer.networks.attention import (
     filter_network,
     stability,
 )
+from grnformer.networks.grn_options import FUSION_COMPONENTS, GRNOptions
 from grnformer.networks.heads import head_names
 from grnformer.networks.methods import get_method
-from grnformer.networks.options import FUSION_COMPONENTS, GRNOptions
 from grnformer.networks.perturb import choose_regulators, knockout_effects
-from grnformer.train.checkpoint import Bundle
 
 # -------------------------------------------------------------------------------------------------- grn
 
@@ -151,7 +151,7 @@ def adapted(bundle: Bundle, adata: AnnData, opts: GRNOptions, dev: torch.device)
     if not opts.adapt_steps:
         return bundle
     from grnformer.tasks.adapt import adapt_bundle
-    from grnformer.tasks.options import AdaptOptions
+    from grnformer.tasks.task_options import AdaptOptions
 
     return adapt_bundle(bundle, adata, AdaptOptions(steps=opts.adapt_steps, seed=opts.seed,
                                                     organism=opts.organism), device=dev)[0]
@@ -291,7 +291,7 @@ class NetworkContext:
     def log_denoised(self) -> np.ndarray:
         """[cells, G] the model's denoised expression of the network genes, normalised and logged the same way."""
         from grnformer.tasks.denoise import denoise
-        from grnformer.tasks.options import DenoiseOptions
+        from grnformer.tasks.task_options import DenoiseOptions
 
         prep = self.plan.prep
         cells = prep.adata[self.rows].copy()

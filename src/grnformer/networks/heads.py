@@ -15,7 +15,7 @@ class-balanced least-squares problem with `scipy.optimize.nnls`:
   all heads on the same pairs.
 
 Selections are saved as JSON and reused with `grn(..., heads=FILE)` on other data. A selection records what its
-maps were made with (`fitted_with`; which options count and why: `networks.options.SELECTION_REFUSES` /
+maps were made with (`fitted_with`; which options count and why: `networks.grn_options.SELECTION_REFUSES` /
 `_WARNS`), and grn compares those with its own options.
 """
 
@@ -32,8 +32,8 @@ from anndata import AnnData
 from scipy.optimize import nnls
 
 from grnformer.data.input.gene_names import edge_matrix
+from grnformer.edge_metrics import rank_metrics
 from grnformer.errors import InputError
-from grnformer.metrics import rank_metrics
 
 FORMAT = "grnformer-heads"
 FORMAT_VERSION = 2  # 2: fitted_with (version 1 recorded the correction alone)
@@ -49,7 +49,7 @@ def head_names(n_layers: int, n_heads: int) -> list[str]:
 class HeadSelection:
     """Non-negative head weights [n_layers, n_heads] summing to 1, the direction their maps were read in, the
     held-out metrics of the fit, and ``fitted_with``: the settings of the network it was fitted on (the scalars of
-    its uns['grn']; grn compares those `networks.options.SELECTION_REFUSES` / `_WARNS` name). Empty for a
+    its uns['grn']; grn compares those `networks.grn_options.SELECTION_REFUSES` / `_WARNS` name). Empty for a
     selection made by hand, whose settings grn cannot check."""
 
     n_layers: int
@@ -175,7 +175,7 @@ def check_split(split: str, train_fraction: float) -> None:
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """auprc (interpolated), ap (step curve) and auroc, as `grnformer.metrics` defines them."""
+    """auprc (interpolated), ap (step curve) and auroc, as `grnformer.edge_metrics` defines them."""
     m = rank_metrics(scores, labels)
     return {k: m[k] for k in ("auprc", "ap", "auroc")}
 
@@ -188,7 +188,7 @@ def select_heads(cube: np.ndarray, truth: np.ndarray | pd.DataFrame | Iterable[t
 
     cube: [n_layers·n_heads, G, G] per-head scores (rows = regulators, as `grn(keep_heads=True)` stores them).
     truth: boolean [G, G] matrix, or edges named like ``genes``. The returned selection's metrics hold the
-    held-out auprc / ap / auroc (`grnformer.metrics`) of the selection and of the mean of all heads, with the
+    held-out auprc / ap / auroc (`grnformer.edge_metrics`) of the selection and of the mean of all heads, with the
     held-out positive rate."""
     cube = np.asarray(cube, dtype=np.float32)
     n_total, G = cube.shape[0], cube.shape[1]

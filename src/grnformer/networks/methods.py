@@ -1,7 +1,7 @@
 """The registry of network read-out methods: each method is one `NetworkMethod` that declares its name, help,
 constraints, how it accumulates over cells and how it forms the network.
 
-Light at import (standard library only): `networks.options` takes its method names and help from here and the CLI
+Light at import (standard library only): `networks.grn_options` takes its method names and help from here and the CLI
 must stay instant; the maths are imported when a method runs.
 
 Methods that use the model and the cells together (issue 18): independent benchmarks put large foundation models

@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import Collator
 from grnformer.inference.device import autocast
 from grnformer.inference.prepared import Prepared
-from grnformer.train.checkpoint import Bundle
 
 _EPS = 1e-8
 

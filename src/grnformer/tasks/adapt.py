@@ -1,4 +1,4 @@
-"""Adapting a model to a user's cells before using it (`train.adapt`): in memory, for grn --adapt-steps, and as
+"""Adapting a model to a user's cells before using it (`train.finetune`): in memory, for grn --adapt-steps, and as
 the CLI's `adapt` (a new checkpoint file)."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle, save_bundle
 from grnformer.inference.device import load_task_bundle
-from grnformer.inference.outputs import check_writable
-from grnformer.inference.prepared import prepare_input, read_input
-from grnformer.tasks.options import AdaptOptions
-from grnformer.train.adapt import adapt
-from grnformer.train.checkpoint import Bundle, save_bundle
+from grnformer.inference.file_runner import run_file
+from grnformer.inference.prepared import prepare_input
+from grnformer.tasks.task_options import AdaptOptions
+from grnformer.train.finetune import adapt
 
 
 def adapt_bundle(bundle: Bundle | str | Path, adata: AnnData, options: AdaptOptions | None = None, *,
                  device: str | torch.device | None = None) -> tuple[Bundle, dict[str, Any]]:
-    """A copy of the model fine-tuned on ``adata``'s cells, and the summary of the run (see `train.adapt`)."""
+    """A copy of the model fine-tuned on ``adata``'s cells, and the summary of the run (see `train.finetune`)."""
     opts = options or AdaptOptions()
     bundle, dev = load_task_bundle(bundle, device)
     prep = prepare_input(bundle, adata, opts.organism)
@@ -37,10 +37,13 @@ def adapt_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | 
                options: AdaptOptions | None = None, *, device: str | torch.device | None = None) -> Path:
     """CLI entry: the adapted model written as a bundle (same weight dtype as the source), usable as CKPT by
     every other command; its metadata holds the run's summary, also printed."""
-    check_writable(out)
-    adapted, summary = adapt_bundle(checkpoint, read_input(in_path), options, device=device)
-    dtype = adapted.meta.get("dtype", "float32")
-    path = save_bundle(adapted.model, adapted.config, adapted.vocab, adapted.labels, out, dtype=dtype,
-                       history=adapted.meta["history"])
-    print(json.dumps(summary, indent=1), file=sys.stderr)
-    return path
+    return run_file(checkpoint, in_path, out,
+                    lambda bundle, adata, dev: adapt_bundle(bundle, adata, options, device=dev),
+                    _save_adapted, report=lambda result: print(json.dumps(result[1], indent=1), file=sys.stderr),
+                    device=device)
+
+
+def _save_adapted(adata: AnnData, result: tuple[Bundle, dict[str, Any]], out: Path) -> Path:
+    adapted = result[0]
+    return save_bundle(adapted.model, adapted.config, adapted.vocab, adapted.labels, out,
+                       dtype=adapted.meta.get("dtype", "float32"), history=adapted.meta["history"])

@@ -25,15 +25,15 @@ import torch
 from anndata import AnnData
 from sklearn.metrics import f1_score
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.corpus.labels import LabelEncoder, column
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import context_collator, run_model
-from grnformer.inference.options import options_from
-from grnformer.inference.outputs import check_writable, write_h5ad
-from grnformer.inference.prepared import prepare_input, read_input
-from grnformer.tasks.options import DEFAULT_THRESHOLD, ClassifyOptions
-from grnformer.train.checkpoint import Bundle
+from grnformer.inference.option_fields import options_from
+from grnformer.inference.prepared import prepare_input
+from grnformer.tasks.task_options import DEFAULT_THRESHOLD, ClassifyOptions
 
 
 def hierarchical_predict(probs: np.ndarray, encoder: LabelEncoder, threshold: float = DEFAULT_THRESHOLD
@@ -123,10 +123,11 @@ def classify_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path
     """CLI entry: the input h5ad with predictions in obs (metrics in uns), written atomically; metrics printed
     (options as for `classify`, checked before anything is read)."""
     options = options_from(ClassifyOptions, options, keywords).validate()
-    check_writable(out_path)
-    bundle, dev = load_task_bundle(checkpoint, device)
-    adata = read_input(in_path)
-    metrics = classify(bundle, adata, options, device=dev, progress=progress)
+    return run_file(checkpoint, in_path, out_path,
+                    lambda bundle, adata, dev: classify(bundle, adata, options, device=dev, progress=progress),
+                    report=_print_metrics, device=device)
+
+
+def _print_metrics(metrics: dict[str, dict[str, Any]]) -> None:
     for c, m in metrics.items():
         print(f"{c}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items()))
-    return write_h5ad(adata, out_path)

@@ -25,15 +25,15 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.file_runner import run_file
 from grnformer.inference.gene_sets import chunk_count, chunk_genes, parse_gene_option, select_genes
 from grnformer.inference.loop import context_collator, run_model
-from grnformer.inference.outputs import check_writable, write_h5ad
-from grnformer.inference.prepared import prepare_input, read_input
-from grnformer.tasks.options import DenoiseOptions
-from grnformer.train.checkpoint import Bundle
+from grnformer.inference.prepared import prepare_input
+from grnformer.tasks.task_options import DenoiseOptions
 
 LAYER = "grnformer_denoised"
 
@@ -142,10 +142,8 @@ def denoise_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path:
                  options: DenoiseOptions | None = None, *, device: str | torch.device | None = None,
                  progress: bool = True) -> Path:
     """CLI entry: the input h5ad with layers['grnformer_denoised'] added, written atomically to ``out_path``."""
-    check_writable(out_path)
-    bundle, dev = load_task_bundle(checkpoint, device)
-    adata = read_input(in_path)
     options = options or DenoiseOptions()
     options = dataclasses.replace(options, genes=parse_gene_option(options.genes, ("all", "hvg")))
-    denoise(bundle, adata, options, device=dev, progress=progress)
-    return write_h5ad(adata, out_path)
+    return run_file(checkpoint, in_path, out_path,
+                    lambda bundle, adata, dev: denoise(bundle, adata, options, device=dev, progress=progress),
+                    device=device)

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import context_collator, run_model
-from grnformer.inference.options import options_from
-from grnformer.inference.outputs import check_writable, write_h5ad
-from grnformer.inference.prepared import prepare_input, read_input
-from grnformer.tasks.options import EmbedOptions
-from grnformer.train.checkpoint import Bundle
+from grnformer.inference.option_fields import options_from
+from grnformer.inference.prepared import prepare_input
+from grnformer.tasks.task_options import EmbedOptions
 
 KEY = "X_grnformer"
 
@@ -76,8 +76,6 @@ def embed_file(checkpoint: str | Path | Bundle, in_path: str | Path, out_path: s
     """CLI entry: the input h5ad with obsm['X_grnformer'] (+ X_umap) added, written atomically to ``out_path``
     (options as for `embed`, checked before anything is read)."""
     options = options_from(EmbedOptions, options, keywords).validate()
-    check_writable(out_path)
-    bundle, dev = load_task_bundle(checkpoint, device)
-    adata = read_input(in_path)
-    embed(bundle, adata, options, device=dev, progress=progress)
-    return write_h5ad(adata, out_path)
+    return run_file(checkpoint, in_path, out_path,
+                    lambda bundle, adata, dev: embed(bundle, adata, options, device=dev, progress=progress),
+                    device=device)

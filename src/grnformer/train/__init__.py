@@ -1,18 +1,16 @@
-"""Training layer: the Lightning plan and data module, `pretrain`, and self-contained checkpoints.
+"""Training layer: the Lightning plan and data module, `pretrain`, warm starts and the self-supervised fine-tune.
 
-Checkpoint functions are imported eagerly; the Lightning-based names load on first use, so inference code that
-only reads checkpoints never imports Lightning.
+The names load on first use, so importing the package costs nothing; bundles (what training writes) live in
+`grnformer.bundle`, which zero-shot code reads without importing this room.
 """
 
 from importlib import import_module
 from typing import Any
 
-from grnformer.train.checkpoint import Bundle, describe, load_bundle, save_bundle
-
 _LAZY = {"PretrainPlan": "plan", "OptimConfig": "plan", "CorpusDataModule": "datamodule",
          "pretrain": "pretrain", "load_config": "pretrain", "build": "pretrain"}
 
-__all__ = ["Bundle", "describe", "load_bundle", "save_bundle", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

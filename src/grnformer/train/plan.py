@@ -17,13 +17,13 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from grnformer.bundle.checkpoint import META_KEY, bundle_metadata
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, hierarchical_label_loss, zinb_nll
 from grnformer.model.grnformer import ModelOutput
 from grnformer.model.losses import LABEL_LOSSES
-from grnformer.train.checkpoint import META_KEY, bundle_metadata
 
 SCHEDULERS = ("cosine", "plateau", "constant")
 

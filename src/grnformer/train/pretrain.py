@@ -33,6 +33,7 @@ from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, Strategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from grnformer.atomic import write_text
+from grnformer.bundle.checkpoint import read_checkpoint, resolve_checkpoint
 from grnformer.data.corpus.build import build_corpus
 from grnformer.data.corpus.labels import LABEL_CLASSES, LabelSet
 from grnformer.data.corpus.soma import SomaCells
@@ -40,7 +41,6 @@ from grnformer.data.genes import GeneVocab
 from grnformer.errors import InputError
 from grnformer.model import GRNFormer, ModelConfig, load_gene_embeddings
 from grnformer.model.grnformer import Block
-from grnformer.train.checkpoint import read_checkpoint, resolve_checkpoint
 from grnformer.train.datamodule import CorpusDataModule
 from grnformer.train.plan import OptimConfig, PretrainPlan
 from grnformer.train.warm_start import warm_start

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from grnformer.bundle.checkpoint import load_bundle
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
 from grnformer.model import GRNFormer
-from grnformer.train.checkpoint import load_bundle
 
 _GENE_TABLES = ("gene_encoder.learned.weight",)
 

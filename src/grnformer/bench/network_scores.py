@@ -11,7 +11,7 @@ both a row and a column is never scored against itself):
 
 A candidate is positive when the truth holds that edge. Names are located by `data.input.gene_names.positions`
 (exact symbol, else ignoring case), the rule head selection's `edge_matrix` uses too. The metrics themselves
-(auprc, ap, auroc, epr, precision_at_k, random_precision, odds_ratio) are defined once, in `grnformer.metrics`,
+(auprc, ap, auroc, epr, precision_at_k, random_precision, odds_ratio) are defined once, in `grnformer.edge_metrics`,
 which head selection uses too.
 """
 
@@ -24,8 +24,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from grnformer.data.input.gene_names import positions
+from grnformer.edge_metrics import rank_metrics
 from grnformer.errors import InputError
-from grnformer.metrics import rank_metrics
 
 UNIVERSES = ("all", "tf", "truth_regulators")
 

@@ -1,5 +1,5 @@
 """Options of the cell tasks (embed, classify, denoise, adapt), as dataclasses whose fields are documented once and
-become the CLI's flags. Standard library only at import (see `inference.options`)."""
+become the CLI's flags. Standard library only at import (see `inference.option_fields`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from grnformer.errors import InputError
-from grnformer.inference.options import (
+from grnformer.inference.option_fields import (
     BATCH_SIZE_HELP,
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_GENES,
@@ -84,7 +84,7 @@ class DenoiseOptions:
 
 @dataclass
 class AdaptOptions:
-    """Options of a self-supervised adaptation (`train.adapt`); each field documented once, here."""
+    """Options of a self-supervised adaptation (`train.finetune`); each field documented once, here."""
 
     steps: int = option(200, "optimiser steps (denoising + bottleneck on the user's cells; ~1.4 s each at "
                         "batch 16 on one CPU core with the shipped model)")

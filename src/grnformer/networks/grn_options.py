@@ -1,5 +1,5 @@
 """Options of the network commands (grn, diffnet), as dataclasses whose fields are documented once and become the
-CLI's flags. Standard library only at import (see `inference.options`)."""
+CLI's flags. Standard library only at import (see `inference.option_fields`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from grnformer.errors import InputError
-from grnformer.inference.options import (
+from grnformer.inference.option_fields import (
     BATCH_SIZE_HELP,
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_GENES,
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
+    from grnformer.bundle.checkpoint import Bundle
     from grnformer.networks.heads import HeadSelection
-    from grnformer.train.checkpoint import Bundle
 
 REGULATOR_SETS = ("tfs", "all")
 DIRECTIONS = ("kq", "qk")

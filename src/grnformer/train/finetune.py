@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import Collator
 from grnformer.data.corpus.store import AnnDataCells
 from grnformer.errors import InputError
-from grnformer.train.checkpoint import Bundle
 from grnformer.train.plan import OptimConfig, PretrainPlan
 
 DOWNSAMPLE = (0.55, 0.7)  # fraction of counts removed from the input, as in pre-training

@@ -1,12 +1,12 @@
 """Options of a benchmark run (`bench.runner.run_bench`), documented once; the `grnformer bench` flags come from
-them. Standard library only, like `inference.options`, so that the CLI's parser stays instant to build."""
+them. Standard library only, like `inference.option_fields`, so that the CLI's parser stays instant to build."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from grnformer.inference.options import option
+from grnformer.inference.option_fields import option
 
 
 @dataclass

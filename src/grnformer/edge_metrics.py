@@ -1,7 +1,7 @@
 """Edges against a truth: the one meaning of every network metric, and the edge-list reader.
 
 Below `tasks` and `bench` (it imports neither), so that head selection (`networks.heads`) and the benchmark
-(`bench.metrics.score_network`) report the same number under the same name. Scores are ranked from high to low;
+(`bench.network_scores.score_network`) report the same number under the same name. Scores are ranked from high to low;
 tied scores form one block, so every curve takes a point only at each distinct score (as scikit-learn does) and
 no metric depends on the order of tied pairs. NaN scores count as the lowest score.
 
