@@ -1,8 +1,9 @@
 """Command line: thin wrappers, each command mapping onto one function of the layers below.
 
 Options dataclasses (`tasks.task_options`, `networks.grn_options`, `bench.bench_options`, standard library only)
-give the embed, classify, denoise, grn, select-heads, diffnet, adapt and bench flags; other imports happen inside
-each command so that `grnformer --help` is instant and a broken optional dependency only affects the command that needs it.
+give the embed, classify, denoise, grn, select-heads, diffnet, adapt and bench flags; other imports happen
+inside each command so that `grnformer --help` is instant and a broken optional dependency only affects the
+command that needs it.
 """
 
 from __future__ import annotations
