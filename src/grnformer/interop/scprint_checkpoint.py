@@ -200,7 +200,7 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
     mlp_hidden = weights["blocks.0.mlp.0.0.weight"].shape[0] if n_layers else 4 * d
     config = ModelConfig(vocab_size=len(vocab), n_positions=vocab.n_positions, d_model=d, n_layers=n_layers,
                          n_heads=n_heads, mlp_ratio=max(1, mlp_hidden // max(d, 1)),
-                         dropout=float(hp.get("dropout", 0.1)), context_length=CONTEXT_LENGTH,
+                         dropout=float(hp.get("dropout", 0.1)), context_length=_context_length(vocab),
                          label_sizes=label_sizes)
     labels = _labels(hp, classes, label_sizes, path)
     card = {"source": path.name, "source_sha256": _sha256(path), "layout": v, "architecture": ARCHITECTURE,
@@ -212,6 +212,13 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
             + ["training state (optimizer, schedulers, loops, callbacks)"],
             "versions": {"pytorch-lightning": str(obj.get("pytorch-lightning_version", "unknown"))}}
     return Converted(config, spec, vocab, labels, weights, card)
+
+
+def _context_length(vocab: GeneVocab) -> int:
+    """grnformer's context (2,200, scPRINT's too), or half the genes of the best-covered organism when a reduced
+    gene table (a test fixture) holds fewer: contexts are padded with genes the cell does not express."""
+    most = int(vocab.table["organism"].value_counts().max())
+    return min(CONTEXT_LENGTH, max(1, most // 2))
 
 
 def _label_sizes(hp: dict[str, Any], state: dict[str, torch.Tensor], path: Path

@@ -3,8 +3,8 @@
 Where scPRINT differs from `GRNFormer` (facts read from scPRINT 2.3.8 / simpler-flash 1.0.7; no code carried over):
 - Gene identity is a table of per-gene vectors (pooled ESM2 protein embeddings in the published models), and the
   genomic position is a per-gene sinusoid of its location bin, stored with the weights (`gene_position_vectors`).
-- The count enters as its share of the context's counts ("sum") or log2(1 + count) ("log"), clamped to [0, 1e5],
-  through an MLP: Linear(1, d), then per extra layer LayerNorm, ReLU, dropout, Linear(d, d).
+- The count enters as its share of the context's counts ("sum"; zeros for a context without counts, where scPRINT
+  divides by zero) or log2(1 + count) ("log"), clamped to [0, 1e5], through an MLP: Linear(1, d), then per extra layer LayerNorm, ReLU, dropout, Linear(d, d).
 - Special tokens, in order: depth (the same kind of MLP on log2(1 + depth)), the cell token, one per label class.
 - Transformer blocks are pre-LayerNorm with eps 1e-6 (`GRNFormer`'s own `Block`, so attention has one owner).
 - The expression decoder is an MLP (Linear, LayerNorm, LeakyReLU, dropout, Linear, LayerNorm, LeakyReLU) then a
@@ -107,8 +107,8 @@ class ScPrintModel(nn.Module):
         the means add up to over the context (default: the context's counts)."""
         counts = counts.float()
         scale = counts.sum(dim=-1) if scale is None else scale
-        if self.spec.normalization == "sum":
-            value = counts / counts.sum(dim=-1, keepdim=True)
+        if self.spec.normalization == "sum":  # a context with no counts reads zeros (scPRINT's division: NaN)
+            value = counts / counts.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         else:
             value = torch.log2(1 + counts)
         x = self.gene_encoder(genes) + self.encode_value(self.expr_encoder, value) + self.gene_position_vectors[genes]
