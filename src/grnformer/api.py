@@ -218,7 +218,7 @@ def import_scprint(checkpoint: str | Path, out: str | Path, overwrite: bool = Fa
     import json
 
     from grnformer.inference.outputs import check_writable, write_many
-    from grnformer.train.checkpoint import load_bundle, save_bundle
+    from grnformer.train.checkpoint import SCPRINT_SOURCE, load_bundle, save_bundle
 
     out = Path(out)
     card_path = out.with_suffix(".json")
@@ -227,10 +227,9 @@ def import_scprint(checkpoint: str | Path, out: str | Path, overwrite: bool = Fa
     for path in (out, card_path):
         check_writable(path, overwrite)
     b = load_bundle(checkpoint)
-    card = b.meta.get("history", {}).get("scprint_import")
-    if card is None:
+    if b.meta.get("read_from") != SCPRINT_SOURCE:
         raise InputError(f"{checkpoint} is a grnformer checkpoint, not a scPRINT one: nothing to import.")
-    card = {**card, "bundle": out.name}
+    card = {**b.meta["history"]["scprint_import"], "bundle": out.name}
     write_many({out: lambda part: save_bundle(b.model, b.config, b.vocab, b.labels, part,
                                               history=b.meta["history"]),
                 card_path: lambda part: part.write_text(json.dumps(card, indent=1) + "\n")})

@@ -76,7 +76,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_import_scprint(args: argparse.Namespace) -> None:
     from grnformer.api import import_scprint
 
-    card = import_scprint(args.checkpoint, args.out, overwrite=args.overwrite)
+    card = import_scprint(args.checkpoint, args.out)
     genes = card["genes"]
     print(f"wrote {args.out} (card {Path(args.out).with_suffix('.json')}): scPRINT {card['layout']}, "
           f"{genes['converted']:,} of {genes['in_checkpoint']:,} genes converted, "
@@ -344,7 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-scprint", help="convert a scPRINT checkpoint (.ckpt) into a grnformer bundle + card")
     p.add_argument("checkpoint", help="scPRINT Lightning checkpoint, e.g. small.ckpt from the hub repo jkobject/scPRINT")
     p.add_argument("out", help="grnformer bundle to write (e.g. scprint_small.pt); its card goes beside it (.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_import_scprint)
 
     p = sub.add_parser("pretrain", help="pre-train on a corpus from a YAML config")

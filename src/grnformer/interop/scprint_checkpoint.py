@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,12 @@ from grnformer.model.config import ModelConfig
 from grnformer.model.scprint import ARCHITECTURE, ScPrintSpec
 
 
-class _AttributeDict(dict):
-    """Stands in for Lightning's AttributeDict (a dict with attribute access) when hyper-parameters use it."""
-
-
+# Lightning's AttributeDict (hyper-parameters of older checkpoints; a dict with attribute access) is rebuilt as a
+# plain ordered dict: torch's safe unpickler fills only dict types.
 ALLOWED: list[tuple[Any, str]] = [
-    (_AttributeDict, "lightning.fabric.utilities.data.AttributeDict"),
-    (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
-    (_AttributeDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
+    (OrderedDict, "lightning.fabric.utilities.data.AttributeDict"),
+    (OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (OrderedDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
     (pathlib.PosixPath, "pathlib.PosixPath"),
     (pathlib.PurePosixPath, "pathlib.PurePosixPath"),
     (np.dtype, "numpy.dtype"),

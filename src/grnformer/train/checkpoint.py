@@ -29,6 +29,7 @@ FORMAT = "grnformer-bundle"
 FORMAT_VERSION = 1
 SHIPPED_NAME = "shipped"  # checkpoint name that means grnformer/checkpoints/small.pt
 META_KEY = "grnformer"  # where a Lightning checkpoint keeps the bundle metadata
+SCPRINT_SOURCE = "scprint-checkpoint"  # meta["read_from"] of a scPRINT file converted in memory (not saved)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -183,7 +184,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     elif is_scprint(obj):
         c = convert_scprint(obj, path)
         meta = {**bundle_metadata(c.config, c.vocab, c.labels), "architecture": {"name": ARCHITECTURE,
-                "spec": c.spec.to_dict()}, "history": {"scprint_import": c.card}}
+                "spec": c.spec.to_dict()}, "history": {"scprint_import": c.card}, "read_from": SCPRINT_SOURCE}
         state = c.state
     else:
         raise InputError(f"{path} is not a grnformer checkpoint: neither a bundle, a Lightning checkpoint "
