@@ -213,19 +213,31 @@ def _stub_modules() -> None:
     raise RuntimeError("scPRINT's imports could not be satisfied")
 
 
-def run_scprint(work: Path) -> None:
-    """Build scPRINT's class with random weights, save a Lightning checkpoint, record its outputs."""
-    import warnings
-    warnings.filterwarnings("ignore")
-    import lightning as L  # before the stand-ins: Lightning probes which optional packages exist
-    import lightning.pytorch  # noqa: F401
-    import torch
+def scprint_on_path(venv: Path) -> None:
+    """Make scPRINT's model class importable in *this* interpreter (grnformer's, for the speed benchmark): only
+    its own packages and einops are taken from the throwaway venv (through links in a temporary folder), the rest
+    of its imports are stand-ins."""
+    import glob
+    import tempfile
+
+    site = Path(glob.glob(str(venv / "lib" / "python3*" / "site-packages"))[0])
+    shim = Path(tempfile.mkdtemp(prefix="scprint-shim-"))
+    for pattern in ("scprint", "simpler_flash", "einops", "scprint-*.dist-info", "simpler_flash-*.dist-info",
+                    "einops-*.dist-info"):
+        for found in site.glob(pattern):
+            (shim / found.name).symlink_to(found)
+    sys.path.append(str(shim))
+    import lightning.pytorch  # noqa: F401  (before the stand-ins: Lightning probes which optional packages exist)
     _stub_modules()
-    from importlib.metadata import version
+
+
+def build_scprint(genes: list[str], positions: list[int], d_model: int, nlayers: int, nhead: int,
+                  layers_cls: list[int], seed: int = 0):
+    """scPRINT's own class with random weights (biases and norms too), in eval mode."""
+    import torch
     from scprint import scPrint
 
-    torch.manual_seed(0)
-    spec = json.loads((work / "spec.json").read_text())
+    torch.manual_seed(seed)
     classes = {"cell_type_ontology_term_id": len(CELL_TYPES), "disease_ontology_term_id": len(DISEASES),
                "sex_ontology_term_id": len(SEXES), "organism_ontology_term_id": len(ORGANISMS)}
     terms = {"cell_type_ontology_term_id": CELL_TYPES + list(CELL_TYPE_COARSE),
@@ -234,19 +246,40 @@ def run_scprint(work: Path) -> None:
     decoders = {c: dict(enumerate(t)) for c, t in terms.items()}
     hierarchy = {"cell_type_ontology_term_id": {len(CELL_TYPES) + j: [CELL_TYPES.index(t) for t in leaves]
                                                 for j, leaves in enumerate(CELL_TYPE_COARSE.values())}}
-    model = scPrint(genes=spec["genes"], organisms=ORGANISMS, d_model=spec["d_model"], nhead=spec["nhead"],
-                    nlayers=spec["nlayers"], gene_pos_enc=spec["positions"], normalization="sum",
-                    transformer="normal", expr_encoder_layers=2, layers_cls=spec["layers_cls"], classes=classes,
-                    labels_hierarchy=hierarchy, label_decoders=decoders, mvc_decoder="inner product",
-                    num_batch_labels=3, dropout=0.1)
+    model = scPrint(genes=genes, organisms=ORGANISMS, d_model=d_model, nhead=nhead, nlayers=nlayers,
+                    gene_pos_enc=positions, normalization="sum", transformer="normal", expr_encoder_layers=2,
+                    layers_cls=layers_cls, classes=classes, labels_hierarchy=hierarchy, label_decoders=decoders,
+                    mvc_decoder="inner product", num_batch_labels=3, dropout=0.1)
     with torch.no_grad():  # random weights everywhere, not only where scPRINT's init leaves them non-trivial
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
-    model.eval()
+    return model.eval()
+
+
+def save_lightning(model, path: Path) -> None:
+    """Write the model as scPRINT's training does: Lightning's own checkpoint (state_dict + hyper_parameters)."""
+    import lightning as L
+
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(work / "model.ckpt")
+    trainer.save_checkpoint(path)
+
+
+def run_scprint(work: Path) -> None:
+    """Build scPRINT's class with random weights, save a Lightning checkpoint, record its outputs."""
+    import warnings
+    warnings.filterwarnings("ignore")
+    import lightning.pytorch  # noqa: F401  (before the stand-ins: Lightning probes which optional packages exist)
+    import torch
+    _stub_modules()
+    from importlib.metadata import version
+
+    spec = json.loads((work / "spec.json").read_text())
+    model = build_scprint(spec["genes"], spec["positions"], spec["d_model"], spec["nlayers"], spec["nhead"],
+                          spec["layers_cls"])
+    save_lightning(model, work / "model.ckpt")
+    classes = model.classes
 
     x = np.load(work / "inputs.npz")
     genes, counts, depth = (torch.from_numpy(x[k]) for k in ("genes", "counts", "depth"))
