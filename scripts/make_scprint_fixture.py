@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import subprocess
@@ -33,8 +34,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# Pinned: the release whose model class is the reference, and the simpler-flash release it pins.
+# Pinned: the releases whose model classes are the references, and the simpler-flash release 2.3.8 pins. 1.6.4 is
+# the v1 code the published v1 checkpoints come from (its own copy of the transformer, no simpler-flash); it is
+# installed beside 2.3.8 with --target and put first on the path of the second stage.
 SCPRINT = "scprint==2.3.8"
+SCPRINT_V1 = "scprint==1.6.4"
 SIMPLER_FLASH = "simpler-flash==1.0.7"
 LIGHT_DEPS = ["torch==2.13.0", "lightning==2.6.6", "einops==0.8.2", "huggingface_hub==2.4.0", "pandas==2.3.3",
               "scipy==1.17.1", "numpy==2.4.6", "anndata==0.12.19", "scanpy==1.11.5", "matplotlib==3.11.2",
@@ -93,6 +97,18 @@ def choose_inputs(preset: str, context: int, n_cells: int) -> dict:
             "context_genes": ctx_genes, "context_counts": ctx_counts, "depth": depth}
 
 
+def ensure_v1(venv: Path, wheels: Path) -> Path:
+    """scPRINT 1.6.4 in a folder of its own (``--target``), next to the venv's 2.3.8."""
+    target = venv.parent / (venv.name + "-scprint-1.6.4")
+    if not (target / "scprint").is_dir():
+        python = ensure_venv(venv, wheels)
+        subprocess.run([str(python), "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), SCPRINT_V1],
+                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--find-links",
+                        str(wheels), "--target", str(target), SCPRINT_V1], check=True)
+    return target
+
+
 def ensure_venv(venv: Path, wheels: Path) -> Path:
     """The throwaway environment with pinned scPRINT (no dependencies) and the few libraries its model needs."""
     python = venv / "bin" / "python"
@@ -122,6 +138,8 @@ def sha256(path: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(SHAPES), default="small")
+    ap.add_argument("--release", choices=["2.3.8", "1.6.4"], default="2.3.8",
+                    help="scPRINT release whose class makes the checkpoint (1.6.4: the published v1 code)")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
     ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/scp"))
@@ -133,7 +151,9 @@ def main() -> None:
         run_scprint(args.inside)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    work = args.out / f".scprint_{args.preset}.work"
+    stem = f"scprint_{args.preset}" if args.release == "2.3.8" else f"scprint_v{args.release.replace('.', '')}_" \
+        f"{args.preset}"
+    work = args.out / f".{stem}.work"
     work.mkdir(exist_ok=True)
     inputs = choose_inputs(args.preset, args.context, args.cells)
     d, n_layers, n_heads = SHAPES[args.preset]
@@ -146,8 +166,9 @@ def main() -> None:
     python = ensure_venv(args.venv, args.wheels)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("PYTHONPATH", None)
+    if args.release == "1.6.4":
+        env["PYTHONPATH"] = str(ensure_v1(args.venv, args.wheels))
     subprocess.run([str(python), __file__, "--inside", str(work)], check=True, env=env)
-    stem = f"scprint_{args.preset}"
     ckpt, expected = args.out / f"{stem}.ckpt", args.out / f"{stem}_expected.npz"
     os.replace(work / "model.ckpt", ckpt)
     os.replace(work / "expected.npz", expected)
@@ -156,6 +177,7 @@ def main() -> None:
         f.unlink()
     work.rmdir()
     record = {"command": "python scripts/make_scprint_fixture.py " + " ".join(sys.argv[1:]), "preset": args.preset,
+              "release": args.release,
               "shape": {"d_model": d, "n_layers": n_layers, "n_heads": n_heads}, "versions": versions,
               "n_genes": len(inputs["genes"]), "cells": inputs["cells"], "context": args.context,
               "checkpoint_sha256": sha256(ckpt), "expected_sha256": sha256(expected)}
@@ -284,8 +306,9 @@ def run_scprint(work: Path) -> None:
     x = np.load(work / "inputs.npz")
     genes, counts, depth = (torch.from_numpy(x[k]) for k in ("genes", "counts", "depth"))
     layers = list(range(spec["nlayers"]))
+    depth_keyword = "req_depth" if "req_depth" in inspect.signature(model.forward).parameters else "full_depth"
     with torch.no_grad():
-        out, qkvs = model(genes, counts, req_depth=depth, depth_mult=counts.sum(1), do_class=True,
+        out, qkvs = model(genes, counts, **{depth_keyword: depth}, depth_mult=counts.sum(1), do_class=True,
                           get_gene_emb=True, get_attention_layer=layers)
     n_special = model.cell_embs_count
     # qkv per layer: [B, T, 3, H, d_head] over every token; keep the gene tokens, as [B, H, L, d_head]
@@ -297,8 +320,10 @@ def run_scprint(work: Path) -> None:
         result[f"logits:{c}"] = out[f"cls_output_{c}"]
     inputs = {f"input_{k}": x[k] for k in ("genes", "counts", "depth")}  # indices into the checkpoint's genes
     np.savez(work / "expected.npz", **inputs, **{k: v.float().numpy() for k, v in result.items()})
-    (work / "versions.json").write_text(json.dumps({p: version(p) for p in ["scprint", "simpler_flash", "torch",
-                                                                             "lightning"]}))
+    versions = {p: version(p) for p in ["scprint", "torch", "lightning"]}
+    if versions["scprint"] == SCPRINT.split("==")[1]:
+        versions["simpler_flash"] = version("simpler_flash")
+    (work / "versions.json").write_text(json.dumps(versions))  # metadata: 1.6.4's __version__ says "1.6.2"
 
 
 if __name__ == "__main__":

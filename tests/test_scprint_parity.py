@@ -1,8 +1,9 @@
 """A scPRINT checkpoint converted by grnformer gives scPRINT's own outputs, and every task runs on it.
 
-The fixture (tests/data/scprint_small*) was made by scripts/make_scprint_fixture.py with scPRINT 2.3.8's own model
-class (random weights, small preset, 2,025 genes) and a real Lightning checkpoint; the expected outputs are
-scPRINT's forward pass on 4 PBMC3k cells. The fixture ships in the repository: if it is missing, these tests fail.
+The fixtures (tests/data/scprint_small*: scPRINT 2.3.8's class; scprint_v164_small*: 1.6.4's, the code of the
+published v1 checkpoints) were made by scripts/make_scprint_fixture.py with scPRINT's own model class (random
+weights, small preset, 2,025 genes) saved as a real Lightning checkpoint; the expected outputs are scPRINT's forward
+pass on 4 PBMC3k cells. The fixtures ship in the repository: if one is missing, these tests fail.
 """
 
 from pathlib import Path
@@ -21,16 +22,18 @@ from grnformer.train.checkpoint import load_bundle
 torch.set_num_threads(1)
 DATA = Path(__file__).parent / "data"
 CKPT = DATA / "scprint_small.ckpt"
+RELEASES = {"2.3.8": "scprint_small", "1.6.4": "scprint_v164_small"}
 RTOL = 1e-4  # fp32, relative to each output's scale
 
 
-@pytest.fixture(scope="module")
-def expected():
-    return dict(np.load(DATA / "scprint_small_expected.npz"))
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def fixture(request):
+    stem = RELEASES[request.param]
+    return DATA / f"{stem}.ckpt", dict(np.load(DATA / f"{stem}_expected.npz"))
 
 
-def _outputs(bundle, expected):
-    genes = safe_load(CKPT)["hyper_parameters"]["genes"]
+def _outputs(bundle, ckpt, expected):
+    genes = safe_load(ckpt)["hyper_parameters"]["genes"]
     ids = [genes[i] for i in expected["input_genes"].ravel()]
     tokens = bundle.vocab.index(ids).reshape(expected["input_genes"].shape)
     assert (tokens >= 0).all()
@@ -45,8 +48,8 @@ def _close(got, want, name):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * float(np.abs(want).max()), err_msg=name)
 
 
-def _check_parity(bundle, expected):
-    out = _outputs(bundle, expected)
+def _check_parity(bundle, ckpt, expected):
+    out = _outputs(bundle, ckpt, expected)
     _close(out.cell_emb, expected["cell_emb"], "cell embedding")
     _close(out.gene_out, expected["gene_embedding"], "gene outputs")
     _close(out.mu, expected["mean"], "ZINB mean")
@@ -60,18 +63,20 @@ def _check_parity(bundle, expected):
     _close(torch.stack([k for _, k in out.qk]), expected["k"], "keys")
 
 
-def test_converted_checkpoint_matches_scprint_outputs(expected):
-    bundle = load_bundle(CKPT)
+def test_converted_checkpoint_matches_scprint_outputs(fixture):
+    ckpt, expected = fixture
+    bundle = load_bundle(ckpt)
     assert isinstance(bundle.model, ScPrintModel)
-    _check_parity(bundle, expected)
+    _check_parity(bundle, ckpt, expected)
 
 
-def test_imported_bundle_matches_too(expected, tmp_path):
+def test_imported_bundle_matches_too(fixture, tmp_path):
+    ckpt, expected = fixture
     out = tmp_path / "scprint_small.pt"
-    import_scprint(CKPT, out)
+    import_scprint(ckpt, out)
     bundle = load_bundle(out)
     assert isinstance(bundle.model, ScPrintModel) and bundle.meta["architecture"]["spec"]["normalization"] == "sum"
-    _check_parity(bundle, expected)
+    _check_parity(bundle, ckpt, expected)
 
 
 def test_every_task_runs_on_a_converted_model():
