@@ -28,7 +28,7 @@ from grnformer.tasks.options import (
 # grnformer.data.input.read's formats, written out here so that --help needs no import
 INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
               "(.gz or not; orientation detected and stated)")
-CHECKPOINT_HELP = "model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model"
+CHECKPOINT_HELP = "model checkpoint (a bundle, or a .ckpt of grnformer or scPRINT); 'shipped' for the bundled small model"
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
