@@ -114,9 +114,9 @@ def ensure_venv(venv: Path, wheels: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
-    have = subprocess.run([str(python), "-c", "from importlib.metadata import version as v; "
-                           f"assert v('scprint') == '{SCPRINT.split('==')[1]}'; "
-                           f"assert v('simpler_flash') == '{SIMPLER_FLASH.split('==')[1]}'"], capture_output=True)
+    probe = (f"from importlib.metadata import version as v; assert v('scprint') == '{SCPRINT.split('==')[1]}'; "
+             f"assert v('simpler_flash') == '{SIMPLER_FLASH.split('==')[1]}'")
+    have = subprocess.run([str(python), "-c", probe], capture_output=True, check=False)
     if have.returncode:
         subprocess.run([str(python), "-m", "pip", "install", "-q", *LIGHT_DEPS], check=True)
         wheels.mkdir(parents=True, exist_ok=True)

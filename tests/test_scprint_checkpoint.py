@@ -140,3 +140,13 @@ def test_unknown_weights_or_settings_are_refused(tmp_path, original):
     _refused(tmp_path, binned, "expr_emb_style='binned_pos'")
     no_names = _variant(tmp_path, original, lambda o: o["hyper_parameters"].update(label_decoders={}))
     _refused(tmp_path, no_names, "label_decoders are incomplete")
+
+
+def test_a_model_trained_without_positions_converts_and_a_short_gene_table_is_refused(tmp_path, original):
+    no_positions = _variant(tmp_path, original, lambda o: o["state_dict"].pop("pos_encoder.pe"), "nopos.ckpt")
+    assert not load_bundle(no_positions).model.gene_position_vectors.any()
+
+    def short(obj):
+        obj["state_dict"]["gene_encoder.embeddings.weight"] = obj["state_dict"]["gene_encoder.embeddings.weight"][:-1]
+
+    _refused(tmp_path, _variant(tmp_path, original, short), "does not hold one 128-wide row per gene")

@@ -28,7 +28,7 @@ from grnformer.tasks.options import (
 # grnformer.data.input.read's formats, written out here so that --help needs no import
 INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
               "(.gz or not; orientation detected and stated)")
-CHECKPOINT_HELP = "model checkpoint (a bundle, or a .ckpt of grnformer or scPRINT); 'shipped' for the bundled small model"
+CHECKPOINT_HELP = "model checkpoint (a bundle, or a .ckpt of grnformer or scPRINT); 'shipped' for the shipped model"
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("import-scprint", help="convert a scPRINT checkpoint (.ckpt) into a grnformer bundle + card")
-    p.add_argument("checkpoint", help="scPRINT Lightning checkpoint, e.g. small.ckpt from the hub repo jkobject/scPRINT")
+    p.add_argument("checkpoint", help="scPRINT's Lightning checkpoint, e.g. small.ckpt (hub repo jkobject/scPRINT)")
     p.add_argument("out", help="grnformer bundle to write (e.g. scprint_small.pt); its card goes beside it (.json)")
     p.set_defaults(func=_cmd_import_scprint)
 

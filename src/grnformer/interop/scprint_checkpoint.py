@@ -34,7 +34,6 @@ from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
 from grnformer.model.scprint import ARCHITECTURE, ScPrintSpec
 
-
 # Lightning's AttributeDict (hyper-parameters of older checkpoints; a dict with attribute access) is rebuilt as a
 # plain ordered dict: torch's safe unpickler fills only dict types.
 ALLOWED: list[tuple[Any, str]] = [
@@ -192,9 +191,13 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
                              f"unsupported checkpoint. Nothing was written.")
         weights[new] = tensor.float()
     vocab, kept, genes_card = _genes(list(hp["genes"]), path)
+    if "gene_position_vectors" not in weights:  # trained without gene_pos_enc: no position term
+        weights["gene_position_vectors"] = torch.zeros_like(weights["gene_encoder.weight"])
     for key in ("gene_encoder.weight", "gene_position_vectors"):
-        table = weights[key].reshape(len(hp["genes"]), -1)
-        weights[key] = table[torch.as_tensor(kept)].contiguous()
+        if weights[key].numel() != len(hp["genes"]) * d:
+            raise InputError(f"{path}: its gene table ({key}) does not hold one {d}-wide row per gene of its "
+                             f"{len(hp['genes']):,} genes; the checkpoint is inconsistent.")
+        weights[key] = weights[key].reshape(len(hp["genes"]), d)[torch.as_tensor(kept)].contiguous()
     mlp_hidden = weights["blocks.0.mlp.0.0.weight"].shape[0] if n_layers else 4 * d
     config = ModelConfig(vocab_size=len(vocab), n_positions=vocab.n_positions, d_model=d, n_layers=n_layers,
                          n_heads=n_heads, mlp_ratio=max(1, mlp_hidden // max(d, 1)),
@@ -222,8 +225,7 @@ def _context_length(vocab: GeneVocab) -> int:
 def _label_sizes(hp: dict[str, Any], state: dict[str, torch.Tensor], path: Path
                  ) -> tuple[dict[str, int], list[str]]:
     """Leaves per class (grnformer names), from the classifier weights, in scPRINT's class order."""
-    classes = hp.get("classes") or []
-    classes = list(classes) if not isinstance(classes, dict) else list(classes)
+    classes = list(hp.get("classes") or [])  # a dict (1.x: name -> leaves) or a list of names (2.x)
     sizes = {}
     for c in classes:
         bias = state.get(f"cls_decoders.{c}.out_layer.bias")
@@ -276,7 +278,7 @@ def _genes(genes: list[str], path: Path) -> tuple[GeneVocab, np.ndarray, dict[st
     outside = [genes[i] for i in np.flatnonzero(rows < 0)]
     covered = Counter(full.table["organism"].to_numpy()[rows[kept]])
     totals = Counter(full.table["organism"].to_numpy())
-    card = {"in_checkpoint": len(genes), "converted": int(len(kept)),
+    card = {"in_checkpoint": len(genes), "converted": len(kept),
             "not_in_grnformer_vocabulary": len(outside), "not_in_grnformer_vocabulary_examples": outside[:20],
             "duplicates": int(((rows >= 0) & ~first).sum()),
             "vocabulary_genes_without_checkpoint_vector": {ORGANISMS.get(o, o): int(totals[o] - covered.get(o, 0))

@@ -4,8 +4,10 @@ Where scPRINT differs from `GRNFormer` (facts read from scPRINT 2.3.8 / simpler-
 - Gene identity is a table of per-gene vectors (pooled ESM2 protein embeddings in the published models), and the
   genomic position is a per-gene sinusoid of its location bin, stored with the weights (`gene_position_vectors`).
 - The count enters as its share of the context's counts ("sum"; zeros for a context without counts, where scPRINT
-  divides by zero) or log2(1 + count) ("log"), clamped to [0, 1e5], through an MLP: Linear(1, d), then per extra layer LayerNorm, ReLU, dropout, Linear(d, d).
-- Special tokens, in order: depth (the same kind of MLP on log2(1 + depth)), the cell token, one per label class.
+  divides by zero) or log2(1 + count) ("log"), clamped to [0, 1e5], through an MLP: Linear(1, d), then per extra
+  layer LayerNorm, ReLU, dropout, Linear(d, d).
+- Special tokens, in order: depth (the same kind of MLP on log2(1 + depth)), the cell token, one per label class
+  (2.3.8's order; 1.6.4 puts the cell token first: they carry no position, so the order changes no output).
 - Transformer blocks are pre-LayerNorm with eps 1e-6 (`GRNFormer`'s own `Block`, so attention has one owner).
 - The expression decoder is an MLP (Linear, LayerNorm, LeakyReLU, dropout, Linear, LayerNorm, LeakyReLU) then a
   Linear to (mean logit, log dispersion, zero logit): mean = softmax over the context x scale, theta =
