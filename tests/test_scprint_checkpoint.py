@@ -60,6 +60,9 @@ def test_card_says_where_it_came_from_and_what_was_left_out(tmp_path, original):
     assert genes["vocabulary_genes_without_checkpoint_vector"]["mouse"] > 20_000  # 20 mouse genes in the table
     assert any("discriminator" in s for s in card["not_carried_over"])
     assert any("MVC" in s for s in card["not_carried_over"])
+    assert card["labels"]["cell_type"]["coarse"] == {"CL:0000084": ["CL:0000624", "CL:0000625"],
+                                                     "CL:0000576": ["CL:0001054", "CL:0002396"]}
+    assert card["labels"]["sex"] == {"leaves": ["PATO:0000383", "PATO:0000384"], "coarse": {}}
     bundle = load_bundle(out)
     cell_type = bundle.labels.encoders["cell_type"]
     assert cell_type.leaves[:2] == ["CL:0000236", "CL:0000624"] and cell_type.coarse == ["CL:0000084", "CL:0000576"]

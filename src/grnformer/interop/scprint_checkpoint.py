@@ -208,7 +208,9 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
             "shapes": {"d_model": d, "n_layers": n_layers, "n_heads": n_heads, "mlp_hidden": int(mlp_hidden),
                        "n_parameters_carried": int(sum(t.numel() for t in weights.values()))},
             "input_normalisation": spec.normalization, "genes": genes_card,
-            "labels": {c: {"leaves": enc.n_leaves, "coarse": enc.n_coarse} for c, enc in labels.encoders.items()},
+            "labels": {c: {"leaves": enc.leaves, "coarse": {term: [enc.leaves[i] for i in np.flatnonzero(row)]
+                                                             for term, row in zip(enc.coarse, enc.descendants)}}
+                       for c, enc in labels.encoders.items()},
             "not_carried_over": [f"{what}: {n:,} weights" for what, n in left_out.items()]
             + ["training state (optimizer, schedulers, loops, callbacks)"],
             "versions": {"pytorch-lightning": str(obj.get("pytorch-lightning_version", "unknown"))}}
