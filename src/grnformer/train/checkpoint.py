@@ -130,12 +130,14 @@ def describe_bundle(b: Bundle, path: str | Path) -> str:
         f"format          {b.meta['format']} v{b.meta['format_version']}, weights stored as "
         f"{b.meta.get('dtype', 'float32')}",
         "versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
-        f"model           d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, "
-        f"expression {c.expr_encoding}",
+        f"model           {'scPRINT v1 layers, ' if isinstance(b.model, ScPrintModel) else ''}d_model "
+        f"{c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, expression "
+        f"{b.model.spec.normalization if isinstance(b.model, ScPrintModel) else c.expr_encoding}",
         f"parameters      {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)",
         f"context length  {c.context_length} genes",
         f"vocabulary      {len(b.vocab):,} genes ({orgs}), {c.n_positions:,} position tokens",
-        "gene embeddings " + ("learned" if c.gene_embedding_dim is None
+        "gene embeddings " + ("the checkpoint's gene table (frozen)" if isinstance(b.model, ScPrintModel)
+                               else "learned" if c.gene_embedding_dim is None
                                else f"frozen external, width {c.gene_embedding_dim}"),
         "label classes   " + (", ".join(f"{k} {v}" for k, v in c.label_sizes.items()) or "none"),
     ]
