@@ -12,11 +12,16 @@ itself inside a throwaway virtual environment holding scPRINT (installed with --
 lamindb / bionty / scdataloader / torchvision, are replaced by tiny stand-ins, none of which the model's forward
 pass touches). Re-runnable:
 
-    .venv/bin/python scripts/make_scprint_fixture.py                  # small preset -> tests/data/
-    .venv/bin/python scripts/make_scprint_fixture.py --preset medium --out /tmp/scprint_medium   # benchmark shape
+    .venv/bin/python scripts/make_scprint_fixture.py                    # 2.3.8's class -> tests/data/scprint_small*
+    .venv/bin/python scripts/make_scprint_fixture.py --release 1.6.4    # the published v1 code -> scprint_v164_small*
+    .venv/bin/python scripts/make_scprint_fixture.py --preset medium --out /tmp/scprint_medium   # full shape
 
-The small preset keeps only the genes it needs (PBMC3k's most-counted genes, a few mouse genes, a few IDs outside
-grnformer's vocabulary) so that the committed checkpoint stays a few MB; the published checkpoints hold ~45k genes.
+The throwaway venv goes to /tmp/scprint-venv (--venv) and the wheels to /tmp/scp (--wheels); both are reused.
+The small preset keeps only the genes it needs (PBMC3k's 2,000 most-counted genes, 20 mouse genes, 5 IDs outside
+grnformer's vocabulary) so that each committed checkpoint stays ~6 MB; the published checkpoints hold ~45k genes,
+and so does the full-shape run (every vocabulary gene). Both runs of the same command write the same bytes (the
+weights are seeded). `benchmarks/bench_scprint_speed.py` reuses `scprint_on_path`, `build_scprint` and
+`save_lightning` for its full-shape parity and speed record.
 """
 
 from __future__ import annotations
