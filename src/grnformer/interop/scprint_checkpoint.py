@@ -75,7 +75,10 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     if refused:
         raise InputError(f"{path} is not a grnformer checkpoint a safe load can read: it holds Python objects of "
                          f"types outside grnformer's allow-list ({', '.join(refused)}). grnformer loads weights as "
-                         f"data only and never runs code from a file; convert it to plain tensors and containers.")
+                         f"data only and never runs code from a file. If you trust the file and those objects sit "
+                         f"outside the model (a data module's settings, a callback), keep only what the model needs: "
+                         f"ckpt = torch.load(PATH, weights_only=False); "
+                         f"torch.save({{k: ckpt[k] for k in ('state_dict', 'hyper_parameters')}}, 'clean.ckpt').")
     try:
         with torch.serialization.safe_globals(ALLOWED):
             return torch.load(path, map_location=map_location, weights_only=True)
