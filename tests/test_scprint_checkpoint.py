@@ -153,3 +153,24 @@ def test_a_model_trained_without_positions_converts_and_a_short_gene_table_is_re
         obj["state_dict"]["gene_encoder.embeddings.weight"] = obj["state_dict"]["gene_encoder.embeddings.weight"][:-1]
 
     _refused(tmp_path, _variant(tmp_path, original, short), "does not hold one 128-wide row per gene")
+
+
+class _Payload:
+    """A pickle that would run a shell command when loaded without restrictions."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, original):
+    marker = tmp_path / "ran"
+    path = _variant(tmp_path, original, lambda o: o["hyper_parameters"].update(hook=_Payload(marker)))
+    _refused(tmp_path, path, r"allow-list \((posix|os)\.system\)")
+    with pytest.raises(InputError, match="allow-list"):
+        load_bundle(path)
+    assert not marker.exists()
