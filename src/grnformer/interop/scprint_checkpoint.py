@@ -76,8 +76,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise InputError(f"{path} is not a grnformer checkpoint a safe load can read: it holds Python objects of "
                          f"types outside grnformer's allow-list ({', '.join(refused)}). grnformer loads weights as "
                          f"data only and never runs code from a file. If you trust the file and those objects sit "
-                         f"outside the model (a data module's settings, a callback), keep only what the model needs: "
-                         f"ckpt = torch.load(PATH, weights_only=False); "
+                         f"outside the model (a data module's settings, a callback), load it on a machine you trust "
+                         f"and keep only what the model needs: "
                          f"torch.save({{k: ckpt[k] for k in ('state_dict', 'hyper_parameters')}}, 'clean.ckpt').")
     try:
         with torch.serialization.safe_globals(ALLOWED):
