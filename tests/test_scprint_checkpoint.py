@@ -174,3 +174,12 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, 
     with pytest.raises(InputError, match="allow-list"):
         load_bundle(path)
     assert not marker.exists()
+
+
+def test_legacy_format_files_load_safely_too(tmp_path):
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(safe_load(legacy)["w"], torch.ones(2))
+    torch.save({"f": fractions.Fraction(1, 2)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputError, match=r"allow-list \(fractions\.Fraction\)"):  # torch's safe unpickler refuses
+        safe_load(legacy)

@@ -69,21 +69,26 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise InputError(f"checkpoint not found: {path}")
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as exc:  # not a torch archive, or a damaged one
-        raise _damaged(path) from exc
+    except Exception:  # not a zip archive (torch's legacy format, or no torch file): the safe load decides
+        unsafe = []
     refused = sorted(set(unsafe) - _ALLOWED_NAMES)
     if refused:
-        raise InputError(f"{path} is not a grnformer checkpoint a safe load can read: it holds Python objects of "
-                         f"types outside grnformer's allow-list ({', '.join(refused)}). grnformer loads weights as "
-                         f"data only and never runs code from a file. If you trust the file and those objects sit "
-                         f"outside the model (a data module's settings, a callback), load it on a machine you trust "
-                         f"and keep only what the model needs: "
-                         f"torch.save({{k: ckpt[k] for k in ('state_dict', 'hyper_parameters')}}, 'clean.ckpt').")
+        raise _outside_allow_list(path, refused)
     try:
         with torch.serialization.safe_globals(ALLOWED):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a truncated tensor record, or a type the scan above could not see
-        raise _damaged(path) from exc
+    except Exception as exc:  # a truncated tensor record, or a type the scan above could not see (legacy format)
+        named = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        raise (_outside_allow_list(path, sorted(set(named))) if named else _damaged(path)) from exc
+
+
+def _outside_allow_list(path: Path, types: list[str]) -> InputError:
+    return InputError(f"{path} is not a grnformer checkpoint a safe load can read: it holds Python objects of "
+                      f"types outside grnformer's allow-list ({', '.join(types)}). grnformer loads weights as "
+                      f"data only and never runs code from a file. If you trust the file and those objects sit "
+                      f"outside the model (a data module's settings, a callback), load it on a machine you trust "
+                      f"and keep only what the model needs: "
+                      f"torch.save({{k: ckpt[k] for k in ('state_dict', 'hyper_parameters')}}, 'clean.ckpt').")
 
 
 def is_scprint(obj: Any) -> bool:
