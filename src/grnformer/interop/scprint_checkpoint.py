@@ -16,6 +16,7 @@ attention, depth in the decoder) and other models' checkpoints are refused with 
 from __future__ import annotations
 
 import pathlib
+import pickle
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise InputError(f"checkpoint not found: {path}")
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # not a zip archive (torch's legacy format, or no torch file): the safe load decides
+    except (ValueError, RuntimeError, OSError):  # no zip archive (legacy format, damaged, not torch's): load decides
         unsafe = []
     refused = sorted(set(unsafe) - _ALLOWED_NAMES)
     if refused:
@@ -77,7 +78,8 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     try:
         with torch.serialization.safe_globals(ALLOWED):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a truncated tensor record, or a type the scan above could not see (legacy format)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:  # damaged, or a type the
+        # scan above could not see (legacy format)
         named = re.findall(r"GLOBAL ([\w.]+)", str(exc))
         raise (_outside_allow_list(path, sorted(set(named))) if named else _damaged(path)) from exc
 
