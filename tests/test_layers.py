@@ -10,7 +10,7 @@ import grnformer
 
 SRC = Path(grnformer.__file__).parent
 # Left to right; a module may import its own room and rooms to its left.
-ROOMS = ["under", "data", "model", "bundle", "train", "inference", "tasks", "networks", "bench", "top"]
+ROOMS = ["under", "data", "model", "interop", "bundle", "train", "inference", "tasks", "networks", "bench", "top"]
 UNDER = {"grnformer.errors", "grnformer.atomic", "grnformer.edge_metrics"}
 
 

@@ -201,11 +201,36 @@ class Model:
 
 
 def load(checkpoint: str | Path = "shipped", device: Any = None, progress: bool = True) -> Model:
-    """The model of a checkpoint (a bundle or a Lightning checkpoint; 'shipped' for the small model inside the
-    package) on ``device`` (default: CUDA when available). ``progress``: the tasks' progress bars."""
+    """The model of a checkpoint (a bundle, a Lightning checkpoint, or a scPRINT checkpoint, converted in memory;
+    'shipped' for the small model inside the package) on ``device`` (default: CUDA when available).
+    ``progress``: the tasks' progress bars."""
     from grnformer.bundle.checkpoint import resolve_checkpoint
     from grnformer.inference.device import load_task_bundle
 
     bundle, dev = load_task_bundle(checkpoint, device)
     source = "shipped" if str(checkpoint) == "shipped" else str(resolve_checkpoint(checkpoint))
     return Model(bundle, source, dev, progress)
+
+
+def import_scprint(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Convert a scPRINT checkpoint into a grnformer bundle ``out`` and its card ``out`` with suffix .json (what
+    `grnformer import-scprint` does); both are written together or not at all. Returns the card."""
+    import json
+
+    from grnformer.bundle.checkpoint import SCPRINT_SOURCE, load_bundle, save_bundle
+    from grnformer.inference.outputs import check_writable, write_many
+
+    out = Path(out)
+    card_path = out.with_suffix(".json")
+    if out.suffix == ".json":
+        raise InputError(f"output '{out}' would collide with its card; give the bundle another suffix (e.g. .pt).")
+    for path in (out, card_path):
+        check_writable(path, overwrite)
+    b = load_bundle(checkpoint)
+    if b.meta.get("read_from") != SCPRINT_SOURCE:
+        raise InputError(f"{checkpoint} is a grnformer checkpoint, not a scPRINT one: nothing to import.")
+    card = {**b.meta["history"]["scprint_import"], "bundle": out.name}
+    write_many({out: lambda part: save_bundle(b.model, b.config, b.vocab, b.labels, part,
+                                              history=b.meta["history"]),
+                card_path: lambda part: part.write_text(json.dumps(card, indent=1) + "\n")})
+    return card

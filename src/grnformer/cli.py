@@ -29,7 +29,7 @@ from grnformer.tasks.task_options import (
 # grnformer.data.input.read's formats, written out here so that --help needs no import
 INPUT_HELP = ("cells of raw counts: h5ad, 10x .h5 (v2/v3), a 10x MTX directory, loom, or a CSV/TSV table "
               "(.gz or not; orientation detected and stated)")
-CHECKPOINT_HELP = "model checkpoint (.ckpt or bundle); 'shipped' for the bundled small model"
+CHECKPOINT_HELP = "model checkpoint (a bundle, or a .ckpt of grnformer or scPRINT); 'shipped' for the shipped model"
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -72,6 +72,17 @@ def _cmd_info(args: argparse.Namespace) -> None:
     from grnformer.bundle.checkpoint import describe
 
     print(describe(args.checkpoint))
+
+
+def _cmd_import_scprint(args: argparse.Namespace) -> None:
+    from grnformer.api import import_scprint
+
+    card = import_scprint(args.checkpoint, args.out)
+    genes = card["genes"]
+    print(f"wrote {args.out} (card {Path(args.out).with_suffix('.json')}): scPRINT {card['layout']}, "
+          f"{genes['converted']:,} of {genes['in_checkpoint']:,} genes converted, "
+          f"{genes['not_in_grnformer_vocabulary']:,} outside grnformer's vocabulary; not carried over: "
+          + "; ".join(card["not_carried_over"]))
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> None:
@@ -330,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint: parameters, context, vocabulary, labels")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("import-scprint", help="convert a scPRINT checkpoint (.ckpt) into a grnformer bundle + card")
+    p.add_argument("checkpoint", help="scPRINT's Lightning checkpoint, e.g. small.ckpt (hub repo jkobject/scPRINT)")
+    p.add_argument("out", help="grnformer bundle to write (e.g. scprint_small.pt); its card goes beside it (.json)")
+    p.set_defaults(func=_cmd_import_scprint)
 
     p = sub.add_parser("pretrain", help="pre-train on a corpus from a YAML config")
     p.add_argument("--config", required=True,

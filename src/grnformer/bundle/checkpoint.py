@@ -8,7 +8,6 @@ the key `grnformer`, so either file can be loaded with `load_bundle`.
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -22,12 +21,15 @@ from grnformer.atomic import atomic_path
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import ORGANISMS, GeneVocab
 from grnformer.errors import InputError
+from grnformer.interop.scprint_checkpoint import convert_scprint, is_scprint, safe_load
 from grnformer.model import GRNFormer, ModelConfig
+from grnformer.model.scprint import ARCHITECTURE, ScPrintModel, ScPrintSpec
 
 FORMAT = "grnformer-bundle"
 FORMAT_VERSION = 1
 SHIPPED_NAME = "shipped"  # checkpoint name that means grnformer/checkpoints/small.pt
 META_KEY = "grnformer"  # where a Lightning checkpoint keeps the bundle metadata
+SCPRINT_SOURCE = "scprint-checkpoint"  # meta["read_from"] of a scPRINT file converted in memory (not saved)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -35,7 +37,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class Bundle:
     """A loaded model (eval mode) with its configuration, vocabulary, label encoders and metadata."""
 
-    model: GRNFormer
+    model: GRNFormer | ScPrintModel
     config: ModelConfig
     vocab: GeneVocab
     labels: LabelSet
@@ -51,7 +53,7 @@ def bundle_metadata(config: ModelConfig, vocab: GeneVocab, label_set: LabelSet) 
             "versions": {"grnformer": grnformer.__version__, "torch": str(torch.__version__)}}
 
 
-def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
+def save_bundle(model: GRNFormer | ScPrintModel, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
                 path: str | Path, dtype: torch.dtype | str | None = None,
                 history: dict[str, Any] | None = None) -> Path:
     """Write a bundle atomically. `dtype` (float16 / bfloat16) casts floating weights to halve the file;
@@ -59,6 +61,8 @@ def save_bundle(model: GRNFormer, config: ModelConfig, vocab: GeneVocab, label_s
     dtype = _dtype(dtype) if dtype is not None else torch.float32
     meta = bundle_metadata(config, vocab, label_set)
     meta["dtype"] = str(dtype).removeprefix("torch.")
+    if isinstance(model, ScPrintModel):
+        meta["architecture"] = {"name": ARCHITECTURE, "spec": model.spec.to_dict()}
     if history:
         meta["history"] = history
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
@@ -81,8 +85,7 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> B
     if dict(labels.sizes) != config.label_sizes:
         raise InputError(f"{path}: label classes {dict(labels.sizes)} do not match the model's "
                          f"{config.label_sizes}.")
-    emb = state.get("gene_encoder.frozen.weight")
-    model = GRNFormer(config, torch.as_tensor(vocab.positions), None if emb is None else emb.float())
+    model = _build(meta, config, vocab, state, path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -96,6 +99,18 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> B
     model.load_state_dict(state)
     model.to(map_location).eval()
     return Bundle(model, config, vocab, labels, meta)
+
+
+def _build(meta: dict[str, Any], config: ModelConfig, vocab: GeneVocab, state: dict[str, torch.Tensor],
+           path: str | Path) -> GRNFormer | ScPrintModel:
+    """The network the metadata names: grnformer's own, or scPRINT's layers for a converted scPRINT model."""
+    arch = meta.get("architecture")
+    if arch is None:
+        emb = state.get("gene_encoder.frozen.weight")
+        return GRNFormer(config, torch.as_tensor(vocab.positions), None if emb is None else emb.float())
+    if isinstance(arch, dict) and arch.get("name") == ARCHITECTURE:
+        return ScPrintModel(config, ScPrintSpec.from_dict(arch["spec"]))
+    raise InputError(f"{path} names a network this grnformer ({grnformer.__version__}) does not know: {arch}.")
 
 
 def describe(path: str | Path) -> str:
@@ -115,18 +130,25 @@ def describe_bundle(b: Bundle, path: str | Path) -> str:
         f"format          {b.meta['format']} v{b.meta['format_version']}, weights stored as "
         f"{b.meta.get('dtype', 'float32')}",
         "versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
-        f"model           d_model {c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, "
-        f"expression {c.expr_encoding}",
+        f"model           {'scPRINT v1 layers, ' if isinstance(b.model, ScPrintModel) else ''}d_model "
+        f"{c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, expression "
+        f"{b.model.spec.normalization if isinstance(b.model, ScPrintModel) else c.expr_encoding}",
         f"parameters      {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)",
         f"context length  {c.context_length} genes",
         f"vocabulary      {len(b.vocab):,} genes ({orgs}), {c.n_positions:,} position tokens",
-        "gene embeddings " + ("learned" if c.gene_embedding_dim is None
+        "gene embeddings " + ("the checkpoint's gene table (frozen)" if isinstance(b.model, ScPrintModel)
+                               else "learned" if c.gene_embedding_dim is None
                                else f"frozen external, width {c.gene_embedding_dim}"),
         "label classes   " + (", ".join(f"{k} {v}" for k, v in c.label_sizes.items()) or "none"),
     ]
     if "training" in b.meta:
         t = b.meta["training"]
         lines.append(f"training        step {t.get('global_step')}, epoch {t.get('epoch')}")
+    if "scprint_import" in b.meta.get("history", {}):
+        card = b.meta["history"]["scprint_import"]
+        lines.append(f"converted from  scPRINT {card['layout']} checkpoint {card['source']} (sha256 "
+                     f"{card['source_sha256'][:12]}…), input normalisation '{card['input_normalisation']}', "
+                     f"{card['genes']['not_in_grnformer_vocabulary']:,} of its genes outside the vocabulary")
     if "adaptation" in b.meta.get("history", {}):
         a = b.meta["history"]["adaptation"]
         lines.append("adapted         " + ", ".join(f"{k} {v}" for k, v in a.items() if not isinstance(v, dict)))
@@ -146,18 +168,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(metadata, model state dict) of a bundle or a Lightning checkpoint, validated but not built.
+    """(metadata, model state dict) of a bundle, a Lightning checkpoint, or a scPRINT checkpoint (converted in
+    memory, `interop.scprint_checkpoint`), validated but not built; the file is read as data only (`safe_load`).
 
     ``path`` may be ``shipped`` (see `resolve_checkpoint`)."""
     path = resolve_checkpoint(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        # torch's own text (weights_only, arbitrary code execution …) is about other files: say only what it is
-        raise InputError(f"{path} is not a grnformer checkpoint: it is damaged (e.g. truncated) or another kind "
-                         f"of file. Pass a bundle or a checkpoint written by grnformer, or 'shipped'.") from exc
+    obj = safe_load(path, map_location)
     if not isinstance(obj, dict):
         raise InputError(f"{path} is not a grnformer checkpoint (it holds a {type(obj).__name__}).")
     if obj.get("format") == FORMAT:
@@ -165,9 +183,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     elif isinstance(obj.get(META_KEY), dict) and "state_dict" in obj:
         meta = dict(obj[META_KEY])
         state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    elif is_scprint(obj):
+        c = convert_scprint(obj, path)
+        meta = {**bundle_metadata(c.config, c.vocab, c.labels), "architecture": {"name": ARCHITECTURE,
+                "spec": c.spec.to_dict()}, "history": {"scprint_import": c.card}, "read_from": SCPRINT_SOURCE}
+        state = c.state
     else:
-        raise InputError(f"{path} is not a grnformer checkpoint: neither a bundle nor a Lightning checkpoint "
-                         f"written by grnformer's pre-training.")
+        raise InputError(f"{path} is not a grnformer checkpoint: neither a bundle, a Lightning checkpoint "
+                         f"written by grnformer's pre-training, nor a scPRINT checkpoint.")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise InputError(f"{path} has checkpoint format version {version}; this grnformer "
