@@ -84,6 +84,10 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
                          f"({opts.context(bundle)}); got {len(cols)} genes. Use 'mean_qk', or a longer "
                          f"context_length.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
+    if opts.specificity != "none":
+        from grnformer.networks.specificity import check_groups
+
+        check_groups(groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
@@ -276,9 +280,8 @@ def _specific_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev:
                        ) -> dict[str, AnnData]:
     """Each group's network of what sets it apart (`networks.specificity`), formed from the plain networks (and
     for 'share' from every planned cell's expression), then post-processed as asked."""
-    from grnformer.networks.specificity import check_groups, specific_matrices
+    from grnformer.networks.specificity import specific_matrices
 
-    check_groups(plan.groups)
     nets = group_networks(bundle, plan, opts.plain(), dev, progress)
     everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
     x = NetworkContext(bundle, plan, opts, everyone, dev).log_expression() if opts.specificity == "share" else None
