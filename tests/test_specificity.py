@@ -137,3 +137,39 @@ def test_a_resumed_run_refuses_another_specificity(bundle, tmp_path):
     assert ad.read_h5ad(tmp_path / "nets" / "a.h5ad").uns["grn"]["specificity"] == "share"
     with pytest.raises(InputError, match="specificity: share there, zscore now"):
         run_grn_file(bundle, src, tmp_path / "nets", specificity="zscore", **kw)
+
+
+def test_explorer_lists_the_regulators_that_set_each_type_apart(bundle, tmp_path):
+    """The page's regulator table of a specific network: its regulators by out-strength over whole rows, as
+    `regulator_strength` computes them from the h5ad (read back from headless Chromium)."""
+    import html
+    import re
+    import subprocess
+
+    from test_demo import CHROMIUM_FLAGS, _chromium
+
+    from grnformer.networks.explorer import write_explorer
+
+    share = _grn(bundle, _lineage_cells(), specificity="share")
+    page = write_explorer({f"{g} (specific)": n for g, n in share.items()}, tmp_path / "explorer.html")
+    i = list(share).index("B cell")
+    probe = ("<script>window.addEventListener('load', () => { const s = document.getElementById('net-a'); "
+             f"s.value = '{i}'; s.dispatchEvent(new Event('change')); const pre = document.createElement('pre'); "
+             "pre.id = 'probe'; pre.textContent = document.getElementById('hubs-title').textContent + '\\n' + "
+             "document.getElementById('hubs').outerHTML; document.body.appendChild(pre); });</script></body>")
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.read_text().replace("</body>", probe))
+    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, "the page did not run its script"
+    text = html.unescape(found.group(1))
+    assert text.startswith("Regulators that set B cell (specific) apart")
+    rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+            for r in re.findall(r"<tr[^>]*>(.*?)</tr>", text, re.S)[1:]]
+    net = share["B cell"]
+    expected = regulator_strength(net.varp["GRN"], net.var["is_regulator"].to_numpy(bool), net.var_names)
+    assert [r[0] for r in rows] == expected.index[:len(rows)].tolist() and len(rows) >= 10
+    assert [float(r[2]) for r in rows[:5]] == pytest.approx(expected.iloc[:5].tolist(), rel=1e-3)
+    assert {"PAX5", "EBF1", "POU2AF1"} <= {r[0] for r in rows[:6]}

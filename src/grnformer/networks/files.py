@@ -42,8 +42,8 @@ from grnformer.train.checkpoint import Bundle
 # the version are left out; the network genes are compared separately).
 RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "specificity", "max_regulators",
                "adapt_steps", "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads",
-               "genes", "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed",
-               "organism", "model")
+               "genes", "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision",
+               "seed", "organism", "model")
 
 
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,

@@ -130,7 +130,14 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     Returns one AnnData (varp['GRN'], rows = regulators; var['is_tf'], var['gene_id'], var['n_cells']; X = the
     cells' counts of the network genes; uns['grn'] = method and options), or {group: AnnData} with groupby.
     Given gene sets give the same networks with or without one_pass; 'random_expressed' draws other contexts
-    when cells are batched differently."""
+    when cells are batched differently.
+
+    Per-group networks (groupby) are by default each group's cells alone, which rank the same hub TFs first in
+    most cell types. ``specificity='share'`` makes each group's network what is *specific* to it: its share of
+    the all-cells network, i.e. two genes' co-variation within the group plus their co-elevation in it (both
+    expressed higher in the group than over all cells), so the regulators that lead are those expressed more in
+    the group that move with its genes, the lineage TFs (`networks.specificity`; 'contrast' and 'zscore'
+    compare each group's plain network with the others' for any method)."""
     bundle, dev = load_task_bundle(bundle, device)
     opts = (options or GRNOptions()).validate(bundle)
     plan = plan_networks(bundle, adata, opts)
