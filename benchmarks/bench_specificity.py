@@ -15,6 +15,9 @@ Scores per specificity and lineage: the rank of each lineage TF among the regula
 overlap of the two largest lineages. Intervals: 95% percentile bootstrap over cells (`bench.toolkit`, resampled
 with replacement; networks recomputed from the same functions grn uses). Timing: each grn call on the same cells,
 side by side.
+The model's read-outs (per-type attention: plain, minus the all-cells network, z-score over types; diffnet of each
+lineage against the other cells) are candidates too: on development only, fewer cells (`--model-cells`), point
+estimates (a resample would be another pass of the model).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import argparse
 import time
 
 import numpy as np
+import pandas as pd
 
 from grnformer.bench import toolkit
 from grnformer.bench.lineage_tfs import GOAL_LINEAGES, LINEAGES, OTHER, lineage_tfs, lineages_of
+from grnformer.bench.toolkit import checkpoint_digest
 from grnformer.data.corpus import datasets
 from grnformer.data.corpus.author_labels import cell_types
 from grnformer.data.corpus.silver import pbmc_cell_types
@@ -37,6 +42,7 @@ from grnformer.networks.from_data import abs_spearman
 from grnformer.networks.grn import GRNOptions, grn, network_names
 from grnformer.networks.options import SPECIFICITIES
 from grnformer.networks.specificity import regulator_strength, specific_matrices, top_overlap
+from grnformer.train.checkpoint import resolve_checkpoint
 
 DATASETS = {"development": "pbmc3k", "evaluation": "zheng2017_sorted_pbmc_facs"}
 MIN_CELLS = 50
@@ -84,6 +90,7 @@ def run_dataset(role: str, name: str, bundle, n_boot: int) -> dict:
     largest = groups[:2]
     genes = _genes(bundle, adata)
     nets, seconds = {}, {}
+    grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=COLUMN, groups=groups), progress=False)  # warm
     for kind in SPECIFICITIES:
         t0 = time.perf_counter()
         nets[kind] = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=COLUMN, groups=groups,
@@ -133,16 +140,71 @@ def run_dataset(role: str, name: str, bundle, n_boot: int) -> dict:
             "results": results}
 
 
+def _ranks_and_overlap(strength: dict[str, pd.Series], largest: list[str]) -> dict:
+    """Per lineage: its lineage TFs' ranks in its own ranking, the top 10; and the two largest lineages' overlap."""
+    out = {g: {"lineage_tf_rank": {tf: (order.index.tolist().index(tf) + 1 if tf in order.index else None)
+                                   for tf in lineage_tfs(g)}, "top10": order.index[:TOP].tolist()}
+           for g, order in strength.items()}
+    return {"lineages": out, "top10_overlap_two_largest": top_overlap(out[largest[0]]["top10"],
+                                                                      out[largest[1]]["top10"])}
+
+
+def model_readouts(role: str, name: str, bundle, max_cells: int) -> dict:
+    """The model's per-type attention (mean_qk: plain, minus the all-cells network (--contrast), z-score over
+    types) and diffnet of each lineage against the other cells (a regulator's score: its summed positive z, edges
+    stronger in the lineage), on at most ``max_cells`` cells per lineage: point estimates (each resample would be
+    another pass of the model)."""
+    from grnformer.networks.diffnet import diffnet
+    from grnformer.networks.options import DiffNetOptions
+
+    adata = _labelled(name)
+    counts = adata.obs[COLUMN].value_counts()
+    groups = [g for g, n in counts.items() if n >= MIN_CELLS and g != OTHER]
+    genes = _genes(bundle, adata)
+    out = {}
+    for label, extra in (("attention, plain", {}), ("attention, minus all cells (--contrast)", {"contrast": True}),
+                         ("attention, zscore", {"specificity": "zscore"})):
+        t0 = time.perf_counter()
+        nets = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=COLUMN, groups=groups,
+                                             method="mean_qk", max_cells=max_cells, **extra), progress=False)
+        strength = {g: regulator_strength(n.varp["GRN"], n.var["is_regulator"].to_numpy(bool), n.var_names)
+                    for g, n in nets.items()}
+        out[label] = {**_ranks_and_overlap(strength, groups[:2]), "seconds": time.perf_counter() - t0}
+        print(role, label, out[label], flush=True)
+    t0, strength = time.perf_counter(), {}
+    for g in groups:
+        adata.obs["versus"] = np.where(adata.obs[COLUMN] == g, g, "rest")
+        table, _ = diffnet(bundle, adata, "versus", g, "rest",
+                           DiffNetOptions(genes=genes, n_genes=None, max_cells=max_cells, n_permutations=50),
+                           progress=False)
+        strength[g] = table.assign(up=table["z"].clip(lower=0)).groupby("regulator")["up"].sum() \
+            .sort_values(ascending=False, kind="stable")
+    out["diffnet, lineage vs rest"] = {**_ranks_and_overlap(strength, groups[:2]),
+                                       "seconds": time.perf_counter() - t0}
+    print(role, "diffnet", out["diffnet, lineage vs rest"], flush=True)
+    return {"max_cells_per_lineage": max_cells, "readouts": out}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
+    ap.add_argument("--model-cells", type=int, default=60, help="cells per lineage for the model's read-outs "
+                    "(attention, diffnet; development only, on CPU ~10 min at 60); 0 skips them")
+    ap.add_argument("--checkpoint", default="shipped")
     ap.add_argument("--out", default="benchmarks/results/specificity.json")
     args = ap.parse_args(argv)
-    bundle, _ = load_task_bundle("shipped")  # no forward pass: prepare's vocabulary and the TF rows
+    path = resolve_checkpoint(args.checkpoint)
+    bundle, _ = load_task_bundle(path)
     body = {role: run_dataset(role, name, bundle, args.n_boot) for role, name in DATASETS.items()}
+    if args.model_cells:  # candidates for the choice, so development only
+        body["development"]["model"] = model_readouts("development", DATASETS["development"], bundle,
+                                                      args.model_cells)
     out = toolkit.write_record(args.out, {**body, "n_boot": args.n_boot},
                                method={"method": "spearman", "specificities": list(SPECIFICITIES),
-                                       "genes": "hvg+tfs 500 + lineage TFs", "min_cells": MIN_CELLS},
+                                       "genes": "hvg+tfs 500 + lineage TFs", "min_cells": MIN_CELLS,
+                                       "model_cells": args.model_cells},
+                               checkpoint=args.checkpoint if args.model_cells else None,
+                               digest=checkpoint_digest(path) if args.model_cells else None,
                                command=toolkit.command_line(argv))
     print("wrote", out)
 
