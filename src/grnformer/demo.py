@@ -8,6 +8,7 @@ one self-contained HTML report. Every step is timed; the report states the exact
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import shlex
@@ -49,6 +50,7 @@ class _Network:
     stem: str
     net: AnnData
     cell_type: str | None = None
+    plain: AnnData | None = None  # per type: the network of the type's cells alone (net: what sets it apart)
 
 
 class _Timer:
@@ -142,31 +144,17 @@ def _network_figure(net: AnnData, title: str, n_edges: int = 40) -> str:
 
 
 def _strength(net: AnnData) -> pd.Series:
-    """Each regulator row's summed score over its top 10 targets (rows that may not regulate left out)."""
-    grn = _dense_grn(net)
-    np.fill_diagonal(grn, 0)
+    """Each regulator's out-strength (`networks.specificity.regulator_strength`), strongest first."""
+    from grnformer.networks.specificity import regulator_strength
+
     rows = net.var["is_regulator"].to_numpy(dtype=bool) if "is_regulator" in net.var else np.ones(net.n_vars, bool)
-    return pd.Series(np.sort(grn, axis=1)[:, -10:].sum(axis=1), index=net.var_names)[rows]
+    return regulator_strength(net.varp["GRN"], rows, net.var_names.to_numpy())
 
 
-def _top_regulators(net: AnnData, k: int = 8) -> list[str]:
-    """The regulators (TFs by default) with the largest out-strength."""
-    return _strength(net).sort_values(ascending=False, kind="stable").index[:k].tolist()
-
-
-def _type_specific(nets: list[AnnData], k: int = 5) -> list[list[str]]:
-    """Per network, the regulators strongest relative to the same regulator in the other networks (out-strength
-    over its mean across them): the TFs that set a type apart, where the plain ranking is shared by every type."""
-    if not nets:  # no predicted type has enough cells for a network of its own
-        return []
-    strength = pd.concat([_strength(n) for n in nets], axis=1).fillna(0.0)
-    out = []
-    for i in range(strength.shape[1]):
-        others = strength.drop(columns=strength.columns[i]).mean(axis=1) if strength.shape[1] > 1 else 0.0
-        lift = strength.iloc[:, i] / np.maximum(others, 1e-12)
-        strong = strength.iloc[:, i] >= strength.iloc[:, i].median()  # not a weak row lifted by a weaker one
-        out.append(lift[strong].sort_values(ascending=False, kind="stable").index[:k].tolist())
-    return out
+def _top_regulators(net: AnnData, k: int = 8, scores: bool = False) -> list[str]:
+    """The regulators (TFs by default) with the largest out-strength, with it in brackets if ``scores``."""
+    top = _strength(net).iloc[:k]
+    return [f"{g} ({v:.3g})" if scores else g for g, v in top.items()]
 
 
 def demo_command(out_dir: str | Path, adata_path: str | None = None, checkpoint: str = "shipped",
@@ -262,19 +250,34 @@ def _infer_networks(bundle, adata: AnnData, genes: list[str], seed: int, timer: 
 
     counts = adata.obs[TYPE_COLUMN].value_counts()
     groups = [g for g, n in counts.items() if n >= MIN_CELLS_PER_TYPE]
-    with timer(f"grnformer networks (method {GRNOptions().method}): all cells + {len(groups)} predicted cell "
-               f"types, one pass"):
-        per_type = grn(bundle, adata, GRNOptions(genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups,
-                                                 include_all=True), progress=False)
-        networks = [_Network(ALL_CELLS, "grnformer_all", per_type.pop("all"))]
+    method = GRNOptions().method
+    with timer(f"grnformer network (method {method}), all cells"):
+        networks = [_Network(ALL_CELLS, "grnformer_all", grn(bundle, adata, GRNOptions(genes=genes, n_genes=None),
+                                                             progress=False))]
+    per_type, plain = {}, {}
+    if len(groups) >= 2:  # what sets a type apart needs another type to compare with
+        with timer(f"grnformer networks per predicted cell type ({len(groups)}): plain and specific "
+                   f"({_specificity(method)})"):
+            by_type = GRNOptions(genes=genes, n_genes=None, groupby=TYPE_COLUMN, groups=groups)
+            plain = grn(bundle, adata, by_type, progress=False)
+            per_type = grn(bundle, adata, dataclasses.replace(by_type, specificity=_specificity(method)),
+                           progress=False)
     with timer("GENIE3 (all cells)"):
         genie3 = infer("genie3", adata, genes=genes, seed=seed, n_jobs=-1, n_estimators=GENIE3_TREES)
         networks.append(_Network("GENIE3", "genie3", genie3))
     with timer("Pearson correlation (all cells)"):
         networks.append(_Network("Pearson", "pearson", infer("pearson", adata, genes=genes)))
     names = _group_names(adata)
-    return networks + [_Network(f"grnformer ({names.get(g, g)})", f"grnformer_{g.replace(':', '_')}", net,
-                                cell_type=names.get(g, g)) for g, net in per_type.items()]
+    return networks + [_Network(f"grnformer ({names.get(g, g)}, specific)", f"grnformer_{g.replace(':', '_')}", net,
+                                cell_type=names.get(g, g), plain=plain[g]) for g, net in per_type.items()]
+
+
+def _specificity(method: str) -> str:
+    """What the per-type networks show: 'share' for the data methods (chosen on PBMC3k, RESULTS.md
+    "Cell-type-specific networks"), else the z-score over types."""
+    from grnformer.networks.specificity import CELL_SCALES
+
+    return "share" if method in CELL_SCALES else "zscore"
 
 
 def _score(networks: list[_Network], adata: AnnData) -> tuple[list[dict], list[str]]:
@@ -307,6 +310,36 @@ def _write_outputs(out: Path, adata: AnnData, networks: list[_Network], records:
     write_text(out / "metrics.json", json.dumps(records, indent=1, default=float))
 
 
+def _regulator_table(networks: list[_Network]) -> pd.DataFrame:
+    """Per network, its strongest TF regulators; per type also those that set it apart, with their scores."""
+    rows = [{"network": "all cells", "strongest TF regulators (out-strength)": ", ".join(_top_regulators(
+        networks[0].net, scores=True)), "TFs that set the type apart (out-strength of its specific network)": ""}]
+    rows += [{"network": n.cell_type, "strongest TF regulators (out-strength)": ", ".join(_top_regulators(
+        n.plain, scores=True)), "TFs that set the type apart (out-strength of its specific network)":
+        ", ".join(_top_regulators(n.net, scores=True))} for n in networks if n.cell_type is not None]
+    return pd.DataFrame(rows)
+
+
+def _specific_note(networks: list[_Network]) -> str:
+    """What 'specific' means here, and how much the two largest types' top-10 regulators overlap either way."""
+    from grnformer.networks.specificity import top_overlap
+
+    typed = [n for n in networks if n.cell_type is not None]
+    text = ("<p>A type's <em>specific</em> network is its share of the all-cells network: two genes' co-variation "
+            "within the type plus their co-elevation in it (both higher in the type than over all cells), so a "
+            "regulator leads when it is expressed more in the type and moves with the type's genes; the plain "
+            "network (the type's cells alone) ranks the same hub TFs first in most types. Scores are out-strength, "
+            "each regulator's summed scores over all genes. The per-type networks in the files, the metrics and the "
+            "explorer are the specific ones (<code>grn --groupby COLUMN --specificity share</code>).")
+    if len(typed) >= 2:
+        a, b = typed[:2]
+        specific = top_overlap(_top_regulators(a.net, 10), _top_regulators(b.net, 10))
+        plain = top_overlap(_top_regulators(a.plain, 10), _top_regulators(b.plain, 10))
+        text += (f" The two largest types ({html.escape(a.cell_type)}, {html.escape(b.cell_type)}) share "
+                 f"{specific} of their 10 strongest regulators in the specific networks, {plain} in the plain ones.")
+    return text + "</p>"
+
+
 def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metrics: dict | None,
                      networks: list[_Network], records: list[dict], pr_figures: list[str], timer: _Timer,
                      command: str) -> list[tuple[str, str]]:
@@ -319,13 +352,7 @@ def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metri
                           "cells": counts.to_numpy()})
     scored = (f"<p>Against labels present in the data: {html.escape(json.dumps(cell_metrics, default=float))}</p>"
               if cell_metrics else "<p>The data carries no cell-type labels: predictions are not scored here.</p>")
-    typed = [n for n in networks if n.cell_type is not None]
-    apart = dict(zip([n.cell_type for n in typed], _type_specific([n.net for n in typed])))
-    regulators = pd.DataFrame([{"network": "all cells" if n is all_cells else n.cell_type,
-                                "top TF regulators (out-strength)": ", ".join(_top_regulators(n.net)),
-                                "TFs that set the type apart (out-strength vs the other types)":
-                                    ", ".join(apart.get(n.cell_type, []))}
-                               for n in networks if n is all_cells or n.cell_type is not None])
+    regulators = _regulator_table(networks)
     metrics = pd.DataFrame(records)
     if metrics.empty:
         metrics_html = (f"<p>No ground truth of this organism ({html.escape(organism_of(adata))}) among "
@@ -337,7 +364,7 @@ def _report_sections(adata: AnnData, data_name: str, checkpoint: str, cell_metri
         ("Data and model", f"<p>{html.escape(data_name)}: {adata.n_obs:,} cells, {adata.n_vars:,} vocabulary "
                            f"genes.</p><pre>{html.escape(describe(checkpoint))}</pre>"),
         ("Cell embedding and predicted types", _umap_figure(adata, TYPE_COLUMN, names) + table(types) + scored),
-        ("Top regulators per predicted cell type", table(regulators)),
+        ("Top regulators per predicted cell type", table(regulators) + _specific_note(networks)),
         ("Strongest edges", _network_figure(all_cells.net, "grnformer, all cells")),
         ("Precision-recall against ground truths", "".join(pr_figures)),
         ("Metrics (with the random baseline of each row)", metrics_html),

@@ -57,6 +57,18 @@ def network_label(net: AnnData, fallback: str) -> str:
     return readable(str(grn.get("group", fallback)) if isinstance(grn, Mapping) else fallback)
 
 
+def _set_apart(net: AnnData, genes: Mapping[str, int], k: int = 25) -> list[list[float]] | None:
+    """[[gene index, out-strength], …] of the ``k`` regulators that set a group apart, for a network made with a
+    specificity (`networks.specificity`, over its whole rows, not only the kept edges); None for other networks."""
+    from grnformer.networks.specificity import regulator_strength
+
+    grn = net.uns.get("grn")
+    if not isinstance(grn, Mapping) or str(grn.get("specificity", "none")) == "none" or "is_regulator" not in net.var:
+        return None
+    strength = regulator_strength(net.varp["GRN"], net.var["is_regulator"].to_numpy(bool), net.var_names.to_numpy())
+    return [[genes[g], round(float(v), 5)] for g, v in strength.iloc[:k].items()]
+
+
 def explorer_data(networks: Mapping[str, AnnData], top_k: int = DEFAULT_TOP_K, regulators: str = "auto",
                   about: str = "") -> dict:
     """The JSON the page embeds (see the module docstring)."""
@@ -77,7 +89,9 @@ def explorer_data(networks: Mapping[str, AnnData], top_k: int = DEFAULT_TOP_K, r
     for name, net in networks.items():
         edges = top_edges(net, top_k, regulators)
         where = np.array([genes[g] for g in net.var_names.astype(str)], dtype=np.int64)
-        method = net.uns.get("grn", {}).get("method", "") if isinstance(net.uns.get("grn"), Mapping) else ""
+        grn = net.uns.get("grn") if isinstance(net.uns.get("grn"), Mapping) else {}
+        method = ", ".join(str(v) for v in (grn.get("method", ""), grn.get("specificity", "none")) if v not in
+                           ("", "none"))
         entry = {"name": name, "note": f"{method}, {net.n_obs:,} cells" if method else f"{net.n_obs:,} cells",
                  "rows": _b64(where[edges.rows].astype(index_dtype)),
                  "cols": _b64(where[edges.cols].astype(index_dtype)),
@@ -86,6 +100,7 @@ def explorer_data(networks: Mapping[str, AnnData], top_k: int = DEFAULT_TOP_K, r
             entry["effect"] = _b64(edges.effect.astype("<f4"))
         if edges.stability is not None:
             entry["stability"] = _b64(np.rint(np.clip(edges.stability, 0, 1) * 100).astype(np.uint8))
+        entry["apart"] = _set_apart(net, genes)
         out.append(entry)
     about = about or (f"{len(networks)} network(s) over {len(genes):,} genes; each regulator's {top_k} "
                       f"strongest targets are kept, so a gene's regulators are those that rank it among their top "

@@ -30,6 +30,7 @@ from grnformer.networks.grn import (
     GRNOptions,
     NetworkPlan,
     adapted,
+    group_networks,
     iter_networks,
     network_collators,
     networks_in_one_pass,
@@ -39,10 +40,10 @@ from grnformer.networks.grn import (
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "max_regulators", "adapt_steps",
-               "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes",
-               "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed",
-               "organism", "model")
+RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "specificity", "max_regulators",
+               "adapt_steps", "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads",
+               "genes", "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision",
+               "seed", "organism", "model")
 
 
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,
@@ -90,7 +91,9 @@ def _networks_into(out: Path, bundle: Bundle, adata: AnnData, dev: torch.device,
     todo = [g for g in plan.groups if g not in done]
     if todo:
         bundle = adapted(bundle, adata, opts, dev)
-    if opts.contrast and todo:  # every cell's sums are needed: one pass makes all groups, the missing are written
+    if opts.specificity != "none" and todo:  # formed from every group's network: all made, the missing written
+        made = [(g, n) for g, n in group_networks(bundle, plan, opts, dev, progress).items() if g in todo]
+    elif opts.contrast and todo:  # every cell's sums are needed: one pass makes all groups, the missing are written
         made = [(g, n) for g, n in networks_in_one_pass(bundle, plan, opts, dev, False, progress).items() if g in todo]
     else:
         made = iter_networks(bundle, plan, opts, dev, todo, progress)

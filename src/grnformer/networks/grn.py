@@ -84,6 +84,10 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
                          f"({opts.context(bundle)}); got {len(cols)} genes. Use 'mean_qk', or a longer "
                          f"context_length.")
     groups = cells_in_groups(prep, opts.groupby, opts.groups)
+    if opts.specificity != "none":
+        from grnformer.networks.specificity import check_groups
+
+        check_groups(groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
@@ -126,7 +130,14 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     Returns one AnnData (varp['GRN'], rows = regulators; var['is_tf'], var['gene_id'], var['n_cells']; X = the
     cells' counts of the network genes; uns['grn'] = method and options), or {group: AnnData} with groupby.
     Given gene sets give the same networks with or without one_pass; 'random_expressed' draws other contexts
-    when cells are batched differently."""
+    when cells are batched differently.
+
+    Per-group networks (groupby) are by default each group's cells alone, which rank the same hub TFs first in
+    most cell types. ``specificity='share'`` makes each group's network what is *specific* to it: its share of
+    the all-cells network, i.e. two genes' co-variation within the group plus their co-elevation in it (both
+    expressed higher in the group than over all cells), so the regulators that lead are those expressed more in
+    the group that move with its genes, the lineage TFs (`networks.specificity`; 'contrast' and 'zscore'
+    compare each group's plain network with the others' for any method)."""
     bundle, dev = load_task_bundle(bundle, device)
     opts = (options or GRNOptions()).validate(bundle)
     plan = plan_networks(bundle, adata, opts)
@@ -134,16 +145,25 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     if opts.include_all and "all" in plan.groups:
         raise InputError(f"obs['{opts.groupby}'] has a group named 'all', the key of the all-cells network; "
                          f"rename it or leave include_all off.")
+    nets = group_networks(bundle, plan, opts, dev, progress)
+    return nets if opts.groupby is not None else nets["all"]
+
+
+def group_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, progress: bool = True
+                   ) -> dict[str, AnnData]:
+    """Every planned group's network (and 'all' with include_all); with a specificity, each group's network is
+    what sets it apart, formed from the plain ones by `networks.specificity` ('all' stays plain)."""
+    if opts.specificity != "none":
+        return _specific_networks(bundle, plan, opts, dev, progress)
     if opts.method == "perturb":  # no accumulator to share: each network is its own knock-out run
         nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
         if opts.include_all:
             everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
             nets["all"] = _perturb_network(bundle, plan, opts, dev, "all", everyone)
-    elif opts.one_pass or opts.include_all or opts.contrast:
-        nets = networks_in_one_pass(bundle, plan, opts, dev, opts.include_all, progress)
-    else:
-        nets = dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
-    return nets if opts.groupby is not None else nets["all"]
+        return nets
+    if opts.one_pass or opts.include_all or opts.contrast:
+        return networks_in_one_pass(bundle, plan, opts, dev, opts.include_all, progress)
+    return dict(iter_networks(bundle, plan, opts, dev, list(plan.groups), progress))
 
 
 def adapted(bundle: Bundle, adata: AnnData, opts: GRNOptions, dev: torch.device) -> Bundle:
@@ -263,6 +283,25 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
     return nets
 
 
+def _specific_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, progress: bool
+                       ) -> dict[str, AnnData]:
+    """Each group's network of what sets it apart (`networks.specificity`), formed from the plain networks (and
+    for 'share' from every planned cell's expression), then post-processed as asked."""
+    from grnformer.networks.specificity import specific_matrices
+
+    nets = group_networks(bundle, plan, opts.plain(), dev, progress)
+    everyone = np.sort(np.concatenate([plan.rest, *plan.groups.values()]))
+    x = NetworkContext(bundle, plan, opts, everyone, dev).log_expression() if opts.specificity == "share" else None
+    mats = specific_matrices(opts.specificity, {g: nets[g].varp["GRN"] for g in plan.groups},
+                             {g: np.isin(everyone, rows) for g, rows in plan.groups.items()}, x, opts.method)
+    for g, m in mats.items():
+        m = keep_regulator_rows((m + m.T) / 2 if opts.symmetrise else m, plan.regulators)
+        nets[g].varp["GRN"] = filter_network(m, opts.filter, opts.top_k, 0.0)
+        nets[g].uns["grn"] = {**provenance(bundle, plan.prep, opts, g, len(plan.groups[g]),
+                                           nets[g].uns["grn"]["n_contexts_per_cell"]), "uniform_level": 0.0}
+    return nets
+
+
 @dataclass
 class NetworkContext:
     """What a method's ``form`` may read of one network: its cells, genes and the model (`networks.methods`)."""
@@ -376,7 +415,8 @@ def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_c
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
         "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
-        "contrast": opts.contrast, "adapt_steps": opts.adapt_steps, "n_bootstrap": opts.n_bootstrap,
+        "contrast": opts.contrast, "specificity": opts.specificity, "adapt_steps": opts.adapt_steps,
+        "n_bootstrap": opts.n_bootstrap,
         "min_stability": opts.min_stability if opts.filter == "stable" else None,
         "regulators": opts.regulators if isinstance(opts.regulators, str) else "list",
         "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,

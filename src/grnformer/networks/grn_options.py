@@ -35,6 +35,15 @@ DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
 FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised")
+# What a per-type network shows (`networks.specificity`; 'share' chosen on PBMC3k, benchmarks/bench_specificity.py)
+SPECIFICITIES = ("none", "share", "contrast", "zscore")
+SPECIFICITY_HELP = (
+    "with groupby, what each group's network shows. none: the method's network of the group's cells alone (hub TFs "
+    "lead every type); share (data methods pearson/spearman): the group's share of the all-cells network, i.e. "
+    "the co-variation of two genes within the group plus their co-elevation in it (both genes higher in the "
+    "group than over all cells): 'specific' = what this group adds to the all-cells network, so a regulator "
+    "leads when it is expressed higher in the group and moves with the group's genes (lineage TFs); contrast: "
+    "each edge minus its mean over the other groups; zscore: each edge's z-score over the groups (any method)")
 # Chosen on the protocol's development pairs only (bench/protocol.py, benchmarks/bench_protocol.py,
 # benchmarks/results/protocol.json): the best weights of the grid (development median AUPRC ratio 1.333), and the
 # best method, Spearman (1.333; GENIE3 1.52 is no grn method), which ties that fusion at 1e-4 for a fraction of
@@ -73,7 +82,8 @@ SELECTION_FREE = ("n_genes", "max_missing", "regulators", "max_cells", "batch_si
 # - fixed (select-heads refuses them): they act on the network after the heads are weighed (filters,
 #   symmetrisation, contrast, fusion, regulator rows of perturb), choose groups, or need a selection already.
 SELECTION_FIXED = ("groupby", "groups", "heads", "filter", "top_k", "n_bootstrap", "min_stability", "symmetrise",
-                   "keep_heads", "fusion_weights", "max_regulators", "contrast", "one_pass", "include_all")
+                   "keep_heads", "fusion_weights", "max_regulators", "contrast", "one_pass", "include_all",
+                   "specificity")
 # The options select-heads takes (its CLI flags): the recorded ones and the free ones.
 SELECT_HEADS_OPTIONS = (*SELECTION_REFUSES, *SELECTION_WARNS, *SELECTION_FREE)
 
@@ -145,6 +155,7 @@ class GRNOptions:
     organism: str | None = option(None, ORGANISM_HELP)
     contrast: bool = option(False, "with groupby: each group's network minus the all-cells network (what is "
                             "stronger in the group; negative = weaker), from one pass over every cell")
+    specificity: str = option("none", SPECIFICITY_HELP, choices=SPECIFICITIES)
     adapt_steps: int = option(0, "first adapt the model to these cells for this many self-supervised steps "
                               "(`grnformer adapt`; 0: zero-shot)")
     one_pass: bool = option(False, "groups from a single pass over the union of their cells, each batch row "
@@ -211,9 +222,14 @@ class GRNOptions:
                               or opts.keep_heads):
             raise InputError("contrast subtracts the all-cells attention network from each group's: it needs "
                              "groupby, method mean_qk or per_cell, and no n_bootstrap or keep_heads.")
+        _check_specificity(opts)
         if opts.include_all and opts.groupby is None:
             raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
         return opts
+
+    def plain(self) -> GRNOptions:
+        """The options of the plain per-group networks a specificity is formed from (unfiltered, unsymmetrised)."""
+        return dataclasses.replace(self, specificity="none", filter="none", symmetrise=False)
 
     def _resolve_heads(self, bundle: Bundle) -> None:
         """Load the head selection and compare what it was fitted on with this run (SELECTION_REFUSES: InputError,
@@ -254,6 +270,24 @@ class GRNOptions:
         if self.selection is None:
             return torch.full((c.n_layers, c.n_heads), 1.0 / (c.n_layers * c.n_heads), device=device)
         return torch.as_tensor(self.selection.weights, dtype=torch.float32, device=device)
+
+
+def _check_specificity(opts: GRNOptions) -> None:
+    """InputError for a specificity the run cannot form (before any model run)."""
+    if opts.specificity not in SPECIFICITIES:
+        raise InputError(f"specificity must be one of {', '.join(SPECIFICITIES)}; got '{opts.specificity}'.")
+    if opts.specificity == "none":
+        return
+    if opts.groupby is None:
+        raise InputError(f"specificity '{opts.specificity}' compares groups of cells: it needs groupby.")
+    if opts.specificity == "share" and opts.method not in ("pearson", "spearman"):
+        raise InputError(f"specificity 'share' splits the cells' own correlation (method pearson or spearman); "
+                         f"got method '{opts.method}': use specificity 'contrast' or 'zscore' for it.")
+    if (opts.filter not in ("none", "topk") or opts.contrast or opts.keep_heads or opts.n_bootstrap
+            or opts.include_all):
+        raise InputError(f"specificity '{opts.specificity}' is formed from the plain per-group networks: it takes "
+                         "filter 'none' or 'topk' and no contrast, keep_heads, n_bootstrap or include_all (make the "
+                         "all-cells network in a run of its own).")
 
 
 @dataclass
