@@ -33,8 +33,11 @@ from grnformer.networks.grn import (
     network_collators,
     networks_in_one_pass,
     plan_networks,
+    plan_streamed,
     provenance,
 )
+from grnformer.networks.methods import get_method
+from grnformer.networks.streaming_correlation import CHUNK_CELLS, streams
 from grnformer.train.checkpoint import Bundle
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
@@ -63,13 +66,19 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
     _check_output(out, grouped)
     bundle, dev = load_task_bundle(checkpoint, device)
     opts = options.validate(bundle)
-    adata = read_input(in_path)
-    plan = plan_networks(bundle, adata, opts)
+    if streams(in_path, opts.method, opts.genes, opts.n_genes, grouped):
+        if progress:
+            print(f"{in_path}: too many cells to hold a dense cells × genes matrix in memory; streaming the file "
+                  f"in chunks of {CHUNK_CELLS:,} cells (memory: genes² + one chunk)", file=sys.stderr)
+        adata, plan = None, plan_streamed(bundle, in_path, opts, out / "network" if out.is_dir() else out, progress)
+    else:
+        adata = read_input(in_path)
+        plan = plan_networks(bundle, adata, opts)
     stems = _file_stems(list(plan.groups)) if grouped else {}
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
              for g in plan.groups}
     files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
-    n_contexts = len(network_collators(bundle, plan, opts))
+    n_contexts = len(network_collators(bundle, plan, opts)) if get_method(opts.method).accumulates else 0
     done = [] if overwrite else [
         g for g in plan.groups
         if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]

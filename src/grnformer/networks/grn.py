@@ -56,6 +56,7 @@ from grnformer.networks.heads import head_names
 from grnformer.networks.methods import get_method
 from grnformer.networks.options import FUSION_COMPONENTS, GRNOptions
 from grnformer.networks.perturb import choose_regulators, knockout_effects
+from grnformer.networks.streaming_correlation import StreamedCells, streamed_cells
 from grnformer.train.checkpoint import Bundle
 
 # -------------------------------------------------------------------------------------------------- grn
@@ -70,6 +71,7 @@ class NetworkPlan:
     groups: dict[str, np.ndarray]
     rest: np.ndarray
     regulators: np.ndarray  # [len(cols)] bool: rows that may regulate (others are zero in every network)
+    stream: StreamedCells | None = None  # a file too large for memory: data networks stream it, prep holds its head
 
 
 def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPlan:
@@ -87,6 +89,21 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
+
+
+def plan_streamed(bundle: Bundle, path: str | Path, opts: GRNOptions, scratch: Path | None = None,
+                  progress: bool = True) -> NetworkPlan:
+    """`plan_networks` for an h5ad file too large for memory and a data method (`streaming_correlation`): genes
+    and cells are chosen as for the file in memory (max_cells drawn from the same generator); the plan's prep
+    holds the file's first cells only, for its genes and organism."""
+    if opts.adapt_steps or opts.groupby is not None:
+        raise InputError("a streamed data network has no model to adapt and no groups: leave adapt_steps and "
+                         "groupby out, or use fewer cells (max_cells reads the whole file into memory).")
+    head, stream, cols = streamed_cells(bundle, path, opts.genes, opts.n_genes, opts.organism,
+                                        progress=progress)
+    stream.scratch = scratch
+    rows = _subsample(np.arange(len(stream.kept_rows)), opts.max_cells, opts.seed)
+    return NetworkPlan(head, cols, {"all": rows}, rows[:0], regulator_rows(head, cols, opts.regulators), stream)
 
 
 def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] | str) -> np.ndarray:
@@ -288,6 +305,15 @@ class NetworkContext:
         x = log_per_10k(self.plan.prep.adata.X[self.rows])
         return np.asarray(x[:, self.plan.cols].toarray(), dtype=np.float32)
 
+    def correlation(self, kind: str) -> np.ndarray:
+        """[G, G] |Pearson r| ('pearson') or |Spearman rho| ('spearman') of the cells' log expression
+        (`from_data`), streamed from the file when the plan streams (`networks.streaming_correlation`)."""
+        from grnformer.networks.from_data import abs_correlation, abs_spearman
+
+        if self.plan.stream is not None:
+            return self.plan.stream.abs_correlation(kind, self.rows, self.plan.cols)
+        return (abs_spearman if kind == "spearman" else abs_correlation)(self.log_expression())
+
     def log_denoised(self) -> np.ndarray:
         """[cells, G] the model's denoised expression of the network genes, normalised and logged the same way."""
         from grnformer.tasks.denoise import denoise
@@ -333,7 +359,8 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
     n_cells = acc.n_cells.cpu().numpy() if acc is not None else np.full(len(plan.cols), len(rows))
-    out = network_adata(grn_matrix, plan.prep, plan.cols, rows, n_cells, uns, cube, c.n_layers, c.n_heads,
+    cells = rows if plan.stream is None else rows[:0]  # a streamed network does not copy the atlas's counts
+    out = network_adata(grn_matrix, plan.prep, plan.cols, cells, n_cells, uns, cube, c.n_layers, c.n_heads,
                         plan.regulators)
     if stable is not None:
         out.varp["GRN_stability"] = keep_regulator_rows(stable, plan.regulators)

@@ -1,0 +1,264 @@
+"""Data networks (|Pearson r|, |Spearman rho|) of an h5ad file too large for memory, in memory O(genes² + chunk).
+
+The in-memory path (`networks.from_data` on `NetworkContext.log_expression`) holds a dense cells × genes matrix:
+1.6 GB in float64 at 100k cells × 2,000 genes. Here the same network comes from passes over chunks of cells
+(`data.input.backed`: each chunk mapped as `prepare` maps the file), with the same cells, genes and normalisation:
+
+- pass 1: which cells have counts and in how many cells each gene is expressed (`gene_sets.expressed_candidates`);
+- pass 2 (gene keywords 'hvg', 'hvg+tfs', 'most_expressed'): the genes' moments (`gene_sets.GeneMoments`), which
+  the one owner of gene-set choice ranks;
+- Pearson: sums and cross-products of the chunks' log-normalised values in float64 (`CorrelationSums`);
+- Spearman, exact: a gene's ranks need its whole column. The network genes' values (float32, as the in-memory
+  path casts them) go to a scratch store on disk, chunk after chunk (sparse: only nonzero values). Blocks of genes
+  are then read back (as many genes as `budget` nonzero values allow) and ranked with ties averaged. A zero's
+  rank is the same for every cell of a gene, so each rank less that zero rank is again sparse, with the data's
+  own pattern; Pearson is blind to that shift, so the Spearman network is `CorrelationSums` over the shifted ranks
+  read back chunk by chunk. The store costs 12 bytes per nonzero value on disk (values, then ranks in place).
+
+Fault handling: the scratch store is a ``.part`` directory beside the output (or in the system's temporary
+directory); an error removes it, and a run that finds one left by a killed run says so and starts clean.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.blas import dsyrk
+from tqdm.auto import tqdm
+
+from grnformer.data.input.backed import BackedCells, h5ad_shape, is_h5ad
+from grnformer.data.input.expression import log_per_10k
+from grnformer.inference.gene_sets import GeneMoments, expressed_candidates, genes_from_moments, select_genes
+from grnformer.inference.prepared import Prepared, prepare_input
+from grnformer.train.checkpoint import Bundle
+
+STREAM_ABOVE_BYTES = 2 ** 30  # the in-memory path's dense float64 cells × genes matrix above which grn streams
+CHUNK_CELLS = 4_096
+RANK_BUDGET = 50_000_000  # nonzero values ranked at once (a gene block): ~1 GB of working arrays at most
+STREAMED_METHODS = ("pearson", "spearman")
+
+
+def streams(path: object, method: str, genes: Sequence[str] | str, n_genes: int | None, grouped: bool) -> bool:
+    """Whether `grn` should stream ``path``: a data network of an h5ad file whose dense cells × genes float64
+    matrix would pass `STREAM_ABOVE_BYTES` (one network of all cells; groups run in memory)."""
+    if grouped or method not in STREAMED_METHODS or not isinstance(path, (str, Path)) or not is_h5ad(path):
+        return False
+    n_network = len(genes) if not isinstance(genes, str) else (n_genes or 0)
+    return h5ad_shape(path)[0] * n_network * 8 > STREAM_ABOVE_BYTES
+
+
+class CorrelationSums:
+    """Cell count, per-gene sums and the genes' cross-products in float64, added chunk by chunk: what Pearson r
+    needs, in O(genes²) whatever the number of cells."""
+
+    def __init__(self, n_genes: int):
+        self.n = 0
+        self.sum = np.zeros(n_genes)
+        self.cross = np.zeros((n_genes, n_genes), order="F")  # upper triangle filled by dsyrk
+
+    def add(self, x: np.ndarray | sp.spmatrix) -> None:
+        x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+        if not len(x):
+            return
+        self.n += len(x)
+        self.sum += x.sum(0)
+        self.cross = dsyrk(1.0, x, beta=1.0, c=self.cross, trans=1, overwrite_c=1)
+
+    def abs_r(self) -> np.ndarray:
+        """[G, G] |Pearson r| (constant genes score 0), as `from_data.abs_correlation` of the same cells."""
+        upper = np.triu(self.cross)
+        cov = upper + np.triu(upper, 1).T - np.outer(self.sum, self.sum) / max(self.n, 1)
+        norm = np.sqrt(np.maximum(np.diag(cov), 0))
+        scale = np.where(norm > 0, norm, np.inf)
+        return np.abs(cov / scale[:, None] / scale[None, :]).astype(np.float32)
+
+
+@dataclass
+class StreamedCells:
+    """The cells of a file a streamed network reads: the file, which file rows `prepare` keeps (prepared row i is
+    file row ``kept_rows[i]``), and how to chunk. `NetworkContext.correlation` calls `abs_correlation`."""
+
+    cells: BackedCells
+    kept_rows: np.ndarray
+    chunk_cells: int = CHUNK_CELLS
+    rank_budget: int = RANK_BUDGET
+    scratch: Path | None = None  # where the Spearman store goes (a temporary directory when None)
+    progress: bool = True
+    passes: list[str] = field(default_factory=list)  # what ran, for the record
+
+    def log_chunks(self, rows: np.ndarray, cols: np.ndarray, desc: str):
+        """Each chunk's [cells, G] log1p(counts per 10,000) of the genes ``cols`` (float32, depth over all genes,
+        as `NetworkContext.log_expression`) for the prepared ``rows``."""
+        wanted = np.zeros(self.cells.n_rows, dtype=bool)
+        wanted[self.kept_rows[rows]] = True
+        self.passes.append(desc)
+        for start, counts, keep in self.cells.chunks(self.chunk_cells, self.progress, desc):
+            mine = wanted[start:start + len(keep)][keep]
+            if mine.any():
+                yield sp.csr_matrix(log_per_10k(counts[mine])[:, cols], dtype=np.float32)
+
+    def abs_correlation(self, kind: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """[G, G] |Pearson r| ('pearson') or |Spearman rho| ('spearman') of the prepared ``rows`` × ``cols``."""
+        sums = CorrelationSums(len(cols))
+        if kind == "pearson":
+            for x in self.log_chunks(rows, cols, "pearson: cells"):
+                sums.add(x)
+            return sums.abs_r()
+        with scratch_dir(self.scratch) as where:
+            store = RankStore(where, len(cols))
+            for x in self.log_chunks(rows, cols, "spearman 1/3: values"):
+                store.append(x)
+            store.rank(self.rank_budget, self.progress)
+            for x in tqdm(store.read(), total=len(store.chunks), desc="spearman 3/3: rank products",
+                          disable=not self.progress):
+                sums.add(x)
+        return sums.abs_r()
+
+
+class RankStore:
+    """The network genes' nonzero values of every cell, chunk after chunk on disk (CSR pieces), ranked per gene in
+    place (`rank`): each value becomes its gene's average rank among all cells less the zeros' rank."""
+
+    def __init__(self, where: Path, n_genes: int):
+        self.where, self.n_genes = where, n_genes
+        self.chunks: list[tuple[int, int, int]] = []  # (nonzero offset, nonzeros, rows) per chunk
+        self.n_cells = self.nnz = 0
+        self._ranks: np.ndarray | None = None
+        self._files = {name: open(where / f"{name}.bin", "wb") for name in ("data", "indices", "indptr")}
+
+    def append(self, x: sp.csr_matrix) -> None:
+        self._files["data"].write(np.ascontiguousarray(x.data, dtype=np.float32).tobytes())
+        self._files["indices"].write(np.ascontiguousarray(x.indices, dtype=np.int32).tobytes())
+        self._files["indptr"].write(np.ascontiguousarray(x.indptr, dtype=np.int64).tobytes())
+        self.chunks.append((self.nnz, x.nnz, x.shape[0]))
+        self.nnz += x.nnz
+        self.n_cells += x.shape[0]
+
+    def _arrays(self, mode: str = "r") -> tuple[np.ndarray, np.ndarray]:
+        for f in self._files.values():
+            f.close()
+        if not self.nnz:
+            return np.zeros(0, np.float32), np.zeros(0, np.int32)
+        return (np.memmap(self.where / "data.bin", np.float32, "r", shape=(self.nnz,)),
+                np.memmap(self.where / "indices.bin", np.int32, "r", shape=(self.nnz,)))
+
+    def rank(self, budget: int, progress: bool = False) -> None:
+        """Ranks of each gene's values (ties averaged) into ranks.bin, a block of genes at a time: as many genes as
+        ``budget`` nonzero values allow (at least one)."""
+        data, indices = self._arrays()
+        per_gene = np.bincount(indices, minlength=self.n_genes) if self.nnz else np.zeros(self.n_genes, int)
+        ranks = np.memmap(self.where / "ranks.bin", np.float64, "w+", shape=(max(self.nnz, 1),))
+        for lo, hi in tqdm(gene_blocks(per_gene, budget), desc="spearman 2/3: ranks by gene block",
+                           disable=not progress):
+            pos = np.concatenate([np.empty(0, np.int64)] + [
+                off + np.flatnonzero((indices[off:off + n] >= lo) & (indices[off:off + n] < hi))
+                for off, n, _ in self.chunks])
+            ranks[pos] = shifted_ranks(indices[pos], np.asarray(data[pos]), self.n_cells)
+        ranks.flush()
+        self._ranks = ranks
+
+    def read(self):
+        """The shifted ranks, chunk after chunk, as CSR [cells, genes] float64."""
+        _, indices = self._arrays()
+        with open(self.where / "indptr.bin", "rb") as f:
+            for off, n, rows in self.chunks:
+                indptr = np.frombuffer(f.read(8 * (rows + 1)), dtype=np.int64)
+                yield sp.csr_matrix((np.asarray(self._ranks[off:off + n]), np.asarray(indices[off:off + n]),
+                                     indptr), shape=(rows, self.n_genes))
+
+
+def gene_blocks(per_gene: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) gene ranges holding at most ``budget`` nonzero values each (a gene alone may pass)."""
+    blocks, lo, held = [], 0, 0
+    for g, n in enumerate(per_gene):
+        if held and held + n > budget:
+            blocks.append((lo, g))
+            lo, held = g, 0
+        held += int(n)
+    if lo < len(per_gene):
+        blocks.append((lo, len(per_gene)))
+    return blocks
+
+
+def shifted_ranks(genes: np.ndarray, values: np.ndarray, n_cells: int) -> np.ndarray:
+    """Per value: its average rank within its gene over all ``n_cells`` cells (the cells without a stored value
+    are zeros, ranked first), less the zeros' average rank, so zeros stay 0. Stored zeros count as zeros."""
+    order = np.lexsort((values, genes))
+    g, v = genes[order], values[order]
+    positive = v > 0
+    out = np.zeros(len(v))
+    g, v, idx = g[positive], v[positive], order[positive]
+    if not len(v):
+        return out
+    new_gene = np.r_[True, g[1:] != g[:-1]]
+    gene_start = np.flatnonzero(new_gene)
+    n_nonzero = np.diff(np.r_[gene_start, len(g)])
+    seg = np.cumsum(new_gene) - 1
+    new_run = new_gene | np.r_[True, v[1:] != v[:-1]]
+    run_start = np.flatnonzero(new_run)
+    run_end = np.r_[run_start[1:], len(v)]
+    run = np.cumsum(new_run) - 1
+    within_first = run_start[run] - gene_start[seg] + 1
+    within_last = run_end[run] - gene_start[seg]
+    n_zero = n_cells - n_nonzero[seg]
+    out[idx] = (within_first + within_last) / 2 + (n_zero - 1) / 2
+    return out
+
+
+class scratch_dir:
+    """A scratch directory ``BASE.part`` (or a temporary one), removed on exit; one left by a killed run is
+    removed first, with a line saying the run starts clean."""
+
+    def __init__(self, base: Path | None):
+        self.base = base
+
+    def __enter__(self) -> Path:
+        if self.base is None:
+            self.path = Path(tempfile.mkdtemp(prefix="grnformer-ranks-"))
+            return self.path
+        self.path = self.base.with_name(self.base.name + ".part")
+        if self.path.exists():
+            print(f"removing '{self.path}', the scratch of an interrupted run: starting clean", file=sys.stderr)
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def streamed_cells(bundle: Bundle, path: str | Path, genes: Sequence[str] | str, n_genes: int | None,
+                   organism: str | None = None, chunk_cells: int = CHUNK_CELLS, progress: bool = True
+                   ) -> tuple[Prepared, StreamedCells, np.ndarray]:
+    """(the first cells prepared, the file's cells to stream, the network genes as prepared columns), from one pass
+    over the file (two for a variability or expression keyword). Genes are chosen by the one owner of gene sets
+    (`inference.gene_sets`) over every cell with counts, as the in-memory path chooses them."""
+    cells = BackedCells.open(path, organism, bundle.vocab)
+    head = prepare_input(bundle, cells.head, organism)
+    n_vars = cells.head.n_vars
+    n_expressed, kept = np.zeros(n_vars, dtype=np.int64), []
+    for start, counts, keep in cells.chunks(chunk_cells, progress, "pass 1: cells with counts, genes expressed"):
+        n_expressed += np.bincount(counts.indices, minlength=n_vars)
+        kept.append(start + np.flatnonzero(keep))
+    stream = StreamedCells(cells, np.concatenate(kept), chunk_cells, progress=progress)
+    if len(stream.kept_rows) < cells.n_rows:
+        warnings.warn(f"dropped {cells.n_rows - len(stream.kept_rows):,} of {cells.n_rows:,} cells with no counts in "
+                      f"the {n_vars:,} mapped genes", stacklevel=3)
+    if not isinstance(genes, str) or genes not in ("hvg", "hvg+tfs", "most_expressed", "random_expressed"):
+        return head, stream, select_genes(head, genes, n_genes)  # a list, or select_genes' own error
+    candidates = expressed_candidates(n_expressed, len(stream.kept_rows), n_genes)
+    if genes == "random_expressed":
+        return head, stream, candidates[np.argsort(-n_expressed[candidates], kind="stable")[:n_genes]]
+    moments = GeneMoments(0, *(np.zeros(len(candidates)) for _ in range(3)))
+    for _, counts, _ in cells.chunks(chunk_cells, progress, "pass 2: gene variability"):
+        moments = moments + GeneMoments.of(counts[:, candidates])
+    return head, stream, genes_from_moments(moments, candidates, genes, n_genes,
+                                            head.adata.var["symbol"].astype(str).to_numpy(), head.organism)
