@@ -40,6 +40,7 @@ from grnformer.data.input.expression import log_per_10k
 from grnformer.data.input.gene_names import match_names
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.distributed import combine_sums, current_shard
 from grnformer.inference.gene_sets import chunk_genes, select_genes
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.prepared import Prepared, cells_in_groups, prepare_input
@@ -217,6 +218,9 @@ def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.devi
     if kind == "mean_qk":
         def make() -> MeanQK:
             return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
+        if opts.n_bootstrap and current_shard() is not None:
+            raise InputError("n_bootstrap draws one random stream over all cells and does not run over several "
+                             "processes yet: run it in one process.")
         return Bootstrapped(make, opts.n_bootstrap, opts.seed) if opts.n_bootstrap else make()
     return MeanAttention(c.n_layers, c.n_heads, n_genes, dev, centre_q=opts.correction == "centre_q")
 
@@ -237,8 +241,9 @@ def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torc
             continue
         for _, _, batch, out in run_model(bundle, plan.prep, rows, collators, dev, batch_size=opts.batch_size,
                                           precision=opts.precision, return_qk=True, progress=progress,
-                                          desc="grn" if name == "all" else f"grn {name}"):
+                                          desc="grn" if name == "all" else f"grn {name}", sharded=True):
             acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
+        combine_sums(acc)
         yield name, _network(bundle, plan, opts, name, rows, acc, len(collators), dev=dev)
 
 
@@ -262,12 +267,15 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
     accs = [_accumulator(bundle, len(plan.cols), opts, dev) for _ in sets]
     for batch_rows, _, batch, out in run_model(bundle, plan.prep, everyone, collators, dev,
                                                batch_size=opts.batch_size, precision=opts.precision,
-                                               return_qk=True, progress=progress, desc="grn, one pass"):
+                                               return_qk=True, progress=progress, desc="grn, one pass",
+                                               sharded=True):
         slots = slot_of[batch["genes"]]
         which = torch.as_tensor(label[batch_rows], device=dev)
         for i in torch.unique(which).tolist():
             mine = which == i
             accs[i].add(slots[mine], [(q[mine], k[mine]) for q, k in out.qk], same_context=not opts.random_contexts)
+    for acc in accs:
+        combine_sums(acc)
     total = None
     if whole:
         total = _accumulator(bundle, len(plan.cols), opts, dev)
