@@ -68,7 +68,7 @@ class BackedCells:
         vocab = GeneVocab.default() if vocab is None else vocab
         n_rows, _ = h5ad_shape(path)
         with h5py.File(path, "r") as f:
-            obs = read_elem(f["obs"]).iloc[:HEAD_CELLS]
+            obs = _head_obs(f["obs"], min(HEAD_CELLS, n_rows))
             var = read_elem(f["var"])
             layers = {k: _read_rows(path, f, f"layers/{k}", 0, len(obs)) for k in ("counts", "raw_counts")
                       if f"layers/{k}" in f}
@@ -103,6 +103,28 @@ class BackedCells:
                 counts.sort_indices()
                 yield start, counts, keep
                 bar.update(stop - start)
+
+
+def _head_obs(group: h5py.Group, n: int) -> pd.DataFrame:
+    """The first ``n`` rows of an h5ad obs without reading the others (an atlas's obs is large): plain arrays
+    and categorical columns are sliced; other encodings are read whole, then cut."""
+    index_key = group.attrs.get("_index", "_index")
+    columns = {}
+    for name in group.attrs.get("column-order", []):
+        elem = group[name]
+        if isinstance(elem, h5py.Dataset):
+            columns[name] = read_elem(elem) if elem.ndim == 0 else _decoded(elem[:n])
+        elif elem.attrs.get("encoding-type") == "categorical":
+            categories = read_elem(elem["categories"])
+            columns[name] = pd.Categorical.from_codes(elem["codes"][:n], categories,
+                                                      ordered=bool(elem.attrs.get("ordered", False)))
+        else:
+            columns[name] = np.asarray(read_elem(elem))[:n]
+    return pd.DataFrame(columns, index=pd.Index(_decoded(group[index_key][:n])))
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    return values.astype(str) if values.dtype.kind in "OS" else values
 
 
 def _read_rows(path: Path, f: h5py.File, key: str, start: int, stop: int) -> sp.csr_matrix:
