@@ -14,8 +14,8 @@ outside (process start-up and model loading included). Every run uses one
 torch/BLAS thread per process. Spearman runs streamed at every size (the same code path; `grn` switches to it on
 its own above 1 GiB) and in memory up to 100k cells, for the memory it saves.
 
-    .venv/bin/python benchmarks/bench_atlas_scale.py                         # the record's sizes (~30 min)
-    .venv/bin/python benchmarks/bench_atlas_scale.py --grn-sizes 10000 --model-sizes 300 600 --ranks-cells 600
+    .venv/bin/python benchmarks/bench_atlas_scale.py --model-sizes 500 1000 --ranks-cells 1000   # the record's
+    .venv/bin/python benchmarks/bench_atlas_scale.py --grn-sizes 3000 --model-sizes 100 --ranks-cells 100
     # on a lent GPU (model tasks only; the data network has no GPU part):
     .venv/bin/python benchmarks/bench_atlas_scale.py --grn-sizes --model-sizes 100000 1000000 \\
         --ranks-cells 1000000 --device cuda --record atlas_scale_gpu
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--grn-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--memory-up-to", type=int, default=100_000, help="largest size also run in memory")
-    p.add_argument("--model-sizes", type=int, nargs="*", default=[1_000, 2_000])
-    p.add_argument("--ranks-cells", type=int, default=2_000, help="cells of the 1-rank / 2-rank mean_qk runs")
+    p.add_argument("--model-sizes", type=int, nargs="*", default=[500, 1_000])
+    p.add_argument("--ranks-cells", type=int, default=1_000, help="cells of the 1-rank / 2-rank mean_qk runs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--record", default="atlas_scale")
     p.add_argument("--keep", action="store_true")
@@ -177,32 +177,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {n:,} cells: {files[n]}", flush=True)
         return path
 
+    def save() -> Path:  # after every row, so that a run stopped at the deadline keeps what it measured
+        body = {"pool": list(POOL), "panel_genes": PANEL, "files": {str(k): v for k, v in files.items()},
+                "rows": rows, "ratios": ratios(rows),
+                "note": "2 cores shared with other sessions' jobs: absolute times are not this code's alone; "
+                        "ratios measured side by side in one run"}
+        print(rows[-1], flush=True)
+        return toolkit.write_record(args.record, body, method={"bench": "atlas_scale", "panel": PANEL},
+                                    checkpoint="shipped")
+
+    for n in args.model_sizes:
+        for kind in ("mean_qk", "embed"):
+            rows.append({"task": kind, "how": "1 process", "cells": n,
+                         **measure(kind, atlas(n), False, args.device)})
+            path = save()
+    if args.ranks_cells:
+        for ranks in (1, 2):
+            rows.append({"task": "mean_qk", "how": f"torchrun, {ranks} rank(s)", "cells": args.ranks_cells,
+                         **measure_ranks(atlas(args.ranks_cells), ranks, args.device)})
+            path = save()
     for n in args.grn_sizes:
         src = atlas(n)
         for stream in (True, False) if n <= args.memory_up_to else (True,):
             rows.append({"task": "grn spearman", "how": "streamed" if stream else "in memory", "cells": n,
                          **measure("spearman", src, stream, args.device)})
-            print(rows[-1], flush=True)
-        if n > max(args.model_sizes + [args.ranks_cells]):
-            os.remove(src)
-    for n in args.model_sizes:
-        for kind in ("mean_qk", "embed"):
-            rows.append({"task": kind, "how": "1 process", "cells": n,
-                         **measure(kind, atlas(n), False, args.device)})
-            print(rows[-1], flush=True)
-    if args.ranks_cells:
-        for ranks in (1, 2):
-            rows.append({"task": "mean_qk", "how": f"torchrun, {ranks} rank(s)", "cells": args.ranks_cells,
-                         **measure_ranks(atlas(args.ranks_cells), ranks, args.device)})
-            print(rows[-1], flush=True)
-    body = {"pool": list(POOL), "panel_genes": PANEL, "files": {str(k): v for k, v in files.items()},
-            "rows": rows, "ratios": ratios(rows),
-            "note": "2 cores shared with other sessions' jobs: absolute times are not this code's alone; ratios "
-                    "measured side by side in one run"}
-    path = toolkit.write_record(args.record, body, method={"bench": "atlas_scale", "panel": PANEL},
-                                checkpoint="shipped")
+            path = save()
+        os.remove(src)
     print(table(rows))
-    print(json.dumps(body["ratios"], indent=1))
+    print(json.dumps(ratios(rows), indent=1))
     print(f"record: {path}")
     if not args.keep:
         shutil.rmtree(OUT, ignore_errors=True)

@@ -11,7 +11,9 @@ from anndata import read_h5ad
 from scipy.stats import rankdata
 
 from grnformer import InputError
+from grnformer.data.input.backed import BackedCells
 from grnformer.data.input.expression import log_per_10k
+from grnformer.data.input.prepare import prepare
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks import streaming_correlation as sc
@@ -63,6 +65,20 @@ def test_ranks_and_sums_equal_the_in_memory_rules(tmp_path):
     rank_sums.add(ranks)
     assert np.abs(rank_sums.abs_r() - abs_spearman(x.toarray())).max() < 1e-6
     assert len(sc.gene_blocks(np.bincount(x.indices, minlength=40), 500)) > 2
+
+
+def test_chunks_are_mapped_as_prepare_maps_them(bundle, cells, tmp_path):
+    mapped = prepare(cells, vocab=bundle.vocab)[0].var["input_name"].tolist()
+    twice = cells.copy()  # one gene named by two columns, whichever names prepare reads (symbols or IDs)
+    twice.var_names = [mapped[0] if n == mapped[1] else n for n in cells.var_names]
+    for column in twice.var.columns:
+        twice.var[column] = twice.var[column].astype(str).replace(mapped[1], mapped[0])
+    for name, source in (("once", cells), ("twice", twice)):
+        source.write_h5ad(tmp_path / f"{name}.h5ad")
+        backed = BackedCells.open(tmp_path / f"{name}.h5ad", vocab=bundle.vocab)
+        assert (backed.gene_of is None) == (name == "twice")  # summed columns need the product, others a renaming
+        got = sp.vstack([counts for _, counts, _ in backed.chunks(97)])
+        assert (got != prepare(source, vocab=bundle.vocab)[0].X).nnz == 0
 
 
 def test_streamed_genes_and_networks_equal_in_memory(bundle, cells, path):

@@ -59,6 +59,7 @@ class BackedCells:
     key: str               # HDF5 path of the raw counts: X, layers/counts, layers/raw_counts or raw/X
     merge: sp.csr_matrix   # input columns × prepared genes: the sum `prepare` applies
     n_rows: int            # cells in the file
+    gene_of: np.ndarray | None = None  # prepared gene of each input column (-1: none); None when genes sum columns
 
     @classmethod
     def open(cls, path: str | Path, organism: str | None = None, vocab: GeneVocab | None = None) -> BackedCells:
@@ -86,7 +87,7 @@ class BackedCells:
                              f"come from {report.count_source}.")
         used = raw.var if report.count_source == "raw" else var
         merge = _column_map(used, head.obs.get(ORGANISM_COLUMN), organism, vocab, prepared.n_vars)
-        return cls(path, prepared, report, _COUNT_KEYS[report.count_source], merge, n_rows)
+        return cls(path, prepared, report, _COUNT_KEYS[report.count_source], merge, n_rows, _genes_of(merge))
 
     def chunks(self, chunk_cells: int, progress: bool = False, desc: str = "cells"
                ) -> Iterator[tuple[int, sp.csr_matrix, np.ndarray]]:
@@ -96,13 +97,37 @@ class BackedCells:
                                                    disable=not progress) as bar:
             for start in range(0, self.n_rows, chunk_cells):
                 stop = min(start + chunk_cells, self.n_rows)
-                counts = (sp.csr_matrix(_read_rows(self.path, f, self.key, start, stop), dtype=np.float32)
-                          @ self.merge).tocsr()
+                counts = self._mapped(sp.csr_matrix(_read_rows(self.path, f, self.key, start, stop),
+                                                    dtype=np.float32))
                 keep = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel() > 0
                 counts = counts[keep]
                 counts.sort_indices()
                 yield start, counts, keep
                 bar.update(stop - start)
+
+
+    def _mapped(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """``x @ merge``; when no two input columns share a gene (the usual case) the same matrix by renaming
+        column indices, without the sparse product (a tenth of the time)."""
+        if self.gene_of is None:
+            return (x @ self.merge).tocsr()
+        gene = self.gene_of[x.indices]
+        keep = gene >= 0
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[keep]
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=x.shape[0]))]
+        out = sp.csr_matrix((x.data[keep], gene[keep], indptr), shape=(x.shape[0], self.merge.shape[1]))
+        out.sort_indices()
+        return out
+
+
+def _genes_of(merge: sp.csr_matrix) -> np.ndarray | None:
+    """Prepared gene of each input column (-1: none), or None when some gene sums several columns."""
+    if np.any(np.diff(merge.tocsc().indptr) > 1):
+        return None
+    gene = np.full(merge.shape[0], -1, dtype=np.int32)
+    coo = merge.tocoo()
+    gene[coo.row] = coo.col
+    return gene
 
 
 def _head_obs(group: h5py.Group, n: int) -> pd.DataFrame:
