@@ -22,9 +22,9 @@ from grnformer.tasks.embed import embed, embed_file
 from grnformer.tasks.options import DenoiseOptions
 
 N_CELLS, BATCH = 37, 8  # five batches, dealt 3 / 2 to the ranks; the last one short
-NETWORKS = {"mean_qk": dict(method="mean_qk", n_genes=90), "per_cell": dict(method="per_cell", n_genes=40),
-            "fused": dict(method="fused", n_genes=90), "groups": dict(method="mean_qk", n_genes=90,
-                                                                    groupby="half", include_all=True)}
+NETWORKS = {"mean_qk": {"method": "mean_qk", "n_genes": 90}, "per_cell": {"method": "per_cell", "n_genes": 40},
+            "fused": {"method": "fused", "n_genes": 90},
+            "groups": {"method": "mean_qk", "n_genes": 90, "groupby": "half", "include_all": True}}
 
 
 def run_tasks(bundle, out_dir):

@@ -82,7 +82,7 @@ def test_chunks_are_mapped_as_prepare_maps_them(bundle, cells, tmp_path):
 
 
 def test_streamed_genes_and_networks_equal_in_memory(bundle, cells, path):
-    head, stream, cols = sc.streamed_cells(bundle, path, "hvg", 120, chunk_cells=97, progress=False)
+    _, stream, cols = sc.streamed_cells(bundle, path, "hvg", 120, chunk_cells=97, progress=False)
     prep = prepare_input(bundle, cells)
     assert len(stream.kept_rows) == prep.n_cells == 400
     assert np.array_equal(cols, select_genes(prep, "hvg", 120))
@@ -133,7 +133,7 @@ def test_damaged_file_is_one_error_naming_it_and_leaves_nothing(bundle, cells, t
 
 
 def test_scratch_of_a_killed_run_is_cleared_and_said(bundle, cells, path, tmp_path, capsys):
-    head, stream, cols = sc.streamed_cells(bundle, path, "hvg", 60, progress=False)
+    _, stream, cols = sc.streamed_cells(bundle, path, "hvg", 60, progress=False)
     stale = tmp_path / "net.h5ad.part"
     stale.mkdir()
     (stale / "data.bin").write_bytes(b"left by a killed run")

@@ -24,10 +24,10 @@ every batch on every rank, which is slower but still right.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch

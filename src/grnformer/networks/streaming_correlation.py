@@ -25,9 +25,9 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +36,12 @@ from tqdm.auto import tqdm
 
 from grnformer.data.input.backed import BackedCells, h5ad_shape, is_h5ad
 from grnformer.data.input.expression import log_per_10k
-from grnformer.inference.gene_sets import GeneMoments, expressed_candidates, genes_from_moments, select_genes
+from grnformer.inference.gene_sets import (
+    GeneMoments,
+    expressed_candidates,
+    genes_from_moments,
+    select_genes,
+)
 from grnformer.inference.prepared import Prepared, prepare_input
 from grnformer.train.checkpoint import Bundle
 

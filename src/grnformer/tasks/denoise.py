@@ -28,8 +28,8 @@ from anndata import AnnData
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
-from grnformer.inference.gene_sets import chunk_count, chunk_genes, parse_gene_option, select_genes
 from grnformer.inference.distributed import combine_entries
+from grnformer.inference.gene_sets import chunk_count, chunk_genes, parse_gene_option, select_genes
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.outputs import check_writable, write_h5ad
 from grnformer.inference.prepared import prepare_input, read_input

@@ -11,9 +11,9 @@ input-columns × genes matrix. A chunk of raw counts times that matrix, less its
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
