@@ -47,7 +47,7 @@ from grnformer.train.checkpoint import Bundle
 
 STREAM_ABOVE_BYTES = 2 ** 30  # the in-memory path's dense float64 cells × genes matrix above which grn streams
 CHUNK_CELLS = 4_096
-RANK_BUDGET = 50_000_000  # nonzero values ranked at once (a gene block): ~1 GB of working arrays at most
+RANK_BUDGET = 10_000_000  # nonzero values ranked at once (a gene block): ~0.8 GB of working arrays
 STREAMED_METHODS = ("pearson", "spearman")
 
 
