@@ -57,6 +57,7 @@ def test_ranks_and_sums_equal_the_in_memory_rules(tmp_path):
         sums.add(x[lo:lo + 70])
     store.rank(budget=500)  # several gene blocks
     ranks = sp.vstack(list(store.read())).toarray()
+    store.close()
     dense = x.toarray()
     zero_rank = ((dense == 0).sum(0) + 1) / 2  # what rankdata gives every zero of a gene
     assert np.allclose(ranks, rankdata(dense, axis=0) - zero_rank, atol=1e-9)

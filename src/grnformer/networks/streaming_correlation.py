@@ -21,6 +21,7 @@ directory); an error removes it, and a run that finds one left by a killed run s
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -119,65 +120,87 @@ class StreamedCells:
             return sums.abs_r()
         with scratch_dir(self.scratch) as where:
             store = RankStore(where, len(cols))
-            for x in self.log_chunks(rows, cols, "spearman 1/3: values"):
-                store.append(x)
-            store.rank(self.rank_budget, self.progress)
-            for x in tqdm(store.read(), total=len(store.chunks), desc="spearman 3/3: rank products",
-                          disable=not self.progress):
-                sums.add(x)
+            try:
+                for x in self.log_chunks(rows, cols, "spearman 1/3: values"):
+                    store.append(x)
+                store.rank(self.rank_budget, self.progress)
+                for x in tqdm(store.read(), total=len(store.chunks), desc="spearman 3/3: rank products",
+                              disable=not self.progress):
+                    sums.add(x)
+            finally:
+                store.close()
         return sums.abs_r()
 
 
 class RankStore:
     """The network genes' nonzero values of every cell, chunk after chunk on disk (CSR pieces), ranked per gene in
-    place (`rank`): each value becomes its gene's average rank among all cells less the zeros' rank."""
+    place (`rank`): each value becomes its gene's average rank among all cells less the zeros' rank.
+
+    Read and written with pread/pwrite, not memory maps: mapped file pages count as the process's resident memory
+    and would grow with the store (the corpus reader's lesson, docs/ARCHITECTURE.md)."""
 
     def __init__(self, where: Path, n_genes: int):
         self.where, self.n_genes = where, n_genes
         self.chunks: list[tuple[int, int, int]] = []  # (nonzero offset, nonzeros, rows) per chunk
         self.n_cells = self.nnz = 0
-        self._ranks: np.ndarray | None = None
-        self._files = {name: open(where / f"{name}.bin", "wb") for name in ("data", "indices", "indptr")}
+        self.per_gene = np.zeros(n_genes, dtype=np.int64)  # nonzero values per gene (to size the rank blocks)
+        self._fd = {name: os.open(where / f"{name}.bin", os.O_RDWR | os.O_CREAT) for name in
+                    ("data", "indices", "indptr", "ranks")}
+        self._indptr_at: list[int] = []
+
+    def _write(self, name: str, values: np.ndarray, offset: int) -> None:
+        os.pwrite(self._fd[name], values.tobytes(), offset * values.itemsize)
+
+    def _read(self, name: str, dtype: type, offset: int, n: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize
+        return np.frombuffer(os.pread(self._fd[name], n * size, offset * size), dtype=dtype).copy()
 
     def append(self, x: sp.csr_matrix) -> None:
-        self._files["data"].write(np.ascontiguousarray(x.data, dtype=np.float32).tobytes())
-        self._files["indices"].write(np.ascontiguousarray(x.indices, dtype=np.int32).tobytes())
-        self._files["indptr"].write(np.ascontiguousarray(x.indptr, dtype=np.int64).tobytes())
+        self._write("data", np.ascontiguousarray(x.data, dtype=np.float32), self.nnz)
+        self._write("indices", np.ascontiguousarray(x.indices, dtype=np.int32), self.nnz)
+        self._write("indptr", np.ascontiguousarray(x.indptr, dtype=np.int64), self.n_cells + len(self.chunks))
         self.chunks.append((self.nnz, x.nnz, x.shape[0]))
+        self.per_gene += np.bincount(x.indices, minlength=self.n_genes)
         self.nnz += x.nnz
         self.n_cells += x.shape[0]
 
-    def _arrays(self, mode: str = "r") -> tuple[np.ndarray, np.ndarray]:
-        for f in self._files.values():
-            f.close()
-        if not self.nnz:
-            return np.zeros(0, np.float32), np.zeros(0, np.int32)
-        return (np.memmap(self.where / "data.bin", np.float32, "r", shape=(self.nnz,)),
-                np.memmap(self.where / "indices.bin", np.int32, "r", shape=(self.nnz,)))
-
     def rank(self, budget: int, progress: bool = False) -> None:
-        """Ranks of each gene's values (ties averaged) into ranks.bin, a block of genes at a time: as many genes as
-        ``budget`` nonzero values allow (at least one)."""
-        data, indices = self._arrays()
-        per_gene = np.bincount(indices, minlength=self.n_genes) if self.nnz else np.zeros(self.n_genes, int)
-        ranks = np.memmap(self.where / "ranks.bin", np.float64, "w+", shape=(max(self.nnz, 1),))
-        for lo, hi in tqdm(gene_blocks(per_gene, budget), desc="spearman 2/3: ranks by gene block",
+        """Ranks of each gene's values (ties averaged) into the store, a block of genes at a time: as many genes
+        as ``budget`` nonzero values allow (at least one)."""
+        for lo, hi in tqdm(gene_blocks(self.per_gene, budget), desc="spearman 2/3: ranks by gene block",
                            disable=not progress):
-            pos = np.concatenate([np.empty(0, np.int64)] + [
-                off + np.flatnonzero((indices[off:off + n] >= lo) & (indices[off:off + n] < hi))
-                for off, n, _ in self.chunks])
-            ranks[pos] = shifted_ranks(indices[pos], np.asarray(data[pos]), self.n_cells)
-        ranks.flush()
-        self._ranks = ranks
+            where, genes, values = [], [], []
+            for off, n, _ in self.chunks:
+                indices = self._read("indices", np.int32, off, n)
+                local = np.flatnonzero((indices >= lo) & (indices < hi))
+                where.append(local)
+                genes.append(indices[local])
+                values.append(self._read("data", np.float32, off, n)[local])
+            ranks = shifted_ranks(np.concatenate(genes), np.concatenate(values), self.n_cells)
+            start = 0
+            for (off, n, _), local in zip(self.chunks, where):
+                if len(local):
+                    seg = self._read("ranks", np.float64, off, n) if lo else np.zeros(n)
+                    seg[local] = ranks[start:start + len(local)]
+                    self._write("ranks", seg, off)
+                start += len(local)
+            if not lo:  # the first block wrote every chunk it touched; chunks it missed still need zeros
+                for (off, n, _), local in zip(self.chunks, where):
+                    if not len(local):
+                        self._write("ranks", np.zeros(n), off)
 
     def read(self):
         """The shifted ranks, chunk after chunk, as CSR [cells, genes] float64."""
-        _, indices = self._arrays()
-        with open(self.where / "indptr.bin", "rb") as f:
-            for off, n, rows in self.chunks:
-                indptr = np.frombuffer(f.read(8 * (rows + 1)), dtype=np.int64)
-                yield sp.csr_matrix((np.asarray(self._ranks[off:off + n]), np.asarray(indices[off:off + n]),
-                                     indptr), shape=(rows, self.n_genes))
+        row = 0
+        for i, (off, n, rows) in enumerate(self.chunks):
+            indptr = self._read("indptr", np.int64, row + i, rows + 1)
+            yield sp.csr_matrix((self._read("ranks", np.float64, off, n), self._read("indices", np.int32, off, n),
+                                 indptr), shape=(rows, self.n_genes))
+            row += rows
+
+    def close(self) -> None:
+        for fd in self._fd.values():
+            os.close(fd)
 
 
 def gene_blocks(per_gene: np.ndarray, budget: int) -> list[tuple[int, int]]:
