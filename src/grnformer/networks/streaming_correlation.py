@@ -13,7 +13,7 @@ The in-memory path (`networks.from_data` on `NetworkContext.log_expression`) hol
   are then read back (as many genes as `budget` nonzero values allow) and ranked with ties averaged. A zero's
   rank is the same for every cell of a gene, so each rank less that zero rank is again sparse, with the data's
   own pattern; Pearson is blind to that shift, so the Spearman network is `CorrelationSums` over the shifted ranks
-  read back chunk by chunk. The store costs 12 bytes per nonzero value on disk (values, then ranks in place).
+  read back chunk by chunk. The store costs 16 bytes per nonzero value on disk (value, gene, rank).
 
 Fault handling: the scratch store is a ``.part`` directory beside the output (or in the system's temporary
 directory); an error removes it, and a run that finds one left by a killed run says so and starts clean.
