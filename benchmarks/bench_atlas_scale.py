@@ -16,9 +16,9 @@ its own above 1 GiB) and in memory up to 100k cells, for the memory it saves.
 
     .venv/bin/python benchmarks/bench_atlas_scale.py --model-sizes 500 1000 --ranks-cells 1000   # the record's
     .venv/bin/python benchmarks/bench_atlas_scale.py --grn-sizes 3000 --model-sizes 100 --ranks-cells 100
-    # on a lent GPU (model tasks only; the data network has no GPU part):
+    # on a lent GPU (model tasks only; the data network has no GPU part; --ranks-cells needs a GPU per rank):
     .venv/bin/python benchmarks/bench_atlas_scale.py --grn-sizes --model-sizes 100000 1000000 \\
-        --ranks-cells 1000000 --device cuda --record atlas_scale_gpu
+        --ranks-cells 0 --device cuda --record atlas_scale_gpu
 
 Files live under benchmarks/out/ (gitignored) and are deleted at the end unless --keep. The record goes to
 benchmarks/results/atlas_scale.json and prints as a markdown table.

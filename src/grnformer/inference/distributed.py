@@ -24,6 +24,7 @@ every batch on every rank, which is slower but still right.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -84,6 +85,10 @@ def launched() -> Iterator[Shard | None]:
     dist.init_process_group("nccl" if cuda else "gloo")
     try:
         with sharded() as shard:
+            if shard.rank == 0:
+                print(f"{shard.world} ranks ({dist.get_backend()}): cells shared batch by batch; rank 0 writes once "
+                      f"every rank is done, so an interrupted run leaves no output and a re-run starts clean (grn "
+                      f"keeps finished networks and says so)", file=sys.stderr)
             yield shard
     finally:
         dist.destroy_process_group()
