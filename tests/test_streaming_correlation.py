@@ -50,12 +50,14 @@ def test_ranks_and_sums_equal_the_in_memory_rules(tmp_path):
     x = x.tolil()
     x[:, 7] = 0  # a constant gene scores 0
     x = sp.csr_matrix(x)
-    store = sc.RankStore(tmp_path, 40)
+    blocks = sc.gene_blocks(np.bincount(x.indices, minlength=40), 500)
+    assert len(blocks) > 2
+    store = sc.RankStore(tmp_path, 40, blocks)
     sums = sc.CorrelationSums(40)
     for lo in range(0, 300, 70):
         store.append(x[lo:lo + 70])
         sums.add(x[lo:lo + 70])
-    store.rank(budget=500)  # several gene blocks
+    store.rank()
     ranks = sp.vstack(list(store.read())).toarray()
     store.close()
     dense = x.toarray()
@@ -65,7 +67,6 @@ def test_ranks_and_sums_equal_the_in_memory_rules(tmp_path):
     rank_sums = sc.CorrelationSums(40)
     rank_sums.add(ranks)
     assert np.abs(rank_sums.abs_r() - abs_spearman(x.toarray())).max() < 1e-6
-    assert len(sc.gene_blocks(np.bincount(x.indices, minlength=40), 500)) > 2
 
 
 def test_chunks_are_mapped_as_prepare_maps_them(bundle, cells, tmp_path):

@@ -8,12 +8,13 @@ The in-memory path (`networks.from_data` on `NetworkContext.log_expression`) hol
 - pass 2 (gene keywords 'hvg', 'hvg+tfs', 'most_expressed'): the genes' moments (`gene_sets.GeneMoments`), which
   the one owner of gene-set choice ranks;
 - Pearson: sums and cross-products of the chunks' log-normalised values in float64 (`CorrelationSums`);
-- Spearman, exact: a gene's ranks need its whole column. The network genes' values (float32, as the in-memory
-  path casts them) go to a scratch store on disk, chunk after chunk (sparse: only nonzero values). Blocks of genes
-  are then read back (as many genes as `budget` nonzero values allow) and ranked with ties averaged. A zero's
+- Spearman, exact: a gene's ranks need its whole column. The network genes' nonzero values (float32, as the
+  in-memory path casts them) go to a scratch store on disk as they stream, partitioned into blocks of genes (as
+  many genes as `RANK_BUDGET` nonzero values allow, sized by pass 1's counts); each block is then read back whole
+  and ranked with ties averaged. A zero's
   rank is the same for every cell of a gene, so each rank less that zero rank is again sparse, with the data's
   own pattern; Pearson is blind to that shift, so the Spearman network is `CorrelationSums` over the shifted ranks
-  read back chunk by chunk. The store costs 16 bytes per nonzero value on disk (value, gene, rank).
+  read back chunk by chunk. The store costs 20 bytes per nonzero value on disk (value, gene, rank, CSR index).
 
 Fault handling: the scratch store is a ``.part`` directory beside the output (or in the system's temporary
 directory); an error removes it, and a run that finds one left by a killed run says so and starts clean.
@@ -99,6 +100,7 @@ class StreamedCells:
     scratch: Path | None = None  # where the Spearman store goes (a temporary directory when None)
     progress: bool = True
     passes: list[str] = field(default_factory=list)  # what ran, for the record
+    n_expressed: np.ndarray | None = None  # cells expressing each prepared gene (sizes the Spearman gene blocks)
 
     def log_chunks(self, rows: np.ndarray, cols: np.ndarray, desc: str):
         """Each chunk's [cells, G] log1p(counts per 10,000) of the genes ``cols`` (float32, depth over all genes,
@@ -118,12 +120,13 @@ class StreamedCells:
             for x in self.log_chunks(rows, cols, "pearson: cells"):
                 sums.add(x)
             return sums.abs_r()
+        per_gene = self.n_expressed[cols] if self.n_expressed is not None else np.full(len(cols), len(rows))
         with scratch_dir(self.scratch) as where:
-            store = RankStore(where, len(cols))
+            store = RankStore(where, len(cols), gene_blocks(per_gene, self.rank_budget))
             try:
                 for x in self.log_chunks(rows, cols, "spearman 1/3: values"):
                     store.append(x)
-                store.rank(self.rank_budget, self.progress)
+                store.rank(self.progress)
                 for x in tqdm(store.read(), total=len(store.chunks), desc="spearman 3/3: rank products",
                               disable=not self.progress):
                     sums.add(x)
@@ -133,20 +136,23 @@ class StreamedCells:
 
 
 class RankStore:
-    """The network genes' nonzero values of every cell, chunk after chunk on disk (CSR pieces), ranked per gene in
-    place (`rank`): each value becomes its gene's average rank among all cells less the zeros' rank.
+    """The network genes' nonzero values of every cell on disk, partitioned by blocks of genes as they arrive (one
+    file per block, chunk after chunk), ranked a block at a time (`rank`), read back per chunk as the cells' ranks
+    less each gene's zero rank (`read`). Each value is written, read and ranked once: time linear in the values.
 
     Read and written with pread/pwrite, not memory maps: mapped file pages count as the process's resident memory
     and would grow with the store (the corpus reader's lesson, docs/ARCHITECTURE.md)."""
 
-    def __init__(self, where: Path, n_genes: int):
-        self.where, self.n_genes = where, n_genes
-        self.chunks: list[tuple[int, int, int]] = []  # (nonzero offset, nonzeros, rows) per chunk
+    def __init__(self, where: Path, n_genes: int, blocks: Sequence[tuple[int, int]]):
+        self.where, self.n_genes, self.n_blocks = where, n_genes, len(blocks)
+        self.block_of = np.zeros(n_genes, dtype=np.int64)
+        for i, (lo, hi) in enumerate(blocks):
+            self.block_of[lo:hi] = i
+        self.chunks: list[tuple[int, int, np.ndarray]] = []  # (nonzero offset, rows, values per block) per chunk
         self.n_cells = self.nnz = 0
-        self.per_gene = np.zeros(n_genes, dtype=np.int64)  # nonzero values per gene (to size the rank blocks)
-        self._fd = {name: os.open(where / f"{name}.bin", os.O_RDWR | os.O_CREAT) for name in
-                    ("data", "indices", "indptr", "ranks")}
-        self._indptr_at: list[int] = []
+        self.block_nnz = np.zeros(self.n_blocks, dtype=np.int64)
+        names = ["indices", "indptr"] + [f"{kind}{i}" for i in range(self.n_blocks) for kind in ("values", "ranks")]
+        self._fd = {name: os.open(where / f"{name}.bin", os.O_RDWR | os.O_CREAT) for name in names}
 
     def _write(self, name: str, values: np.ndarray, offset: int) -> None:
         os.pwrite(self._fd[name], values.tobytes(), offset * values.itemsize)
@@ -155,47 +161,48 @@ class RankStore:
         size = np.dtype(dtype).itemsize
         return np.frombuffer(os.pread(self._fd[name], n * size, offset * size), dtype=dtype).copy()
 
+    def _by_block(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order that groups a chunk's entries by block, keeping their order within a block; entries per block)."""
+        block = self.block_of[indices]
+        return np.argsort(block, kind="stable"), np.bincount(block, minlength=self.n_blocks)
+
     def append(self, x: sp.csr_matrix) -> None:
-        self._write("data", np.ascontiguousarray(x.data, dtype=np.float32), self.nnz)
         self._write("indices", np.ascontiguousarray(x.indices, dtype=np.int32), self.nnz)
         self._write("indptr", np.ascontiguousarray(x.indptr, dtype=np.int64), self.n_cells + len(self.chunks))
-        self.chunks.append((self.nnz, x.nnz, x.shape[0]))
-        self.per_gene += np.bincount(x.indices, minlength=self.n_genes)
+        order, per_block = self._by_block(x.indices)
+        values = np.ascontiguousarray(x.data[order], dtype=np.float32)
+        genes = x.indices[order].astype(np.float32)  # exact below 2**24 genes: one file per block holds both
+        start = 0
+        for i, n in enumerate(per_block):
+            if n:
+                both = np.stack([values[start:start + n], genes[start:start + n]], axis=1)
+                self._write(f"values{i}", both, 2 * int(self.block_nnz[i]))
+                start += int(n)
+        self.chunks.append((self.nnz, x.shape[0], per_block))
+        self.block_nnz += per_block
         self.nnz += x.nnz
         self.n_cells += x.shape[0]
 
-    def rank(self, budget: int, progress: bool = False) -> None:
-        """Ranks of each gene's values (ties averaged) into the store, a block of genes at a time: as many genes
-        as ``budget`` nonzero values allow (at least one)."""
-        for lo, hi in tqdm(gene_blocks(self.per_gene, budget), desc="spearman 2/3: ranks by gene block",
-                           disable=not progress):
-            where, genes, values = [], [], []
-            for off, n, _ in self.chunks:
-                indices = self._read("indices", np.int32, off, n)
-                local = np.flatnonzero((indices >= lo) & (indices < hi))
-                where.append(local)
-                genes.append(indices[local])
-                values.append(self._read("data", np.float32, off, n)[local])
-            ranks = shifted_ranks(np.concatenate(genes), np.concatenate(values), self.n_cells)
-            start = 0
-            for (off, n, _), local in zip(self.chunks, where):
-                if len(local):
-                    seg = self._read("ranks", np.float64, off, n) if lo else np.zeros(n)
-                    seg[local] = ranks[start:start + len(local)]
-                    self._write("ranks", seg, off)
-                start += len(local)
-            if not lo:  # the first block wrote every chunk it touched; chunks it missed still need zeros
-                for (off, n, _), local in zip(self.chunks, where):
-                    if not len(local):
-                        self._write("ranks", np.zeros(n), off)
+    def rank(self, progress: bool = False) -> None:
+        """Each block's values ranked per gene (ties averaged) into its ranks file, in the order they arrived."""
+        for i in tqdm(range(self.n_blocks), desc="spearman 2/3: ranks by gene block", disable=not progress):
+            both = self._read(f"values{i}", np.float32, 0, 2 * int(self.block_nnz[i])).reshape(-1, 2)
+            self._write(f"ranks{i}", shifted_ranks(both[:, 1].astype(np.int64), both[:, 0], self.n_cells), 0)
 
     def read(self):
         """The shifted ranks, chunk after chunk, as CSR [cells, genes] float64."""
-        row = 0
-        for i, (off, n, rows) in enumerate(self.chunks):
+        row, taken = 0, np.zeros(self.n_blocks, dtype=np.int64)
+        for i, (off, rows, per_block) in enumerate(self.chunks):
+            n = int(per_block.sum())
+            indices = self._read("indices", np.int32, off, n)
+            order, _ = self._by_block(indices)
+            data = np.empty(n)
+            data[order] = np.concatenate([np.empty(0)] + [
+                self._read(f"ranks{b}", np.float64, int(taken[b]), int(per_block[b]))
+                for b in range(self.n_blocks) if per_block[b]])
+            taken += per_block
             indptr = self._read("indptr", np.int64, row + i, rows + 1)
-            yield sp.csr_matrix((self._read("ranks", np.float64, off, n), self._read("indices", np.int32, off, n),
-                                 indptr), shape=(rows, self.n_genes))
+            yield sp.csr_matrix((data, indices, indptr), shape=(rows, self.n_genes))
             row += rows
 
     def close(self) -> None:
@@ -278,7 +285,7 @@ def streamed_cells(bundle: Bundle, path: str | Path, genes: Sequence[str] | str,
     for start, counts, keep in cells.chunks(chunk_cells, progress, "pass 1: cells with counts, genes expressed"):
         n_expressed += np.bincount(counts.indices, minlength=n_vars)
         kept.append(start + np.flatnonzero(keep))
-    stream = StreamedCells(cells, np.concatenate(kept), chunk_cells, progress=progress)
+    stream = StreamedCells(cells, np.concatenate(kept), chunk_cells, progress=progress, n_expressed=n_expressed)
     if len(stream.kept_rows) < cells.n_rows:
         warnings.warn(f"dropped {cells.n_rows - len(stream.kept_rows):,} of {cells.n_rows:,} cells with no counts in "
                       f"the {n_vars:,} mapped genes", stacklevel=3)
