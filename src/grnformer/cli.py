@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -401,7 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["grnformer", *argv])  # what the demo report gives to reproduce it
     try:
-        args.func(args)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the cells are shared over the ranks
+            from grnformer.inference.distributed import launched
+
+            with launched():
+                args.func(args)
+        else:
+            args.func(args)
     except (InputError, ResourceError) as err:
         print(f"grnformer {args.command}: {err}", file=sys.stderr)
         return 2

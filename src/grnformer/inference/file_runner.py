@@ -35,18 +35,21 @@ def run_file(checkpoint: str | Path | Bundle, in_path: str | Path | AnnData, out
              write: Callable[[AnnData, Result, Path], Written] = write_cells, *,
              check: Callable[[Path], Any] = check_writable, check_model: Callable[[Bundle], Any] | None = None,
              report: Callable[[Result], None] | None = None,
+             read: Callable[[str | Path | AnnData], AnnData | None] = read_input,
              device: str | torch.device | None = None) -> Written:
     """Run one task from files to files.
 
     ``check(out)`` runs before anything is loaded and ``check_model(bundle)`` before the cells are read; both
     raise `InputError` to refuse. ``run(bundle, adata, device)`` does the work, ``write(adata, result, out)``
-    writes atomically and returns what it wrote, and ``report(result)`` tells the user (after the write)."""
+    writes atomically and returns what it wrote, and ``report(result)`` tells the user (after the write).
+    ``read(in_path)`` reads the cells; a task that streams a file too large for memory (`grn` with a data
+    method) returns None there and reads the file itself."""
     out = Path(out)
     check(out)
     bundle, dev = load_task_bundle(checkpoint, device)
     if check_model is not None:
         check_model(bundle)
-    adata = read_input(in_path)
+    adata = read(in_path)
     result = run(bundle, adata, dev)
     written = write(adata, result, out)
     if report is not None:

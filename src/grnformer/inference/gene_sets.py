@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,42 +43,85 @@ def select_genes(prep: Prepared, genes: Sequence[str] | str, n_genes: int | None
     if genes not in GENE_SETS:
         raise InputError(f"genes must be a list of gene names or one of {', '.join(GENE_SETS)}; got '{genes}'.")
     x = prep.adata.X
-    n_cells_expr = np.bincount(x.indices, minlength=prep.adata.n_vars)
-    candidates = np.flatnonzero(n_cells_expr >= min(3, prep.n_cells))
+    n_expressed = np.bincount(x.indices, minlength=prep.adata.n_vars)
+    candidates = expressed_candidates(n_expressed, prep.n_cells, n_genes)
+    if genes == "random_expressed":
+        return candidates[np.argsort(-n_expressed[candidates], kind="stable")[:n_genes]]
+    return genes_from_moments(GeneMoments.of(x[:, candidates]), candidates, genes, n_genes,
+                              prep.adata.var["symbol"].astype(str).to_numpy(), prep.organism)
+
+
+def expressed_candidates(n_expressed: np.ndarray, n_cells: int, n_genes: int | None) -> np.ndarray:
+    """Columns a gene-set keyword chooses among: genes expressed in at least 3 cells (warned when fewer than
+    ``n_genes``)."""
+    candidates = np.flatnonzero(n_expressed >= min(3, n_cells))
     if n_genes is None or n_genes < 2:
         raise InputError(f"n_genes must be at least 2 (got {n_genes}).")
     if n_genes > len(candidates):
         warnings.warn(f"n_genes={n_genes:,} asked for, but only {len(candidates):,} of the data's "
-                      f"{prep.adata.n_vars:,} vocabulary genes are expressed in >= 3 of its {prep.n_cells:,} cells: "
-                      f"using those {len(candidates):,}.", stacklevel=3)
+                      f"{len(n_expressed):,} vocabulary genes are expressed in >= 3 of its {n_cells:,} cells: "
+                      f"using those {len(candidates):,}.", stacklevel=4)
+    return candidates
+
+
+@dataclass
+class GeneMoments:
+    """Per-gene sums over cells that 'hvg' and 'most_expressed' rank by: of the log-normalised value (each cell
+    normalised by its depth over the candidate genes), of its expm1 and of that squared (Seurat's dispersion).
+    Sums add over chunks of cells, so a file too large for memory ranks its genes in a streamed pass
+    (`networks.streaming_correlation`)."""
+
+    n_cells: int
+    log_sum: np.ndarray
+    lin_sum: np.ndarray
+    lin_sq_sum: np.ndarray
+
+    @classmethod
+    def of(cls, counts: sp.spmatrix) -> GeneMoments:
+        """Moments of raw counts of the candidate genes (cells × candidates)."""
+        logx = log_per_10k(counts)
+        lin = logx.copy()
+        lin.data = np.expm1(lin.data)
+        return cls(logx.shape[0], np.asarray(logx.sum(axis=0)).ravel(), np.asarray(lin.sum(axis=0)).ravel(),
+                   np.asarray(lin.multiply(lin).sum(axis=0)).ravel())
+
+    def __add__(self, other: GeneMoments) -> GeneMoments:
+        return GeneMoments(self.n_cells + other.n_cells, self.log_sum + other.log_sum,
+                           self.lin_sum + other.lin_sum, self.lin_sq_sum + other.lin_sq_sum)
+
+
+def genes_from_moments(moments: GeneMoments, candidates: np.ndarray, genes: str, n_genes: int,
+                       symbols: np.ndarray, organism: str) -> np.ndarray:
+    """Columns of 'hvg', 'hvg+tfs' or 'most_expressed' (see `select_genes`) from the candidates' `GeneMoments`."""
     n = min(n_genes, len(candidates))
-    if genes == "random_expressed":
-        order = np.argsort(-n_cells_expr[candidates], kind="stable")
-        return candidates[order[:n]]
-    logx = log_per_10k(x[:, candidates])
-    mean = np.asarray(logx.mean(axis=0)).ravel()
+    mean = moments.log_sum / moments.n_cells
     if genes == "most_expressed":
         return candidates[np.argsort(-mean, kind="stable")[:n]]
-    ranked = candidates[variable_order(logx)]
+    m = moments.lin_sum / moments.n_cells
+    ranked = candidates[dispersion_order(mean, m, moments.lin_sq_sum / moments.n_cells - m ** 2)]
     if genes == "hvg+tfs":  # BEELINE's 'TFs + N': the TFs among the next n variable genes join the top n
-        symbols = prep.adata.var["symbol"].astype(str).to_numpy()
         nxt = ranked[n:2 * n]
-        return np.concatenate([ranked[:n], nxt[np.isin(symbols[nxt], list(tf_symbols(prep.organism)))]])
+        return np.concatenate([ranked[:n], nxt[np.isin(symbols[nxt], list(tf_symbols(organism)))]])
     return ranked[:n]
 
 
 def variable_order(logx: sp.spmatrix | np.ndarray, n_bins: int = 20) -> np.ndarray:
-    """Columns of log-normalised expression (cells × genes), most variable first: Seurat's normalised dispersion
-    (variance/mean of the expm1 values, z-scored within 20 bins of mean log expression), so that a gene is variable
-    for its expression level rather than for being highly expressed."""
+    """Columns of log-normalised expression (cells × genes), most variable first (`dispersion_order`)."""
     logx = sp.csr_matrix(logx)
     mean = np.asarray(logx.mean(axis=0)).ravel()
     expm1 = logx.copy()
     expm1.data = np.expm1(expm1.data)
     m = np.asarray(expm1.mean(axis=0)).ravel()
     var = np.asarray(expm1.multiply(expm1).mean(axis=0)).ravel() - m ** 2
-    disp = np.log(np.maximum(var, 1e-12) / np.maximum(m, 1e-12))
-    bins = pd.cut(mean, bins=n_bins, labels=False)
+    return dispersion_order(mean, m, var, n_bins)
+
+
+def dispersion_order(mean_log: np.ndarray, mean: np.ndarray, var: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Genes most variable first: Seurat's normalised dispersion (variance/mean of the expm1 values, z-scored
+    within 20 bins of mean log expression), so that a gene is variable for its expression level rather than for
+    being highly expressed."""
+    disp = np.log(np.maximum(var, 1e-12) / np.maximum(mean, 1e-12))
+    bins = pd.cut(mean_log, bins=n_bins, labels=False)
     z = np.zeros_like(disp)
     for b in np.unique(bins):
         sel = bins == b

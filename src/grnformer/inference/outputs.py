@@ -21,6 +21,7 @@ from anndata import AnnData
 
 from grnformer.atomic import atomic_paths, write_text
 from grnformer.errors import InputError
+from grnformer.inference.distributed import is_writer
 
 
 def check_writable(path: str | Path, overwrite: bool = True) -> Path:
@@ -38,8 +39,11 @@ def check_writable(path: str | Path, overwrite: bool = True) -> Path:
 
 
 def write_many(writers: Mapping[str | Path, Callable[[Path], None]]) -> list[Path]:
-    """Run ``writer(part_path)`` for every destination, then publish all of them together."""
+    """Run ``writer(part_path)`` for every destination, then publish all of them together (on rank 0 only when
+    several processes share the work: `inference.distributed`)."""
     dests = list(writers)
+    if not is_writer():
+        return [Path(d) for d in dests]
     with atomic_paths(dests) as parts:
         for dest, part in zip(dests, parts):
             writers[dest](part)

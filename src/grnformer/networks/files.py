@@ -26,6 +26,7 @@ from grnformer.inference.outputs import (
     h5ad_writer,
     write_many,
 )
+from grnformer.inference.prepared import read_input
 from grnformer.networks.grn import (
     GRNOptions,
     NetworkPlan,
@@ -35,8 +36,11 @@ from grnformer.networks.grn import (
     network_collators,
     networks_in_one_pass,
     plan_networks,
+    plan_streamed,
     provenance,
 )
+from grnformer.networks.methods import get_method
+from grnformer.networks.streaming_correlation import CHUNK_CELLS, streams
 
 # What must agree for an existing network file to count as this run's output (uniform_level, a result, and
 # the version are left out; the network genes are compared separately).
@@ -61,25 +65,42 @@ def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Pa
     options = options or GRNOptions()
     grouped = options.groupby is not None
     checked: dict[str, GRNOptions] = {}  # the options validated against the model, before the cells are read
+
+    def read(path: str | Path | AnnData) -> AnnData | None:
+        """The cells in memory, or None when the file is too large for that and the data method streams it."""
+        opts = checked["options"]
+        if isinstance(path, AnnData) or not streams(path, opts.method, opts.genes, opts.n_genes, grouped):
+            return read_input(path)
+        if progress:
+            print(f"{path}: too many cells to hold a dense cells × genes matrix in memory; streaming the file "
+                  f"in chunks of {CHUNK_CELLS:,} cells (memory: genes² + one chunk)", file=sys.stderr)
+        return None
+
     return run_file(checkpoint, in_path, out,
-                    lambda bundle, adata, dev: _networks_into(Path(out), bundle, adata, dev, checked["options"],
-                                                              csv, csv_max_edges, overwrite, progress),
+                    lambda bundle, adata, dev: _networks_into(Path(out), bundle, adata, in_path, dev,
+                                                              checked["options"], csv, csv_max_edges, overwrite,
+                                                              progress),
                     lambda adata, files, out: files, check=lambda out: _check_output(out, grouped),
                     check_model=lambda bundle: checked.setdefault("options", options.validate(bundle)),
-                    device=device)
+                    read=read, device=device)
 
 
-def _networks_into(out: Path, bundle: Bundle, adata: AnnData, dev: torch.device, opts: GRNOptions, csv: bool,
-                   csv_max_edges: int | None, overwrite: bool, progress: bool) -> list[Path]:
-    """`grn_file`'s work once the model and cells are loaded: plan, keep what is done, write the rest (each
-    network atomically as soon as it is made, so the write step is part of the run)."""
+def _networks_into(out: Path, bundle: Bundle, adata: AnnData | None, in_path: str | Path | AnnData,
+                   dev: torch.device, opts: GRNOptions, csv: bool, csv_max_edges: int | None, overwrite: bool,
+                   progress: bool) -> list[Path]:
+    """`grn_file`'s work once the model and cells are loaded (``adata`` None: the file at ``in_path`` is
+    streamed): plan, keep what is done, write the rest (each network atomically as soon as it is made, so the
+    write step is part of the run)."""
     grouped = opts.groupby is not None
-    plan = plan_networks(bundle, adata, opts)
+    if adata is None:
+        plan = plan_streamed(bundle, in_path, opts, out / "network" if out.is_dir() else out, progress)
+    else:
+        plan = plan_networks(bundle, adata, opts)
     stems = _file_stems(list(plan.groups)) if grouped else {}
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
              for g in plan.groups}
     files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
-    n_contexts = len(network_collators(bundle, plan, opts))
+    n_contexts = len(network_collators(bundle, plan, opts)) if get_method(opts.method).accumulates else 0
     done = [] if overwrite else [
         g for g in plan.groups
         if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]

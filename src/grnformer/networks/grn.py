@@ -41,6 +41,7 @@ from grnformer.data.input.expression import log_per_10k
 from grnformer.data.input.gene_names import match_names
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.distributed import combine_sums, current_shard
 from grnformer.inference.gene_sets import chunk_genes, select_genes
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.prepared import Prepared, cells_in_groups, prepare_input
@@ -57,6 +58,7 @@ from grnformer.networks.grn_options import FUSION_COMPONENTS, GRNOptions
 from grnformer.networks.heads import head_names
 from grnformer.networks.methods import get_method
 from grnformer.networks.perturb import choose_regulators, knockout_effects
+from grnformer.networks.streaming_correlation import StreamedCells, streamed_cells
 
 # -------------------------------------------------------------------------------------------------- grn
 
@@ -70,6 +72,7 @@ class NetworkPlan:
     groups: dict[str, np.ndarray]
     rest: np.ndarray
     regulators: np.ndarray  # [len(cols)] bool: rows that may regulate (others are zero in every network)
+    stream: StreamedCells | None = None  # a file too large for memory: data networks stream it, prep holds its head
 
 
 def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPlan:
@@ -91,6 +94,21 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
                        _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
+
+
+def plan_streamed(bundle: Bundle, path: str | Path, opts: GRNOptions, scratch: Path | None = None,
+                  progress: bool = True) -> NetworkPlan:
+    """`plan_networks` for an h5ad file too large for memory and a data method (`streaming_correlation`): genes
+    and cells are chosen as for the file in memory (max_cells drawn from the same generator); the plan's prep
+    holds the file's first cells only, for its genes and organism."""
+    if opts.adapt_steps or opts.groupby is not None:
+        raise InputError("a streamed data network has no model to adapt and no groups: leave adapt_steps and "
+                         "groupby out, or use fewer cells (max_cells reads the whole file into memory).")
+    head, stream, cols = streamed_cells(bundle, path, opts.genes, opts.n_genes, opts.organism,
+                                        progress=progress)
+    stream.scratch = scratch
+    rows = _subsample(np.arange(len(stream.kept_rows)), opts.max_cells, opts.seed)
+    return NetworkPlan(head, cols, {"all": rows}, rows[:0], regulator_rows(head, cols, opts.regulators), stream)
 
 
 def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] | str) -> np.ndarray:
@@ -220,6 +238,9 @@ def _accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.devi
     if kind == "mean_qk":
         def make() -> MeanQK:
             return MeanQK(c.n_layers, c.n_heads, c.d_head, n_genes, dev, centre_q=opts.correction == "centre_q")
+        if opts.n_bootstrap and current_shard() is not None:
+            raise InputError("n_bootstrap draws one random stream over all cells and does not run over several "
+                             "processes yet: run it in one process.")
         return Bootstrapped(make, opts.n_bootstrap, opts.seed) if opts.n_bootstrap else make()
     return MeanAttention(c.n_layers, c.n_heads, n_genes, dev, centre_q=opts.correction == "centre_q")
 
@@ -240,8 +261,9 @@ def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torc
             continue
         for _, _, batch, out in run_model(bundle, plan.prep, rows, collators, dev, batch_size=opts.batch_size,
                                           precision=opts.precision, return_qk=True, progress=progress,
-                                          desc="grn" if name == "all" else f"grn {name}"):
+                                          desc="grn" if name == "all" else f"grn {name}", sharded=True):
             acc.add(slot_of[batch["genes"]], out.qk, same_context=not opts.random_contexts)
+        combine_sums(acc)
         yield name, _network(bundle, plan, opts, name, rows, acc, len(collators), dev=dev)
 
 
@@ -265,12 +287,15 @@ def networks_in_one_pass(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, de
     accs = [_accumulator(bundle, len(plan.cols), opts, dev) for _ in sets]
     for batch_rows, _, batch, out in run_model(bundle, plan.prep, everyone, collators, dev,
                                                batch_size=opts.batch_size, precision=opts.precision,
-                                               return_qk=True, progress=progress, desc="grn, one pass"):
+                                               return_qk=True, progress=progress, desc="grn, one pass",
+                                               sharded=True):
         slots = slot_of[batch["genes"]]
         which = torch.as_tensor(label[batch_rows], device=dev)
         for i in torch.unique(which).tolist():
             mine = which == i
             accs[i].add(slots[mine], [(q[mine], k[mine]) for q, k in out.qk], same_context=not opts.random_contexts)
+    for acc in accs:
+        combine_sums(acc)
     total = None
     if whole:
         total = _accumulator(bundle, len(plan.cols), opts, dev)
@@ -327,6 +352,15 @@ class NetworkContext:
         x = log_per_10k(self.plan.prep.adata.X[self.rows])
         return np.asarray(x[:, self.plan.cols].toarray(), dtype=np.float32)
 
+    def correlation(self, kind: str) -> np.ndarray:
+        """[G, G] |Pearson r| ('pearson') or |Spearman rho| ('spearman') of the cells' log expression
+        (`from_data`), streamed from the file when the plan streams (`networks.streaming_correlation`)."""
+        from grnformer.networks.from_data import abs_correlation, abs_spearman
+
+        if self.plan.stream is not None:
+            return self.plan.stream.abs_correlation(kind, self.rows, self.plan.cols)
+        return (abs_spearman if kind == "spearman" else abs_correlation)(self.log_expression())
+
     def log_denoised(self) -> np.ndarray:
         """[cells, G] the model's denoised expression of the network genes, normalised and logged the same way."""
         from grnformer.tasks.denoise import denoise
@@ -372,7 +406,8 @@ def _network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str, ro
     grn_matrix = filter_network(net, opts.filter, opts.top_k, level, stable, opts.min_stability)
     uns = {**provenance(bundle, plan.prep, opts, group, len(rows), n_contexts), "uniform_level": level}
     n_cells = acc.n_cells.cpu().numpy() if acc is not None else np.full(len(plan.cols), len(rows))
-    out = network_adata(grn_matrix, plan.prep, plan.cols, rows, n_cells, uns, cube, c.n_layers, c.n_heads,
+    cells = rows if plan.stream is None else rows[:0]  # a streamed network does not copy the atlas's counts
+    out = network_adata(grn_matrix, plan.prep, plan.cols, cells, n_cells, uns, cube, c.n_layers, c.n_heads,
                         plan.regulators)
     if stable is not None:
         out.varp["GRN_stability"] = keep_regulator_rows(stable, plan.regulators)

@@ -52,15 +52,11 @@ def _attention(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
 
 
 def _pearson(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.networks.from_data import abs_correlation
-
-    return abs_correlation(ctx.log_expression())
+    return ctx.correlation("pearson")
 
 
 def _spearman(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
-    from grnformer.networks.from_data import abs_spearman
-
-    return abs_spearman(ctx.log_expression())
+    return ctx.correlation("spearman")
 
 
 def _denoised(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:

@@ -29,6 +29,7 @@ from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.corpus.labels import LabelEncoder, column
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.distributed import combine_rows
 from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.option_fields import options_from
@@ -100,9 +101,10 @@ def classify(bundle: Bundle, adata: AnnData, options: ClassifyOptions | None = N
     probs = {c: np.zeros((prep.n_cells, bundle.config.label_sizes[c]), dtype=np.float32) for c in classes}
     collator = context_collator(bundle, "random-expressed", seed=o.seed)
     for rows, _, _, out in run_model(bundle, prep, np.arange(prep.n_cells), [collator], dev, o.batch_size,
-                                     o.precision, progress=progress, desc="classify"):
+                                     o.precision, progress=progress, desc="classify", sharded=True):
         for c in classes:
             probs[c][rows] = torch.softmax(out.label_logits[c].float(), dim=-1).cpu().numpy()
+    probs = {c: combine_rows(p) for c, p in probs.items()}
     metrics: dict[str, dict[str, Any]] = {}
     class_index = list(bundle.labels.classes)
     for c in classes:

@@ -29,6 +29,7 @@ from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import CellRecord, Collator
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.distributed import combine_entries
 from grnformer.inference.file_runner import run_file
 from grnformer.inference.gene_sets import chunk_count, chunk_genes, parse_gene_option, select_genes
 from grnformer.inference.loop import context_collator, run_model
@@ -67,15 +68,15 @@ def denoise(bundle: Bundle, adata: AnnData, options: DenoiseOptions | None = Non
     parts_r, parts_c, parts_v = [], [], []
     for rows, _, batch, out in run_model(bundle, prep, np.arange(prep.n_cells), [contexts], dev, o.batch_size,
                                          o.precision, progress=progress, desc="denoise",
-                                         depth_scale=depth_multiplier, contexts_per_row=n_parts):
+                                         depth_scale=depth_multiplier, contexts_per_row=n_parts, sharded=True):
         expected = (1 - torch.sigmoid(out.pi_logit.float())) * out.mu.float()
         cols_b = col_of_token[batch["genes"]]
         r, p = torch.nonzero(batch["output"] & (cols_b >= 0), as_tuple=True)
         parts_r.append(rows[batch["cell"][r].cpu().numpy()])
         parts_c.append(cols_b[r, p].cpu().numpy())
         parts_v.append(expected[r, p].cpu().numpy().astype(np.float32))
-    values = sp.csr_matrix((np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
-                           shape=(prep.n_cells, prep.adata.n_vars), dtype=np.float32)
+    r, c, v = combine_entries(*(np.concatenate(p) for p in (parts_r, parts_c, parts_v)), n_rows=prep.n_cells)
+    values = sp.csr_matrix((v, (r, c)), shape=(prep.n_cells, prep.adata.n_vars), dtype=np.float32)
     layer = _to_user(values, prep.obs_rows, prep.user_var_columns(adata), adata.shape)
     adata.layers[LAYER] = layer
     adata.uns["grnformer_denoise"] = {"depth_multiplier": depth_multiplier,

@@ -18,6 +18,7 @@ from anndata import AnnData
 from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
 from grnformer.inference.device import load_task_bundle
+from grnformer.inference.distributed import combine_rows
 from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import context_collator, run_model
 from grnformer.inference.option_fields import options_from
@@ -44,13 +45,14 @@ def embed(bundle: Bundle, adata: AnnData, options: EmbedOptions | None = None, *
     rows = np.arange(prep.n_cells)
     emb = np.zeros((prep.n_cells, bundle.config.d_model), dtype=np.float32)
     for batch_rows, _, _, out in run_model(bundle, prep, rows, [collator], dev, o.batch_size, o.precision,
-                                           progress=progress, desc="embed"):
+                                           progress=progress, desc="embed", sharded=True):
         if o.source == "cell":
             vec = out.cell_emb
         else:
             ct = out.label_emb[:, classes.index("cell_type")]
             vec = ct if o.source == "cell_type" else (out.cell_emb + ct) / 2
         emb[batch_rows] = vec.float().cpu().numpy()
+    emb = combine_rows(emb)
     adata.obsm[KEY] = prep.to_user_rows(emb, adata.n_obs)
     adata.uns["grnformer_embed"] = {"source": o.source, "seed": o.seed,
                                     "context_length": bundle.config.context_length}
