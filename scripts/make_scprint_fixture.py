@@ -159,6 +159,8 @@ def main() -> None:
                     help="scPRINT release whose class makes the checkpoint (1.6.4: the published v1 code)")
     ap.add_argument("--layout", choices=["v1", "v2"], default="v1",
                     help="v2: the model of 2.3.8's base_v2.yml (GQA, depth in the decoder, cell-specific layers)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="v2 only: change one base_v2.yml model setting (YAML value), e.g. cell_specific_blocks=false")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
     ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/scp"))
@@ -171,6 +173,10 @@ def main() -> None:
         return
     if args.layout == "v2" and args.release != "2.3.8":
         ap.error("--layout v2 needs --release 2.3.8 (1.6.4 has no v2 layout)")
+    if args.overrides and args.layout != "v2":
+        ap.error("--set changes base_v2.yml settings: it needs --layout v2")
+    import yaml
+    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.overrides)}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"scprint_{args.preset}" if args.release == "2.3.8" else f"scprint_v{args.release.replace('.', '')}_" \
         f"{args.preset}"
@@ -184,7 +190,7 @@ def main() -> None:
     layers_cls = V2_SMALL[3] if small_v2 else [64] if args.preset == "small" else []
     spec = {"d_model": d, "nlayers": n_layers, "nhead": n_heads, "genes": inputs["genes"],
             "positions": inputs["positions"], "cells": inputs["cells"], "preset": args.preset,
-            "layers_cls": layers_cls, "layout": args.layout}
+            "layers_cls": layers_cls, "layout": args.layout, "overrides": overrides}
     (work / "spec.json").write_text(json.dumps(spec))
     np.savez(work / "inputs.npz", genes=inputs["context_genes"], counts=inputs["context_counts"],
              depth=inputs["depth"])
@@ -295,9 +301,9 @@ def base_v2_settings() -> dict:
 
 
 def build_scprint(genes: list[str], positions: list[int], d_model: int, nlayers: int, nhead: int,
-                  layers_cls: list[int], seed: int = 0, layout: str = "v1"):
+                  layers_cls: list[int], seed: int = 0, layout: str = "v1", overrides: dict | None = None):
     """scPRINT's own class with random weights (biases and norms too), in eval mode. v1: the settings of the
-    published v1 models; v2: base_v2.yml's."""
+    published v1 models; v2: base_v2.yml's, with ``overrides`` on top."""
     import torch
     from scprint import scPrint
 
@@ -310,8 +316,8 @@ def build_scprint(genes: list[str], positions: list[int], d_model: int, nlayers:
     decoders = {c: dict(enumerate(t)) for c, t in terms.items()}
     hierarchy = {"cell_type_ontology_term_id": {len(CELL_TYPES) + j: [CELL_TYPES.index(t) for t in leaves]
                                                 for j, leaves in enumerate(CELL_TYPE_COARSE.values())}}
-    layout_settings = base_v2_settings() if layout == "v2" else {"normalization": "sum", "transformer": "normal",
-                                                                 "mvc_decoder": "inner product", "dropout": 0.1}
+    layout_settings = {**base_v2_settings(), **(overrides or {})} if layout == "v2" else {
+        "normalization": "sum", "transformer": "normal", "mvc_decoder": "inner product", "dropout": 0.1}
     model = scPrint(genes=genes, organisms=ORGANISMS, d_model=d_model, nhead=nhead, nlayers=nlayers,
                     gene_pos_enc=positions, expr_encoder_layers=2, layers_cls=layers_cls, classes=classes,
                     labels_hierarchy=hierarchy, label_decoders=decoders, num_batch_labels=3, **layout_settings)
@@ -343,7 +349,7 @@ def run_scprint(work: Path) -> None:
     spec = json.loads((work / "spec.json").read_text())
     layout = spec.get("layout", "v1")
     model = build_scprint(spec["genes"], spec["positions"], spec["d_model"], spec["nlayers"], spec["nhead"],
-                          spec["layers_cls"], layout=layout)
+                          spec["layers_cls"], layout=layout, overrides=spec.get("overrides"))
     save_lightning(model, work / "model.ckpt")
     classes = model.classes
     for module in model.modules():  # base_v2's gradient checkpointing only saves memory in training; on CPU
@@ -373,7 +379,7 @@ def run_scprint(work: Path) -> None:
     if versions["scprint"] == SCPRINT.split("==")[1]:
         versions["simpler_flash"] = version("simpler_flash")
     if layout == "v2":
-        versions["v2_settings"] = base_v2_settings()
+        versions["v2_settings"] = {**base_v2_settings(), **(spec.get("overrides") or {})}
     (work / "versions.json").write_text(json.dumps(versions))  # metadata: 1.6.4's __version__ says "1.6.2"
 
 
