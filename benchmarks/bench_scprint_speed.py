@@ -1,7 +1,7 @@
 """grnformer's engine against scPRINT's own class on the same weights: outputs at full shape, and speed (issue 27).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_scprint_speed.py [--shape medium] [--cells 4] [--repeats 3]
-        [--venv /tmp/scprint-venv] [--device cpu|cuda]
+        [--venv /tmp/scprint-venv] [--device cpu|cuda] [--layout v1|v2]
 
 scPRINT's class (scprint 2.3.8, simpler-flash 1.0.7) is built with random weights at the published shape (medium:
 d 256, 8 layers, 4 heads; every gene of grnformer's vocabulary, 41,927, as the published tables hold ~45k) and
@@ -17,6 +17,8 @@ Workloads, each timed alternately A/B/A/B in one run (the ratio is robust to a s
 - q/k extraction for networks: every layer's queries and keys (scPRINT: get_attention_layer=all layers).
 Parity at this shape: the largest difference of each output relative to its scale. On a GPU (--device cuda) the
 record holds absolute times only, as the issue asks. Record: benchmarks/results/scprint_speed[_SHAPE].json.
+--layout v2: scPRINT's class with its base_v2.yml settings (grouped-query attention, 2 key/value heads, depth in the
+decoder, 6 cell-specific layers), converted to `ScPrintV2Model`; record scprint_speed[_SHAPE]_v2.json.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--layout", choices=["v1", "v2"], default="v1")
     args = ap.parse_args()
     device = torch.device(args.device)
     fixture = _fixture_script()
@@ -75,7 +78,7 @@ def main() -> None:
     vocab = GeneVocab.default()
     genes, positions = vocab.ids.tolist(), (vocab.positions + 1).tolist()
     t0 = time.perf_counter()
-    theirs = fixture.build_scprint(genes, positions, d, n_layers, n_heads, layers_cls=[])
+    theirs = fixture.build_scprint(genes, positions, d, n_layers, n_heads, layers_cls=[], layout=args.layout)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / f"scprint_{args.shape}.ckpt"
         fixture.save_lightning(theirs, ckpt)
@@ -86,6 +89,9 @@ def main() -> None:
     build_s = t1 - t0
     ours = bundle.model.to(device).eval()
     theirs = theirs.to(device).eval()
+    for module in theirs.modules():  # base_v2's gradient checkpointing: training only, and refused on CPU attention
+        if hasattr(module, "checkpointing"):
+            module.checkpointing = False
     assert list(bundle.vocab.ids) == genes  # every gene converted, in the same order: token ids coincide
 
     adata = datasets.load("pbmc3k")
@@ -94,7 +100,7 @@ def main() -> None:
     batch = context_collator(bundle, "most-expressed", context_length=CONTEXT)(prep.records(rows))
     g, c, depth = (batch[k].to(device) for k in ("genes", "counts", "depth"))
     scale = c.sum(-1)
-    layers = list(range(n_layers))
+    layers = list(range(len(theirs.transformer.blocks)))  # v2 counts the gene transformer's unused cross blocks
 
     work = {
         "forward": (lambda: theirs(g, c, req_depth=depth, depth_mult=scale),
@@ -106,7 +112,7 @@ def main() -> None:
     }
     with torch.inference_mode():
         (out_t, qkv), out_o = work["qk"][0](), work["qk"][1]()
-        s = theirs.cell_embs_count
+        s = 0 if theirs.cell_transformer is not None else theirs.cell_embs_count  # v2: q/k of the genes only
         parity = {"cell_emb": _rel(out_o.cell_emb, out_t["cell_emb"]), "mean": _rel(out_o.mu, out_t["mean"]),
                   "theta": _rel(out_o.theta, out_t["disp"]), "pi_logit": _rel(out_o.pi_logit, out_t["zero_logits"]),
                   "q": max(_rel(q, t[:, s:, 0].transpose(1, 2)) for (q, _), t in zip(out_o.qk, qkv)),
@@ -134,6 +140,7 @@ def main() -> None:
 
     body = {"shape": {"name": args.shape, "d_model": d, "n_layers": n_layers, "n_heads": n_heads,
                       "n_genes": len(genes), "context": CONTEXT},
+            "layout": args.layout, "converted_to": type(ours).__name__,
             "device": str(device), "cells_per_batch": args.cells, "repeats": args.repeats,
             "checkpoint_mb": round(size_mb, 1), "build_and_save_s": round(build_s, 1), "convert_s": round(convert_s, 1),
             "parity_max_relative_difference": parity, "timings": timings,
@@ -142,7 +149,10 @@ def main() -> None:
     name = "scprint_speed" if args.shape == "medium" else f"scprint_speed_{args.shape}"
     if device.type != "cpu":
         name += f"_{device.type}"
-    path = write_record(results_path(name), body, method={"compare": "grnformer ScPrintModel vs scPrint class",
+    if args.layout == "v2":
+        name += "_v2"
+    compare = f"grnformer {type(ours).__name__} vs scPrint class"
+    path = write_record(results_path(name), body, method={"compare": compare,
                                                           "workloads": list(work)})
     print(f"wrote {path}")
 

@@ -14,12 +14,21 @@ pass touches). Re-runnable:
 
     .venv/bin/python scripts/make_scprint_fixture.py                    # 2.3.8's class -> tests/data/scprint_small*
     .venv/bin/python scripts/make_scprint_fixture.py --release 1.6.4    # the published v1 code -> scprint_v164_small*
+    .venv/bin/python scripts/make_scprint_fixture.py --layout v2        # 2.3.8's base_v2.yml model -> scprint_v2_small*
     .venv/bin/python scripts/make_scprint_fixture.py --preset medium --out /tmp/scprint_medium   # full shape
 
 The throwaway venv goes to /tmp/scprint-venv (--venv) and the wheels to /tmp/scp (--wheels); both are reused.
 The small preset keeps only the genes it needs (PBMC3k's 2,000 most-counted genes, 20 mouse genes, 5 IDs outside
 grnformer's vocabulary) so that each committed checkpoint stays ~6 MB; the published checkpoints hold ~45k genes,
-and so does the full-shape run (every vocabulary gene). Both runs of the same command write the same bytes (the
+and so does the full-shape run (every vocabulary gene).
+
+The v2 layout (--layout v2) is the model scPRINT 2.3.8's default v2 configuration builds: the ``model`` settings of
+its own base_v2.yml (read from the installed package: grouped-query attention with 2 key/value heads, depth given
+to the expression decoder, cell-specific cross-attention layers, log normalisation, the flash transformer, which
+falls back to plain attention on CPU), with the preset's width / layers / heads. Its small fixture is narrower than
+the small preset (d 48, 2 layers, 4 heads over 2 key/value heads, so that the grouping is exercised) and keeps
+1,000 PBMC3k genes: the 6 cell-specific layers and the unused cross-attention blocks scPRINT builds into its gene
+transformer would otherwise take the file past 4 MB. Both runs of the same command write the same bytes (the
 weights are seeded). `benchmarks/bench_scprint_speed.py` reuses `scprint_on_path`, `build_scprint` and
 `save_lightning` for its full-shape parity and speed record.
 """
@@ -58,6 +67,9 @@ DISEASES = ["PATO:0000461", "MONDO:0004992", "MONDO:0005148"]
 SEXES = ["PATO:0000383", "PATO:0000384"]
 ORGANISMS = ["NCBITaxon:9606", "NCBITaxon:10090"]
 N_GENES_SMALL = 2000
+N_GENES_SMALL_V2 = 1000
+# The v2 small fixture's (d_model, n_layers, n_heads, layers_cls); other presets take SHAPES and base_v2.yml's kv heads.
+V2_SMALL = (48, 2, 4, [32])
 N_MOUSE = 20
 OUTSIDE_VOCAB = ["ENSG00000228794", "ENSG00000230368", "ENSG00000223764", "ENSG00000237330", "ENSG00000225880"]
 N_CELLS, CONTEXT = 4, 128
@@ -65,7 +77,7 @@ N_CELLS, CONTEXT = 4, 128
 
 # ---------------------------------------------------------------------------------------- grnformer side
 
-def choose_inputs(preset: str, context: int, n_cells: int) -> dict:
+def choose_inputs(preset: str, context: int, n_cells: int, n_human: int = N_GENES_SMALL) -> dict:
     """Genes of the fake checkpoint and fixed PBMC3k contexts (indices into those genes), from grnformer."""
     from grnformer.data.corpus import datasets
     from grnformer.data.genes import GeneVocab
@@ -76,7 +88,7 @@ def choose_inputs(preset: str, context: int, n_cells: int) -> dict:
     totals = np.asarray(adata.X.sum(axis=0)).ravel()
     order = np.argsort(-totals, kind="stable")
     if preset == "small":
-        human = adata.var_names[order[:N_GENES_SMALL]].tolist()
+        human = adata.var_names[order[:n_human]].tolist()
         mouse = vocab.ids[vocab.organism_genes("mouse")[:N_MOUSE]].tolist()
         genes = human + mouse + OUTSIDE_VOCAB
     else:  # the published tables cover every gene; keep every vocabulary gene for full-size shapes
@@ -145,6 +157,10 @@ def main() -> None:
     ap.add_argument("--preset", choices=sorted(SHAPES), default="small")
     ap.add_argument("--release", choices=["2.3.8", "1.6.4"], default="2.3.8",
                     help="scPRINT release whose class makes the checkpoint (1.6.4: the published v1 code)")
+    ap.add_argument("--layout", choices=["v1", "v2"], default="v1",
+                    help="v2: the model of 2.3.8's base_v2.yml (GQA, depth in the decoder, cell-specific layers)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="v2 only: change one base_v2.yml model setting (YAML value), e.g. cell_specific_blocks=false")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
     ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/scp"))
@@ -155,16 +171,26 @@ def main() -> None:
     if args.inside:
         run_scprint(args.inside)
         return
+    if args.layout == "v2" and args.release != "2.3.8":
+        ap.error("--layout v2 needs --release 2.3.8 (1.6.4 has no v2 layout)")
+    if args.overrides and args.layout != "v2":
+        ap.error("--set changes base_v2.yml settings: it needs --layout v2")
+    import yaml
+    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.overrides)}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"scprint_{args.preset}" if args.release == "2.3.8" else f"scprint_v{args.release.replace('.', '')}_" \
         f"{args.preset}"
+    if args.layout == "v2":
+        stem = f"scprint_v2_{args.preset}"
     work = args.out / f".{stem}.work"
     work.mkdir(exist_ok=True)
-    inputs = choose_inputs(args.preset, args.context, args.cells)
-    d, n_layers, n_heads = SHAPES[args.preset]
+    small_v2 = args.layout == "v2" and args.preset == "small"
+    inputs = choose_inputs(args.preset, args.context, args.cells, N_GENES_SMALL_V2 if small_v2 else N_GENES_SMALL)
+    d, n_layers, n_heads = V2_SMALL[:3] if small_v2 else SHAPES[args.preset]
+    layers_cls = V2_SMALL[3] if small_v2 else [64] if args.preset == "small" else []
     spec = {"d_model": d, "nlayers": n_layers, "nhead": n_heads, "genes": inputs["genes"],
             "positions": inputs["positions"], "cells": inputs["cells"], "preset": args.preset,
-            "layers_cls": [64] if args.preset == "small" else []}
+            "layers_cls": layers_cls, "layout": args.layout, "overrides": overrides}
     (work / "spec.json").write_text(json.dumps(spec))
     np.savez(work / "inputs.npz", genes=inputs["context_genes"], counts=inputs["context_counts"],
              depth=inputs["depth"])
@@ -182,7 +208,7 @@ def main() -> None:
         f.unlink()
     work.rmdir()
     record = {"command": "python scripts/make_scprint_fixture.py " + " ".join(sys.argv[1:]), "preset": args.preset,
-              "release": args.release,
+              "release": args.release, "layout": args.layout, "v2_settings": versions.pop("v2_settings", None),
               "shape": {"d_model": d, "n_layers": n_layers, "n_heads": n_heads}, "versions": versions,
               "n_genes": len(inputs["genes"]), "cells": inputs["cells"], "context": args.context,
               "checkpoint_sha256": sha256(ckpt), "expected_sha256": sha256(expected)}
@@ -258,9 +284,26 @@ def scprint_on_path(venv: Path) -> None:
     _stub_modules()
 
 
+def base_v2_settings() -> dict:
+    """The ``model`` section of scPRINT's own base_v2.yml (installed with the package), as scPRINT's CLI passes
+    it to the class; the preset's width / layers / heads / classifier widths are set apart."""
+    import glob
+
+    import scprint
+    import yaml
+
+    site = Path(scprint.__file__).resolve().parents[1]
+    found = glob.glob(str(site / "config" / "base_v2.yml"))
+    if not found:
+        raise RuntimeError(f"scPRINT's base_v2.yml is not installed beside the package ({site / 'config'})")
+    settings = yaml.safe_load(Path(found[0]).read_text())["model"]
+    return {k: v for k, v in settings.items() if k not in ("d_model", "nhead", "nlayers", "layers_cls")}
+
+
 def build_scprint(genes: list[str], positions: list[int], d_model: int, nlayers: int, nhead: int,
-                  layers_cls: list[int], seed: int = 0):
-    """scPRINT's own class with random weights (biases and norms too), in eval mode."""
+                  layers_cls: list[int], seed: int = 0, layout: str = "v1", overrides: dict | None = None):
+    """scPRINT's own class with random weights (biases and norms too), in eval mode. v1: the settings of the
+    published v1 models; v2: base_v2.yml's, with ``overrides`` on top."""
     import torch
     from scprint import scPrint
 
@@ -273,10 +316,11 @@ def build_scprint(genes: list[str], positions: list[int], d_model: int, nlayers:
     decoders = {c: dict(enumerate(t)) for c, t in terms.items()}
     hierarchy = {"cell_type_ontology_term_id": {len(CELL_TYPES) + j: [CELL_TYPES.index(t) for t in leaves]
                                                 for j, leaves in enumerate(CELL_TYPE_COARSE.values())}}
+    layout_settings = {**base_v2_settings(), **(overrides or {})} if layout == "v2" else {
+        "normalization": "sum", "transformer": "normal", "mvc_decoder": "inner product", "dropout": 0.1}
     model = scPrint(genes=genes, organisms=ORGANISMS, d_model=d_model, nhead=nhead, nlayers=nlayers,
-                    gene_pos_enc=positions, normalization="sum", transformer="normal", expr_encoder_layers=2,
-                    layers_cls=layers_cls, classes=classes, labels_hierarchy=hierarchy, label_decoders=decoders,
-                    mvc_decoder="inner product", num_batch_labels=3, dropout=0.1)
+                    gene_pos_enc=positions, expr_encoder_layers=2, layers_cls=layers_cls, classes=classes,
+                    labels_hierarchy=hierarchy, label_decoders=decoders, num_batch_labels=3, **layout_settings)
     with torch.no_grad():  # random weights everywhere, not only where scPRINT's init leaves them non-trivial
         for p in model.parameters():
             if p.dim() == 1:
@@ -303,19 +347,25 @@ def run_scprint(work: Path) -> None:
     from importlib.metadata import version
 
     spec = json.loads((work / "spec.json").read_text())
+    layout = spec.get("layout", "v1")
     model = build_scprint(spec["genes"], spec["positions"], spec["d_model"], spec["nlayers"], spec["nhead"],
-                          spec["layers_cls"])
+                          spec["layers_cls"], layout=layout, overrides=spec.get("overrides"))
     save_lightning(model, work / "model.ckpt")
     classes = model.classes
+    for module in model.modules():  # base_v2's gradient checkpointing only saves memory in training; on CPU
+        if hasattr(module, "checkpointing"):  # (attention without flash) torch's checkpoint refuses its arguments
+            module.checkpointing = False
 
     x = np.load(work / "inputs.npz")
     genes, counts, depth = (torch.from_numpy(x[k]) for k in ("genes", "counts", "depth"))
-    layers = list(range(spec["nlayers"]))
+    # scPRINT counts every block of its gene transformer, the cross-attention ones it skips included (v2)
+    layers = list(range(len(model.transformer.blocks)))
     depth_keyword = "req_depth" if "req_depth" in inspect.signature(model.forward).parameters else "full_depth"
     with torch.no_grad():
         out, qkvs = model(genes, counts, **{depth_keyword: depth}, depth_mult=counts.sum(1), do_class=True,
                           get_gene_emb=True, get_attention_layer=layers)
-    n_special = model.cell_embs_count
+    n_special = 0 if getattr(model, "cell_transformer", None) is not None else model.cell_embs_count  # v2: genes
+    assert len(qkvs) == spec["nlayers"]
     # qkv per layer: [B, T, 3, H, d_head] over every token; keep the gene tokens, as [B, H, L, d_head]
     q = torch.stack([t[:, n_special:, 0].transpose(1, 2) for t in qkvs])
     k = torch.stack([t[:, n_special:, 1].transpose(1, 2) for t in qkvs])
@@ -328,6 +378,8 @@ def run_scprint(work: Path) -> None:
     versions = {p: version(p) for p in ["scprint", "torch", "lightning"]}
     if versions["scprint"] == SCPRINT.split("==")[1]:
         versions["simpler_flash"] = version("simpler_flash")
+    if layout == "v2":
+        versions["v2_settings"] = {**base_v2_settings(), **(spec.get("overrides") or {})}
     (work / "versions.json").write_text(json.dumps(versions))  # metadata: 1.6.4's __version__ says "1.6.2"
 
 

@@ -1,7 +1,8 @@
 """Reading scPRINT checkpoints safely and converting them: allow-list, refusals, the card, the command.
 
-Every refusal is one InputError and leaves no output. The checkpoints here are the committed fixture (made by
-scPRINT's own class, tests/data/scprint_small.ckpt) and variants of it written by the tests."""
+Every refusal is one InputError and leaves no output. The checkpoints here are the committed fixtures (made by
+scPRINT's own class, tests/data/scprint_small.ckpt, v1 layout, and scprint_v2_small.ckpt) and variants of the v1
+one written by the tests."""
 
 import fractions
 import hashlib
@@ -19,6 +20,7 @@ from grnformer.errors import InputError
 from grnformer.interop.scprint_checkpoint import safe_load
 
 CKPT = Path(__file__).parent / "data" / "scprint_small.ckpt"
+CKPT_V2 = Path(__file__).parent / "data" / "scprint_v2_small.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +122,45 @@ def test_another_models_checkpoint_is_refused(tmp_path):
     _refused(tmp_path, path, "neither a bundle.*nor a scPRINT checkpoint")
 
 
-def test_v2_layouts_are_refused_with_what_they_use(tmp_path, original):
-    def gqa(obj):
+def test_features_no_network_reproduces_are_refused_by_name(tmp_path, original):
+    def metacell(obj):
+        obj["hyper_parameters"]["use_metacell_token"] = True
+        obj["state_dict"]["metacell_encoder.embedding.weight"] = torch.zeros(2, 128)
+
+    def quantised(obj):
+        obj["hyper_parameters"]["compress_class_dim"] = {"cell_type_ontology_term_id": 18}
+
+    for change, what in ((metacell, "a metacell token"), (quantised, "quantised class embeddings")):
+        _refused(tmp_path, _variant(tmp_path, original, change), f"uses {what}, which grnformer does not reproduce")
+
+
+def test_v2_settings_that_contradict_the_weights_are_refused(tmp_path, original):
+    def gqa(obj):  # v1 weights (one key/value head per query head) said to use grouped-query attention
         obj["hyper_parameters"]["num_heads_kv"] = 1
 
-    def cell_blocks(obj):
-        obj["hyper_parameters"]["cell_specific_blocks"] = True
-        obj["state_dict"]["cell_transformer.blocks.0.mixer.Wq.weight"] = torch.zeros(128, 128)
-
-    def depth_in_decoder(obj):
+    def depth_in_decoder(obj):  # a decoder without the depth column
         obj["hyper_parameters"]["depth_atinput"] = False
 
-    for change, what in ((gqa, "grouped-query attention"), (cell_blocks, "cell-specific transformer blocks"),
-                         (depth_in_decoder, "depth given to the expression decoder")):
-        _refused(tmp_path, _variant(tmp_path, original, change), f"v2 layout .*{what}.*v1-layout checkpoints only")
+    def cell_blocks(obj):  # said to have cell-specific layers, but holds none
+        obj["hyper_parameters"]["cell_specific_blocks"] = True
+
+    for change, what in ((gqa, r"num_heads_kv 1.*Wqkv"), (depth_in_decoder, r"expr_decoder\.fc\.0\.weight"),
+                         (cell_blocks, "holds 0 cell-specific layers")):
+        _refused(tmp_path, _variant(tmp_path, original, change), f"{what}.*the checkpoint is inconsistent")
+
+
+def test_v2_card_and_info_say_what_the_layout_holds(tmp_path, capsys):
+    out = tmp_path / "v2.pt"
+    assert main(["import-scprint", str(CKPT_V2), str(out)]) == 0
+    card = import_scprint(CKPT_V2, tmp_path / "again.pt")
+    assert (card["layout"], card["architecture"], card["input_normalisation"]) == ("v2", "scprint-v2", "log")
+    assert card["shapes"]["n_heads_kv"] == 2 and card["shapes"]["cell_layers"] == 6
+    assert card["shapes"]["depth"] == "given to the expression decoder"
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "scPRINT v2 layers (2 key/value heads, 6 cell-specific layers, depth in the decoder)" in info
+    assert "converted from  scPRINT v2 checkpoint scprint_v2_small.ckpt" in info and "'log'" in info
 
 
 def test_unknown_weights_or_settings_are_refused(tmp_path, original):

@@ -23,7 +23,13 @@ from grnformer.data.genes import ORGANISMS, GeneVocab
 from grnformer.errors import InputError
 from grnformer.interop.scprint_checkpoint import convert_scprint, is_scprint, safe_load
 from grnformer.model import GRNFormer, ModelConfig
-from grnformer.model.scprint import ARCHITECTURE, ScPrintModel, ScPrintSpec
+from grnformer.model.scprint import (
+    ARCHITECTURE,
+    ScPrintModel,
+    ScPrintNetwork,
+    ScPrintSpec,
+)
+from grnformer.model.scprint_v2 import ARCHITECTURE_V2, ScPrintV2Model
 
 FORMAT = "grnformer-bundle"
 FORMAT_VERSION = 1
@@ -37,7 +43,7 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class Bundle:
     """A loaded model (eval mode) with its configuration, vocabulary, label encoders and metadata."""
 
-    model: GRNFormer | ScPrintModel
+    model: GRNFormer | ScPrintNetwork
     config: ModelConfig
     vocab: GeneVocab
     labels: LabelSet
@@ -53,7 +59,7 @@ def bundle_metadata(config: ModelConfig, vocab: GeneVocab, label_set: LabelSet) 
             "versions": {"grnformer": grnformer.__version__, "torch": str(torch.__version__)}}
 
 
-def save_bundle(model: GRNFormer | ScPrintModel, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
+def save_bundle(model: GRNFormer | ScPrintNetwork, config: ModelConfig, vocab: GeneVocab, label_set: LabelSet,
                 path: str | Path, dtype: torch.dtype | str | None = None,
                 history: dict[str, Any] | None = None) -> Path:
     """Write a bundle atomically. `dtype` (float16 / bfloat16) casts floating weights to halve the file;
@@ -61,8 +67,8 @@ def save_bundle(model: GRNFormer | ScPrintModel, config: ModelConfig, vocab: Gen
     dtype = _dtype(dtype) if dtype is not None else torch.float32
     meta = bundle_metadata(config, vocab, label_set)
     meta["dtype"] = str(dtype).removeprefix("torch.")
-    if isinstance(model, ScPrintModel):
-        meta["architecture"] = {"name": ARCHITECTURE, "spec": model.spec.to_dict()}
+    if isinstance(model, ScPrintNetwork):
+        meta["architecture"] = {"name": model.architecture, "spec": model.spec.to_dict()}
     if history:
         meta["history"] = history
     state = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu())
@@ -102,14 +108,15 @@ def load_bundle(path: str | Path, map_location: str | torch.device = "cpu") -> B
 
 
 def _build(meta: dict[str, Any], config: ModelConfig, vocab: GeneVocab, state: dict[str, torch.Tensor],
-           path: str | Path) -> GRNFormer | ScPrintModel:
+           path: str | Path) -> GRNFormer | ScPrintNetwork:
     """The network the metadata names: grnformer's own, or scPRINT's layers for a converted scPRINT model."""
     arch = meta.get("architecture")
     if arch is None:
         emb = state.get("gene_encoder.frozen.weight")
         return GRNFormer(config, torch.as_tensor(vocab.positions), None if emb is None else emb.float())
-    if isinstance(arch, dict) and arch.get("name") == ARCHITECTURE:
-        return ScPrintModel(config, ScPrintSpec.from_dict(arch["spec"]))
+    if isinstance(arch, dict) and arch.get("name") in (ARCHITECTURE, ARCHITECTURE_V2):
+        network = ScPrintV2Model if arch["name"] == ARCHITECTURE_V2 else ScPrintModel
+        return network(config, ScPrintSpec.from_dict(arch["spec"]))
     raise InputError(f"{path} names a network this grnformer ({grnformer.__version__}) does not know: {arch}.")
 
 
@@ -130,13 +137,13 @@ def describe_bundle(b: Bundle, path: str | Path) -> str:
         f"format          {b.meta['format']} v{b.meta['format_version']}, weights stored as "
         f"{b.meta.get('dtype', 'float32')}",
         "versions        " + ", ".join(f"{k} {v}" for k, v in b.meta["versions"].items()),
-        f"model           {'scPRINT v1 layers, ' if isinstance(b.model, ScPrintModel) else ''}d_model "
+        f"model           {_scprint_layers(b.model)}d_model "
         f"{c.d_model}, {c.n_layers} layers, {c.n_heads} heads, mlp x{c.mlp_ratio}, expression "
-        f"{b.model.spec.normalization if isinstance(b.model, ScPrintModel) else c.expr_encoding}",
+        f"{b.model.spec.normalization if isinstance(b.model, ScPrintNetwork) else c.expr_encoding}",
         f"parameters      {total:,} ({trainable:,} trainable, {total - trainable:,} frozen)",
         f"context length  {c.context_length} genes",
         f"vocabulary      {len(b.vocab):,} genes ({orgs}), {c.n_positions:,} position tokens",
-        "gene embeddings " + ("the checkpoint's gene table (frozen)" if isinstance(b.model, ScPrintModel)
+        "gene embeddings " + ("the checkpoint's gene table (frozen)" if isinstance(b.model, ScPrintNetwork)
                                else "learned" if c.gene_embedding_dim is None
                                else f"frozen external, width {c.gene_embedding_dim}"),
         "label classes   " + (", ".join(f"{k} {v}" for k, v in c.label_sizes.items()) or "none"),
@@ -185,7 +192,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     elif is_scprint(obj):
         c = convert_scprint(obj, path)
-        meta = {**bundle_metadata(c.config, c.vocab, c.labels), "architecture": {"name": ARCHITECTURE,
+        meta = {**bundle_metadata(c.config, c.vocab, c.labels), "architecture": {"name": c.card["architecture"],
                 "spec": c.spec.to_dict()}, "history": {"scprint_import": c.card}, "read_from": SCPRINT_SOURCE}
         state = c.state
     else:
@@ -204,6 +211,17 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+def _scprint_layers(model: GRNFormer | ScPrintNetwork) -> str:
+    if not isinstance(model, ScPrintNetwork):
+        return ""
+    spec = model.spec
+    if spec.layout == "v1":
+        return "scPRINT v1 layers, "
+    kv = f"{spec.n_heads_kv} key/value heads, " if spec.n_heads_kv else ""
+    return (f"scPRINT v2 layers ({kv}{spec.cell_layers} cell-specific layers, depth "
+            f"{'in the decoder' if spec.depth_in_decoder else 'token'}), ")
+
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     name = str(dtype).removeprefix("torch.")

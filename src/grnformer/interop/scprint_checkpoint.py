@@ -5,12 +5,14 @@ A checkpoint is a pickle, and a pickle can run any code. Every checkpoint grnfor
 which torch allows by itself, plus Lightning's AttributeDict, numpy scalars / dtypes and paths, all rebuilt as
 plain data). A file naming any other type is refused before loading, with the types named.
 
-`convert_scprint` maps a scPRINT checkpoint (``state_dict`` + ``hyper_parameters``, v1 layout: scPRINT 1.x and
-2.x's default ``scPrint`` class) onto `model.scprint.ScPrintModel`'s weights and grnformer's metadata: the gene
-table restricted to the genes grnformer's vocabulary holds (the rest counted and listed, never dropped in silence),
-label classes with their ontology hierarchy, and a card saying what was and was not carried over. The layout
-decision reads ``hyper_parameters`` and the weight names; v2 layouts (cell-specific blocks, grouped-query
-attention, depth in the decoder) and other models' checkpoints are refused with one message each.
+`convert_scprint` maps a scPRINT checkpoint (``state_dict`` + ``hyper_parameters``) onto grnformer's weights and
+metadata: the gene table restricted to the genes grnformer's vocabulary holds (the rest counted and listed, never
+dropped in silence), label classes with their ontology hierarchy, and a card saying what was and was not carried
+over. The layout decision reads ``hyper_parameters`` and the weight names: v1 (scPRINT 1.x, and 2.x's class with
+its v1 settings) becomes `model.scprint.ScPrintModel`; v2 (2.x "simpler_flash" settings, base_v2.yml: grouped-query
+attention, depth given to the expression decoder, cell-specific cross-attention layers) becomes
+`model.scprint_v2.ScPrintV2Model`. Features neither reproduces (a metacell token, quantised class embeddings, an
+attention bias, other encodings) and other models' checkpoints are refused with one message each.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from grnformer.data.resources import _sha256
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
 from grnformer.model.scprint import ARCHITECTURE, ScPrintSpec
+from grnformer.model.scprint_v2 import ARCHITECTURE_V2
 
 # Lightning's AttributeDict (hyper-parameters of older checkpoints; a dict with attribute access) is rebuilt as a
 # plain ordered dict: torch's safe unpickler fills only dict types.
@@ -54,8 +57,9 @@ SUFFIX = "_ontology_term_id"  # scPRINT names label classes by their obs column
 # Weights a scPRINT checkpoint may hold that grnformer's tasks do not use (training-only heads).
 NOT_CARRIED = {"grad_reverse_discriminator_loss.": "the adversarial batch discriminator (training only)",
                "mvc_decoder.": "the MVC expression decoder from the cell embedding (training only)"}
-V2_SIGNS = {"cell_transformer.": "cell-specific transformer blocks", "metacell_encoder.": "a metacell token",
-            "bottleneck_mlps.": "quantised class embeddings"}
+# Features of scPRINT 2.x that no grnformer network reproduces, by the weights that show them.
+REFUSED_WEIGHTS = {"metacell_encoder.": "a metacell token", "bottleneck_mlps.": "quantised class embeddings"}
+UNUSED_CROSS = "the gene transformer's cross-attention blocks (built by scPRINT v2, never run)"
 
 
 def _damaged(path: Path) -> InputError:
@@ -103,21 +107,17 @@ def is_scprint(obj: Any) -> bool:
 # ------------------------------------------------------------------------------------------------- layout
 
 def layout(hp: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
-    """'v1' when every part of the checkpoint is one `ScPrintModel` reproduces; otherwise an InputError saying
-    which v2 (or other) feature it uses."""
-    found = [what for prefix, what in V2_SIGNS.items() if any(k.startswith(prefix) for k in state)]
-    if hp.get("cell_specific_blocks"):
-        found.append("cell-specific transformer blocks")
-    if hp.get("num_heads_kv") not in (None, hp.get("nhead")):
-        found.append(f"grouped-query attention ({hp.get('num_heads_kv')} key/value heads)")
-    if hp.get("depth_atinput", True) is False:
-        found.append("depth given to the expression decoder")
+    """'v1' or 'v2' (see the module docstring) when every part of the checkpoint is one a grnformer network
+    reproduces; otherwise an InputError naming each feature it does not."""
+    found = [what for prefix, what in REFUSED_WEIGHTS.items() if any(k.startswith(prefix) for k in state)]
     if hp.get("use_metacell_token"):
         found.append("a metacell token")
+    if hp.get("compress_class_dim"):
+        found.append("quantised class embeddings")
     if found:
-        raise InputError(f"this scPRINT checkpoint uses the v2 layout ({', '.join(sorted(set(found)))}); grnformer "
-                         f"converts v1-layout checkpoints only (scPRINT 1.x, and 2.x's default class). Nothing was "
-                         f"written.")
+        raise InputError(f"this scPRINT checkpoint uses {', '.join(sorted(set(found)))}, which grnformer does not "
+                         f"reproduce (it converts scPRINT's v1 layout and the v2 layout of base_v2.yml: grouped-query "
+                         f"attention, depth in the decoder, cell-specific layers). Nothing was written.")
     other = {"attn_bias": "none", "expr_emb_style": "continuous", "zinb": True}
     differ = [f"{k}={hp[k]!r}" for k, v in other.items() if k in hp and hp[k] != v]
     if hp.get("transformer", "flash") not in ("flash", "normal"):
@@ -127,7 +127,9 @@ def layout(hp: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
     if differ:
         raise InputError(f"this scPRINT checkpoint has settings grnformer does not reproduce: {', '.join(differ)}. "
                          f"Nothing was written.")
-    return "v1"
+    v2 = (hp.get("cell_specific_blocks") or hp.get("num_heads_kv") not in (None, hp.get("nhead"))
+          or hp.get("depth_atinput", True) is False or any(k.startswith("cell_transformer.") for k in state))
+    return "v2" if v2 else "v1"
 
 
 # Checkpoint weight name -> ScPrintModel weight name (regex, replacement); the class tables are handled apart.
@@ -148,7 +150,32 @@ _RENAMES = [
 ]
 
 
-def _rename(key: str, n_hidden: int) -> str | None:
+# Parts of a v2 block (simpler-flash names -> `model.scprint_v2.GroupedBlock` names), gene and cell layers alike.
+_V2_BLOCK_PARTS = {"mixer.Wqkv": "attn.qkv", "mixer.Wq": "attn.q", "mixer.Wkv": "attn.kv",
+                   "mixer.out_proj": "attn.proj", "norm1": "ln_1", "norm2": "ln_2", "mlp.fc1": "mlp.0",
+                   "mlp.fc2": "mlp.2"}
+_V2_BLOCK = re.compile(r"(transformer|cell_transformer)\.blocks\.(\d+)\.(" + "|".join(
+    re.escape(k) for k in _V2_BLOCK_PARTS) + r")\.(weight|bias)")
+
+
+def _rename_v2(key: str, gene_cross: bool) -> str | None:
+    """v2 names; None for a weight outside the layout. ``gene_cross``: the gene transformer interleaves unused
+    cross-attention blocks (even indices) with its self-attention blocks (odd), as scPRINT builds it with
+    cell-specific layers."""
+    m = _V2_BLOCK.fullmatch(key)
+    if m:
+        where, index, part, kind = m.group(1), int(m.group(2)), _V2_BLOCK_PARTS[m.group(3)], m.group(4)
+        if where == "cell_transformer":
+            return f"cell_blocks.{index}.{part}.{kind}"
+        return f"blocks.{index // 2 if gene_cross else index}.{part}.{kind}"
+    if key.startswith("cell_transformer.norm."):
+        return "cell_ln_f." + key.removeprefix("cell_transformer.norm.")
+    return None
+
+
+def _rename(key: str, n_hidden: int, v2: bool = False, gene_cross: bool = False) -> str | None:
+    if v2 and (key.startswith("cell_transformer.") or re.match(r"transformer\.blocks\.", key)):
+        return _rename_v2(key, gene_cross)
     for pattern, replacement in _RENAMES:
         if re.fullmatch(pattern, key):
             return re.sub(pattern, replacement, key)
@@ -186,18 +213,21 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
     if "gene_encoder.embeddings.weight" not in state and "gene_encoder.embedding.weight" not in state:
         raise InputError(f"{path}: scPRINT checkpoint without a gene table (gene_encoder); unsupported layout.")
     label_sizes, classes = _label_sizes(hp, state, path)
-    spec = ScPrintSpec(normalization=hp.get("normalization", "sum"),
-                       expr_encoder_layers=int(hp.get("expr_encoder_layers", 2)),
-                       layers_cls=tuple(hp.get("layers_cls") or ()))
+    spec = _spec(hp, state, v, path)
+    # with cell-specific layers, scPRINT's gene transformer holds a cross-attention block before each of its own
+    gene_cross = v == "v2" and spec.cell_layers > 0
     left_out, weights = {}, {}
     for key, tensor in state.items():
         dropped = next((what for prefix, what in NOT_CARRIED.items() if key.startswith(prefix)), None)
+        m = re.match(r"transformer\.blocks\.(\d+)\.", key)
+        if gene_cross and m and int(m.group(1)) % 2 == 0:
+            dropped = UNUSED_CROSS
         if dropped:
             left_out[dropped] = left_out.get(dropped, 0) + tensor.numel()
             continue
-        new = _rename(key, len(spec.layers_cls))
+        new = _rename(key, len(spec.layers_cls), v == "v2", gene_cross)
         if new is None:
-            raise InputError(f"{path}: weight '{key}' is not part of scPRINT's v1 layout as grnformer knows it; "
+            raise InputError(f"{path}: weight '{key}' is not part of scPRINT's {v} layout as grnformer knows it; "
                              f"unsupported checkpoint. Nothing was written.")
         weights[new] = tensor.float()
     vocab, kept, genes_card = _genes(list(hp["genes"]), path)
@@ -208,15 +238,20 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
             raise InputError(f"{path}: its gene table ({key}) does not hold one {d}-wide row per gene of its "
                              f"{len(hp['genes']):,} genes; the checkpoint is inconsistent.")
         weights[key] = weights[key].reshape(len(hp["genes"]), d)[torch.as_tensor(kept)].contiguous()
-    mlp_hidden = weights["blocks.0.mlp.0.0.weight"].shape[0] if n_layers else 4 * d
+    fc1 = "blocks.0.mlp.0.weight" if v == "v2" else "blocks.0.mlp.0.0.weight"
+    mlp_hidden = weights[fc1].shape[0] if fc1 in weights else 4 * d
     config = ModelConfig(vocab_size=len(vocab), n_positions=vocab.n_positions, d_model=d, n_layers=n_layers,
                          n_heads=n_heads, mlp_ratio=max(1, mlp_hidden // max(d, 1)),
                          dropout=float(hp.get("dropout", 0.1)), context_length=_context_length(vocab),
                          label_sizes=label_sizes)
     labels = _labels(hp, classes, label_sizes, path)
-    card = {"source": path.name, "source_sha256": _sha256(path), "layout": v, "architecture": ARCHITECTURE,
-            "shapes": {"d_model": d, "n_layers": n_layers, "n_heads": n_heads, "mlp_hidden": int(mlp_hidden),
-                       "n_parameters_carried": int(sum(t.numel() for t in weights.values()))},
+    shapes = {"d_model": d, "n_layers": n_layers, "n_heads": n_heads, "mlp_hidden": int(mlp_hidden),
+              "n_parameters_carried": int(sum(t.numel() for t in weights.values()))}
+    if v == "v2":
+        shapes.update(n_heads_kv=spec.n_heads_kv or n_heads, cell_layers=spec.cell_layers,
+                      depth="given to the expression decoder" if spec.depth_in_decoder else "input token")
+    card = {"source": path.name, "source_sha256": _sha256(path), "layout": v,
+            "architecture": ARCHITECTURE_V2 if v == "v2" else ARCHITECTURE, "shapes": shapes,
             "input_normalisation": spec.normalization, "genes": genes_card,
             "labels": {c: {"leaves": enc.leaves, "coarse": {term: [enc.leaves[i] for i in np.flatnonzero(row)]
                                                              for term, row in zip(enc.coarse, enc.descendants)}}
@@ -225,6 +260,39 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
             + ["training state (optimizer, schedulers, loops, callbacks)"],
             "versions": {"pytorch-lightning": str(obj.get("pytorch-lightning_version", "unknown"))}}
     return Converted(config, spec, vocab, labels, weights, card)
+
+
+def _spec(hp: dict[str, Any], state: dict[str, torch.Tensor], v: str, path: Path) -> ScPrintSpec:
+    """The network's settings; for v2, checked against the weight shapes (a mismatch is an inconsistent file)."""
+    common = {"normalization": hp.get("normalization", "sum"),
+              "expr_encoder_layers": int(hp.get("expr_encoder_layers", 2)),
+              "layers_cls": tuple(hp.get("layers_cls") or ())}
+    if v == "v1":
+        return ScPrintSpec(**common)
+    d, heads = int(hp.get("d_model", 0)), int(hp.get("nhead", 0))
+    kv = int(hp.get("num_heads_kv") or heads)
+    if heads < 1 or d % heads or heads % max(kv, 1) or kv < 1:
+        raise InputError(f"{path}: {heads} attention heads over {kv} key/value heads at width {d} is not a valid "
+                         f"scPRINT v2 shape; the checkpoint is inconsistent.")
+    cell_layers = len({k.split(".")[2] for k in state if k.startswith("cell_transformer.blocks.")}) // 2
+    if bool(hp.get("cell_specific_blocks")) != (cell_layers > 0):
+        raise InputError(f"{path}: cell_specific_blocks={hp.get('cell_specific_blocks')} but the checkpoint holds "
+                         f"{cell_layers} cell-specific layers; the checkpoint is inconsistent.")
+    depth_in_decoder = hp.get("depth_atinput", True) is False
+    checks = {"expr_decoder.fc.0.weight": (d, d + 1 if depth_in_decoder else d)}
+    for key in state:
+        if key.endswith("mixer.Wqkv.weight"):
+            checks[key] = (d + 2 * kv * (d // heads), d)
+        elif key.endswith("mixer.Wkv.weight"):
+            checks[key] = (2 * kv * (d // heads), d)
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {shape})" for k, shape in checks.items()
+             if k in state and tuple(state[k].shape) != shape]
+    if wrong:
+        raise InputError(f"{path}: weight shapes do not match its settings (d_model {d}, {heads} heads, "
+                         f"num_heads_kv {kv}, depth_atinput {not depth_in_decoder}): {', '.join(wrong[:3])}; the "
+                         f"checkpoint is inconsistent.")
+    return ScPrintSpec(**common, n_heads_kv=kv if kv != heads else 0, depth_in_decoder=depth_in_decoder,
+                       cell_layers=cell_layers)
 
 
 def _context_length(vocab: GeneVocab) -> int:

@@ -38,18 +38,30 @@ MAX_LOG_DISPERSION = 15.0
 
 @dataclass(frozen=True)
 class ScPrintSpec:
-    """What a scPRINT network needs beyond `ModelConfig`: input normalisation and MLP depths."""
+    """What a scPRINT network needs beyond `ModelConfig`: input normalisation, MLP depths and, for the v2 layout
+    (`model.scprint_v2`), key/value heads (0: one per query head), depth given to the expression decoder instead
+    of a depth token, and the number of cell-specific layers (0: cell tokens share the gene transformer)."""
 
     normalization: str = "sum"
     expr_encoder_layers: int = 2
     layers_cls: tuple[int, ...] = ()
+    n_heads_kv: int = 0
+    depth_in_decoder: bool = False
+    cell_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise InputError(f"scPRINT normalization must be one of {NORMALIZATIONS} (got '{self.normalization}').")
         if self.expr_encoder_layers < 1:
             raise InputError(f"expr_encoder_layers must be >= 1 (got {self.expr_encoder_layers}).")
+        if self.n_heads_kv < 0 or self.cell_layers < 0:
+            raise InputError(f"n_heads_kv and cell_layers must be >= 0 (got {self.n_heads_kv}, {self.cell_layers}).")
         object.__setattr__(self, "layers_cls", tuple(int(n) for n in self.layers_cls))
+
+    @property
+    def layout(self) -> str:
+        """'v2' when any v2 feature is on (grouped-query attention, depth in the decoder, cell-specific layers)."""
+        return "v2" if self.n_heads_kv or self.depth_in_decoder or self.cell_layers else "v1"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "layers_cls": list(self.layers_cls)}
@@ -74,7 +86,35 @@ def classifier(d: int, hidden: tuple[int, ...], n_out: int, dropout: float) -> n
     return nn.Sequential(*parts, nn.Linear((d, *hidden)[-1], n_out))
 
 
-class ScPrintModel(nn.Module):
+def encode_value(encoder: nn.Sequential, value: Tensor) -> Tensor:
+    """A continuous value through its MLP, clamped to [0, MAX_VALUE] as scPRINT does."""
+    return encoder(value.clamp(0.0, MAX_VALUE).unsqueeze(-1))
+
+
+def normalized_counts(counts: Tensor, normalization: str) -> Tensor:
+    """The expression value scPRINT encodes: share of the context's counts ("sum"; a context without counts
+    reads zeros where scPRINT divides by zero) or log2(1 + count) ("log")."""
+    if normalization == "sum":
+        return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.log2(1 + counts)
+
+
+class ScPrintNetwork(nn.Module):
+    """What every converted scPRINT network shares: inference only, and the bundle's architecture name."""
+
+    architecture = ARCHITECTURE
+
+    def bottleneck(self, out: ModelOutput, genes: Tensor, depth: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
+        """scPRINT's own second pass is not part of the conversion; training a converted model is refused here."""
+        raise InputError("a converted scPRINT model cannot be trained or adapted in grnformer yet (its "
+                         "embedding-to-expression pass is not carried over); embed, classify, denoise, grn and "
+                         "perturb run on it.")
+
+    def get_num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class ScPrintModel(ScPrintNetwork):
     """scPRINT v1 with `GRNFormer`'s interface: forward(genes, counts, depth, scale, return_qk) -> ModelOutput.
 
     Gene token ids index the converted vocabulary (`config.vocab_size` rows of `gene_encoder` and
@@ -100,22 +140,16 @@ class ScPrintModel(nn.Module):
         self.label_heads = nn.ModuleDict({name: classifier(d, spec.layers_cls, n, config.dropout)
                                           for name, n in config.label_sizes.items()})
 
-    def encode_value(self, encoder: nn.Sequential, value: Tensor) -> Tensor:
-        return encoder(value.clamp(0.0, MAX_VALUE).unsqueeze(-1))
-
     def forward(self, genes: Tensor, counts: Tensor, depth: Tensor, scale: Tensor | None = None,
                 return_qk: bool = False) -> ModelOutput:
         """genes [B, L] token ids, counts [B, L], depth [B] the cell's library size (depth token), scale [B] what
         the means add up to over the context (default: the context's counts)."""
         counts = counts.float()
         scale = counts.sum(dim=-1) if scale is None else scale
-        if self.spec.normalization == "sum":  # a context with no counts reads zeros (scPRINT's division: NaN)
-            value = counts / counts.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-        else:
-            value = torch.log2(1 + counts)
-        x = self.gene_encoder(genes) + self.encode_value(self.expr_encoder, value) + self.gene_position_vectors[genes]
+        value = normalized_counts(counts, self.spec.normalization)
+        x = self.gene_encoder(genes) + encode_value(self.expr_encoder, value) + self.gene_position_vectors[genes]
         B = genes.shape[0]
-        special = torch.cat([self.encode_value(self.depth_encoder, torch.log2(1 + depth.float())).unsqueeze(1),
+        special = torch.cat([encode_value(self.depth_encoder, torch.log2(1 + depth.float())).unsqueeze(1),
                              self.special.weight.unsqueeze(0).expand(B, -1, -1).to(x.dtype)], dim=1)
         x = torch.cat([special, x], dim=1)
         s = self.config.n_special
@@ -133,13 +167,3 @@ class ScPrintModel(nn.Module):
         logits = {name: head(label_emb[:, i]) for i, (name, head) in enumerate(self.label_heads.items())}
         return ModelOutput(h[:, :s].mean(dim=1), label_emb, gene_out, mu, theta, raw[..., 2], logits,
                            qks if return_qk else None)
-
-    def bottleneck(self, out: ModelOutput, genes: Tensor, depth: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
-        """scPRINT's own second pass is not part of the conversion; training a converted model is refused here."""
-        raise InputError("a converted scPRINT model cannot be trained or adapted in grnformer yet (its "
-                         "embedding-to-expression pass is not carried over); embed, classify, denoise, grn and "
-                         "perturb run on it.")
-
-    def get_num_params(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
