@@ -35,14 +35,13 @@ from grnformer.networks.grn import (
     plan_networks,
     provenance,
 )
+from grnformer.networks.options import NETWORK_SETTINGS
 from grnformer.train.checkpoint import Bundle
 
-# What must agree for an existing network file to count as this run's output (uniform_level, a result, and
-# the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "max_regulators", "adapt_steps",
-               "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads", "genes",
-               "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision", "seed",
-               "organism", "model")
+# What must agree for an existing network file to count as this run's output: every network setting (declared
+# once, `networks.options.NETWORK_SETTINGS`) and what the run made of the cells (uniform_level, a result, and the
+# version are left out; the network genes are compared separately).
+RESUME_KEYS = (*NETWORK_SETTINGS, "group", "n_cells", "n_contexts_per_cell", "model")
 
 
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,
