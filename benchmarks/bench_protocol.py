@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--denoised-sizes", type=int, nargs="*", default=[500],
                     help="gene-set sizes at which the 'denoised' method is measured (development pairs only)")
     ap.add_argument("--out", default="benchmarks/results/protocol.json")
+    ap.add_argument("--development-record", default=str(toolkit.results_path("protocol")),
+                    help="with --split evaluation: the record whose development choice is evaluated")
     ap.add_argument("--table", metavar="JSON", help="print the markdown tables of a finished run and stop")
     args = ap.parse_args(argv)
     if args.table:
@@ -252,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
     t0 = time.perf_counter()
     ranking = None
+    if splits == [protocol.EVALUATION]:  # no development rows here: the choice is the development record's
+        development = json.loads(Path(args.development_record).read_text())
+        args.chosen, ranking = development["chosen_fusion_weights"], development["development_ranking"]
     for split in splits:  # development first: its choice is fixed before any evaluation pair is scored
         if split == protocol.EVALUATION and args.chosen is None:
             args.chosen, ranking = choose(rows) if rows else (None, None)
