@@ -34,7 +34,7 @@ REGULATOR_SETS = ("tfs", "all")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
-FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised")
+FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised", "boosted")
 # Chosen on the protocol's development pairs only (bench/protocol.py, benchmarks/bench_protocol.py,
 # benchmarks/results/protocol.json): the best weights of the grid (development median AUPRC ratio 1.333), and the
 # best method, Spearman (1.333; GENIE3 1.52 is no grn method), which ties that fusion at 1e-4 for a fraction of
