@@ -82,11 +82,20 @@ def test_the_rule_keeps_fast_candidates_and_prefers_the_cheaper_of_a_tie():
     assert protocol.choose_default(scores, cost, genie3_cost=1000.0) == "slow"
     with pytest.raises(ValueError, match="fast enough"):
         protocol.choose_default(scores, cost, genie3_cost=1.0)
-    figs = protocol.pair_figures([_row(d, "t", m, v + (d == "x") * (m == "worse") * 5)
-                                  for d in ("x", "y", "z") for m, v in scores.items()], protocol.DEVELOPMENT)
-    loo = protocol.leave_one_out(figs, cost, 100.0, "cheap")  # 'worse' leads on x only: median 1 of 3, 3.5 of 2
-    assert loo["x"]["same"] and not loo["y"]["same"] and loo["y"]["chosen"] == "worse"
-    assert loo["y"]["full_choice_score"] == 2.0 and loo["y"]["chosen_score"] == 3.5
+
+
+def test_a_method_that_leads_through_one_dataset_does_not_win_and_the_choice_survives_dropping_one():
+    values = {"spiky": {"x": 5.0, "y": 5.0, "z": 0.5}, "steady": {"x": 3.0, "y": 3.0, "z": 3.0}}
+    figs = protocol.pair_figures([_row(d, "t", m, v) for m, by in values.items() for d, v in by.items()],
+                                 protocol.DEVELOPMENT)
+    assert protocol.aggregate(figs) == {"spiky": 5.0, "steady": 3.0}  # the median alone would take spiky
+    robust = protocol.robust_scores(figs)
+    assert robust == {"steady": 3.0, "spiky": 2.75}
+    cost = {"spiky": 1.0, "steady": 1.0}
+    assert protocol.choose_default(robust, cost, 100.0) == "steady"
+    loo = protocol.leave_one_out(figs, cost, 100.0, "steady")
+    # without z, spiky leads on both datasets left: the check reports that the choice hangs on z
+    assert [v["chosen"] for v in loo.values()] == ["steady", "steady", "spiky"] and not loo["z"]["same"]
 
 
 def test_cache_keys_include_code_version_and_precision(script, tmp_path, monkeypatch):

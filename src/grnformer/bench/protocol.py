@@ -22,8 +22,10 @@ never aggregated: at 2 regulators a row bootstrap has 3 distinct resamples and o
 A split's aggregate is the median of its dataset × truth figures.
 
 The rule (`choose_default`): every grn setting in one grid (pure methods and fusions); candidates must cost at
-most a tenth of GENIE3's time at TFs+1000; the best development aggregate wins, and a cheaper candidate within
-`TIE` of it wins over it. `leave_one_out` repeats the rule without each development dataset.
+most a tenth of GENIE3's time at TFs+1000; the best `robust_scores` (a method's worst aggregate when any one
+development dataset is left out) wins, and a cheaper candidate within `TIE` of it wins over it. The plain median
+chose a fusion that led through one dataset and changed whenever another was dropped (RESULTS.md, protocol v2).
+`leave_one_out` repeats the whole rule without each development dataset.
 
 Intervals: a bootstrap over the scored regulators (rows), with replacement, `N_BOOT` replicates; each method's
 difference from GENIE3 and from Pearson is computed on the same resamples (paired), with its 95% interval. The
@@ -229,8 +231,17 @@ def aggregate(figures: list[dict], without: str | None = None) -> dict[str, floa
     return dict(sorted(((m, float(np.median(v))) for m, v in by.items()), key=lambda kv: -kv[1]))
 
 
+def robust_scores(figures: list[dict]) -> dict[str, float]:
+    """Each method's worst `aggregate` when any one development dataset is left out: a method that leads only
+    through one dataset cannot win (with one dataset, the plain aggregate)."""
+    datasets = sorted({f["dataset"] for f in figures if not f["below_floor"]})
+    per = [aggregate(figures, without=d) for d in datasets] if len(datasets) > 1 else [aggregate(figures)]
+    methods = set().union(*per)
+    return dict(sorted(((m, min(a.get(m, -np.inf) for a in per)) for m in methods), key=lambda kv: -kv[1]))
+
+
 def choose_default(scores: dict[str, float], cost: dict[str, float], genie3_cost: float) -> str:
-    """The rule: among candidates costing at most 1/SPEED of GENIE3's time, the best development aggregate, or
+    """The rule on `robust_scores`: among candidates costing at most 1/SPEED of GENIE3's time, the best score, or
     the cheapest candidate within TIE of it."""
     fast = {m: v for m, v in scores.items() if m in cost and cost[m] <= genie3_cost / SPEED}
     if not fast:
@@ -239,11 +250,14 @@ def choose_default(scores: dict[str, float], cost: dict[str, float], genie3_cost
     return min((m for m, v in fast.items() if v >= best - TIE), key=lambda m: (cost[m], -fast[m]))
 
 
-def leave_one_out(figures: list[dict], cost: dict[str, float], genie3_cost: float, chosen: str) -> dict[str, dict]:
-    """The rule again without each development dataset: what it chooses then, and where the full choice ranks."""
+def leave_one_out(figures: list[dict], cost: dict[str, float], genie3_cost: float, chosen: str,
+                  candidates: set[str] | None = None) -> dict[str, dict]:
+    """The whole rule again without each development dataset (among ``candidates``, default every method): what
+    it chooses then, and the scores of that pick and of the full choice."""
     out = {}
     for dataset in sorted({f["dataset"] for f in figures}):
-        scores = aggregate(figures, without=dataset)
+        scores = robust_scores([f for f in figures if f["dataset"] != dataset])
+        scores = {m: v for m, v in scores.items() if candidates is None or m in candidates}
         pick = choose_default(scores, cost, genie3_cost)
         out[dataset] = {"chosen": pick, "same": pick == chosen, "chosen_score": scores.get(pick),
                         "full_choice_score": scores.get(chosen)}

@@ -35,10 +35,9 @@ DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
 FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised", "boosted")
-# Chosen on the protocol's development pairs only (bench/protocol.py, benchmarks/bench_protocol.py,
-# benchmarks/results/protocol.json): the best weights of the grid (development median AUPRC ratio 1.333), and the
-# best method, Spearman (1.333; GENIE3 1.52 is no grn method), which ties that fusion at 1e-4 for a fraction of
-# its cost, so it is the default read-out. RESULTS.md, "Networks: the protocol", has the whole table.
+# The network protocol's rule chose these on its development pairs (protocol version 2: bench/protocol.py,
+# benchmarks/bench_protocol.py); tests/test_protocol.py checks they are benchmarks/results/protocol.json's
+# "default". RESULTS.md, "Networks: protocol v2", has the table and the leave-one-dataset-out check.
 DEFAULT_FUSION = "attention:0.1,spearman:0.9"
 DEFAULT_METHOD = "spearman"
 # Shared by grn and diffnet, written once.
