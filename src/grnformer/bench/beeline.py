@@ -88,8 +88,9 @@ def load(spec: str | Path, organism: str | None = None, depth: float = DEFAULT_P
     org = organism_id(organism) if organism is not None else org
     files = layout(path)
     if files is None:
-        raise InputError(f"{path} is no BEELINE directory: it holds neither of "
-                         f"{' nor '.join(' and '.join(pair) for pair in LAYOUTS)}.")
+        missing = [f for f in LAYOUTS[0] if not (path / f).is_file()]
+        raise InputError(f"{path} is no BEELINE directory: {', '.join(missing)} missing (or, as BEELINE "
+                         f"distributes its sets, {' and '.join(LAYOUTS[1])}).")
     expression_file, reference_file = files
     table = read_expression(path, expression_file)
     names = table.index.tolist()
