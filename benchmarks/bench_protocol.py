@@ -1,18 +1,23 @@
-"""The network protocol's whole table (issue 18): every method × every pair of `grnformer.bench.protocol`, with
-bootstrap intervals, paired differences from GENIE3 and Pearson, and wall time per method.
+"""The network protocol's whole table and its rule (protocol version 2, issue 28): every grn setting × every pair of
+`grnformer.bench.protocol`, with bootstrap intervals, paired differences from GENIE3 and Pearson, wall time per
+method, and the defaults the rule chooses from the development rows.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_protocol.py [--split all] [--sizes 500 1000] \
-        [--checkpoint shipped] [--out benchmarks/results/protocol.json]
+        [--datasets NAME ...] [--checkpoint shipped] [--out benchmarks/results/protocol.json]
 
-Methods: GENIE3 (random forests, `--trees` trees of at most `--tree-cells` cells each), Pearson and Spearman
-(`bench.baselines`), and grnformer's registered methods (`networks.methods`): mean_qk (the attention
-read-out), embedding, denoised, pearson (the same |r| as the baseline, through grn), and fused, whose weights are
-chosen here on the development pairs only (a grid over the simplex; the median AUPRC ratio over development
-pairs and gene-set sizes decides) and then reported on the evaluation pairs. Every method gets the same genes,
-cells and regulator rows (the pair's). Components are computed once per dataset and gene set; fused networks are
-their rank fusion (`networks.from_data.fuse_ranks`, what `grn --method fused` runs).
-The record (`bench.toolkit.write_record`) carries the protocol version and checkpoint digest; cached networks
-under benchmarks/out/protocol_cache are keyed by both, so new weights or a new protocol never reuse old ones.
+Methods: GENIE3 (random forests, `--trees` trees of at most `--tree-cells` cells each; no grn method, the
+reference), and the grn settings, pure and fused in one grid: mean_qk (the attention read-out), pearson, spearman,
+embedding (through `grn`, so on the same genes and cells as a user's run), boosted (`networks.boosted_trees`, the
+booster `grn --method boosted` runs, fitted here on the pair's regulators as GENIE3 is), and every fusion of one or
+two of them at `GRID_STEP` (`networks.from_data.fuse_ranks`, what `grn --method fused` runs). The rule
+(`protocol.choose_default`) reads the development rows only and writes the default method and fusion weights to
+the record; tests/test_protocol.py ties networks/grn_options.py's DEFAULT_METHOD and DEFAULT_FUSION to it. An
+evaluation-only run scores the choice of the development record (`--development-record`).
+
+The record (`bench.toolkit.write_record`) carries the protocol version, checkpoint digest, the resolved precision
+and hashes of every dataset, truth, gene list and of the code that made the networks. Networks are cached under
+benchmarks/out/protocol_cache keyed by all of those, so new code, weights, precision or a new protocol never reuse
+old ones.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import infer, method_version
@@ -34,37 +40,56 @@ from grnformer.data.corpus import datasets
 from grnformer.data.genes import tf_symbols
 from grnformer.edge_metrics import rank_metrics
 from grnformer.errors import ResourceError
-from grnformer.inference.device import load_task_bundle
+from grnformer.inference.device import load_task_bundle, uses_bf16
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.from_data import fuse_ranks
 from grnformer.networks.grn import GRNOptions, grn, network_names
-from grnformer.networks.methods import METHODS
 
-# 'denoised' is measured on its own (development pairs, TFs + 500: a denoising pass over every cell costs more
-# than all other methods together) and is not a fusion component here.
-COMPONENTS = ("attention", "pearson", "spearman", "embedding")
+# Fusion component → the grn method that makes it alone. 'denoised' (a denoising pass over every cell, more than all
+# others together) is left out of version 2's grid; version 1 measured it below Pearson (HISTORY.md).
+COMPONENTS = {"attention": "mean_qk", "pearson": "pearson", "spearman": "spearman", "embedding": "embedding",
+              "boosted": "boosted"}
+GRN_COMPONENTS = ("attention", "pearson", "spearman", "embedding")  # made by grn; boosted by the baseline
 GRID_STEP = 0.1
 CACHE = Path("benchmarks/out/protocol_cache")
+# What computes each kind of network: a change in any of these files is a new cache key and a new record hash.
+GRN_CODE = ("grnformer.networks.grn", "grnformer.networks.methods", "grnformer.networks.attention",
+            "grnformer.networks.from_data", "grnformer.inference.loop", "grnformer.model.grnformer")
+BASELINE_CODE = ("grnformer.bench.baselines", "grnformer.networks.from_data", "grnformer.networks.boosted_trees")
+SCORE_CODE = ("grnformer.bench.protocol", "grnformer.edge_metrics")
 
 
-def _grid() -> list[dict[str, float]]:
-    ticks = np.arange(0, 1 + 1e-9, GRID_STEP)
-    out = []
-    for w in itertools.product(ticks, repeat=len(COMPONENTS)):
-        if abs(sum(w) - 1) < 1e-9 and (w[0] > 0 or w[3] > 0):  # the model takes part
-            out.append({c: float(v) for c, v in zip(COMPONENTS, w)})
+def candidates() -> list[dict[str, float]]:
+    """Every grn setting of the grid: each component alone, and each two at GRID_STEP."""
+    out = [{c: 1.0} for c in COMPONENTS]
+    ticks = np.round(np.arange(GRID_STEP, 1 - 1e-9, GRID_STEP), 6)
+    for a, b in itertools.combinations(COMPONENTS, 2):
+        out += [{a: float(w), b: float(round(1 - w, 6))} for w in ticks]
     return out
 
 
-def _key(weights: dict[str, float]) -> str:
-    return "fused[" + ",".join(f"{c}:{w:g}" for c, w in weights.items() if w > 0) + "]"
+def setting(weights: dict[str, float]) -> str:
+    """A candidate's name: the grn method for one component, else fusion weights as `grn --fusion-weights` takes
+    them (in `COMPONENTS` order)."""
+    used = [c for c in COMPONENTS if weights.get(c, 0) > 0]
+    if len(used) == 1:
+        return COMPONENTS[used[0]]
+    return ",".join(f"{c}:{weights[c]:g}" for c in used)
 
 
-def _data(name: str):
+def parse_setting(name: str) -> dict[str, float]:
+    if ":" not in name:
+        return {next(c for c, m in COMPONENTS.items() if m == name): 1.0}
+    return {c: float(w) for c, w in (item.split(":") for item in name.split(","))}
+
+
+def _data(name: str, size: int):
     if name == protocol.PAPALEXI:
         control, screen = protocol.load_papalexi()
         return control, perturbation(screen, "perturbation", "control")
+    if name in protocol.BEELINE_SETS:
+        return protocol.load_beeline(name, size), None
     return datasets.load(name), None
 
 
@@ -74,61 +99,77 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def _component(bundle, adata, genes: list[str], method: str, name: str, digest: str) -> tuple[np.ndarray, float]:
-    """One grnformer method's network over every row, cached under benchmarks/out/ by protocol version, checkpoint
-    digest, data, genes and method (a rerun after a crash does not pay for the model again; new weights or a new
-    protocol never reuse it)."""
-    key = hashlib.sha1("|".join([protocol.PROTOCOL_VERSION, digest, name, str(adata.n_obs), method, *genes]
-                                ).encode()).hexdigest()[:16]
-    path = CACHE / f"{name}_{method}_{key}.npz"
+def _cached(parts: list[str], path_stem: str, compute) -> tuple[np.ndarray, float]:
+    key = hashlib.sha1("|".join([protocol.VERSION, *parts]).encode()).hexdigest()[:16]
+    path = CACHE / f"{path_stem}_{key}.npz"
     if path.is_file():
         found = np.load(path)
         return found["net"], float(found["seconds"])
-    net, seconds = _timed(lambda: grn(bundle, adata, GRNOptions(genes=genes, method=method, regulators="all"),
-                                      progress=False))
-    assert net.var_names.tolist() == genes
-    matrix = np.asarray(net.varp["GRN"], dtype=np.float64)
+    net, seconds = _timed(compute)
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, net=matrix, seconds=seconds)
-    return matrix, seconds
+    np.savez(path, net=net, seconds=seconds)
+    return net, seconds
 
 
-def _baseline(method: str, adata, name: str, genes: list[str], regs: np.ndarray, kw: dict
+def _component(bundle, adata, genes: list[str], method: str, name: str, args) -> tuple[np.ndarray, float]:
+    """One grn method's network over every row, cached by protocol version, code version, checkpoint digest,
+    precision, data, genes and method."""
+    def compute():
+        net = grn(bundle, adata, GRNOptions(genes=genes, method=method, regulators="all"), progress=False)
+        assert net.var_names.tolist() == genes
+        return np.asarray(net.varp["GRN"], dtype=np.float32)
+
+    return _cached([args.code["grn"], args.digest, args.precision, name, str(adata.n_obs), method, *genes],
+                   f"{name}_{method}", compute)
+
+
+def _baseline(method: str, adata, name: str, genes: list[str], features: np.ndarray, kw: dict
               ) -> tuple[np.ndarray, float]:
-    """A baseline's regulator rows, cached by protocol version, method, its version and options, data, genes and
-    regulators."""
-    key = hashlib.sha1("|".join([protocol.PROTOCOL_VERSION, method, method_version(method),
-                                 json.dumps(kw, sort_keys=True), name, str(adata.n_obs), *genes, "|", *regs]
-                                ).encode()).hexdigest()[:16]
-    path = CACHE / f"{name}_{method}_{key}.npz"
-    if path.is_file():
-        found = np.load(path)
-        return found["net"], float(found["seconds"])
-    net, seconds = _timed(lambda: infer(method, adata, genes=genes, regulators=list(regs), **kw))
-    rows = protocol.dense_rows(net, net.var_names.to_numpy(), regs)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, net=rows, seconds=seconds)
-    return rows, seconds
+    """A baseline's network, square over ``genes`` (rows = ``features``, the regulators it may use), cached by
+    protocol version, code version, method, its version and options, data, genes and regulators."""
+    def compute():
+        net = infer(method, adata, genes=genes, regulators=list(features), **kw)
+        out = np.zeros((len(genes), len(genes)), dtype=np.float32)
+        idx = np.asarray([genes.index(g) for g in features])
+        out[idx] = protocol.dense_rows(net, net.var_names.to_numpy(), features)
+        return out
+
+    return _cached([code_version(BASELINE_CODE), method, method_version(method), json.dumps(kw, sort_keys=True),
+                    name, str(adata.n_obs), *genes, "|", *features], f"{name}_{method}", compute)
+
+
+def code_version(modules: tuple[str, ...]) -> str:
+    return protocol.code_version(*modules)
 
 
 def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
-    adata, screen_truth = _data(name)
+    """Every candidate on the dataset's pairs at one gene-set size: development pairs get each candidate's point
+    estimate (the rule reads those) and bootstraps of the pure methods; evaluation pairs bootstraps of the pure
+    methods and of the chosen settings."""
+    adata, screen_truth = _data(name, size)
     prep = prepare_input(bundle, adata)
-    cols = np.arange(prep.adata.n_vars) if name == protocol.PAPALEXI else select_genes(prep, "hvg+tfs", size)
+    given_genes = name == protocol.PAPALEXI or name in protocol.BEELINE_SETS
+    cols = np.arange(prep.adata.n_vars) if given_genes else select_genes(prep, "hvg+tfs", size)
     genes = network_names(prep, cols).tolist()
+    names = np.asarray(genes)
+    # BEELINE sets: baselines read the values as given (X, log2), grnformer the rebuilt pseudo-counts (prep)
+    base_data = adata if name in protocol.BEELINE_SETS else prep.adata
+    x = adata.X
+    args.hashes["data"][f"{name}@{size}"] = protocol.content_hash(
+        *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
+        adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+    args.hashes["genes"][f"{name}@{size}"] = protocol.content_hash(names.astype(object))
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
-    with_denoised = size in args.denoised_sizes and all(p.split == protocol.DEVELOPMENT for p in pairs)
-    for method, component in (("mean_qk", "attention"), ("pearson", "pearson"), ("spearman", "spearman"),
-                              ("embedding", "embedding"),
-                              *([("denoised", "denoised")] if with_denoised else [])):
-        comp[component], seconds[component] = _component(bundle, adata, genes, method, name, args.digest)
-        print(f"  {component}: {seconds[component]:.1f} s", flush=True)
-    names = np.asarray(genes)
+    for c in GRN_COMPONENTS:
+        comp[c], seconds[c] = _component(bundle, adata, genes, COMPONENTS[c], name, args)
+        print(f"  {c}: {seconds[c]:.1f} s", flush=True)
     rows_out = []
     for pair in pairs:
         try:
-            truth = screen_truth if pair.truth == "perturbation" else load_truth(pair.truth)
+            truth = (screen_truth if pair.truth == "perturbation" else
+                     protocol.beeline_truth(name, pair.truth, size) if name in protocol.BEELINE_SETS else
+                     load_truth(pair.truth))
         except ResourceError as err:  # recorded, never silent: the table says which pair could not be scored
             print(f"  {pair.name}: truth missing, skipped ({err})", flush=True)
             rows_out.append({"dataset": name, "truth": pair.truth, "split": pair.split, "tfs_plus": size,
@@ -139,54 +180,85 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
         if len(regs) == 0:
             print(f"  {pair.name}: no regulator among the genes, skipped", flush=True)
             continue
+        features = regs
+        if pair.universe == protocol.BEELINE_UNIVERSE:  # every method may use the gene set's TFs
+            features = names[np.isin(names, list(protocol.beeline_tfs(name, size) | set(regs)))]
+        args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = protocol.content_hash(
+            np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(dtype=object)))
         t = truth.to_matrix(regs, names)
         valid = regs[:, None] != names[None, :]
         mask = np.isin(names, regs)
-        scores, times = {}, {}
-        for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}),
-                      ("pearson", {}), ("spearman", {})):
-            scores[m], times[m] = _baseline(m, prep.adata, name, genes, regs, kw)
-        for c, label in (("attention", "grnformer mean_qk"), ("embedding", "grnformer embedding"),
-                         ("denoised", "grnformer denoised")):
-            if c not in comp:
+        parts, times = dict(comp), {c: seconds[c] for c in GRN_COMPONENTS}
+        trees = {}
+        for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}), ("boosted", {})):
+            trees[m], times[m] = _baseline(m, base_data, name, genes, features, kw)
+        parts["boosted"] = trees["boosted"]
+        scores = {COMPONENTS[c]: parts[c][mask] for c in COMPONENTS}
+        scores["genie3"] = trees["genie3"][mask]
+        point = {}
+        is_dev = pair.split == protocol.DEVELOPMENT
+        for w in candidates() if is_dev else [parse_setting(s) for s in args.chosen_settings]:
+            key = setting(w)
+            if key in scores and not (len(w) > 1):
                 continue
-            scores[label] = comp[c][mask]
-            times[label] = seconds[c]
-        grid = {}  # development: point estimates of every grid point (the choice reads only those)
-        for w in _grid() if pair.split == protocol.DEVELOPMENT else [args.chosen] if args.chosen else []:
-            fused = fuse_ranks({c: comp[c] for c in COMPONENTS}, w, mask)[mask]
-            if pair.split == protocol.DEVELOPMENT and w != args.chosen:
+            fused = fuse_ranks(parts, w, mask)[mask]
+            if is_dev and key not in args.chosen_settings:
                 r = rank_metrics(fused[valid], t[valid])
-                grid[_key(w)] = {"ratio": r["auprc"] / r["random_precision"], "epr": r["epr"]}
+                point[key] = {"ratio": r["auprc"] / r["random_precision"], "epr": r["epr"]}
             else:
-                scores[_key(w)] = fused
-            times[_key(w)] = sum(seconds[c] for c in COMPONENTS if w.get(c, 0) > 0)
-        res = {**grid, **protocol.bootstrap(scores, t, valid, n_boot=args.n_boot, seed=args.seed)}
+                scores[key] = fused
+            times[key] = sum(times[c] for c in w)
+        for c in COMPONENTS:
+            times[COMPONENTS[c]] = times.pop(c)
+        res = {**point, **protocol.bootstrap(scores, t, valid, n_boot=args.n_boot, seed=args.seed)}
         n_true = int(t[valid].sum())
         print(f"  {pair.name} [{pair.split}]: {len(regs)} regulators, {n_true} true edges; "
-              f"genie3 {res['genie3']['ratio']:.2f}, pearson {res['pearson']['ratio']:.2f}, "
-              f"mean_qk {res['grnformer mean_qk']['ratio']:.2f}", flush=True)
+              + ", ".join(f"{m} {res[m]['ratio']:.2f}" for m in ("genie3", "boosted", "spearman", "mean_qk")),
+              flush=True)
         for m, r in res.items():
             rows_out.append({"dataset": name, "truth": pair.truth, "universe": pair.universe, "split": pair.split,
                              "genes": len(genes), "tfs_plus": size, "cells": int(adata.n_obs),
-                             "regulators": int(len(regs)), "true_edges": n_true, "method": m,
-                             "seconds": times[m], **r})
+                             "regulators": int(len(regs)), "regulators_used": int(len(features)),
+                             "true_edges": n_true, "method": m, "seconds": times[m], **r})
     return rows_out
 
 
-def choose(rows: list[dict]) -> tuple[dict[str, float], list[tuple[str, float]]]:
-    """The fusion weights with the highest median AUPRC ratio over the development rows, and the ranking."""
-    dev = [r for r in rows if r["split"] == protocol.DEVELOPMENT and (r["method"] or "").startswith("fused[")]
-    medians = {}
-    for m in {r["method"] for r in dev}:
-        medians[m] = float(np.median([r["ratio"] for r in dev if r["method"] == m]))
-    ranking = sorted(medians.items(), key=lambda kv: -kv[1])
-    best = ranking[0][0]
-    weights = {c: 0.0 for c in COMPONENTS}
-    for item in best[len("fused["):-1].split(","):
-        c, w = item.split(":")
-        weights[c] = float(w)
-    return weights, ranking
+def costs(rows: list[dict]) -> tuple[dict[str, float], float]:
+    """Each setting's time and GENIE3's at the largest gene set run (TFs+1000 in a full run) on the development
+    datasets: the median over datasets of each dataset's largest time (one fit per dataset; its pairs share it)."""
+    by: dict[str, dict[str, float]] = {}
+    size = max(r["tfs_plus"] for r in rows if r.get("split") == protocol.DEVELOPMENT and r.get("method"))
+    for r in rows:
+        if r.get("split") == protocol.DEVELOPMENT and r.get("method") and r["tfs_plus"] == size:
+            d = by.setdefault(r["method"], {})
+            d[r["dataset"]] = max(d.get(r["dataset"], 0.0), r["seconds"])
+    cost = {m: float(np.median(list(d.values()))) for m, d in by.items()}
+    return cost, cost.get("genie3", np.inf)
+
+
+def choose(rows: list[dict]) -> dict:
+    """The rule on the development rows: the default setting, the best fusion (what `--method fused` uses),
+    their aggregates, the ranking, and the same rule with each development dataset left out."""
+    figures = protocol.pair_figures(rows, protocol.DEVELOPMENT)
+    scores = protocol.aggregate(figures)
+    robust = protocol.robust_scores(figures)
+    cost, genie3 = costs(rows)
+    grid = {m: v for m, v in robust.items() if m != "genie3"}
+    chosen = protocol.choose_default(grid, cost, genie3)
+    # `--method fused` is the model's read-out with the data's: its weights come from fusions the model takes part in
+    fusions = {m: v for m, v in grid.items() if ":" in m and ("attention" in m or "embedding" in m)}
+    try:
+        fusion = protocol.choose_default(fusions, cost, genie3)
+    except ValueError:  # no fusion is fast enough: `--method fused` is the user's choice, so the best one
+        fusion = max(fusions, key=fusions.get)
+    method = "fused" if ":" in chosen else chosen
+    return {"default": {"method": method, "fusion_weights": chosen if method == "fused" else fusion},
+            "default_setting": chosen, "development_aggregate": dict(list(scores.items())[:15]),
+            "development_robust": dict(list(robust.items())[:15]),
+            "genie3_aggregate": scores.get("genie3"), "cost_s_tfs1000": {m: cost.get(m) for m in
+                                                                        [*list(robust)[:15], "genie3"]},
+            "genie3_cost_s_tfs1000": genie3,
+            "leave_one_out": protocol.leave_one_out(figures, cost, genie3, chosen, set(grid))}
 
 
 def _cell(r: dict) -> str:
@@ -198,92 +270,151 @@ def _diff(r: dict, ref: str) -> str:
     if f"minus_{ref}" not in r:
         return "—"
     lo, hi = r[f"minus_{ref}_ci"]
-    mark = " ↑" if lo is not None and lo > 0 else " ↓" if hi is not None and hi < 0 else ""
+    if lo is None:
+        return f"{r[f'minus_{ref}']:+.2f}"
+    mark = " ↑" if lo > 0 else " ↓" if hi < 0 else ""
     return f"{r[f'minus_{ref}']:+.2f} [{lo:+.2f}, {hi:+.2f}]{mark}"
 
 
-def table(record: dict, split: str) -> str:
-    """Markdown: one row per pair, gene set and method of ``split`` (grid points left out), AUPRC ratio with its
-    interval, the paired differences from GENIE3 and Pearson, and wall time."""
-    lines = ["| pair | genes | method | AUPRC ratio [95%] | − GENIE3 [95%] | − Pearson [95%] | s |",
-             "|---|---|---|---|---|---|---|"]
+def table(record: dict, split: str, methods: tuple[str, ...] | None = None) -> str:
+    """Markdown: one row per pair, gene set and method of ``split`` (grid points left out; pairs below the
+    regulator floor marked †), AUPRC ratio with its interval, paired differences from GENIE3 and Pearson, time."""
+    lines = ["| pair | genes | regulators | method | AUPRC ratio [95%] | − GENIE3 [95%] | − Pearson [95%] | s |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in record["rows"]:
-        if r["split"] != split or "ratio_ci" not in r:
+        if r["split"] != split or "ratio_ci" not in r or (methods and r["method"] not in methods):
             continue
-        lines.append(f"| {r['dataset']} × {r['truth']} | {r['genes']} | {r['method']} | {_cell(r)} | "
-                     f"{_diff(r, 'genie3')} | {_diff(r, 'pearson')} | {r['seconds']:.0f} |")
+        floor = " †" if r["regulators"] < record["regulator_floor"] else ""
+        lines.append(f"| {r['dataset']} × {r['truth']} | {r['genes']} | {r['regulators']}{floor} | {r['method']} | "
+                     f"{_cell(r)} | {_diff(r, 'genie3')} | {_diff(r, 'pearson')} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 
-def medians(record: dict, split: str) -> dict[str, float]:
-    """Median AUPRC ratio of each method over the split's pairs and gene sets."""
-    by: dict[str, list[float]] = {}
-    for r in record["rows"]:
-        if r["split"] == split and np.isfinite(r.get("ratio", np.nan)):
-            by.setdefault(r["method"], []).append(r["ratio"])
-    return {m: float(np.median(v)) for m, v in sorted(by.items(), key=lambda kv: -np.median(kv[1]))}
+def figures_table(record: dict, split: str, methods: tuple[str, ...]) -> str:
+    """Markdown: one figure per dataset × truth (mean over gene-set sizes) per method; † below the floor."""
+    figs = protocol.pair_figures(record_rows(record), split, record["regulator_floor"])
+    pairs = sorted({(f["dataset"], f["truth"]) for f in figs})
+    at = {(f["dataset"], f["truth"], f["method"]): f for f in figs}
+    lines = ["| dataset × truth | regulators | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for d, t in pairs:
+        some = next(f for f in figs if (f["dataset"], f["truth"]) == (d, t))
+        cells = [f"{at[(d, t, m)]['ratio']:.2f}" if (d, t, m) in at else "—" for m in methods]
+        lines.append(f"| {d} × {t} | {some['regulators']}{' †' if some['below_floor'] else ''} | "
+                     + " | ".join(cells) + " |")
+    agg = protocol.aggregate(figs)
+    lines.append("| **median (above floor)** | | " + " | ".join(f"**{agg[m]:.2f}**" if m in agg else "—"
+                                                          for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def _grid_rows(record: dict) -> list[dict]:
+    """The record's compact grid as rows again, each fusion's time the sum of its components' on the same pair
+    (how the run timed it), so `choose` on a record's rows repeats the run's choice."""
+    took = {(r["dataset"], r["truth"], r["tfs_plus"], r["method"]): r["seconds"] for r in record["rows"]
+            if r.get("method")}
+    return [{"dataset": d, "truth": t, "tfs_plus": s, "method": m, "ratio": ratio, "epr": epr, "split": split,
+             "regulators": n, "seconds": sum(took[(d, t, s, COMPONENTS[c])] for c in parse_setting(m))}
+            for d, t, s, m, ratio, epr, split, n in record.get("fusion_grid", [])]
+
+
+def record_rows(record: dict) -> list[dict]:
+    """Every scored row of a record, the grid's included (what `choose` reads)."""
+    return [r for r in record["rows"] if r.get("method")] + _grid_rows(record)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
+    ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every dataset of the split)")
     ap.add_argument("--checkpoint", default="shipped")
     ap.add_argument("--trees", type=int, default=50)
     ap.add_argument("--tree-cells", type=int, default=500)
     ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
     ap.add_argument("--seed", type=int, default=toolkit.SEED, help="the bootstrap's resamples")
-    ap.add_argument("--denoised-sizes", type=int, nargs="*", default=[500],
-                    help="gene-set sizes at which the 'denoised' method is measured (development pairs only)")
     ap.add_argument("--out", default="benchmarks/results/protocol.json")
+    ap.add_argument("--development-record", default=str(toolkit.results_path("protocol")),
+                    help="with --split evaluation: the record whose development choice is evaluated")
     ap.add_argument("--table", metavar="JSON", help="print the markdown tables of a finished run and stop")
+    ap.add_argument("--rechoose", metavar="JSON", help="apply the rule in code to a finished run's rows and write the "
+                    "record again to --out (the run's own date, machine and command kept under 'run')")
     args = ap.parse_args(argv)
+    if args.rechoose:
+        rechoose(Path(args.rechoose), args.out, argv)
+        return
     if args.table:
         record = json.loads(Path(args.table).read_text())
+        shown = ("genie3", "boosted", "pearson", "spearman", "mean_qk", "embedding")
         for split in (protocol.DEVELOPMENT, protocol.EVALUATION):
-            print(f"\n{split} medians:", json.dumps(medians(record, split), indent=0)[:2000])
+            print(f"\n{split}:\n" + figures_table(record, split, (*shown, record["default_setting"])))
             print(table(record, split))
         return
     path = resolve_checkpoint(args.checkpoint)
     bundle, _ = load_task_bundle(path)
     args.digest = protocol.checkpoint_digest(path)
-    args.chosen = None
+    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
+    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
+                 "scoring": code_version(SCORE_CODE)}
+    args.hashes = {"data": {}, "truths": {}, "genes": {}, "code": args.code}
+    args.chosen_settings = []
     rows: list[dict] = []
     splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
     t0 = time.perf_counter()
-    ranking = None
+    choice = None
+    if splits == [protocol.EVALUATION]:  # no development rows here: the choice is the development record's
+        development = json.loads(Path(args.development_record).read_text())
+        choice = {k: development[k] for k in ("default", "default_setting", "development_aggregate",
+                                              "leave_one_out") if k in development}
     for split in splits:  # development first: its choice is fixed before any evaluation pair is scored
-        if split == protocol.EVALUATION and args.chosen is None:
-            args.chosen, ranking = choose(rows) if rows else (None, None)
-        chosen_pairs = protocol.pairs(split)
+        if split == protocol.EVALUATION:
+            choice = choice or choose(rows)
+            args.chosen_settings = list(dict.fromkeys([choice["default_setting"],
+                                                       choice["default"]["fusion_weights"]]))
+        chosen_pairs = [p for p in protocol.pairs(split) if not args.datasets or p.dataset in args.datasets]
         for name in dict.fromkeys(p.dataset for p in chosen_pairs):
             for size in args.sizes if name != protocol.PAPALEXI else args.sizes[:1]:
                 rows += run_dataset(bundle, name, size, [p for p in chosen_pairs if p.dataset == name], args)
-                _write(args, rows, ranking, time.perf_counter() - t0, argv)  # a partial table survives a crash
-    if args.chosen is None and rows:
-        args.chosen, ranking = choose(rows)
-    _write(args, rows, ranking, time.perf_counter() - t0, argv)
-    print(f"wrote {args.out}; chosen weights {args.chosen}", flush=True)
+                _write(args, rows, choice, time.perf_counter() - t0, argv)  # a partial table survives a crash
+    if choice is None and rows:
+        choice = choose(rows)
+    _write(args, rows, choice, time.perf_counter() - t0, argv)
+    print(f"wrote {args.out}; default {choice['default'] if choice else None}", flush=True)
+
+
+def rechoose(path: Path, out: str, argv: list[str] | None) -> None:
+    """The rule in code applied again to a record's rows (no network recomputed), written through write_record."""
+    record = json.loads(path.read_text())
+    head = ("date", "machine", "command", "protocol_version", "method_version", "checkpoint", "checkpoint_digest")
+    body = {k: v for k, v in record.items() if k not in head}
+    body["run"] = record.get("run") or {k: record[k] for k in ("date", "machine", "command")}
+    body.update(choose(record_rows(record)))
+    body["hashes"]["code"]["scoring"] = code_version(SCORE_CODE)
+    toolkit.write_record(out, body, method=record["method_version"]["method"], checkpoint=record["checkpoint"],
+                         digest=record["checkpoint_digest"], command=toolkit.command_line(argv), indent=None)
+    print(f"wrote {out}; default {body['default']}", flush=True)
 
 
 def split_grid(rows: list[dict]) -> tuple[list[dict], list[list]]:
-    """(rows with intervals, the fusion grid's point estimates as [dataset, truth, tfs_plus, method, ratio, epr])
-    — the grid is thousands of points, kept compact so the record stays small enough to commit."""
-    grid = [r for r in rows if (r.get("method") or "").startswith("fused[") and "ratio_ci" not in r]
+    """(rows with intervals, the grid's point estimates as [dataset, truth, tfs_plus, setting, ratio, epr, split,
+    regulators]) — the grid is thousands of points, kept compact so the record stays small enough to commit."""
+    grid = [r for r in rows if r.get("method") and "ratio_ci" not in r and "skipped" not in r]
     return ([r for r in rows if r not in grid],
-            [[r["dataset"], r["truth"], r["tfs_plus"], r["method"], round(r["ratio"], 4), round(r["epr"], 4)]
-             for r in grid])
+            [[r["dataset"], r["truth"], r["tfs_plus"], r["method"], round(r["ratio"], 4), round(r["epr"], 4),
+              r["split"], r["regulators"]] for r in grid])
 
 
-def _write(args, rows: list[dict], ranking, wall: float, argv: list[str] | None) -> None:
+def _write(args, rows: list[dict], choice: dict | None, wall: float, argv: list[str] | None) -> None:
     """The record, through the toolkit's writer (atomic; provenance and checkpoint digest included)."""
-    rows, grid = split_grid(rows)
-    methods = {"genie3": method_version("genie3"), "pearson": method_version("pearson"),
-               "spearman": method_version("spearman"), **{f"grnformer {m}": f"registry {m}" for m in METHODS}}
-    body = {"settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
-                         "sizes": args.sizes, "grid_step": GRID_STEP, "denoised_sizes": args.denoised_sizes},
-            "chosen_fusion_weights": args.chosen, "development_ranking": ranking[:10] if ranking else None,
-            "wall_s": wall, "rows": rows, "fusion_grid": grid}
+    scored, grid = split_grid(rows)
+    methods = {m: method_version(m) for m in ("genie3", "boosted")}
+    methods.update({m: f"grn method {m}" for m in ("mean_qk", "pearson", "spearman", "embedding")})
+    body = {"network_protocol": protocol.VERSION, "regulator_floor": protocol.REGULATOR_FLOOR, "tie": protocol.TIE,
+            "speed": protocol.SPEED, "precision": getattr(args, "precision", None),
+            "settings": {"trees": args.trees, "tree_cells": args.tree_cells, "n_boot": args.n_boot,
+                         "sizes": args.sizes, "datasets": args.datasets, "grid_step": GRID_STEP,
+                         "components": COMPONENTS},
+            **(choice or {}), "hashes": getattr(args, "hashes", None), "wall_s": wall, "rows": scored,
+            "fusion_grid": grid}
     toolkit.write_record(args.out, body, method=methods, checkpoint=args.checkpoint, digest=args.digest,
                          command=toolkit.command_line(argv), indent=None)
 

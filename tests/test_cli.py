@@ -11,6 +11,7 @@ import pytest
 
 from grnformer.cli import main
 from grnformer.data.resources import RESOURCES
+from grnformer.networks.grn_options import DEFAULT_METHOD
 
 
 def test_missing_resource_names_how_to_supply_it(tmp_path, monkeypatch, capsys):
@@ -102,7 +103,7 @@ def test_grn_options_reach_the_network_file(files, tmp_path, capsys):
     assert cli(["grn", ckpt, cells, other, "--genes", "hvg", *ALL_ROWS, "--n-genes", "20", "--max-cells", "10",
                 "--seed", "4"], capsys)[0] == 0
     again = ad.read_h5ad(other)
-    assert "grn_heads" not in again.uns and again.uns["grn"]["method"] == "spearman"  # the protocol's default
+    assert "grn_heads" not in again.uns and again.uns["grn"]["method"] == DEFAULT_METHOD  # the protocol's default
     assert set(again.obs_names) != set(net.obs_names)  # the seed draws other cells
 
 
@@ -190,7 +191,7 @@ BAD = [
     (["grn", "--max-cells", "ten"], "invalid int value: 'ten'"),
     (["grn", "--method", "per_cell", "--genes", "random_expressed"], "needs one shared context"),
     (["grn", "--method", "mean_qk", "--heads", "missing.json"], "head selection file not found"),
-    (["grn", "--heads", "missing.json"], "method 'spearman' reads no attention"),
+    (["grn", "--method", "spearman", "--heads", "missing.json"], "method 'spearman' reads no attention"),
     (["select-heads", "--train-fraction", "1.5"], "train_fraction must be in (0, 1)"),
     (["select-heads", "--split", "cells"], "invalid choice: 'cells'"),
     (["select-heads", "--method", "pearson"], "invalid choice: 'pearson'"),

@@ -170,6 +170,19 @@ def grnboost2(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_jobs: int = 1, n_
                         "validation_fraction": validation_fraction})
 
 
+def boosted(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_jobs: int = 1, learning_rate: float | None = None,
+            max_iter: int | None = None, max_leaf_nodes: int | None = None, max_features: float | None = None,
+            max_bins: int | None = None, importance: str | None = None) -> np.ndarray:
+    """The GRNBoost2-class booster `grn --method boosted` runs (`networks.boosted_trees`: per target, scikit-learn's
+    histogram gradient boosting with early stopping, score = summed split gain); options left None keep its
+    defaults."""
+    from grnformer.networks.boosted_trees import boosted_importance
+
+    given = {"learning_rate": learning_rate, "max_iter": max_iter, "max_leaf_nodes": max_leaf_nodes,
+             "max_features": max_features, "max_bins": max_bins, "importance": importance}
+    return boosted_importance(x, reg, seed=seed, n_jobs=n_jobs, **{k: v for k, v in given.items() if v is not None})
+
+
 def _import_regdiffusion():
     """regdiffusion, or an ImportError saying how to install it without pulling another torch build."""
     if importlib.util.find_spec("regdiffusion") is None:
@@ -208,13 +221,14 @@ def regdiffusion(x: np.ndarray, reg: np.ndarray, seed: int = 0, n_steps: int = 1
     return np.asarray(trainer.get_adj(), dtype=np.float32)[reg]
 
 
-METHODS: dict[str, MethodFn] = {"genie3": genie3, "grnboost2": grnboost2, "pearson": pearson, "spearman": spearman,
-                                "regdiffusion": regdiffusion}
+METHODS: dict[str, MethodFn] = {"genie3": genie3, "grnboost2": grnboost2, "boosted": boosted, "pearson": pearson,
+                                "spearman": spearman, "regdiffusion": regdiffusion}
 
 
 def method_version(method: str) -> str:
     """Version of the code behind a method (the external package's for regdiffusion, sklearn's for the trees)."""
-    pkg = {"regdiffusion": "regdiffusion", "genie3": "scikit-learn", "grnboost2": "scikit-learn"}.get(method)
+    pkg = {"regdiffusion": "regdiffusion", "genie3": "scikit-learn", "grnboost2": "scikit-learn",
+           "boosted": "scikit-learn"}.get(method)
     if pkg is None:
         return "numpy " + np.__version__
     try:

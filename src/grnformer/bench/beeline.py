@@ -32,9 +32,10 @@ from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import GroundTruth
 from grnformer.bench.truths.beeline_files import (
     EXPRESSION,
+    LAYOUTS,
     PSEUDOTIME,
     REFERENCE,
-    directory_of,
+    layout,
     read_expression,
     read_reference,
     read_table,
@@ -85,17 +86,20 @@ def load(spec: str | Path, organism: str | None = None, depth: float = DEFAULT_P
     organism and any pseudotime columns, uns['beeline'] = name, directory and reference edges."""
     path, org = _parse(spec) if isinstance(spec, str) and is_spec(spec) else (Path(spec), None)
     org = organism_id(organism) if organism is not None else org
-    missing = [f for f in (EXPRESSION, REFERENCE) if not (directory_of(path) / f).is_file()]
-    if missing:
-        raise InputError(f"{path} is no BEELINE directory: {', '.join(missing)} missing.")
-    table = read_expression(path)
+    files = layout(path)
+    if files is None:
+        missing = [f for f in LAYOUTS[0] if not (path / f).is_file()]
+        raise InputError(f"{path} is no BEELINE directory: {', '.join(missing)} missing (or, as BEELINE "
+                         f"distributes its sets, {' and '.join(LAYOUTS[1])}).")
+    expression_file, reference_file = files
+    table = read_expression(path, expression_file)
     names = table.index.tolist()
     org = org or _guess_organism(names, path)
     symbols, _ = current_symbols(names, org)
     symbols = pd.Series(symbols, dtype=object)
     clash = symbols.duplicated(keep="first").to_numpy()
     symbols[clash] = np.asarray(names, dtype=object)[clash]  # two names of one gene: the later keeps its own
-    ref, _ = read_reference(path, REFERENCE)
+    ref, _ = read_reference(path, reference_file)
     ref_genes = pd.unique(ref[["Gene1", "Gene2"]].astype(str).to_numpy().ravel())
     ref_symbols = dict(zip(ref_genes, current_symbols(ref_genes, org)[0]))
     edges = pd.DataFrame({"regulator": ref["Gene1"].astype(str).map(ref_symbols),
@@ -111,10 +115,11 @@ def load(spec: str | Path, organism: str | None = None, depth: float = DEFAULT_P
     name = f"beeline_{path.resolve().name}"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*counts_from=")  # said in the dataset's provenance instead
-        adata = with_pseudo_counts(adata, COUNTS_FROM, depth, source=str(path / EXPRESSION))
+        adata = with_pseudo_counts(adata, COUNTS_FROM, depth, source=str(path / expression_file))
     adata.uns["transform"] = "given"
     adata.uns["beeline"] = {"name": name, "dir": str(path), "organism": org, "counts_from": COUNTS_FROM,
                             "depth": float(depth), "n_reference_edges": int(len(ref)),
+                            "reference_file": reference_file,
                             "regulator": edges["regulator"].to_numpy(dtype=str),
                             "target": edges["target"].to_numpy(dtype=str)}
     return adata
@@ -131,7 +136,8 @@ def reference(adata: AnnData) -> GroundTruth:
     edges = pd.DataFrame({"regulator": b["regulator"], "target": b["target"]})
     edges = edges[edges["regulator"] != edges["target"]]
     return GroundTruth(edges, f"{b['name']}_reference", b["organism"],
-                       {"source_file": str(Path(b["dir"]) / REFERENCE), "rows": b["n_reference_edges"],
+                       {"source_file": str(Path(b["dir"]) / b.get("reference_file", REFERENCE)),
+                        "rows": b["n_reference_edges"],
                         "convention": "BEELINE: reference regulators × all genes, self-edges excluded"})
 
 

@@ -39,15 +39,14 @@ from grnformer.networks.grn import (
     plan_streamed,
     provenance,
 )
+from grnformer.networks.grn_options import NETWORK_SETTINGS
 from grnformer.networks.methods import get_method
 from grnformer.networks.streaming_correlation import CHUNK_CELLS, streams
 
-# What must agree for an existing network file to count as this run's output (uniform_level, a result, and
-# the version are left out; the network genes are compared separately).
-RESUME_KEYS = ("method", "regulators", "direction", "correction", "contrast", "specificity", "max_regulators",
-               "adapt_steps", "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise", "keep_heads",
-               "genes", "n_genes", "groupby", "group", "n_cells", "max_cells", "n_contexts_per_cell", "precision",
-               "seed", "organism", "model")
+# What must agree for an existing network file to count as this run's output: every network setting (declared
+# once, `networks.grn_options.NETWORK_SETTINGS`) and what the run made of the cells (uniform_level, a result, and the
+# version are left out; the network genes are compared separately).
+RESUME_KEYS = (*NETWORK_SETTINGS, "group", "n_cells", "n_contexts_per_cell", "model")
 
 
 def grn_file(checkpoint: str | Path | Bundle, in_path: str | Path, out: str | Path,

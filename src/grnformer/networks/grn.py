@@ -444,23 +444,12 @@ def _perturb_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: t
 def provenance(bundle: Bundle, prep: Prepared, opts: GRNOptions, group: str, n_cells: int, n_contexts: int
                 ) -> dict[str, Any]:
     """uns['grn'] of a network, less its uniform level (a result): what a resumed run compares (RESUME_KEYS)."""
-    heads = "mean" if opts.selection is None else opts.selection.named_weights()
     return {
-        "method": opts.method, "direction": opts.direction, "correction": opts.correction,
+        **opts.recorded(bundle),
         "rows": "knocked-out regulators" if opts.method == "perturb" else
         "keys (regulators whose values the targets read)" if opts.direction == "kq" else "queries",
-        "max_regulators": opts.max_regulators if opts.method == "perturb" else None,
-        "contrast": opts.contrast, "specificity": opts.specificity, "adapt_steps": opts.adapt_steps,
-        "n_bootstrap": opts.n_bootstrap,
-        "min_stability": opts.min_stability if opts.filter == "stable" else None,
-        "regulators": opts.regulators if isinstance(opts.regulators, str) else "list",
-        "heads": heads, "filter": opts.filter, "top_k": opts.top_k if opts.filter == "topk" else None,
-        "symmetrise": opts.symmetrise, "keep_heads": opts.keep_heads,
-        "genes": opts.genes if isinstance(opts.genes, str) else "list", "n_genes": opts.n_genes,
-        "genes_not_found": list(prep.genes_not_found),
-        "groupby": opts.groupby, "group": group, "n_cells": n_cells, "max_cells": opts.max_cells,
-        "n_contexts_per_cell": n_contexts, "context_length": opts.context(bundle),
-        "precision": opts.precision, "seed": opts.seed, "organism": prep.organism,
+        "genes_not_found": list(prep.genes_not_found), "group": group, "n_cells": n_cells,
+        "n_contexts_per_cell": n_contexts, "organism": prep.organism,
         "model": {k: bundle.config.to_dict()[k] for k in ("d_model", "n_layers", "n_heads", "context_length")},
         "grnformer_version": grnformer.__version__,
     }

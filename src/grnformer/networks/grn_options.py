@@ -34,7 +34,7 @@ REGULATOR_SETS = ("tfs", "all")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
-FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised")
+FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised", "boosted")
 # What a per-type network shows (`networks.specificity`; 'share' chosen on PBMC3k, benchmarks/bench_specificity.py)
 SPECIFICITIES = ("none", "share", "contrast", "zscore")
 SPECIFICITY_HELP = (
@@ -44,16 +44,27 @@ SPECIFICITY_HELP = (
     "group than over all cells): 'specific' = what this group adds to the all-cells network, so a regulator "
     "leads when it is expressed higher in the group and moves with the group's genes (lineage TFs); contrast: "
     "each edge minus its mean over the other groups; zscore: each edge's z-score over the groups (any method)")
-# Chosen on the protocol's development pairs only (bench/protocol.py, benchmarks/bench_protocol.py,
-# benchmarks/results/protocol.json): the best weights of the grid (development median AUPRC ratio 1.333), and the
-# best method, Spearman (1.333; GENIE3 1.52 is no grn method), which ties that fusion at 1e-4 for a fraction of
-# its cost, so it is the default read-out. RESULTS.md, "Networks: the protocol", has the whole table.
+# The network protocol's rule chose these on its development pairs (protocol version 2: bench/protocol.py,
+# benchmarks/bench_protocol.py); tests/test_protocol.py checks they are benchmarks/results/protocol.json's
+# "default". RESULTS.md, "Networks: protocol v2", has the table and the leave-one-dataset-out check.
 DEFAULT_FUSION = "attention:0.1,spearman:0.9"
 DEFAULT_METHOD = "spearman"
 # Shared by grn and diffnet, written once.
 DIRECTION_HELP = "rows = keys (kq, default) or queries (qk)"
 CORRECTION_HELP = ("centre_q: subtract the mean query over the network genes before the softmax (removes the "
                    "per-key bias every query shares, which made hub genes); none: the raw maps")
+
+# Every GRNOptions field's role in a network file, declared once (tests/test_network_settings.py checks that each
+# field has exactly one). A network setting changes what a network holds: uns['grn'] records it
+# (`GRNOptions.recorded`) and a resumed run compares it (`networks.files.RESUME_KEYS` derives from this tuple), so
+# a setting cannot change the networks and be skipped by a resume (fusion_weights and context_length once were). A
+# run setting changes how a run goes or which networks it makes, never a network's values.
+NETWORK_SETTINGS = ("method", "fusion_weights", "regulators", "direction", "correction", "contrast", "specificity",
+                    "max_regulators",
+                    "adapt_steps", "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise",
+                    "keep_heads", "genes", "n_genes", "groupby", "max_cells", "context_length", "precision", "seed",
+                    "organism")
+RUN_SETTINGS = ("max_missing", "groups", "batch_size", "one_pass", "include_all")
 
 
 # What a head selection depends on: every GRNOptions field has one role here (tests/test_heads.py checks that none
@@ -163,6 +174,28 @@ class GRNOptions:
     include_all: bool = option(False, "with groupby (implies one_pass): also the network of every cell, key "
                                "'all' (the cells in no listed group included)", cli=False)
     selection: HeadSelection | None = field(default=None, repr=False, init=False)
+
+    def recorded(self, bundle: Bundle) -> dict[str, Any]:
+        """The NETWORK_SETTINGS of a validated run as a network file records them: a setting that does not act
+        under this method or filter is None, gene and regulator lists are 'list', a head selection its named
+        weights, fusion weights their normalised text (so 'pearson:9,attention:1' records as
+        'attention:0.1,pearson:0.9') and the context length resolved."""
+        from grnformer.networks.from_data import parse_weights
+
+        weights = parse_weights(self.fusion_weights, FUSION_COMPONENTS)
+        total = sum(weights.values())
+        values = {name: getattr(self, name) for name in NETWORK_SETTINGS}
+        values.update(
+            fusion_weights=",".join(f"{c}:{weights[c] / total:.6g}" for c in FUSION_COMPONENTS if weights.get(c, 0))
+            if self.method == "fused" else None,
+            max_regulators=self.max_regulators if self.method == "perturb" else None,
+            min_stability=self.min_stability if self.filter == "stable" else None,
+            top_k=self.top_k if self.filter == "topk" else None,
+            regulators=self.regulators if isinstance(self.regulators, str) else "list",
+            genes=self.genes if isinstance(self.genes, str) else "list",
+            heads="mean" if self.selection is None else self.selection.named_weights(),
+            context_length=self.context(bundle))
+        return values
 
     def context(self, bundle: Bundle) -> int:
         """Genes per context at inference: the option, or the model's training context."""

@@ -71,8 +71,19 @@ def _embedding(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
     return abs_cosine(ctx.gene_embeddings())
 
 
+def _boosted(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+    import numpy as np
+
+    from grnformer.networks.boosted_trees import boosted_importance
+
+    x, rows = ctx.log_expression(), np.flatnonzero(ctx.regulators)
+    out = np.zeros((x.shape[1], x.shape[1]), dtype=np.float32)
+    out[rows] = boosted_importance(x, rows, seed=ctx.opts.seed)
+    return out
+
+
 _COMPONENTS = {"attention": _attention, "pearson": _pearson, "spearman": _spearman, "embedding": _embedding,
-               "denoised": _denoised}
+               "denoised": _denoised, "boosted": _boosted}
 
 
 def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
@@ -98,6 +109,9 @@ METHODS: dict[str, NetworkMethod] = {m.name: m for m in (
                   "network, for comparison and fusion)", None, uses_model=False, form=_pearson),
     NetworkMethod("spearman", "|Spearman rho| of the cells' expression (no model)", None, uses_model=False,
                   form=_spearman),
+    NetworkMethod("boosted", "GRNBoost2-class gradient-boosted trees per target on the regulators' expression, "
+                  "early stopping, score = summed split gain (no model; every core)", None, uses_model=False,
+                  form=_boosted),
     NetworkMethod("denoised", "|Pearson r| of the model's denoised expression of the cells (one denoising pass)",
                   None, form=_denoised),
     NetworkMethod("embedding", "|cosine| of the model's gene embeddings (what the model learned of the genes "

@@ -25,6 +25,15 @@ from grnformer.data.input.prepare import ORGANISM_COLUMN
 from grnformer.errors import InputError
 
 EXPRESSION, REFERENCE, PSEUDOTIME = "ExpressionData.csv", "refNetwork.csv", "PseudoTime.csv"
+# The layout of BEELINE's distributed benchmark sets (one folder per truth and gene-set size: the gzipped
+# expression table, the truth's edges and the gene set's TFs).
+LAYOUTS = ((EXPRESSION, REFERENCE), ("BL--ExpressionData.csv.gz", "BL--network.csv.gz"))
+
+
+def layout(directory: str | Path) -> tuple[str, str] | None:
+    """(expression file, reference file) of the first layout whose two files the directory holds, else None."""
+    path = directory_of(directory)
+    return next(((e, r) for e, r in LAYOUTS if (path / e).is_file() and (path / r).is_file()), None)
 
 
 def directory_of(path: str | Path) -> Path:
@@ -43,12 +52,12 @@ def read_table(path: Path, what: str, **read_csv) -> pd.DataFrame:
         raise InputError(f"could not read {what} {path} as CSV ({type(err).__name__}: {err}).") from err
 
 
-def read_expression(directory: str | Path) -> pd.DataFrame:
-    """ExpressionData.csv as genes × cells of numbers: index = the gene names as written (stripped), each once;
-    columns = cell names (strings)."""
-    path = directory_of(directory) / EXPRESSION
+def read_expression(directory: str | Path, file: str = EXPRESSION) -> pd.DataFrame:
+    """The expression table (ExpressionData.csv, or ``file``) as genes × cells of numbers: index = the gene names as
+    written (stripped), each once; columns = cell names (strings)."""
+    path = directory_of(directory) / file
     if not path.is_file():
-        raise InputError(f"{path} not found: a BEELINE directory holds {EXPRESSION} (genes × cells).")
+        raise InputError(f"{path} not found: a BEELINE directory holds {file} (genes × cells).")
     table = read_table(path, "expression table", index_col=0)
     if table.empty or not all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
         raise InputError(f"{path} must be genes × cells of numbers, the first column naming genes.")
