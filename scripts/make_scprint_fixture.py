@@ -36,7 +36,6 @@ weights are seeded). `benchmarks/bench_scprint_speed.py` reuses `scprint_on_path
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import json
 import os
@@ -144,14 +143,6 @@ def ensure_venv(venv: Path, wheels: Path) -> Path:
     return python
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(SHAPES), default="small")
@@ -203,6 +194,8 @@ def main() -> None:
     ckpt, expected = args.out / f"{stem}.ckpt", args.out / f"{stem}_expected.npz"
     os.replace(work / "model.ckpt", ckpt)
     os.replace(work / "expected.npz", expected)
+    from grnformer.data.resources import file_sha256
+
     versions = json.loads((work / "versions.json").read_text())
     for f in work.iterdir():
         f.unlink()
@@ -211,7 +204,7 @@ def main() -> None:
               "release": args.release, "layout": args.layout, "v2_settings": versions.pop("v2_settings", None),
               "shape": {"d_model": d, "n_layers": n_layers, "n_heads": n_heads}, "versions": versions,
               "n_genes": len(inputs["genes"]), "cells": inputs["cells"], "context": args.context,
-              "checkpoint_sha256": sha256(ckpt), "expected_sha256": sha256(expected)}
+              "checkpoint_sha256": file_sha256(ckpt), "expected_sha256": file_sha256(expected)}
     (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "cells"}, indent=1))
 

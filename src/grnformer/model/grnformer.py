@@ -151,6 +151,23 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), qk
 
 
+def run_blocks(blocks: nn.ModuleList, x: Tensor, n_special: int, return_qk: bool
+               ) -> tuple[Tensor, list[QK] | None]:
+    """The trunk every architecture shares: blocks in order, each layer's q/k kept over the gene tokens only
+    (the first ``n_special`` positions dropped), since the networks read gene-gene attention."""
+    qks = []
+    for block in blocks:
+        x, qk = block(x, return_qk=return_qk)
+        if return_qk:
+            qks.append((qk[0][:, :, n_special:], qk[1][:, :, n_special:]))
+    return x, qks if return_qk else None
+
+
+def label_logits(heads: nn.ModuleDict, label_emb: Tensor) -> dict[str, Tensor]:
+    """One classifier per label set, each reading its own label token (in the heads' order)."""
+    return {name: head(label_emb[:, i]) for i, (name, head) in enumerate(heads.items())}
+
+
 # ----------------------------------------------------------------------------------------------------- model
 
 class GRNFormer(nn.Module):
@@ -202,18 +219,13 @@ class GRNFormer(nn.Module):
     # -- trunk and heads ----------------------------------------------------------------------------------
     def _run(self, x: Tensor, scale: Tensor, return_qk: bool) -> ModelOutput:
         s = self.config.n_special
-        x = self.drop(x)
-        qks = []
-        for block in self.blocks:
-            x, qk = block(x, return_qk)
-            if return_qk:
-                qks.append((qk[0][:, :, s:], qk[1][:, :, s:]))
+        x, qks = run_blocks(self.blocks, self.drop(x), s, return_qk)
         h = self.ln_f(x)
         gene_out = h[:, s:]
         mu, theta, pi_logit = self._zinb(gene_out, scale)
         label_emb = h[:, 2:s]
-        logits = {name: head(label_emb[:, i]) for i, (name, head) in enumerate(self.label_heads.items())}
-        return ModelOutput(h[:, 0], label_emb, gene_out, mu, theta, pi_logit, logits, qks if return_qk else None)
+        return ModelOutput(h[:, 0], label_emb, gene_out, mu, theta, pi_logit, label_logits(self.label_heads, label_emb),
+                           qks)
 
     def _zinb(self, gene_out: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean = softmax over the context's genes x scale; theta = softplus (> 0); all in fp32."""

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
-from grnformer.model.grnformer import Block, ModelOutput
+from grnformer.model.grnformer import Block, ModelOutput, label_logits, run_blocks
 
 ARCHITECTURE = "scprint-v1"  # the bundle's metadata names it; `GRNFormer` bundles name none
 NORMALIZATIONS = ("sum", "log")
@@ -99,6 +99,14 @@ def normalized_counts(counts: Tensor, normalization: str) -> Tensor:
     return torch.log2(1 + counts)
 
 
+def zinb_parameters(raw: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """scPRINT's decoder output [..., 3] as (mean, dispersion, dropout logit) in fp32: the mean is a softmax over
+    the context's genes times ``scale``, the dispersion exp(raw) clamped so it never overflows."""
+    raw = raw.float()
+    mu = torch.softmax(raw[..., 0], dim=-1) * scale.float().unsqueeze(-1)
+    return mu, torch.exp(raw[..., 1].clamp(max=MAX_LOG_DISPERSION)), raw[..., 2]
+
+
 class ScPrintNetwork(nn.Module):
     """What every converted scPRINT network shares: inference only, and the bundle's architecture name."""
 
@@ -153,17 +161,10 @@ class ScPrintModel(ScPrintNetwork):
                              self.special.weight.unsqueeze(0).expand(B, -1, -1).to(x.dtype)], dim=1)
         x = torch.cat([special, x], dim=1)
         s = self.config.n_special
-        qks = []
-        for block in self.blocks:
-            x, qk = block(x, return_qk)
-            if return_qk:
-                qks.append((qk[0][:, :, s:], qk[1][:, :, s:]))
+        x, qks = run_blocks(self.blocks, x, s, return_qk)
         h = self.ln_f(x)
         gene_out = h[:, s:]
-        raw = self.zinb_head(self.expr_decoder(gene_out)).float()
-        mu = torch.softmax(raw[..., 0], dim=-1) * scale.float().unsqueeze(-1)
-        theta = torch.exp(raw[..., 1].clamp(max=MAX_LOG_DISPERSION))
+        mu, theta, pi_logit = zinb_parameters(self.zinb_head(self.expr_decoder(gene_out)), scale)
         label_emb = h[:, 2:s]
-        logits = {name: head(label_emb[:, i]) for i, (name, head) in enumerate(self.label_heads.items())}
-        return ModelOutput(h[:, :s].mean(dim=1), label_emb, gene_out, mu, theta, raw[..., 2], logits,
-                           qks if return_qk else None)
+        return ModelOutput(h[:, :s].mean(dim=1), label_emb, gene_out, mu, theta, pi_logit,
+                           label_logits(self.label_heads, label_emb), qks)

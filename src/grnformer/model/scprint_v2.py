@@ -24,16 +24,16 @@ from torch import Tensor, nn
 
 from grnformer.errors import InputError
 from grnformer.model.config import ModelConfig
-from grnformer.model.grnformer import QK, ModelOutput
+from grnformer.model.grnformer import QK, ModelOutput, label_logits, run_blocks
 from grnformer.model.scprint import (
     LN_EPS,
-    MAX_LOG_DISPERSION,
     ScPrintNetwork,
     ScPrintSpec,
     classifier,
     encode_value,
     normalized_counts,
     value_encoder,
+    zinb_parameters,
 )
 
 ARCHITECTURE_V2 = "scprint-v2"
@@ -142,11 +142,7 @@ class ScPrintV2Model(ScPrintNetwork):
         s = self.n_special
         if not self.cell_blocks:  # one transformer over special and gene tokens, as in v1
             x = torch.cat([special, x], dim=1)
-        qks = []
-        for block in self.blocks:
-            x, qk = block(x, return_qk=return_qk)
-            if return_qk:
-                qks.append(qk if self.cell_blocks else (qk[0][:, :, s:], qk[1][:, :, s:]))
+        x, qks = run_blocks(self.blocks, x, 0 if self.cell_blocks else s, return_qk)
         h = self.ln_f(x)
         if self.cell_blocks:
             c = special
@@ -159,10 +155,7 @@ class ScPrintV2Model(ScPrintNetwork):
         if self.spec.depth_in_decoder:
             decoder_in = torch.cat([gene_out, log_depth[:, None, None].expand(-1, gene_out.shape[1], 1)
                                     .to(gene_out.dtype)], dim=-1)
-        raw = self.zinb_head(self.expr_decoder(decoder_in)).float()
-        mu = torch.softmax(raw[..., 0], dim=-1) * scale.float().unsqueeze(-1)
-        theta = torch.exp(raw[..., 1].clamp(max=MAX_LOG_DISPERSION))
+        mu, theta, pi_logit = zinb_parameters(self.zinb_head(self.expr_decoder(decoder_in)), scale)
         label_emb = cells[:, s - len(self.label_heads):]
-        logits = {name: head(label_emb[:, i]) for i, (name, head) in enumerate(self.label_heads.items())}
-        return ModelOutput(cells.mean(dim=1), label_emb, gene_out, mu, theta, raw[..., 2], logits,
-                           qks if return_qk else None)
+        return ModelOutput(cells.mean(dim=1), label_emb, gene_out, mu, theta, pi_logit,
+                           label_logits(self.label_heads, label_emb), qks)
