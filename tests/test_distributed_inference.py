@@ -1,6 +1,7 @@
 """Inference over two gloo CPU ranks (`inference.distributed`) equals one process for every task: embed, classify,
 denoise and the attention networks (mean_qk, per_cell, fused, groups in one pass). Each rank is a subprocess
-running the same script; results come back through files, and only rank 0 writes the task's output file."""
+running the same script; results come back through files, and only rank 0 writes the task's output file. A rank
+that dies mid-run stops the others and leaves no output behind."""
 
 import os
 import subprocess
@@ -116,3 +117,43 @@ def test_bootstrap_refused_over_ranks_and_rows_checked():
             combine_rows(np.zeros((3, 2), dtype=np.float32))
     finally:
         dist.destroy_process_group()
+
+
+FAULT_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from datetime import timedelta
+    sys.path.insert(0, {tests!r})
+    import torch.distributed as dist
+    from _tasks_support import pbmc, tiny_bundle
+    from grnformer.inference.distributed import sharded
+    from grnformer.tasks.embed import embed_file
+    rank, out = int(sys.argv[1]), sys.argv[2]
+    dist.init_process_group("gloo", init_method="file://" + out + "/rendezvous", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    bundle = tiny_bundle()
+    if rank == 1:  # this rank dies in its second forward pass, as a killed or crashed process would
+        forward, calls = bundle.model.forward, []
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                os._exit(9)
+            return forward(*args, **kwargs)
+        bundle.model.forward = dying
+    pbmc({n}, seed=5).write_h5ad(out + f"/cells{{rank}}.h5ad")
+    with sharded():
+        embed_file(bundle, out + f"/cells{{rank}}.h5ad", out + "/embedded.h5ad", batch_size={batch}, progress=False)
+""")
+
+
+def test_a_rank_that_dies_leaves_no_output_and_the_others_stop(tmp_path):
+    """One rank killed mid-run: the other fails instead of writing (its all-reduce has no partner), and no output
+    or part file is left, so a re-run starts clean."""
+    script = tmp_path / "rank.py"
+    script.write_text(FAULT_SCRIPT.format(tests=os.path.dirname(__file__), n=N_CELLS, batch=BATCH))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert procs[1].returncode == 9, logs[1]
+    assert procs[0].returncode != 0, logs[0]  # rank 0 did not go on to write a file from half the cells
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("embedded")], logs[0]
