@@ -13,7 +13,7 @@ import torch
 from _tasks_support import CONTEXT, pbmc, run_grn, run_grn_file, tiny_bundle
 
 import grnformer.networks.dispatch as dispatch_mod
-import grnformer.networks.files as files_mod
+import grnformer.networks.network_file as network_file_mod
 from grnformer import InputError
 from grnformer.bench.grnformer_method import benchmark_method
 from grnformer.data.genes import tf_symbols
@@ -332,7 +332,7 @@ def test_failure_mid_write_leaves_no_output(bundle, cells, tmp_path, monkeypatch
             raise OSError("No space left on device")
         return write
 
-    monkeypatch.setattr(files_mod, "csv_writer", broken_csv)
+    monkeypatch.setattr(network_file_mod, "csv_writer", broken_csv)
     with pytest.raises(OSError, match="No space"):
         run_grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="hvg", n_genes=20, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]  # neither the h5ad nor any .part

@@ -20,17 +20,13 @@ from anndata.io import read_elem
 from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
 from grnformer.inference.file_runner import run_file
-from grnformer.inference.outputs import (
-    check_writable,
-    csv_writer,
-    h5ad_writer,
-    write_many,
-)
+from grnformer.inference.outputs import check_writable
 from grnformer.inference.prepared import read_input
 from grnformer.networks.dispatch import contexts_per_cell, iter_networks, networks_in_one_pass
 from grnformer.networks.grn import adapted, group_networks
 from grnformer.networks.grn_options import NETWORK_SETTINGS, GRNOptions
 from grnformer.networks.network_adata import provenance
+from grnformer.networks.network_file import write_network
 from grnformer.networks.network_plan import NetworkPlan, plan_networks, plan_streamed
 from grnformer.networks.streaming_correlation import CHUNK_CELLS, streams
 
@@ -109,10 +105,7 @@ def _networks_into(out: Path, bundle: Bundle, adata: AnnData | None, in_path: st
     else:
         made = iter_networks(bundle, plan, opts, dev, todo, progress)
     for g, net in made:
-        writers = {files[g][0]: h5ad_writer(net)}
-        if csv:
-            writers[files[g][1]] = csv_writer(net, csv_max_edges)
-        write_many(writers)
+        write_network(net, files[g][0], csv, csv_max_edges)
     return [path for g in plan.groups for path in files[g]]
 
 
