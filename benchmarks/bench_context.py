@@ -31,7 +31,8 @@ from grnformer.data.genes import tf_symbols
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
-from grnformer.networks.grn import GRNOptions, grn, network_names
+from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.network_adata import network_names
 
 
 def main(argv: list[str] | None = None) -> None:

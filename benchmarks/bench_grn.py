@@ -33,9 +33,9 @@ from grnformer.data.corpus import datasets
 from grnformer.data.corpus.labels import LabelSet
 from grnformer.data.genes import GeneVocab
 from grnformer.inference.device import resolve_device
-from grnformer.inference.outputs import write_h5ad
 from grnformer.model import GRNFormer, ModelConfig
 from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.network_file import write_network
 from grnformer.tasks.embed import embed
 
 N_GENES = {"small": 2000, "medium": 2200, "large": 5000}
@@ -108,7 +108,7 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device, peak: 
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_grn = time.perf_counter()
-    write_h5ad(net, out_dir / "network.h5ad")
+    write_network(net, out_dir / "network.h5ad")
     t_end = time.perf_counter()
 
     n_cells = net.uns["grn"]["n_cells"]

@@ -19,7 +19,6 @@ import math
 import numpy as np
 import torch
 
-import grnformer.networks.grn as grn_mod
 from grnformer.bench import toolkit
 from grnformer.bench.network_scores import score_network
 from grnformer.bench.truths import load_truth
@@ -28,7 +27,10 @@ from grnformer.data.input.prepare import prepare
 from grnformer.demo import _network_genes
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.loop import run_model
+from grnformer.networks.dispatch import new_accumulator
 from grnformer.networks.grn_options import GRNOptions
+from grnformer.networks.network_adata import network_adata
+from grnformer.networks.network_plan import gene_slots, network_collators, plan_networks
 
 SETS = {"pbmc3k": [("omnipath", "tf"), ("omnipath", "all"), ("encode_chip", "tf"), ("encode_chip", "all")],
         "chen_hesc": [("mccalla_hesc_kd", "truth_regulators"), ("mccalla_hesc_chip_kd", "truth_regulators")],
@@ -42,16 +44,16 @@ def mean_qk(bundle, name: str, n_cells: int, n_genes: int):
     adata = adata[rows].copy()
     genes = _network_genes(prepare(adata, vocab=bundle.vocab)[0], n_genes)
     opts = GRNOptions(genes=genes, n_genes=None, correction="none").validate(bundle)
-    plan = grn_mod.plan_networks(bundle, adata, opts)
+    plan = plan_networks(bundle, adata, opts)
     dev = torch.device("cpu")
-    slot_of, collators = grn_mod._gene_slots(bundle, plan, dev), grn_mod.network_collators(bundle, plan, opts)
-    acc = grn_mod._accumulator(bundle, len(plan.cols), opts, dev)
+    slot_of, collators = gene_slots(bundle, plan, dev), network_collators(bundle, plan, opts)
+    acc = new_accumulator(bundle, len(plan.cols), opts, dev)
     for _, _, batch, out in run_model(bundle, plan.prep, plan.groups["all"], collators, dev, batch_size=16,
                                       return_qk=True, progress=False):
         acc.add(slot_of[batch["genes"]], out.qk, same_context=True)
     n = acc.n_cells.numpy()[None, None, :, None]
-    shell = grn_mod.network_adata(np.zeros((len(plan.cols),) * 2, np.float32), plan.prep, plan.cols,
-                                  plan.groups["all"], acc.n_cells.numpy(), {})
+    shell = network_adata(np.zeros((len(plan.cols),) * 2, np.float32), plan.prep, plan.cols,
+                          plan.groups["all"], acc.n_cells.numpy(), {})
     return acc.q_sum.numpy() / n, acc.k_sum.numpy() / n, shell
 
 

@@ -44,7 +44,8 @@ from grnformer.inference.device import load_task_bundle, uses_bf16
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.from_data import fuse_ranks
-from grnformer.networks.grn import GRNOptions, grn, network_names
+from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.network_adata import network_names
 
 # Fusion component → the grn method that makes it alone. 'denoised' (a denoising pass over every cell, more than all
 # others together) is left out of version 2's grid; version 1 measured it below Pearson (HISTORY.md).
@@ -54,7 +55,8 @@ GRN_COMPONENTS = ("attention", "pearson", "spearman", "embedding")  # made by gr
 GRID_STEP = 0.1
 CACHE = Path("benchmarks/out/protocol_cache")
 # What computes each kind of network: a change in any of these files is a new cache key and a new record hash.
-GRN_CODE = ("grnformer.networks.grn", "grnformer.networks.methods", "grnformer.networks.attention",
+GRN_CODE = ("grnformer.networks.grn", "grnformer.networks.methods", "grnformer.networks.dispatch",
+            "grnformer.networks.network_plan", "grnformer.networks.network_context", "grnformer.networks.attention",
             "grnformer.networks.from_data", "grnformer.inference.loop", "grnformer.model.grnformer")
 BASELINE_CODE = ("grnformer.bench.baselines", "grnformer.networks.from_data", "grnformer.networks.boosted_trees")
 SCORE_CODE = ("grnformer.bench.protocol", "grnformer.edge_metrics")

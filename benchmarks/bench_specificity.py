@@ -40,8 +40,9 @@ from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.from_data import abs_spearman
-from grnformer.networks.grn import GRNOptions, grn, network_names
+from grnformer.networks.grn import GRNOptions, grn
 from grnformer.networks.grn_options import SPECIFICITIES
+from grnformer.networks.network_adata import network_names
 from grnformer.networks.specificity import regulator_strength, specific_matrices, top_overlap
 
 DATASETS = {"development": "pbmc3k", "evaluation": "zheng2017_sorted_pbmc_facs"}

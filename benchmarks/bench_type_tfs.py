@@ -29,7 +29,8 @@ from grnformer.data.corpus import datasets
 from grnformer.inference.device import load_task_bundle
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
-from grnformer.networks.grn import GRNOptions, grn, network_names
+from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.network_adata import network_names
 from grnformer.tasks.classify import classify
 
 LINEAGE_TFS = {"monocyte": ["SPI1", "CEBPB"], "B cell": ["PAX5", "EBF1"], "NK cell": ["TBX21", "EOMES"],

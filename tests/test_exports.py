@@ -25,8 +25,8 @@ from bench_decoupler_lineage import (
 
 import grnformer as gf
 from grnformer.cli import main
-from grnformer.inference.outputs import write_h5ad
 from grnformer.networks.exports import edge_table, export_file, top_edges, write_edges
+from grnformer.networks.network_file import write_network
 
 torch.set_num_threads(1)
 TOP_K = 20
@@ -46,7 +46,7 @@ def network(typed_cells, tmp_path_factory):
     genes = network_genes(adata, 200)
     net = model.grn(adata, genes=genes, n_genes=None)
     path = tmp_path_factory.mktemp("net") / "net.h5ad"
-    write_h5ad(net, path)
+    write_network(net, path)
     return path
 
 

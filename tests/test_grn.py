@@ -12,8 +12,8 @@ import scipy.sparse as sp
 import torch
 from _tasks_support import CONTEXT, pbmc, run_grn, run_grn_file, tiny_bundle
 
-import grnformer.networks.files as files_mod
-import grnformer.networks.grn as grn_mod
+import grnformer.networks.dispatch as dispatch_mod
+import grnformer.networks.network_file as network_file_mod
 from grnformer import InputError
 from grnformer.bench.grnformer_method import benchmark_method
 from grnformer.data.genes import tf_symbols
@@ -109,12 +109,12 @@ def accumulators(monkeypatch):
     """Every MeanQK accumulator grn() creates during the test, in creation order."""
     made = []
 
-    class Spy(grn_mod.MeanQK):
+    class Spy(dispatch_mod.MeanQK):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(grn_mod, "MeanQK", Spy)
+    monkeypatch.setattr(dispatch_mod, "MeanQK", Spy)
     return made
 
 
@@ -211,7 +211,7 @@ def test_one_pass_keeps_one_accumulator_per_group(bundle, cells, accumulators):
 def counted_networks(monkeypatch, fail_at=None):
     """Count the networks grn_file computes; with ``fail_at``, that one (1-based) dies like a killed job."""
     calls = []
-    real = grn_mod._network
+    real = dispatch_mod.form_network
 
     def network(*args, **kwargs):
         calls.append(args[3])
@@ -219,7 +219,7 @@ def counted_networks(monkeypatch, fail_at=None):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(grn_mod, "_network", network)
+    monkeypatch.setattr(dispatch_mod, "form_network", network)
     return calls
 
 
@@ -332,7 +332,7 @@ def test_failure_mid_write_leaves_no_output(bundle, cells, tmp_path, monkeypatch
             raise OSError("No space left on device")
         return write
 
-    monkeypatch.setattr(files_mod, "csv_writer", broken_csv)
+    monkeypatch.setattr(network_file_mod, "csv_writer", broken_csv)
     with pytest.raises(OSError, match="No space"):
         run_grn_file(bundle, src, tmp_path / "net.h5ad", csv=True, genes="hvg", n_genes=20, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]  # neither the h5ad nor any .part

@@ -29,8 +29,9 @@ def _room(module: str) -> str:
     return part if part in ROOMS else "top"
 
 
-def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """Every grnformer module each module imports (top level or in a function), TYPE_CHECKING blocks left out."""
+def _imports(modules: dict[str, Path], annotations: bool = False) -> dict[str, set[str]]:
+    """Every grnformer module each module imports (top level or in a function), TYPE_CHECKING blocks left out
+    unless ``annotations``."""
     def owner(target: str) -> str | None:
         while target not in modules and "." in target:
             target = target.rsplit(".", 1)[0]
@@ -39,8 +40,8 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
     graph = defaultdict(set)
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        skip = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+        skip = set() if annotations else {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                                          and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
@@ -109,3 +110,20 @@ def test_zero_shot_code_reads_bundles_without_the_training_room():
             reached[start] = hits
     assert not reached, reached
     assert _room("grnformer.bundle.checkpoint") == "bundle"
+
+
+
+def test_the_method_registry_is_in_no_import_circle_even_for_annotations():
+    """`networks.methods` declares the methods; `grn` and the dispatcher run them. Nothing the registry imports
+    reaches back to it, annotation-only imports included (what a method's form reads is the registry's own
+    protocol, `MethodInputs`), and the entry point `grn` and the registry do not import each other."""
+    graph = _imports(_modules(), annotations=True)
+    registry, entry = "grnformer.networks.methods", "grnformer.networks.grn"
+    seen, todo = set(), [registry]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    assert registry not in seen and entry not in seen, sorted(seen)
+    assert registry not in graph[entry]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from _tasks_support import pbmc, run_grn, tiny_bundle
 
 from grnformer import InputError
@@ -29,6 +30,29 @@ def test_every_registered_method_runs_through_grn(bundle, cells):
         net = run_grn(bundle, cells, genes=GENES, method=name, max_regulators=3)
         assert net.uns["grn"]["method"] == name and net.varp["GRN"].shape == (len(GENES), len(GENES))
         assert np.isfinite(np.asarray(net.varp["GRN"])).all()
+
+
+def test_every_method_declares_the_traits_the_dispatcher_runs_it_by(bundle, cells):
+    """The dispatcher reads a method's traits only: each is one of the kinds it knows, a method that does not knock
+    out has a form, a method's own settings are network settings; an unknown name is refused by name."""
+    import dataclasses
+
+    from grnformer.networks.dispatch import iter_networks, networks_in_one_pass
+    from grnformer.networks.grn_options import NETWORK_SETTINGS
+    from grnformer.networks.network_plan import plan_networks
+
+    for method in METHODS.values():
+        assert method.accumulates in ("mean_qk", "per_cell", "knockout", None), method.name
+        assert (method.form is None) == (method.accumulates == "knockout"), method.name
+        assert method.correlation in (None, "pearson", "spearman") and set(method.own_settings) <= set(NETWORK_SETTINGS)
+        assert not method.attention_only or method.reads_attention
+    opts = GRNOptions(genes=GENES, regulators="all", method="mean_qk").validate(bundle)
+    plan = plan_networks(bundle, cells, opts)
+    unknown = dataclasses.replace(opts, method="no_such_method")
+    with pytest.raises(InputError, match="method must be one of mean_qk, .*; got 'no_such_method'"):
+        next(iter_networks(bundle, plan, unknown, torch.device("cpu"), ["all"], progress=False))
+    with pytest.raises(InputError, match="got 'no_such_method'"):
+        networks_in_one_pass(bundle, plan, unknown, torch.device("cpu"), progress=False)
 
 
 def test_pearson_method_is_the_baselines_pearson(bundle, cells):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _tasks_support import pbmc, run_grn_file, tiny_bundle
 
-import grnformer.networks.grn as grn_mod
+import grnformer.networks.dispatch as dispatch_mod
 from grnformer import InputError
 from grnformer.networks.grn_options import GRNOptions
 
@@ -33,8 +33,8 @@ def test_fused_rerun_with_other_weights_refuses_the_old_network_and_overwrite_re
     run_grn_file(bundle, src, out, fusion_weights="attention:0.5,pearson:0.5", **kw)
     first = ad.read_h5ad(out).varp["GRN"]
     calls = []
-    real = grn_mod._network
-    monkeypatch.setattr(grn_mod, "_network", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = dispatch_mod.form_network
+    monkeypatch.setattr(dispatch_mod, "form_network", lambda *a, **k: calls.append(1) or real(*a, **k))
     with pytest.raises(InputError, match="other settings .*fusion_weights.*--overwrite"):
         run_grn_file(bundle, src, out, fusion_weights="attention:0.1,pearson:0.9", **kw)
     assert calls == []

@@ -4,7 +4,7 @@ renamed over it.
 A crash, a full disk or an error half-way through leaves the destination untouched and no ``.part`` behind, so
 nobody mistakes a truncated h5ad, checkpoint or report for a result. Several destinations written together are
 renamed only when every part is complete. This module sits beside `errors` so that data, train, tasks and bench
-can all use it; `inference.outputs` builds its h5ad / CSV writers on it.
+can all use it; `inference.outputs` builds its h5ad / JSON writers on it, `networks.network_file` a network's.
 """
 
 from __future__ import annotations

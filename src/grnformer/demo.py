@@ -299,13 +299,13 @@ def _score(networks: list[_Network], adata: AnnData) -> tuple[list[dict], list[s
 
 
 def _write_outputs(out: Path, adata: AnnData, networks: list[_Network], records: list[dict]) -> None:
-    from grnformer.inference.outputs import write_csv, write_h5ad
+    from grnformer.inference.outputs import write_h5ad
+    from grnformer.networks.network_file import write_network
 
     (out / "networks").mkdir(parents=True, exist_ok=True)
     write_h5ad(adata, out / "cells.h5ad")
     for n in networks:
-        write_h5ad(n.net, out / "networks" / f"{n.stem}.h5ad")
-        write_csv(n.net, out / "networks" / f"{n.stem}.csv")
+        write_network(n.net, out / "networks" / f"{n.stem}.h5ad", csv=True)
     write_text(out / "metrics.csv", pd.DataFrame(records).to_csv(index=False))
     write_text(out / "metrics.json", json.dumps(records, indent=1, default=float))
 

@@ -33,7 +33,7 @@ from grnformer.bench.truths import GroundTruth, available_truths, load_truth
 from grnformer.data.genes import organism_id, tf_symbols
 from grnformer.data.input.expression import organism_of
 from grnformer.errors import InputError
-from grnformer.inference.outputs import write_h5ad
+from grnformer.networks.network_file import write_network
 
 NetworkFn = Callable[..., ad.AnnData]
 
@@ -274,7 +274,7 @@ def _method_network(method: str, method_options: dict, o: BenchOptions, dname: s
     start = time.perf_counter()
     net = _METHODS[method].fn(adata, genes, regs, **options)
     net.uns.setdefault("grn", {})["wall_seconds"] = time.perf_counter() - start
-    write_h5ad(net, path)
+    write_network(net, path)
     return net, path, False
 
 

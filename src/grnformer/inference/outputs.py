@@ -2,8 +2,8 @@
 
 A crash, a full disk or an error half-way through leaves the destination untouched and no ``.part`` behind, so
 a user never mistakes a truncated h5ad or CSV for a result. Files that belong together (a network's h5ad and its
-edge CSV) are all written as parts first and renamed only when every part is complete; per-group networks are
-published group by group, so an interrupted run keeps its finished groups and can resume
+edge CSV: `networks.network_file`) are all written as parts first and renamed only when every part is complete;
+per-group networks are published group by group, so an interrupted run keeps its finished groups and can resume
 (`networks.files.grn_file`).
 """
 
@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from grnformer.atomic import atomic_paths, write_text
@@ -75,37 +73,6 @@ def h5ad_writer(adata: AnnData) -> Callable[[Path], None]:
 def write_h5ad(adata: AnnData, path: str | Path) -> Path:
     """Write ``adata`` to ``path`` atomically (None values in uns are stored as 'none')."""
     return write_many({path: h5ad_writer(adata)})[0]
-
-
-def edge_table(net: AnnData, max_edges: int | None = None) -> pd.DataFrame:
-    """Edges of ``varp['GRN']`` as (regulator, target, score), strongest first; zero scores and self-pairs left out."""
-    grn = net.varp["GRN"]
-    names = net.var_names.to_numpy()
-    if sp.issparse(grn):
-        coo = grn.tocoo()
-        rows, cols, scores = coo.row, coo.col, np.asarray(coo.data, dtype=np.float32)
-    else:
-        dense = np.asarray(grn)
-        rows, cols = np.nonzero(dense)
-        scores = dense[rows, cols].astype(np.float32)
-    keep = (rows != cols) & (scores != 0)
-    rows, cols, scores = rows[keep], cols[keep], scores[keep]
-    if max_edges is not None and len(scores) > max_edges:
-        top = np.argpartition(-scores, max_edges - 1)[:max_edges]
-        rows, cols, scores = rows[top], cols[top], scores[top]
-    order = np.lexsort((cols, rows, -scores))  # by score, ties in matrix order so output is reproducible
-    return pd.DataFrame({"regulator": names[rows[order]], "target": names[cols[order]], "score": scores[order]})
-
-
-def csv_writer(net: AnnData, max_edges: int | None) -> Callable[[Path], None]:
-    def write(part: Path) -> None:
-        edge_table(net, max_edges).to_csv(part, index=False, float_format="%.6g")
-    return write
-
-
-def write_csv(net: AnnData, path: str | Path, max_edges: int | None = None) -> Path:
-    """Write a network's edge list (regulator, target, score; sorted by score) atomically."""
-    return write_many({path: csv_writer(net, max_edges)})[0]
 
 
 def write_json(obj: Any, path: str | Path) -> Path:

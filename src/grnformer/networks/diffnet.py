@@ -33,14 +33,9 @@ from grnformer.inference.file_runner import run_file
 from grnformer.inference.loop import run_model
 from grnformer.inference.outputs import check_writable, write_many
 from grnformer.networks.attention import MeanQK, aggregate
-from grnformer.networks.grn import (
-    NetworkPlan,
-    _gene_slots,
-    network_collators,
-    network_names,
-    plan_networks,
-)
 from grnformer.networks.grn_options import DiffNetOptions, GRNOptions
+from grnformer.networks.network_adata import network_names
+from grnformer.networks.network_plan import NetworkPlan, gene_slots, network_collators, plan_networks
 
 
 def _block_sums(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, rows: np.ndarray,
@@ -50,7 +45,7 @@ def _block_sums(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.
     c, G = bundle.config, len(plan.cols)
     n_blocks = math.ceil(len(rows) / per_block)
     blocks = [MeanQK(c.n_layers, c.n_heads, c.d_head, G, dev) for _ in range(n_blocks)]
-    slot_of = _gene_slots(bundle, plan, dev)
+    slot_of = gene_slots(bundle, plan, dev)
     block_of = {int(r): i // per_block for i, r in enumerate(rows)}
     for batch_rows, _, batch, out in run_model(bundle, plan.prep, rows, network_collators(bundle, plan, opts), dev,
                                                batch_size=opts.batch_size, precision=opts.precision,

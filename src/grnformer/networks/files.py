@@ -20,27 +20,14 @@ from anndata.io import read_elem
 from grnformer.bundle.checkpoint import Bundle
 from grnformer.errors import InputError
 from grnformer.inference.file_runner import run_file
-from grnformer.inference.outputs import (
-    check_writable,
-    csv_writer,
-    h5ad_writer,
-    write_many,
-)
+from grnformer.inference.outputs import check_writable
 from grnformer.inference.prepared import read_input
-from grnformer.networks.grn import (
-    GRNOptions,
-    NetworkPlan,
-    adapted,
-    group_networks,
-    iter_networks,
-    network_collators,
-    networks_in_one_pass,
-    plan_networks,
-    plan_streamed,
-    provenance,
-)
-from grnformer.networks.grn_options import NETWORK_SETTINGS
-from grnformer.networks.methods import get_method
+from grnformer.networks.dispatch import contexts_per_cell, iter_networks, networks_in_one_pass
+from grnformer.networks.grn import adapted, group_networks
+from grnformer.networks.grn_options import NETWORK_SETTINGS, GRNOptions
+from grnformer.networks.network_adata import provenance
+from grnformer.networks.network_file import write_network
+from grnformer.networks.network_plan import NetworkPlan, plan_networks, plan_streamed
 from grnformer.networks.streaming_correlation import CHUNK_CELLS, streams
 
 # What must agree for an existing network file to count as this run's output: every network setting (declared
@@ -99,7 +86,7 @@ def _networks_into(out: Path, bundle: Bundle, adata: AnnData | None, in_path: st
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
              for g in plan.groups}
     files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
-    n_contexts = len(network_collators(bundle, plan, opts)) if get_method(opts.method).accumulates else 0
+    n_contexts = contexts_per_cell(bundle, plan, opts)
     done = [] if overwrite else [
         g for g in plan.groups
         if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]
@@ -118,10 +105,7 @@ def _networks_into(out: Path, bundle: Bundle, adata: AnnData | None, in_path: st
     else:
         made = iter_networks(bundle, plan, opts, dev, todo, progress)
     for g, net in made:
-        writers = {files[g][0]: h5ad_writer(net)}
-        if csv:
-            writers[files[g][1]] = csv_writer(net, csv_max_edges)
-        write_many(writers)
+        write_network(net, files[g][0], csv, csv_max_edges)
     return [path for g in plan.groups for path in files[g]]
 
 

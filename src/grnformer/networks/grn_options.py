@@ -177,18 +177,18 @@ class GRNOptions:
 
     def recorded(self, bundle: Bundle) -> dict[str, Any]:
         """The NETWORK_SETTINGS of a validated run as a network file records them: a setting that does not act
-        under this method or filter is None, gene and regulator lists are 'list', a head selection its named
-        weights, fusion weights their normalised text (so 'pearson:9,attention:1' records as
-        'attention:0.1,pearson:0.9') and the context length resolved."""
+        under this method (another method's `own_settings`) or filter is None, gene and regulator lists are
+        'list', a head selection its named weights, fusion weights their normalised text (so
+        'pearson:9,attention:1' records as 'attention:0.1,pearson:0.9') and the context length resolved."""
         from grnformer.networks.from_data import parse_weights
 
         weights = parse_weights(self.fusion_weights, FUSION_COMPONENTS)
         total = sum(weights.values())
-        values = {name: getattr(self, name) for name in NETWORK_SETTINGS}
+        others = {name for m in METHODS.values() for name in m.own_settings} - set(get_method(self.method).own_settings)
+        values = {name: None if name in others else getattr(self, name) for name in NETWORK_SETTINGS}
         values.update(
             fusion_weights=",".join(f"{c}:{weights[c] / total:.6g}" for c in FUSION_COMPONENTS if weights.get(c, 0))
-            if self.method == "fused" else None,
-            max_regulators=self.max_regulators if self.method == "perturb" else None,
+            if "fusion_weights" not in others else None,
             min_stability=self.min_stability if self.filter == "stable" else None,
             top_k=self.top_k if self.filter == "topk" else None,
             regulators=self.regulators if isinstance(self.regulators, str) else "list",
@@ -251,7 +251,7 @@ class GRNOptions:
             raise InputError("filter 'stable' needs n_bootstrap > 0 (the stability comes from the replicates).")
         if not 0 < opts.min_stability <= 1:
             raise InputError(f"min_stability must be in (0, 1]; got {opts.min_stability}.")
-        if opts.contrast and (opts.groupby is None or opts.method not in ("mean_qk", "per_cell") or opts.n_bootstrap
+        if opts.contrast and (opts.groupby is None or not method.attention_only or opts.n_bootstrap
                               or opts.keep_heads):
             raise InputError("contrast subtracts the all-cells attention network from each group's: it needs "
                              "groupby, method mean_qk or per_cell, and no n_bootstrap or keep_heads.")
@@ -313,7 +313,7 @@ def _check_specificity(opts: GRNOptions) -> None:
         return
     if opts.groupby is None:
         raise InputError(f"specificity '{opts.specificity}' compares groups of cells: it needs groupby.")
-    if opts.specificity == "share" and opts.method not in ("pearson", "spearman"):
+    if opts.specificity == "share" and get_method(opts.method).correlation is None:
         raise InputError(f"specificity 'share' splits the cells' own correlation (method pearson or spearman); "
                          f"got method '{opts.method}': use specificity 'contrast' or 'zscore' for it.")
     if (opts.filter not in ("none", "topk") or opts.contrast or opts.keep_heads or opts.n_bootstrap

@@ -1,8 +1,12 @@
-"""The registry of network read-out methods: each method is one `NetworkMethod` that declares its name, help,
-constraints, how it accumulates over cells and how it forms the network.
+"""The registry of network read-out methods: each method is one `NetworkMethod` that declares its name, help and
+traits (constraints, what it accumulates over cells, which correlation it is, the settings only it reads) and how
+it forms the network. `networks.dispatch` runs a method from these traits alone, so no other module branches on a
+method's name.
 
 Light at import (standard library only): `networks.grn_options` takes its method names and help from here and the CLI
-must stay instant; the maths are imported when a method runs.
+must stay instant; the maths (`from_data`, `boosted_trees`) are imported when a method runs. Nothing it imports
+imports it back, not even for annotations: what a method's ``form`` reads is declared here (`MethodInputs`) and
+`networks.network_context` gives it.
 
 Methods that use the model and the cells together (issue 18): independent benchmarks put large foundation models
 below the data's own correlation and tree ensembles on networks, so the model's read-outs are also offered fused
@@ -17,12 +21,32 @@ scores, because the components live on different scales (softmax weights, |r|, c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from grnformer.networks.grn import NetworkContext
+
+class MethodInputs(Protocol):
+    """What a method's ``form`` may read of one network: its regulator rows, seed and fusion weights, and the
+    cells' and the model's views of its genes."""
+
+    @property
+    def regulators(self) -> np.ndarray: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def fusion_weights(self) -> dict[str, float]: ...
+
+    def log_expression(self) -> np.ndarray: ...
+
+    def correlation(self, kind: str) -> np.ndarray: ...
+
+    def log_denoised(self) -> np.ndarray: ...
+
+    def gene_embeddings(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -31,7 +55,10 @@ class NetworkMethod:
 
     accumulates: 'mean_qk' (running q/k sums, any number of genes), 'per_cell' (per-cell maps, one context),
     'knockout' (its own forward passes) or None (no attention read: the network comes from ``form`` alone).
-    form: (attention network or None, context) -> network [G, G], rows = regulators."""
+    correlation: 'pearson' or 'spearman' when the network is that correlation of the cells (it can stream a file
+    larger than memory, and specificity 'share' can split it). own_settings: options only this method reads
+    (recorded as None under the others). form: (attention network or None, inputs) -> network [G, G], rows =
+    regulators (None: the method forms its network itself, a knock-out)."""
 
     name: str
     help: str
@@ -39,46 +66,52 @@ class NetworkMethod:
     one_context: bool = False  # every network gene in one context (so per-cell maps cover every pair)
     fixed_contexts: bool = False  # contexts hold the network genes, not random draws of expressed genes
     bootstrap: bool = False
-    uses_model: bool = True
-    form: Callable[[np.ndarray | None, NetworkContext], np.ndarray] | None = None
+    correlation: str | None = None
+    own_settings: tuple[str, ...] = ()
+    form: Callable[[np.ndarray | None, MethodInputs], np.ndarray] | None = None
 
     @property
     def reads_attention(self) -> bool:
         return self.accumulates in ("mean_qk", "per_cell")
 
+    @property
+    def attention_only(self) -> bool:
+        """The network is the attention read-out itself (nothing fused): a uniform level and a contrast apply."""
+        return self.reads_attention and self.form is _attention
 
-def _attention(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+
+def _attention(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     return net
 
 
-def _pearson(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _pearson(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     return ctx.correlation("pearson")
 
 
-def _spearman(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _spearman(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     return ctx.correlation("spearman")
 
 
-def _denoised(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _denoised(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     from grnformer.networks.from_data import abs_correlation
 
     return abs_correlation(ctx.log_denoised())
 
 
-def _embedding(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _embedding(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     from grnformer.networks.from_data import abs_cosine
 
     return abs_cosine(ctx.gene_embeddings())
 
 
-def _boosted(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _boosted(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     import numpy as np
 
     from grnformer.networks.boosted_trees import boosted_importance
 
     x, rows = ctx.log_expression(), np.flatnonzero(ctx.regulators)
     out = np.zeros((x.shape[1], x.shape[1]), dtype=np.float32)
-    out[rows] = boosted_importance(x, rows, seed=ctx.opts.seed)
+    out[rows] = boosted_importance(x, rows, seed=ctx.seed)
     return out
 
 
@@ -86,7 +119,7 @@ _COMPONENTS = {"attention": _attention, "pearson": _pearson, "spearman": _spearm
                "denoised": _denoised, "boosted": _boosted}
 
 
-def _fused(net: np.ndarray | None, ctx: NetworkContext) -> np.ndarray:
+def _fused(net: np.ndarray | None, ctx: MethodInputs) -> np.ndarray:
     from grnformer.networks.from_data import fuse_ranks
 
     weights = ctx.fusion_weights
@@ -101,17 +134,16 @@ METHODS: dict[str, NetworkMethod] = {m.name: m for m in (
                   "per_cell", one_context=True, fixed_contexts=True, form=_attention),
     NetworkMethod("perturb", "in-silico knock-out of each regulator, signed effects on every gene's predicted "
                   "mean (more genes than one context: each context holds the knocked-out regulators and a chunk "
-                  "of the other genes)", "knockout", fixed_contexts=True),
+                  "of the other genes)", "knockout", fixed_contexts=True, own_settings=("max_regulators",)),
     NetworkMethod("fused", "rank fusion of the model's attention (mean_qk) with the cells' correlation (and, if "
                   "weighted, the model's gene-embedding similarity or denoised correlation), by fusion_weights",
-                  "mean_qk", form=_fused),
+                  "mean_qk", own_settings=("fusion_weights",), form=_fused),
     NetworkMethod("pearson", "|Pearson r| of the cells' log-normalised expression (no model: the data's own "
-                  "network, for comparison and fusion)", None, uses_model=False, form=_pearson),
-    NetworkMethod("spearman", "|Spearman rho| of the cells' expression (no model)", None, uses_model=False,
+                  "network, for comparison and fusion)", None, correlation="pearson", form=_pearson),
+    NetworkMethod("spearman", "|Spearman rho| of the cells' expression (no model)", None, correlation="spearman",
                   form=_spearman),
     NetworkMethod("boosted", "GRNBoost2-class gradient-boosted trees per target on the regulators' expression, "
-                  "early stopping, score = summed split gain (no model; every core)", None, uses_model=False,
-                  form=_boosted),
+                  "early stopping, score = summed split gain (no model; every core)", None, form=_boosted),
     NetworkMethod("denoised", "|Pearson r| of the model's denoised expression of the cells (one denoising pass)",
                   None, form=_denoised),
     NetworkMethod("embedding", "|cosine| of the model's gene embeddings (what the model learned of the genes "
@@ -125,6 +157,7 @@ def method_help() -> str:
 
 
 def get_method(name: str) -> NetworkMethod:
+    """The registered method called ``name`` (InputError naming the known ones otherwise)."""
     from grnformer.errors import InputError
 
     if name not in METHODS:

@@ -8,20 +8,31 @@ context's counts, so shares are what a knock-out can move). Positive: removing r
 negative: r represses t. Effects are averaged over the cells that express r (a knock-out of an absent gene
 changes nothing). Cost: one baseline forward per chunk of cells plus one forward per regulator and chunk of
 its expressing cells, per context. More network genes than one context: each context holds every knocked-out
-regulator and a chunk of the other genes (`grn.knockout_collators`), so the cost grows with the chunks.
+regulator and a chunk of the other genes (`knockout_collators`), so the cost grows with the chunks.
+`knockout_network` is the method's whole run for one network: `networks.dispatch` calls it for 'perturb'.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
 import torch
+from anndata import AnnData
 
 from grnformer.bundle.checkpoint import Bundle
 from grnformer.data.collate import Collator
+from grnformer.data.genes import tf_symbols
+from grnformer.errors import InputError
 from grnformer.inference.device import autocast
+from grnformer.inference.gene_sets import chunk_genes
+from grnformer.inference.loop import context_collator
 from grnformer.inference.prepared import Prepared
+from grnformer.networks.attention import filter_network
+from grnformer.networks.grn_options import GRNOptions
+from grnformer.networks.network_adata import network_adata, provenance
+from grnformer.networks.network_plan import NetworkPlan, gene_slots, keep_regulator_rows
 
 _EPS = 1e-8
 
@@ -91,3 +102,47 @@ def knockout_effects(bundle: Bundle, prep: Prepared, rows: np.ndarray, collators
                     counted[r] = True
     effect /= met.clamp_min(1)
     return effect.cpu().numpy().astype(np.float32), n_expr.cpu().numpy(), forwards
+
+
+def knockout_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, regulators: np.ndarray
+                       ) -> list[Collator]:
+    """Contexts of a knock-out run: all network genes when they fit one context; otherwise each context holds
+    every knocked-out regulator and a chunk of the other genes (a regulator and a target must share a context
+    for the model to see the loss), so the cost is one pass per chunk and regulator."""
+    L, tokens = opts.context(bundle), plan.prep.tokens[plan.cols]
+    if len(tokens) <= L:
+        return [context_collator(bundle, "given", tokens, context_length=L, seed=opts.seed)]
+    if len(regulators) > L // 2:
+        raise InputError(f"{len(regulators)} regulators to knock out do not leave room for targets in contexts of "
+                         f"{L} genes; lower max_regulators to at most {L // 2}, or raise context_length.")
+    others = np.setdiff1d(np.arange(len(tokens)), regulators)
+    return [context_collator(bundle, "given", np.concatenate([tokens[regulators], tokens[chunk]]),
+                             context_length=L, seed=opts.seed)
+            for chunk in chunk_genes(others, L - len(regulators))]
+
+
+def knockout_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, group: str,
+                     rows: np.ndarray) -> AnnData:
+    """One network by knock-outs: varp['GRN'] = |mean effect|, varp['GRN_effect'] = the signed mean effect
+    (positive: the regulator's loss lowers the target), rows = knocked-out regulators."""
+    symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
+    is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
+    regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators, plan.regulators)
+    t0 = time.perf_counter()
+    collators = knockout_collators(bundle, plan, opts, regulators)
+    effect, n_expr, forwards = knockout_effects(
+        bundle, plan.prep, rows, collators, gene_slots(bundle, plan, dev),
+        regulators, len(plan.cols), dev, opts.batch_size, opts.precision)
+    seconds = time.perf_counter() - t0
+    net = np.abs(effect)
+    if opts.symmetrise:
+        net = (net + net.T) / 2
+    uns = {**provenance(bundle, plan.prep, opts, group, len(rows), len(collators)),
+           "n_regulators": int(len(regulators)),
+           "forwards": forwards, "seconds": seconds}
+    out = network_adata(filter_network(keep_regulator_rows(net, plan.regulators), opts.filter, opts.top_k, 0.0),
+                        plan.prep, plan.cols, rows, np.full(len(plan.cols), len(rows)), uns,
+                        regulators=plan.regulators)
+    out.varp["GRN_effect"] = effect
+    out.var["n_cells_knocked_out"] = n_expr.astype(np.int64)
+    return out

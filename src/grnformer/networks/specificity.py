@@ -30,8 +30,9 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from grnformer.errors import InputError
+from grnformer.networks.methods import METHODS
 
-CELL_SCALES = ("pearson", "spearman")  # the data methods whose correlation 'share' splits
+CELL_SCALES = tuple(m.name for m in METHODS.values() if m.correlation)  # the methods whose correlation 'share' splits
 
 
 def check_groups(groups: Mapping[str, np.ndarray]) -> None:

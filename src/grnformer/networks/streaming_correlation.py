@@ -46,17 +46,18 @@ from grnformer.inference.gene_sets import (
     select_genes,
 )
 from grnformer.inference.prepared import Prepared, prepare_input
+from grnformer.networks.methods import get_method
 
 STREAM_ABOVE_BYTES = 2 ** 30  # the in-memory path's dense float64 cells × genes matrix above which grn streams
 CHUNK_CELLS = 4_096
 RANK_BUDGET = 10_000_000  # nonzero values ranked at once (a gene block): ~0.8 GB of working arrays
-STREAMED_METHODS = ("pearson", "spearman")
 
 
 def streams(path: object, method: str, genes: Sequence[str] | str, n_genes: int | None, grouped: bool) -> bool:
     """Whether `grn` should stream ``path``: a data network of an h5ad file whose dense cells × genes float64
-    matrix would pass `STREAM_ABOVE_BYTES` (one network of all cells; groups run in memory)."""
-    if grouped or method not in STREAMED_METHODS or not isinstance(path, (str, Path)) or not is_h5ad(path):
+    matrix would pass `STREAM_ABOVE_BYTES` (one network of all cells; groups run in memory). Only a method that
+    is a correlation of the cells streams (its ``correlation`` trait)."""
+    if grouped or get_method(method).correlation is None or not isinstance(path, (str, Path)) or not is_h5ad(path):
         return False
     n_network = len(genes) if not isinstance(genes, str) else (n_genes or 0)
     return h5ad_shape(path)[0] * n_network * 8 > STREAM_ABOVE_BYTES
