@@ -142,6 +142,27 @@ def code_version(modules: tuple[str, ...]) -> str:
     return protocol.code_version(*modules)
 
 
+def pair_truth(pair: protocol.Pair, size: int, screen_truth=None):
+    """A pair's truth: the screen's own (perturbation), the BEELINE folder's, or a named truth (ResourceError when
+    the shared copy lacks it)."""
+    if pair.truth == "perturbation":
+        return screen_truth
+    if pair.dataset in protocol.BEELINE_SETS:
+        return protocol.beeline_truth(pair.dataset, pair.truth, size)
+    return load_truth(pair.truth)
+
+
+def pair_regulators(pair: protocol.Pair, size: int, truth, names: np.ndarray, organism: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(the scored regulator rows among ``names``, the regulators every method may use): the pair's universe,
+    and on BEELINE pairs also the gene set's TFs as features."""
+    allowed = tf_symbols(organism) if pair.universe == "tf" else set(truth.regulators)
+    regs = names[np.isin(names, list(allowed))]
+    if pair.universe != protocol.BEELINE_UNIVERSE:
+        return regs, regs
+    return regs, names[np.isin(names, list(protocol.beeline_tfs(pair.dataset, size) | set(regs)))]
+
+
 def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     """Every candidate on the dataset's pairs at one gene-set size: development pairs get each candidate's point
     estimate (the rule reads those) and bootstraps of the pure methods; evaluation pairs bootstraps of the pure
@@ -167,22 +188,16 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     rows_out = []
     for pair in pairs:
         try:
-            truth = (screen_truth if pair.truth == "perturbation" else
-                     protocol.beeline_truth(name, pair.truth, size) if name in protocol.BEELINE_SETS else
-                     load_truth(pair.truth))
+            truth = pair_truth(pair, size, screen_truth)
         except ResourceError as err:  # recorded, never silent: the table says which pair could not be scored
             print(f"  {pair.name}: truth missing, skipped ({err})", flush=True)
             rows_out.append({"dataset": name, "truth": pair.truth, "split": pair.split, "tfs_plus": size,
                              "method": None, "skipped": str(err)})
             continue
-        allowed = tf_symbols(prep.organism) if pair.universe == "tf" else set(truth.regulators)
-        regs = names[np.isin(names, list(allowed))]
+        regs, features = pair_regulators(pair, size, truth, names, prep.organism)
         if len(regs) == 0:
             print(f"  {pair.name}: no regulator among the genes, skipped", flush=True)
             continue
-        features = regs
-        if pair.universe == protocol.BEELINE_UNIVERSE:  # every method may use the gene set's TFs
-            features = names[np.isin(names, list(protocol.beeline_tfs(name, size) | set(regs)))]
         args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = protocol.content_hash(
             np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(dtype=object)))
         t = truth.to_matrix(regs, names)
