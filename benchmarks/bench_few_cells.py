@@ -38,24 +38,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from bench_protocol import (
-    BASELINE_CODE,
-    GRN_CODE,
-    SCORE_CODE,
     _baseline,
     _component,
     _data,
     code_version,
+    data_hash,
+    load_model,
     pair_regulators,
     pair_truth,
+    truth_hash,
 )
 
 from grnformer.bench import protocol, toolkit
 from grnformer.bench.baselines import method_version
-from grnformer.bundle.checkpoint import resolve_checkpoint
 from grnformer.data.input.expression import log_per_10k
-from grnformer.inference.device import load_task_bundle, uses_bf16
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.from_data import abs_spearman
@@ -126,8 +123,7 @@ def run_subsample(bundle, name: str, adata, genes: list[str], size: int, seed: i
         mask = np.isin(names, regs)
         scores = {m: net[mask] for m, net in nets.items()}
         boot = toolkit.bootstrap(protocol.ratio_statistics(scores, t, valid), len(regs), args.n_boot, args.seed)
-        args.hashes["truths"][f"{name}×{pair.truth}"] = protocol.content_hash(
-            np.sort((truths[pair].edges["regulator"] + ">" + truths[pair].edges["target"]).to_numpy(dtype=object)))
+        args.hashes["truths"][f"{name}×{pair.truth}"] = truth_hash(truths[pair])
         summary = protocol.summarise(boot, (DEFAULT, REFERENCE))
         for m, r in summary.items():
             rows.append({"dataset": name, "truth": pair.truth, "split": pair.split, "cells": size, "seed": seed,
@@ -273,23 +269,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         print(markdown(json.loads(Path(args.table).read_text())))
         return
-    path = resolve_checkpoint(args.checkpoint)
-    bundle, _ = load_task_bundle(path)
-    args.digest = protocol.checkpoint_digest(path)
-    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
-    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
-                 "scoring": code_version(SCORE_CODE), "metacells": code_version(("grnformer.networks.metacells",))}
-    args.hashes = {"data": {}, "genes": {}, "truths": {}, "subsamples": {}, "code": args.code}
+    bundle = load_model(args)
+    args.code["metacells"] = code_version(("grnformer.networks.metacells",))
+    args.hashes["subsamples"] = {}
     datasets = [d for d in dict.fromkeys(p.dataset for p in protocol.pairs(protocol.DEVELOPMENT))
                 if not args.datasets or d in args.datasets]
     datasets.sort(key=lambda d: d == "beeline_hhep")  # the costliest (448 TFs) last: a partial record holds the rest
     rows, reps, t0 = [], {}, time.perf_counter()
     for name in datasets:
         adata, genes = dataset_genes(bundle, name)
-        x = adata.X
-        args.hashes["data"][name] = protocol.content_hash(
-            *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
-            adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+        args.hashes["data"][name] = data_hash(adata)
         args.hashes["genes"][name] = protocol.content_hash(np.asarray(genes, dtype=object))
         print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {GENE_SET})", flush=True)
         for size in [s for s in args.sizes if s <= adata.n_obs]:

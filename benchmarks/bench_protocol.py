@@ -175,10 +175,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     names = np.asarray(genes)
     # BEELINE sets: baselines read the values as given (X, log2), grnformer the rebuilt pseudo-counts (prep)
     base_data = adata if name in protocol.BEELINE_SETS else prep.adata
-    x = adata.X
-    args.hashes["data"][f"{name}@{size}"] = protocol.content_hash(
-        *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
-        adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+    args.hashes["data"][f"{name}@{size}"] = data_hash(adata)
     args.hashes["genes"][f"{name}@{size}"] = protocol.content_hash(names.astype(object))
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
@@ -198,8 +195,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
         if len(regs) == 0:
             print(f"  {pair.name}: no regulator among the genes, skipped", flush=True)
             continue
-        args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = protocol.content_hash(
-            np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(dtype=object)))
+        args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = truth_hash(truth)
         t = truth.to_matrix(regs, names)
         valid = regs[:, None] != names[None, :]
         mask = np.isin(names, regs)
@@ -364,13 +360,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{split}:\n" + figures_table(record, split, (*shown, record["default_setting"])))
             print(table(record, split))
         return
-    path = resolve_checkpoint(args.checkpoint)
-    bundle, _ = load_task_bundle(path)
-    args.digest = protocol.checkpoint_digest(path)
-    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
-    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
-                 "scoring": code_version(SCORE_CODE)}
-    args.hashes = {"data": {}, "truths": {}, "genes": {}, "code": args.code}
+    bundle = load_model(args)
     args.chosen_settings = []
     rows: list[dict] = []
     splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
@@ -394,6 +384,33 @@ def main(argv: list[str] | None = None) -> None:
         choice = choose(rows)
     _write(args, rows, choice, time.perf_counter() - t0, argv)
     print(f"wrote {args.out}; default {choice['default'] if choice else None}", flush=True)
+
+
+def load_model(args):
+    """The checkpoint's bundle; on ``args`` its digest, the resolved precision, the code versions and empty hash
+    tables (what cache keys and the record carry)."""
+    path = resolve_checkpoint(args.checkpoint)
+    bundle, _ = load_task_bundle(path)
+    args.digest = protocol.checkpoint_digest(path)
+    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
+    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
+                 "scoring": code_version(SCORE_CODE)}
+    args.hashes = {"data": {}, "truths": {}, "genes": {}, "code": args.code}
+    return bundle
+
+
+def data_hash(adata) -> str:
+    """`protocol.content_hash` of a dataset's values, cell names and gene names."""
+    x = adata.X
+    return protocol.content_hash(
+        *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
+        adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+
+
+def truth_hash(truth) -> str:
+    """`protocol.content_hash` of a truth's edges, sorted."""
+    return protocol.content_hash(np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(
+        dtype=object)))
 
 
 def rechoose(path: Path, out: str, argv: list[str] | None) -> None:
