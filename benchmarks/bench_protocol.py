@@ -144,6 +144,27 @@ def code_version(modules: tuple[str, ...]) -> str:
     return protocol.code_version(*modules)
 
 
+def pair_truth(pair: protocol.Pair, size: int, screen_truth=None):
+    """A pair's truth: the screen's own (perturbation), the BEELINE folder's, or a named truth (ResourceError when
+    the shared copy lacks it)."""
+    if pair.truth == "perturbation":
+        return screen_truth
+    if pair.dataset in protocol.BEELINE_SETS:
+        return protocol.beeline_truth(pair.dataset, pair.truth, size)
+    return load_truth(pair.truth)
+
+
+def pair_regulators(pair: protocol.Pair, size: int, truth, names: np.ndarray, organism: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(the scored regulator rows among ``names``, the regulators every method may use): the pair's universe,
+    and on BEELINE pairs also the gene set's TFs as features."""
+    allowed = tf_symbols(organism) if pair.universe == "tf" else set(truth.regulators)
+    regs = names[np.isin(names, list(allowed))]
+    if pair.universe != protocol.BEELINE_UNIVERSE:
+        return regs, regs
+    return regs, names[np.isin(names, list(protocol.beeline_tfs(pair.dataset, size) | set(regs)))]
+
+
 def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     """Every candidate on the dataset's pairs at one gene-set size: development pairs get each candidate's point
     estimate (the rule reads those) and bootstraps of the pure methods; evaluation pairs bootstraps of the pure
@@ -156,10 +177,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     names = np.asarray(genes)
     # BEELINE sets: baselines read the values as given (X, log2), grnformer the rebuilt pseudo-counts (prep)
     base_data = adata if name in protocol.BEELINE_SETS else prep.adata
-    x = adata.X
-    args.hashes["data"][f"{name}@{size}"] = protocol.content_hash(
-        *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
-        adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+    args.hashes["data"][f"{name}@{size}"] = data_hash(adata)
     args.hashes["genes"][f"{name}@{size}"] = protocol.content_hash(names.astype(object))
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
@@ -169,24 +187,17 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     rows_out = []
     for pair in pairs:
         try:
-            truth = (screen_truth if pair.truth == "perturbation" else
-                     protocol.beeline_truth(name, pair.truth, size) if name in protocol.BEELINE_SETS else
-                     load_truth(pair.truth))
+            truth = pair_truth(pair, size, screen_truth)
         except ResourceError as err:  # recorded, never silent: the table says which pair could not be scored
             print(f"  {pair.name}: truth missing, skipped ({err})", flush=True)
             rows_out.append({"dataset": name, "truth": pair.truth, "split": pair.split, "tfs_plus": size,
                              "method": None, "skipped": str(err)})
             continue
-        allowed = tf_symbols(prep.organism) if pair.universe == "tf" else set(truth.regulators)
-        regs = names[np.isin(names, list(allowed))]
+        regs, features = pair_regulators(pair, size, truth, names, prep.organism)
         if len(regs) == 0:
             print(f"  {pair.name}: no regulator among the genes, skipped", flush=True)
             continue
-        features = regs
-        if pair.universe == protocol.BEELINE_UNIVERSE:  # every method may use the gene set's TFs
-            features = names[np.isin(names, list(protocol.beeline_tfs(name, size) | set(regs)))]
-        args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = protocol.content_hash(
-            np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(dtype=object)))
+        args.hashes["truths"][f"{name}×{pair.truth}@{size}"] = truth_hash(truth)
         t = truth.to_matrix(regs, names)
         valid = regs[:, None] != names[None, :]
         mask = np.isin(names, regs)
@@ -351,13 +362,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{split}:\n" + figures_table(record, split, (*shown, record["default_setting"])))
             print(table(record, split))
         return
-    path = resolve_checkpoint(args.checkpoint)
-    bundle, _ = load_task_bundle(path)
-    args.digest = protocol.checkpoint_digest(path)
-    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
-    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
-                 "scoring": code_version(SCORE_CODE)}
-    args.hashes = {"data": {}, "truths": {}, "genes": {}, "code": args.code}
+    bundle = load_model(args)
     args.chosen_settings = []
     rows: list[dict] = []
     splits = [protocol.DEVELOPMENT, protocol.EVALUATION] if args.split == "all" else [args.split]
@@ -381,6 +386,33 @@ def main(argv: list[str] | None = None) -> None:
         choice = choose(rows)
     _write(args, rows, choice, time.perf_counter() - t0, argv)
     print(f"wrote {args.out}; default {choice['default'] if choice else None}", flush=True)
+
+
+def load_model(args):
+    """The checkpoint's bundle; on ``args`` its digest, the resolved precision, the code versions and empty hash
+    tables (what cache keys and the record carry)."""
+    path = resolve_checkpoint(args.checkpoint)
+    bundle, _ = load_task_bundle(path)
+    args.digest = protocol.checkpoint_digest(path)
+    args.precision = "bf16" if uses_bf16(torch.device("cpu")) else "fp32"
+    args.code = {"grn": code_version(GRN_CODE), "baselines": code_version(BASELINE_CODE),
+                 "scoring": code_version(SCORE_CODE)}
+    args.hashes = {"data": {}, "truths": {}, "genes": {}, "code": args.code}
+    return bundle
+
+
+def data_hash(adata) -> str:
+    """`protocol.content_hash` of a dataset's values, cell names and gene names."""
+    x = adata.X
+    return protocol.content_hash(
+        *(np.asarray(a) for a in (x.data, x.indices, x.indptr)) if hasattr(x, "indptr") else (np.asarray(x),),
+        adata.obs_names.to_numpy(dtype=object), adata.var_names.to_numpy(dtype=object))
+
+
+def truth_hash(truth) -> str:
+    """`protocol.content_hash` of a truth's edges, sorted."""
+    return protocol.content_hash(np.sort((truth.edges["regulator"] + ">" + truth.edges["target"]).to_numpy(
+        dtype=object)))
 
 
 def rechoose(path: Path, out: str, argv: list[str] | None) -> None:

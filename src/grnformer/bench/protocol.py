@@ -116,12 +116,10 @@ def dense_rows(net: AnnData | np.ndarray, names: np.ndarray, regulators: np.ndar
     return np.asarray(m, dtype=np.float64)[rows]
 
 
-def bootstrap(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarray, n_boot: int = N_BOOT,
-              seed: int = SEED, references: tuple[str, ...] = ("genie3", "pearson")) -> dict[str, dict]:
-    """AUPRC ratio (AUPRC / random precision) and EPR of each method's [R, G] ``scores`` on the candidates
-    ``valid`` [R, G] against ``truth`` [R, G], with 95% intervals from a bootstrap over regulator rows (with
-    replacement, `toolkit.bootstrap`) and, on the same resamples, the paired difference from each reference
-    method present."""
+def ratio_statistics(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarray
+                     ) -> dict[str, Callable[[np.ndarray], tuple[float, float]]]:
+    """Each method's (AUPRC ratio, EPR) on a subset of regulator rows of its [R, G] ``scores``, over the
+    candidates ``valid`` [R, G] against ``truth`` [R, G]: the statistics `bootstrap` resamples."""
 
     def ratios(s: np.ndarray) -> Callable[[np.ndarray], tuple[float, float]]:
         def stat(rows: np.ndarray) -> tuple[float, float]:
@@ -132,16 +130,31 @@ def bootstrap(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarra
             return r["auprc"] / r["random_precision"], r["epr"]
         return stat
 
-    boot = toolkit.bootstrap({m: ratios(s) for m, s in scores.items()}, truth.shape[0], n_boot, seed)
+    return {m: ratios(s) for m, s in scores.items()}
+
+
+def summarise(boot: toolkit.Bootstrap, references: tuple[str, ...] = ("genie3", "pearson")) -> dict[str, dict]:
+    """One row per method of a `ratio_statistics` bootstrap: ratio and EPR with 95% intervals, and the paired
+    difference from each reference method present."""
     out = {}
-    for m in scores:
+    for m in boot.point:
         row = {"ratio": float(boot.point[m][0]), "ratio_ci": boot.interval(m, 0),
                "epr": float(boot.point[m][1]), "epr_ci": boot.interval(m, 1)}
         for ref in references:
-            if ref in scores and ref != m:
+            if ref in boot.point and ref != m:
                 row[f"minus_{ref}"], row[f"minus_{ref}_ci"] = boot.difference(m, ref)
         out[m] = row
     return out
+
+
+def bootstrap(scores: dict[str, np.ndarray], truth: np.ndarray, valid: np.ndarray, n_boot: int = N_BOOT,
+              seed: int = SEED, references: tuple[str, ...] = ("genie3", "pearson")) -> dict[str, dict]:
+    """AUPRC ratio (AUPRC / random precision) and EPR of each method's [R, G] ``scores`` on the candidates
+    ``valid`` [R, G] against ``truth`` [R, G], with 95% intervals from a bootstrap over regulator rows (with
+    replacement, `toolkit.bootstrap`) and, on the same resamples, the paired difference from each reference
+    method present."""
+    boot = toolkit.bootstrap(ratio_statistics(scores, truth, valid), truth.shape[0], n_boot, seed)
+    return summarise(boot, references)
 
 
 # ------------------------------------------------------------------------------------------------ BEELINE sets
