@@ -56,8 +56,8 @@ from grnformer.data.input.expression import log_per_10k
 from grnformer.inference.gene_sets import select_genes
 from grnformer.inference.prepared import prepare_input
 from grnformer.networks.from_data import abs_spearman
-from grnformer.networks.grn import network_names
 from grnformer.networks.metacells import pooled_expression
+from grnformer.networks.network_adata import network_names
 
 SIZES = (50, 100, 200, 500)
 SEEDS = (0, 1, 2)

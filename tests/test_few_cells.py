@@ -74,3 +74,19 @@ def test_the_committed_record_states_the_rule_its_rows_give(script):
     for size, block in record["per_size"].items():  # the table's aggregates are the rows' medians
         agg = protocol.aggregate(script.size_figures(rows, int(size)))
         assert {m: b["aggregate"] for m, b in block["methods"].items()} == pytest.approx(agg)
+
+
+def test_help_of_grn_states_the_committed_rule():
+    """`help(grn)` says what the committed record decided about cell counts, and the default method is its
+    choice at every size."""
+    from grnformer.networks.grn import grn
+    from grnformer.networks.grn_options import DEFAULT_METHOD
+
+    rule = json.loads(RECORD.read_text())["rule"]
+    doc = " ".join(grn.__doc__.split())
+    assert "few_cells.json" in doc
+    if rule["threshold"] is None:
+        assert rule["below"] == rule["from"] == DEFAULT_METHOD
+        assert "does not change with the number of cells" in doc and f"{DEFAULT_METHOD.capitalize()} stays" in doc
+    else:
+        assert f"below {rule['threshold']} cells" in doc and rule["below"] in doc

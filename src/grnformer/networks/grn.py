@@ -52,7 +52,11 @@ def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None 
     the all-cells network, i.e. two genes' co-variation within the group plus their co-elevation in it (both
     expressed higher in the group than over all cells), so the regulators that lead are those expressed more in
     the group that move with its genes, the lineage TFs (`networks.specificity`; 'contrast' and 'zscore'
-    compare each group's plain network with the others' for any method)."""
+    compare each group's plain network with the others' for any method).
+
+    The default method does not change with the number of cells: on development subsamples of 50 to 500 cells
+    the best method changed more than once with the count, so no threshold follows and Spearman stays at every
+    size (rule and rows: benchmarks/results/few_cells.json, written by benchmarks/bench_few_cells.py)."""
     bundle, dev = load_task_bundle(bundle, device)
     opts = (options or GRNOptions()).validate(bundle)
     plan = plan_networks(bundle, adata, opts)
