@@ -156,3 +156,22 @@ def test_auto_precision_keeps_knockouts_in_fp32_on_a_native_bf16_cpu(bundle, cel
             for p in ("auto", "fp32", "bf16")}
     np.testing.assert_array_equal(nets["auto"].varp["GRN_effect"], nets["fp32"].varp["GRN_effect"])
     assert not np.array_equal(nets["bf16"].varp["GRN_effect"], nets["fp32"].varp["GRN_effect"])
+
+
+def test_a_chunked_knockout_file_is_kept_on_a_re_run(bundle, cells, tmp_path, capsys):
+    """120 genes, 30 regulators, contexts of 64: the knock-out run has 3 contexts a cell (30 regulators + 34
+    others each) where an attention run would have 2; the re-run compares what the file records with the
+    knock-out count, so it keeps the file instead of refusing it as made with other settings."""
+    import anndata as ad
+
+    from grnformer.networks.files import grn_file
+    from grnformer.networks.grn_options import GRNOptions
+
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    opts = GRNOptions(genes="hvg", n_genes=120, method="perturb", max_regulators=30, regulators="all",
+                      batch_size=16)
+    [path] = grn_file(bundle, tmp_path / "cells.h5ad", tmp_path / "net.h5ad", opts, progress=False)
+    assert ad.read_h5ad(path).uns["grn"]["n_contexts_per_cell"] == 3
+    stamp = path.stat().st_mtime_ns
+    grn_file(bundle, tmp_path / "cells.h5ad", tmp_path / "net.h5ad", opts, progress=True)
+    assert "kept 1 network(s)" in capsys.readouterr().err and path.stat().st_mtime_ns == stamp

@@ -35,7 +35,7 @@ from grnformer.networks.methods import get_method
 from grnformer.networks.network_adata import network_adata, provenance
 from grnformer.networks.network_context import NetworkContext
 from grnformer.networks.network_plan import NetworkPlan, gene_slots, keep_regulator_rows, network_collators
-from grnformer.networks.perturb import knockout_network
+from grnformer.networks.perturb import knockout_collators, knockout_network, knockout_regulators
 
 
 def new_accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.device) -> Accumulator | None:
@@ -54,9 +54,13 @@ def new_accumulator(bundle: Bundle, n_genes: int, opts: GRNOptions, dev: torch.d
     return MeanAttention(c.n_layers, c.n_heads, n_genes, dev, centre_q=opts.correction == "centre_q")
 
 
-def contexts_per_cell(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions) -> int:
-    """The contexts each cell runs, as an attention or knock-out network records them (0: no model pass)."""
-    return len(network_collators(bundle, plan, opts)) if get_method(opts.method).accumulates else 0
+def contexts_per_cell(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, rows: np.ndarray) -> int:
+    """The contexts each cell of ``rows`` runs, as an attention or knock-out network records them (0: no model
+    pass); a knock-out run's count depends on its group's regulators."""
+    accumulates = get_method(opts.method).accumulates
+    if accumulates == "knockout":
+        return len(knockout_collators(bundle, plan, opts, knockout_regulators(plan, opts, rows)))
+    return len(network_collators(bundle, plan, opts)) if accumulates else 0
 
 
 def iter_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, names: Sequence[str],

@@ -86,10 +86,10 @@ def _networks_into(out: Path, bundle: Bundle, adata: AnnData | None, in_path: st
     bases = {g: out / stems[g] if grouped else (out / "network" if out.is_dir() else out.with_suffix(""))
              for g in plan.groups}
     files = {g: [b.with_name(b.name + ext) for ext in (".h5ad", ".csv")[:1 + csv]] for g, b in bases.items()}
-    n_contexts = contexts_per_cell(bundle, plan, opts)
     done = [] if overwrite else [
         g for g in plan.groups
-        if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]), n_contexts), plan)]
+        if _is_done(files[g], provenance(bundle, plan.prep, opts, g, len(plan.groups[g]),
+                                         contexts_per_cell(bundle, plan, opts, plan.groups[g])), plan)]
     if done and progress:
         print(f"kept {len(done)} network(s) already made with these settings: "
               f"{', '.join(files[g][0].name for g in done)}", file=sys.stderr)

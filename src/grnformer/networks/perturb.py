@@ -121,13 +121,19 @@ def knockout_collators(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, regu
             for chunk in chunk_genes(others, L - len(regulators))]
 
 
+def knockout_regulators(plan: NetworkPlan, opts: GRNOptions, rows: np.ndarray) -> np.ndarray:
+    """The regulators a group's knock-out run knocks out (they depend on its cells: most expressing first), which
+    also set how many contexts each cell runs."""
+    symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
+    is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
+    return choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators, plan.regulators)
+
+
 def knockout_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev: torch.device, group: str,
                      rows: np.ndarray) -> AnnData:
     """One network by knock-outs: varp['GRN'] = |mean effect|, varp['GRN_effect'] = the signed mean effect
     (positive: the regulator's loss lowers the target), rows = knocked-out regulators."""
-    symbols = plan.prep.adata.var["symbol"].astype(str).to_numpy()[plan.cols]
-    is_tf = np.isin(symbols, list(tf_symbols(plan.prep.organism)))
-    regulators = choose_regulators(plan.prep, plan.cols, rows, is_tf, opts.max_regulators, plan.regulators)
+    regulators = knockout_regulators(plan, opts, rows)
     t0 = time.perf_counter()
     collators = knockout_collators(bundle, plan, opts, regulators)
     effect, n_expr, forwards = knockout_effects(
