@@ -16,8 +16,9 @@ from anndata import AnnData
 from grnformer.inference.outputs import h5ad_writer, write_many
 
 
-def edge_table(net: AnnData, max_edges: int | None = None) -> pd.DataFrame:
-    """Edges of ``varp['GRN']`` as (regulator, target, score), strongest first; zero scores and self-pairs left out."""
+def strongest_edges(net: AnnData, max_edges: int | None = None) -> pd.DataFrame:
+    """The ``max_edges`` strongest edges of varp["GRN"] over all rows (all: None) as (regulator, target, score),
+    strongest first; zero scores and self-pairs left out (`exports.edge_table` is the per-regulator export)."""
     grn = net.varp["GRN"]
     names = net.var_names.to_numpy()
     if sp.issparse(grn):
@@ -37,9 +38,9 @@ def edge_table(net: AnnData, max_edges: int | None = None) -> pd.DataFrame:
 
 
 def csv_writer(net: AnnData, max_edges: int | None) -> Callable[[Path], None]:
-    """Writes the network's `edge_table` as CSV into a part file."""
+    """Writes the network's `strongest_edges` as CSV into a part file."""
     def write(part: Path) -> None:
-        edge_table(net, max_edges).to_csv(part, index=False, float_format="%.6g")
+        strongest_edges(net, max_edges).to_csv(part, index=False, float_format="%.6g")
     return write
 
 
