@@ -1,7 +1,7 @@
 """grnformer's engine against scPRINT's own class on the same weights: outputs at full shape, and speed (issue 27).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_scprint_speed.py [--shape medium] [--cells 4] [--repeats 3]
-        [--venv /tmp/scprint-venv] [--device cpu|cuda] [--layout v1|v2]
+        [--venv benchmarks/out/scprint-venv] [--device cpu|cuda] [--layout v1|v2]
 
 scPRINT's class (scprint 2.3.8, simpler-flash 1.0.7) is built with random weights at the published shape (medium:
 d 256, 8 layers, 4 heads; every gene of grnformer's vocabulary, 41,927, as the published tables hold ~45k) and
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=["small", "medium", "large"], default="medium")
     ap.add_argument("--cells", type=int, default=4, help="cells per forward pass (one batch)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
+    ap.add_argument("--venv", type=Path, default=Path(__file__).resolve().parent / "out" / "scprint-venv")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--layout", choices=["v1", "v2"], default="v1")
     args = ap.parse_args()

@@ -15,9 +15,10 @@ pass touches). Re-runnable:
     .venv/bin/python scripts/make_scprint_fixture.py                    # 2.3.8's class -> tests/data/scprint_small*
     .venv/bin/python scripts/make_scprint_fixture.py --release 1.6.4    # the published v1 code -> scprint_v164_small*
     .venv/bin/python scripts/make_scprint_fixture.py --layout v2        # 2.3.8's base_v2.yml model -> scprint_v2_small*
-    .venv/bin/python scripts/make_scprint_fixture.py --preset medium --out /tmp/scprint_medium   # full shape
+    .venv/bin/python scripts/make_scprint_fixture.py --preset medium --out benchmarks/out/scprint_medium   # full shape
 
-The throwaway venv goes to /tmp/scprint-venv (--venv) and the wheels to /tmp/scp (--wheels); both are reused.
+The throwaway venv goes to benchmarks/out/scprint-venv (--venv) and the wheels to benchmarks/out/scprint-wheels
+(--wheels), both gitignored and reused.
 The small preset keeps only the genes it needs (PBMC3k's 2,000 most-counted genes, 20 mouse genes, 5 IDs outside
 grnformer's vocabulary) so that each committed checkpoint stays ~6 MB; the published checkpoints hold ~45k genes,
 and so does the full-shape run (every vocabulary gene).
@@ -153,8 +154,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="v2 only: change one base_v2.yml model setting (YAML value), e.g. cell_specific_blocks=false")
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
-    ap.add_argument("--venv", type=Path, default=Path("/tmp/scprint-venv"))
-    ap.add_argument("--wheels", type=Path, default=Path("/tmp/scp"))
+    ap.add_argument("--venv", type=Path, default=ROOT / "benchmarks" / "out" / "scprint-venv")
+    ap.add_argument("--wheels", type=Path, default=ROOT / "benchmarks" / "out" / "scprint-wheels")
     ap.add_argument("--context", type=int, default=CONTEXT)
     ap.add_argument("--cells", type=int, default=N_CELLS)
     ap.add_argument("--inside", type=Path, help=argparse.SUPPRESS)  # second stage, inside the throwaway venv
