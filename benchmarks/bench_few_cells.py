@@ -39,14 +39,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_protocol import (
-    _baseline,
-    _component,
-    _data,
     code_version,
     data_hash,
+    load_data,
     load_model,
     pair_regulators,
     pair_truth,
+    run_baseline,
+    run_component,
     truth_hash,
 )
 
@@ -77,7 +77,7 @@ def metacell_name(k: int) -> str:
 
 def dataset_genes(bundle, name: str):
     """(all cells of a development set, its TFs+500 network genes), chosen once on every cell."""
-    adata, _ = _data(name, GENE_SET)
+    adata, _ = load_data(name, GENE_SET)
     prep = prepare_input(bundle, adata)
     cols = np.arange(prep.adata.n_vars) if name in protocol.BEELINE_SETS else select_genes(prep, "hvg+tfs", GENE_SET)
     return adata, network_names(prep, cols).tolist()
@@ -101,7 +101,7 @@ def run_subsample(bundle, name: str, adata, genes: list[str], size: int, seed: i
     names = np.asarray(genes)
     nets, seconds = {}, {}
     for m in GRN_METHODS:
-        nets[m], seconds[m] = _component(bundle, sub, genes, m, tag, args)
+        nets[m], seconds[m] = run_component(bundle, sub, genes, m, tag, args)
     for k in K_VALUES:
         t0 = time.perf_counter()
         nets[metacell_name(k)] = metacell_network(prep, genes, min(k, size - 1), seed)
@@ -114,7 +114,7 @@ def run_subsample(bundle, name: str, adata, genes: list[str], size: int, seed: i
     features_sorted = names[np.isin(names, list(features))]
     base = sub if name in protocol.BEELINE_SETS else prep.adata  # as the protocol: BEELINE values as given
     for m, kw in ((REFERENCE, {"n_estimators": args.trees}), ("boosted", {})):
-        nets[m], seconds[m] = _baseline(m, base, tag, genes, features_sorted, kw)
+        nets[m], seconds[m] = run_baseline(m, base, tag, genes, features_sorted, kw)
     rows, reps = [], {}
     for pair in pairs:
         regs = pair_regulators(pair, GENE_SET, truths[pair], names, prep.organism)[0]

@@ -86,7 +86,7 @@ def parse_setting(name: str) -> dict[str, float]:
     return {c: float(w) for c, w in (item.split(":") for item in name.split(","))}
 
 
-def _data(name: str, size: int):
+def load_data(name: str, size: int):
     if name == protocol.PAPALEXI:
         control, screen = protocol.load_papalexi()
         return control, perturbation(screen, "perturbation", "control")
@@ -113,7 +113,7 @@ def _cached(parts: list[str], path_stem: str, compute) -> tuple[np.ndarray, floa
     return net, seconds
 
 
-def _component(bundle, adata, genes: list[str], method: str, name: str, args) -> tuple[np.ndarray, float]:
+def run_component(bundle, adata, genes: list[str], method: str, name: str, args) -> tuple[np.ndarray, float]:
     """One grn method's network over every row, cached by protocol version, code version, checkpoint digest,
     precision, data, genes and method."""
     def compute():
@@ -125,7 +125,7 @@ def _component(bundle, adata, genes: list[str], method: str, name: str, args) ->
                    f"{name}_{method}", compute)
 
 
-def _baseline(method: str, adata, name: str, genes: list[str], features: np.ndarray, kw: dict
+def run_baseline(method: str, adata, name: str, genes: list[str], features: np.ndarray, kw: dict
               ) -> tuple[np.ndarray, float]:
     """A baseline's network, square over ``genes`` (rows = ``features``, the regulators it may use), cached by
     protocol version, code version, method, its version and options, data, genes and regulators."""
@@ -169,7 +169,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     """Every candidate on the dataset's pairs at one gene-set size: development pairs get each candidate's point
     estimate (the rule reads those) and bootstraps of the pure methods; evaluation pairs bootstraps of the pure
     methods and of the chosen settings."""
-    adata, screen_truth = _data(name, size)
+    adata, screen_truth = load_data(name, size)
     prep = prepare_input(bundle, adata)
     given_genes = name == protocol.PAPALEXI or name in protocol.BEELINE_SETS
     cols = np.arange(prep.adata.n_vars) if given_genes else select_genes(prep, "hvg+tfs", size)
@@ -182,7 +182,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
     print(f"{name}: {adata.n_obs} cells, {len(genes)} genes (TFs + {size})", flush=True)
     comp, seconds = {}, {}
     for c in GRN_COMPONENTS:
-        comp[c], seconds[c] = _component(bundle, adata, genes, COMPONENTS[c], name, args)
+        comp[c], seconds[c] = run_component(bundle, adata, genes, COMPONENTS[c], name, args)
         print(f"  {c}: {seconds[c]:.1f} s", flush=True)
     rows_out = []
     for pair in pairs:
@@ -204,7 +204,7 @@ def run_dataset(bundle, name: str, size: int, pairs, args) -> list[dict]:
         parts, times = dict(comp), {c: seconds[c] for c in GRN_COMPONENTS}
         trees = {}
         for m, kw in (("genie3", {"n_estimators": args.trees, "max_samples": args.tree_cells}), ("boosted", {})):
-            trees[m], times[m] = _baseline(m, base_data, name, genes, features, kw)
+            trees[m], times[m] = run_baseline(m, base_data, name, genes, features, kw)
         parts["boosted"] = trees["boosted"]
         scores = {COMPONENTS[c]: parts[c][mask] for c in COMPONENTS}
         scores["genie3"] = trees["genie3"][mask]

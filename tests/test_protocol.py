@@ -110,7 +110,7 @@ def test_cache_keys_include_code_version_and_precision(script, tmp_path, monkeyp
     cells = SimpleNamespace(n_obs=3)
     for precision, code in (("fp32", "c1"), ("fp32", "c1"), ("bf16", "c1"), ("fp32", "c2")):
         args = SimpleNamespace(code={"grn": code}, digest="d", precision=precision)
-        script._component(None, cells, ["A", "B"], "pearson", "set", args)
+        script.run_component(None, cells, ["A", "B"], "pearson", "set", args)
     assert len(made) == 3  # the repeat is read from the cache; another precision or code is computed again
 
 
