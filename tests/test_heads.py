@@ -238,7 +238,7 @@ def test_every_network_option_has_one_role_in_head_selection():
 FIXED_VALUES = {"groupby": "cell_type", "groups": ["A"], "heads": "h.json", "filter": "topk", "top_k": 5,
                 "n_bootstrap": 2, "min_stability": 0.9, "symmetrise": True, "keep_heads": True,
                 "fusion_weights": "attention:1", "max_regulators": 3, "contrast": True, "one_pass": True,
-                "include_all": True, "specificity": "share"}
+                "include_all": True, "specificity": "share", "prior": "prior.tsv", "prior_weight": 0.5}
 
 
 @pytest.mark.parametrize("name", SELECTION_FIXED)

@@ -142,7 +142,7 @@ def form_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str
     net = method.form(net, NetworkContext(bundle, plan, opts, rows, dev or torch.device("cpu")))
     if opts.symmetrise:
         net = (net + net.T) / 2
-    net = keep_regulator_rows(net, plan.regulators)
+    net = plan.regulator_network(net, opts)
     n_seen = int((acc.n_cells > 0).sum()) if acc is not None else len(plan.cols)
     level = float(weights.sum()) / max(n_seen, 1) if method.attention_only and background is None else 0.0
     stable = stability(acc, weights, opts.direction, opts.top_k, opts.symmetrise) \
@@ -155,4 +155,5 @@ def form_network(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, group: str
                         plan.regulators)
     if stable is not None:
         out.varp["GRN_stability"] = keep_regulator_rows(stable, plan.regulators)
+    plan.mark_prior(out, opts)
     return out

@@ -35,7 +35,7 @@ from grnformer.networks.dispatch import iter_networks, networks_in_one_pass
 from grnformer.networks.grn_options import GRNOptions
 from grnformer.networks.network_adata import provenance
 from grnformer.networks.network_context import NetworkContext
-from grnformer.networks.network_plan import NetworkPlan, keep_regulator_rows, plan_networks
+from grnformer.networks.network_plan import NetworkPlan, plan_networks
 
 
 def grn(bundle: Bundle | str | Path, adata: AnnData, options: GRNOptions | None = None, *,
@@ -102,8 +102,9 @@ def _specific_networks(bundle: Bundle, plan: NetworkPlan, opts: GRNOptions, dev:
     mats = specific_matrices(opts.specificity, {g: nets[g].varp["GRN"] for g in plan.groups},
                              {g: np.isin(everyone, rows) for g, rows in plan.groups.items()}, x, opts.method)
     for g, m in mats.items():
-        m = keep_regulator_rows((m + m.T) / 2 if opts.symmetrise else m, plan.regulators)
+        m = plan.regulator_network((m + m.T) / 2 if opts.symmetrise else m, opts)
         nets[g].varp["GRN"] = filter_network(m, opts.filter, opts.top_k, 0.0)
+        plan.mark_prior(nets[g], opts)
         nets[g].uns["grn"] = {**provenance(bundle, plan.prep, opts, g, len(plan.groups[g]),
                                            nets[g].uns["grn"]["n_contexts_per_cell"]), "uniform_level": 0.0}
     return nets

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from grnformer.bundle.checkpoint import Bundle
     from grnformer.networks.heads import HeadSelection
+    from grnformer.networks.prior import Prior
 
 REGULATOR_SETS = ("tfs", "all")
 DIRECTIONS = ("kq", "qk")
@@ -49,6 +50,14 @@ SPECIFICITY_HELP = (
 # "default". RESULTS.md, "Networks: protocol v2", has the table and the leave-one-dataset-out check.
 DEFAULT_FUSION = "attention:0.1,spearman:0.9"
 DEFAULT_METHOD = "spearman"
+# Chosen by benchmarks/bench_priors.py's rule on development pairs whose truths share no source with the prior;
+# tests/test_prior.py checks it is benchmarks/results/priors.json's "prior_weight".
+DEFAULT_PRIOR_WEIGHT = 1.0
+PRIOR_HELP = ("a TF→target table (csv/tsv: regulator, target; a header line regulator,target or similar is "
+              "skipped) laid over the network (`networks.prior`): each edge's rank among the network's edges, "
+              "scaled to (0, 1], plus prior_weight when the table holds it. No prior ships with grnformer; bring "
+              "one from another assay than the truths you score on (a ChIP prior scored on ChIP truths of the same "
+              "experiments only finds itself)")
 # Shared by grn and diffnet, written once.
 DIRECTION_HELP = "rows = keys (kq, default) or queries (qk)"
 CORRECTION_HELP = ("centre_q: subtract the mean query over the network genes before the softmax (removes the "
@@ -63,7 +72,7 @@ NETWORK_SETTINGS = ("method", "fusion_weights", "regulators", "direction", "corr
                     "max_regulators",
                     "adapt_steps", "n_bootstrap", "min_stability", "heads", "filter", "top_k", "symmetrise",
                     "keep_heads", "genes", "n_genes", "groupby", "max_cells", "context_length", "precision", "seed",
-                    "organism")
+                    "organism", "prior", "prior_weight")
 RUN_SETTINGS = ("max_missing", "groups", "batch_size", "one_pass", "include_all")
 
 
@@ -94,7 +103,7 @@ SELECTION_FREE = ("n_genes", "max_missing", "regulators", "max_cells", "batch_si
 #   symmetrisation, contrast, fusion, regulator rows of perturb), choose groups, or need a selection already.
 SELECTION_FIXED = ("groupby", "groups", "heads", "filter", "top_k", "n_bootstrap", "min_stability", "symmetrise",
                    "keep_heads", "fusion_weights", "max_regulators", "contrast", "one_pass", "include_all",
-                   "specificity")
+                   "specificity", "prior", "prior_weight")
 # The options select-heads takes (its CLI flags): the recorded ones and the free ones.
 SELECT_HEADS_OPTIONS = (*SELECTION_REFUSES, *SELECTION_WARNS, *SELECTION_FREE)
 
@@ -167,6 +176,11 @@ class GRNOptions:
     contrast: bool = option(False, "with groupby: each group's network minus the all-cells network (what is "
                             "stronger in the group; negative = weaker), from one pass over every cell")
     specificity: str = option("none", SPECIFICITY_HELP, choices=SPECIFICITIES)
+    prior: str | Path | Prior | None = option(None, PRIOR_HELP, kind="str")
+    prior_weight: float = option(DEFAULT_PRIOR_WEIGHT, "with prior: what a prior edge adds to its rank in (0, 1] "
+                                 "(0: no change; 1 or more: every prior edge ahead of every other, in the data's "
+                                 f"order; default {DEFAULT_PRIOR_WEIGHT:g}, chosen on development pairs whose "
+                                 "truths share no source with the prior, benchmarks/results/priors.json)")
     adapt_steps: int = option(0, "first adapt the model to these cells for this many self-supervised steps "
                               "(`grnformer adapt`; 0: zero-shot)")
     one_pass: bool = option(False, "groups from a single pass over the union of their cells, each batch row "
@@ -174,6 +188,7 @@ class GRNOptions:
     include_all: bool = option(False, "with groupby (implies one_pass): also the network of every cell, key "
                                "'all' (the cells in no listed group included)", cli=False)
     selection: HeadSelection | None = field(default=None, repr=False, init=False)
+    prior_table: Prior | None = field(default=None, repr=False, init=False)  # the prior, read by validate
 
     def recorded(self, bundle: Bundle) -> dict[str, Any]:
         """The NETWORK_SETTINGS of a validated run as a network file records them: a setting that does not act
@@ -194,7 +209,9 @@ class GRNOptions:
             regulators=self.regulators if isinstance(self.regulators, str) else "list",
             genes=self.genes if isinstance(self.genes, str) else "list",
             heads="mean" if self.selection is None else self.selection.named_weights(),
-            context_length=self.context(bundle))
+            context_length=self.context(bundle),
+            prior=None if self.prior_table is None else self.prior_table.sha256,
+            prior_weight=None if self.prior_table is None else float(self.prior_weight))
         return values
 
     def context(self, bundle: Bundle) -> int:
@@ -256,13 +273,17 @@ class GRNOptions:
             raise InputError("contrast subtracts the all-cells attention network from each group's: it needs "
                              "groupby, method mean_qk or per_cell, and no n_bootstrap or keep_heads.")
         _check_specificity(opts)
+        _read_prior(opts)
         if opts.include_all and opts.groupby is None:
             raise InputError("include_all adds the all-cells network to per-group ones: it needs groupby.")
         return opts
 
     def plain(self) -> GRNOptions:
-        """The options of the plain per-group networks a specificity is formed from (unfiltered, unsymmetrised)."""
-        return dataclasses.replace(self, specificity="none", filter="none", symmetrise=False)
+        """The options of the plain per-group networks a specificity is formed from (unfiltered, unsymmetrised,
+        no prior), with this run's head selection (`dataclasses.replace` leaves the read fields at None)."""
+        plain = dataclasses.replace(self, specificity="none", filter="none", symmetrise=False, prior=None)
+        plain.selection = self.selection
+        return plain
 
     def _resolve_heads(self, bundle: Bundle) -> None:
         """Load the head selection and compare what it was fitted on with this run (SELECTION_REFUSES: InputError,
@@ -303,6 +324,21 @@ class GRNOptions:
         if self.selection is None:
             return torch.full((c.n_layers, c.n_heads), 1.0 / (c.n_layers * c.n_heads), device=device)
         return torch.as_tensor(self.selection.weights, dtype=torch.float32, device=device)
+
+
+def _read_prior(opts: GRNOptions) -> None:
+    """Read the prior into ``opts.prior_table`` (InputError for a bad file or weight, before any model run)."""
+    from grnformer.networks.prior import Prior, read_prior
+
+    opts.prior_table = None
+    if opts.prior is None:
+        return
+    if not opts.prior_weight >= 0:
+        raise InputError(f"prior_weight must be >= 0; got {opts.prior_weight}.")
+    if opts.filter == "above_uniform":
+        raise InputError("filter 'above_uniform' compares attention with a uniform head's level, which a prior's "
+                         "re-ranking removes: use filter 'topk' or 'none' with a prior.")
+    opts.prior_table = opts.prior if isinstance(opts.prior, Prior) else read_prior(opts.prior)
 
 
 def _check_specificity(opts: GRNOptions) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from torch import Tensor
@@ -26,6 +27,8 @@ from grnformer.inference.loop import context_collator
 from grnformer.inference.prepared import Prepared, cells_in_groups, prepare_input
 from grnformer.networks.grn_options import GRNOptions
 from grnformer.networks.methods import get_method
+from grnformer.networks.network_adata import network_names
+from grnformer.networks.prior import lay_prior
 from grnformer.networks.streaming_correlation import StreamedCells, streamed_cells
 
 
@@ -40,10 +43,24 @@ class NetworkPlan:
     rest: np.ndarray
     regulators: np.ndarray  # [len(cols)] bool: rows that may regulate (others are zero in every network)
     stream: StreamedCells | None = None  # a file too large for memory: data networks stream it, prep holds its head
+    known: np.ndarray | None = None  # [len(cols), len(cols)] bool: the prior's edges (`networks.prior`), if any
 
     def everyone(self) -> np.ndarray:
         """Every planned cell (each group's and those in no group), in row order: the all-cells network's."""
         return np.sort(np.concatenate([self.rest, *self.groups.values()]))
+
+    def regulator_network(self, net: np.ndarray, opts: GRNOptions) -> np.ndarray:
+        """A formed network as every method's ends: rows that may not regulate zeroed, then the prior laid over
+        it when the options hold one (`networks.prior.lay_prior`; a specificity's plain networks hold none)."""
+        net = keep_regulator_rows(net, self.regulators)
+        if opts.prior_table is None or self.known is None:
+            return net
+        return lay_prior(net, self.known, opts.prior_weight)
+
+    def mark_prior(self, net: AnnData, opts: GRNOptions) -> None:
+        """varp['GRN_prior']: which edges the prior holds, on a network it was laid over."""
+        if opts.prior_table is not None and self.known is not None:
+            net.varp["GRN_prior"] = sp.csr_matrix(self.known)
 
 
 def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPlan:
@@ -63,8 +80,10 @@ def plan_networks(bundle: Bundle, adata: AnnData, opts: GRNOptions) -> NetworkPl
 
         check_groups(groups)
     rest = np.setdiff1d(np.arange(prep.n_cells), np.concatenate([np.empty(0, np.int64), *groups.values()]))
+    regulators = regulator_rows(prep, cols, opts.regulators)
     return NetworkPlan(prep, cols, {g: _subsample(r, opts.max_cells, opts.seed) for g, r in groups.items()},
-                       _subsample(rest, opts.max_cells, opts.seed), regulator_rows(prep, cols, opts.regulators))
+                       _subsample(rest, opts.max_cells, opts.seed), regulators,
+                       known=prior_edges(prep, cols, regulators, opts))
 
 
 def plan_streamed(bundle: Bundle, path: str | Path, opts: GRNOptions, scratch: Path | None = None,
@@ -79,7 +98,9 @@ def plan_streamed(bundle: Bundle, path: str | Path, opts: GRNOptions, scratch: P
                                         progress=progress)
     stream.scratch = scratch
     rows = _subsample(np.arange(len(stream.kept_rows)), opts.max_cells, opts.seed)
-    return NetworkPlan(head, cols, {"all": rows}, rows[:0], regulator_rows(head, cols, opts.regulators), stream)
+    regulators = regulator_rows(head, cols, opts.regulators)
+    return NetworkPlan(head, cols, {"all": rows}, rows[:0], regulators, stream,
+                       prior_edges(head, cols, regulators, opts))
 
 
 def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] | str) -> np.ndarray:
@@ -99,6 +120,21 @@ def regulator_rows(prep: Prepared, cols: np.ndarray, regulators: Sequence[str] |
     if not mask.any():
         raise InputError(f"{what}: add them to the genes, or pass regulators='all'.")
     return mask
+
+
+def prior_edges(prep: Prepared, cols: np.ndarray, regulators: np.ndarray, opts: GRNOptions) -> np.ndarray | None:
+    """[len(cols), len(cols)] bool: the prior's edges among the network genes from rows that may regulate (None
+    without a prior); InputError when none is left, before any model run."""
+    if opts.prior_table is None:
+        return None
+    names = network_names(prep, cols).tolist()
+    known = opts.prior_table.known(names, prep.organism) & regulators[:, None]
+    if not known.any():
+        raise InputError(f"none of the prior's {len(opts.prior_table.edges):,} edges joins a regulator row to a "
+                         f"network gene ({len(names):,} genes, {int(regulators.sum()):,} of them regulator rows): "
+                         f"check the organism and gene names of {opts.prior_table.path}, or add its genes "
+                         f"(genes=..., regulators=...).")
+    return known
 
 
 def keep_regulator_rows(net: np.ndarray, regulators: np.ndarray) -> np.ndarray:
