@@ -57,7 +57,8 @@ CACHE = Path("benchmarks/out/protocol_cache")
 # What computes each kind of network: a change in any of these files is a new cache key and a new record hash.
 GRN_CODE = ("grnformer.networks.grn", "grnformer.networks.methods", "grnformer.networks.dispatch",
             "grnformer.networks.network_plan", "grnformer.networks.network_context", "grnformer.networks.attention",
-            "grnformer.networks.from_data", "grnformer.inference.loop", "grnformer.model.grnformer")
+            "grnformer.networks.from_data", "grnformer.networks.grn_options", "grnformer.inference.loop",
+            "grnformer.model.grnformer")
 BASELINE_CODE = ("grnformer.bench.baselines", "grnformer.networks.from_data", "grnformer.networks.boosted_trees")
 SCORE_CODE = ("grnformer.bench.protocol", "grnformer.edge_metrics")
 

@@ -165,7 +165,7 @@ def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys
     fitted = json.loads(heads.read_text())
     assert fitted["heads"][0]["layer"] == 1 and fitted["heads"][0]["head"] == 0  # L1H0 = cube index 2
     assert fitted["metrics"]["split"] == "regulators" and fitted["metrics"]["train_fraction"] == 0.6
-    assert (fitted["fitted_with"]["method"], fitted["fitted_with"]["correction"]) == ("mean_qk", "centre_q")
+    assert (fitted["fitted_with"]["method"], fitted["fitted_with"]["correction"]) == ("mean_qk", "none")
     assert cli(["grn", ckpt, cells, tmp_path / "net.h5ad", "--genes", "hvg", *ATTENTION, "--n-genes", "30", "--heads",
                 heads], capsys)[0] == 0
     net = ad.read_h5ad(tmp_path / "net.h5ad")
@@ -175,8 +175,8 @@ def test_select_heads_writes_json_that_grn_heads_accepts(files, tmp_path, capsys
                      "--n-genes", "30", "--heads", heads, "--direction", "qk"], capsys)
     assert code == 2 and "direction" in err and not (tmp_path / "qk.h5ad").exists()
     code, err = cli(["grn", ckpt, cells, tmp_path / "raw.h5ad", "--genes", "hvg", *ATTENTION,
-                     "--n-genes", "30", "--heads", heads, "--correction", "none"], capsys)
-    assert code == 2 and "fitted with correction 'centre_q'" in err and not (tmp_path / "raw.h5ad").exists()
+                     "--n-genes", "30", "--heads", heads, "--correction", "centre_q"], capsys)
+    assert code == 2 and "fitted with correction 'none'" in err and not (tmp_path / "raw.h5ad").exists()
 
 
 BAD = [

@@ -94,8 +94,10 @@ def test_diffnet_finds_a_planted_edge_first_and_significant(bundle, cells, monke
     reverse = table[(table.regulator == T) & (table.target == R)].iloc[0]
     assert reverse.q_value > OPTS["fdr"]  # the direction is kept: T -> R did not change
     changed = table[table.q_value <= OPTS["fdr"]]
-    # what else may change is what T's query and R's key touch (T's row of the softmax; the mean query of centre_q)
-    assert ((changed.target == T) | (changed.regulator == R)).all(), changed
+    # what else may change is what T's query and R's key touch (T's row of the softmax; the mean query of centre_q);
+    # the rest are noise, which a false discovery rate of fdr allows in about that share of the discoveries
+    touched = (changed.target == T) | (changed.regulator == R)
+    assert (~touched).sum() <= max(1, round(OPTS["fdr"] * len(changed))), changed
     assert len(changed) < 0.15 * len(table)
 
 

@@ -62,16 +62,16 @@ def brute_force(bundle, adata, gene_ids, direction="kq", centre_q=True):
 @pytest.mark.parametrize("n_genes", [40, 100])  # one context, then two contexts of 50 genes (context 64)
 def test_mean_qk_network_equals_brute_force(bundle, cells, n_genes):
     cells = cells[:20].copy()
-    net = run_grn(bundle, cells, genes="hvg", n_genes=n_genes, batch_size=8, progress=False)
+    net = run_grn(bundle, cells, genes="hvg", n_genes=n_genes, batch_size=8, correction="centre_q", progress=False)
     assert net.varp["GRN"].shape == (n_genes, n_genes) and net.n_obs == cells.n_obs
     assert net.uns["grn"]["n_contexts_per_cell"] == math.ceil(n_genes / CONTEXT)
     expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy())
     np.testing.assert_allclose(net.varp["GRN"], expected, rtol=1e-4, atol=1e-7)
     # 'qk' is the transpose; each query row of a softmax map sums to one, so 'qk' rows sum to one
-    qk = run_grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", progress=False)
+    qk = run_grn(bundle, cells, genes=list(net.var["gene_id"]), direction="qk", correction="centre_q", progress=False)
     np.testing.assert_allclose(qk.varp["GRN"], expected.T, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(qk.varp["GRN"].sum(axis=1), 1.0, rtol=1e-5)
-    raw = run_grn(bundle, cells, genes=list(net.var["gene_id"]), correction="none", progress=False)
+    raw = run_grn(bundle, cells, genes=list(net.var["gene_id"]), progress=False)  # the default: no correction
     raw_expected = brute_force(bundle, cells, net.var["gene_id"].to_numpy(), centre_q=False)
     np.testing.assert_allclose(raw.varp["GRN"], raw_expected, rtol=1e-4, atol=1e-7)
     assert not np.allclose(raw_expected, expected, rtol=1e-3)  # the correction changes the network

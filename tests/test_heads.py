@@ -144,7 +144,7 @@ def test_selected_heads_reused_by_grn_on_real_cells(tmp_path):
     assert fitted.metrics["selected"]["auprc"] > fitted.metrics["mean_of_heads"]["auprc"]
     recorded = json.loads(out.read_text())["fitted_with"]  # the settings of the maps it was fitted on
     assert {k: recorded[k] for k in ("method", "correction", "context_length", "genes", "adapt_steps", "n_genes")} \
-        == {"method": "mean_qk", "correction": "centre_q", "context_length": bundle.config.context_length,
+        == {"method": "mean_qk", "correction": "none", "context_length": bundle.config.context_length,
             "genes": "hvg", "adapt_steps": 0, "n_genes": 40}
     with warnings.catch_warnings():  # applied as fitted, to other genes of the same kind: nothing to say
         warnings.simplefilter("error")
@@ -162,15 +162,16 @@ def bundle():
 
 
 def _recorded_selection(bundle, **fitted_with):
-    """A selection as select-heads writes it: fitted on mean_qk, centre_q, the model's context, 'hvg', no adapting."""
+    """A selection as select-heads writes it: fitted on mean_qk, no correction, the model's context, 'hvg', no
+    adapting."""
     c = bundle.config
-    record = {"method": "mean_qk", "correction": "centre_q", "context_length": c.context_length, "genes": "hvg",
+    record = {"method": "mean_qk", "correction": "none", "context_length": c.context_length, "genes": "hvg",
               "adapt_steps": 0, **fitted_with}
     return HeadSelection(c.n_layers, c.n_heads, "kq", np.ones((c.n_layers, c.n_heads)), fitted_with=record)
 
 
 # For each option a selection records: another value, and whether grn refuses (InputError) or warns.
-OTHER_VALUE = {"direction": ("qk", "refused"), "correction": ("none", "refused"), "method": ("per_cell", "refused"),
+OTHER_VALUE = {"direction": ("qk", "refused"), "correction": ("centre_q", "refused"), "method": ("per_cell", "refused"),
                "context_length": (128, "warned"), "genes": ("random_expressed", "warned"),
                "adapt_steps": (5, "warned")}
 
@@ -219,7 +220,7 @@ def test_older_selection_files_load_and_check_what_they_record(tmp_path, bundle)
     path.write_text(json.dumps(v1))
     assert load_heads(path).fitted_with == {"correction": "centre_q"}
     with pytest.warns(UserWarning, match="does not record the method, context_length, genes, adapt_steps"):
-        GRNOptions(heads=str(path), method="mean_qk", context_length=128).validate(bundle)
+        GRNOptions(heads=str(path), method="mean_qk", correction="centre_q", context_length=128).validate(bundle)
     with pytest.raises(InputError, match="correction 'centre_q' but correction 'none'"), pytest.warns(UserWarning):
         GRNOptions(heads=str(path), method="mean_qk", correction="none").validate(bundle)
     path.write_text(json.dumps({**v1, "correction": None}))  # from before the correction was recorded

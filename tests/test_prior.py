@@ -127,7 +127,7 @@ def test_the_plain_networks_of_a_specificity_keep_the_head_selection(bundle):
     cells.obs["half"] = np.where(np.arange(cells.n_obs) < 40, "a", "b")
     one_head = {"format": "grnformer-heads", "n_layers": 2, "n_heads": 2, "direction": "kq",
                 "heads": [{"layer": 0, "head": 1, "weight": 1.0}],
-                "fitted_with": {"method": "mean_qk", "correction": "centre_q"}}
+                "fitted_with": {"method": "mean_qk", "correction": "none"}}
     kw = dict(method="mean_qk", genes="hvg", n_genes=20, regulators="all", groupby="half", specificity="zscore")
     with pytest.warns(UserWarning, match="does not record"):
         weighed = grn(bundle, cells, GRNOptions(heads=one_head, **kw), progress=False)

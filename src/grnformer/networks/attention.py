@@ -12,14 +12,16 @@ Direction. Attention row i mixes the values of the key genes j into gene i's out
 key to query. 'kq' transposes each head's map so that rows are keys (row j = the genes that read from gene j:
 rows are regulators in the information-flow sense); 'qk' keeps rows = queries.
 
-Correction 'centre_q' (the default) subtracts, per layer and head, the mean query over the network genes
-before the softmax. Why: softmax over keys is blind to anything added to every key, but not to what every query
-shares. Q̄ᵢ·K̄ⱼ = (Q̄ᵢ - q̄)·K̄ⱼ + q̄·K̄ⱼ, and the second term is a per-key bias the same for every query: on the
-shipped model it is 76–81% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau mESC), so a few keys
-(LYZ, FTH1; JUNB on the demo's cells) are read by every gene and, rows being keys in 'kq', become hub
-regulators. The hub is not a large key (its key norm is among the smallest) but a key aligned with q̄. Centring
-K instead would change nothing (a constant added to a softmax row). Measured in benchmarks/HISTORY.md,
-"Network methods".
+Correction 'centre_q' subtracts, per layer and head, the mean query over the network genes before the
+softmax; 'none' (the default) keeps the raw maps. Softmax over keys is blind to anything added to every key, but
+not to what every query shares: Q̄ᵢ·K̄ⱼ = (Q̄ᵢ - q̄)·K̄ⱼ + q̄·K̄ⱼ, and the second term is a per-key bias the same for
+every query. On the shipped model it is 76–81% of the logits' variance across keys (PBMC3k, Chen hESC, Semrau
+mESC), so a few keys (LYZ, FTH1; JUNB on the demo's cells) are read by every gene and, rows being keys in 'kq',
+become hub regulators; centring removes them (centring K would change nothing: a constant added to a softmax
+row). The raw maps nonetheless score higher on protocol v2's development truths (robust AUPRC ratio 1.15 against
+0.98, benchmarks/results/attention_settings.json), whose regulators differ in how many targets they have: the
+default follows that choice. 'centre_q' remains an option where a hub read by every gene would hide what sets
+one cell type's network apart from another's.
 
 Confidence: with n_bootstrap > 0, `Bootstrapped` keeps Poisson-weighted replicates of the sums from the same
 forward passes, and `stability` is the share of replicates in which an edge is among its regulator's top_k

@@ -35,6 +35,11 @@ REGULATOR_SETS = ("tfs", "all")
 DIRECTIONS = ("kq", "qk")
 FILTERS = ("none", "topk", "above_uniform", "stable")
 CORRECTIONS = ("centre_q", "none")
+# The attention read-out's defaults, chosen by benchmarks/bench_attention_settings.py's rule on development pairs
+# (2026-12-06: 'none' over 'centre_q', which had been chosen on what are now evaluation sets);
+# tests/test_attention_settings.py checks they are benchmarks/results/attention_settings.json's choice.
+DEFAULT_CORRECTION = "none"
+DEFAULT_DIRECTION = "kq"
 FUSION_COMPONENTS = ("attention", "pearson", "spearman", "embedding", "denoised", "boosted")
 # What a per-type network shows (`networks.specificity`; 'share' chosen on PBMC3k, benchmarks/bench_specificity.py)
 SPECIFICITIES = ("none", "share", "contrast", "zscore")
@@ -59,9 +64,11 @@ PRIOR_HELP = ("a TF→target table (csv/tsv: regulator, target; a header line re
               "one from another assay than the truths you score on (a ChIP prior scored on ChIP truths of the same "
               "experiments only finds itself)")
 # Shared by grn and diffnet, written once.
-DIRECTION_HELP = "rows = keys (kq, default) or queries (qk)"
+DIRECTION_HELP = f"rows = keys (kq) or queries (qk); default {DEFAULT_DIRECTION}"
 CORRECTION_HELP = ("centre_q: subtract the mean query over the network genes before the softmax (removes the "
-                   "per-key bias every query shares, which made hub genes); none: the raw maps")
+                   "per-key bias every query shares, which makes a few genes hub regulators of every gene); none: "
+                   f"the raw maps; default {DEFAULT_CORRECTION}, chosen on development pairs "
+                   "(benchmarks/results/attention_settings.json)")
 
 # Every GRNOptions field's role in a network file, declared once (tests/test_network_settings.py checks that each
 # field has exactly one). A network setting changes what a network holds: uns['grn'] records it
@@ -144,7 +151,7 @@ class GRNOptions:
         f"when fitted with another {', '.join(SELECTION_REFUSES)}, warned for another "
         f"{', '.join(SELECTION_WARNS)}")
     direction: str | None = option(None, DIRECTION_HELP + "; a head selection sets it", choices=DIRECTIONS)
-    correction: str = option("centre_q", CORRECTION_HELP, choices=CORRECTIONS)
+    correction: str = option(DEFAULT_CORRECTION, CORRECTION_HELP, choices=CORRECTIONS)
     filter: str = option("none", "'topk': each regulator's top_k strongest targets; 'above_uniform': scores "
                          "above a uniformly attending head's; 'stable': edges with stability >= min_stability (needs "
                          "n_bootstrap)", choices=FILTERS)
@@ -315,7 +322,7 @@ class GRNOptions:
                         raise InputError(message + ". Fit one with these options (select-heads).")
                     warnings.warn(message + ".", stacklevel=4)
             self.direction = sel.direction
-        self.direction = self.direction or "kq"
+        self.direction = self.direction or DEFAULT_DIRECTION
 
     def head_weights(self, bundle: Bundle, device: torch.device) -> Tensor:
         import torch
@@ -371,8 +378,8 @@ class DiffNetOptions:
     n_permutations: int = option(200, "label permutations of the null distribution (blocks of cells swap groups)")
     cells_per_block: int = option(4, "cells per exchangeable block: the permutation unit (memory ∝ blocks)")
     fdr: float = option(0.1, "false discovery rate of the edges reported as changed (Benjamini-Hochberg)")
-    correction: str = option("centre_q", CORRECTION_HELP, choices=CORRECTIONS)
-    direction: str = option("kq", DIRECTION_HELP, choices=DIRECTIONS)
+    correction: str = option(DEFAULT_CORRECTION, CORRECTION_HELP, choices=CORRECTIONS)
+    direction: str = option(DEFAULT_DIRECTION, DIRECTION_HELP, choices=DIRECTIONS)
     n_drawn: int = option(30, "changed edges drawn in the report (strongest first)")
     batch_size: int = option(DEFAULT_BATCH_SIZE, BATCH_SIZE_HELP)
     precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
