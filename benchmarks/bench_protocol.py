@@ -259,8 +259,9 @@ def choose(rows: list[dict]) -> dict:
     cost, genie3 = costs(rows)
     grid = {m: v for m, v in robust.items() if m != "genie3"}
     chosen = protocol.choose_default(grid, cost, genie3)
-    # `--method fused` is the model's read-out with the data's: its weights come from fusions the model takes part in
-    fusions = {m: v for m, v in grid.items() if ":" in m and ("attention" in m or "embedding" in m)}
+    # `--method fused` is the model's attention with the data's (every fused run pays the attention pass): its
+    # weights come from the fusions attention takes part in
+    fusions = {m: v for m, v in grid.items() if ":" in m and "attention" in m}
     try:
         fusion = protocol.choose_default(fusions, cost, genie3)
     except ValueError:  # no fusion is fast enough: `--method fused` is the user's choice, so the best one

@@ -53,7 +53,7 @@ SPECIFICITY_HELP = (
 # The network protocol's rule chose these on its development pairs (protocol version 2: bench/protocol.py,
 # benchmarks/bench_protocol.py); tests/test_protocol.py checks they are benchmarks/results/protocol.json's
 # "default". RESULTS.md, "Networks: protocol v2", has the table and the leave-one-dataset-out check.
-DEFAULT_FUSION = "attention:0.1,spearman:0.9"
+DEFAULT_FUSION = "attention:0.5,spearman:0.5"
 DEFAULT_METHOD = "spearman"
 # Chosen by benchmarks/bench_priors.py's rule on development pairs whose truths share no source with the prior;
 # tests/test_prior.py checks it is benchmarks/results/priors.json's "prior_weight".
