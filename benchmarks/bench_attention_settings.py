@@ -20,12 +20,11 @@ without each development dataset and reported.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 
 import numpy as np
-from bench_protocol import data_hash, load_data, load_model, pair_regulators, pair_truth, truth_hash
+from bench_protocol import data_hash, load_data, load_model, pair_regulators, pair_truth, run_arguments, truth_hash
 from bench_wide_evaluation import DATASETS as WIDE_DATASETS
 from bench_wide_evaluation import wide_genes
 
@@ -118,12 +117,7 @@ def the_rule(rows: list[dict], in_force: str = IN_FORCE) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
-    ap.add_argument("--checkpoint", default="shipped")
-    ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
-    ap.add_argument("--seed", type=int, default=toolkit.SEED)
-    ap.add_argument("--out", default="benchmarks/results/attention_settings.json")
+    ap = run_arguments(__doc__, "attention_settings", trees=False)
     args = ap.parse_args(argv)
     bundle = load_model(args)
     t0 = time.perf_counter()

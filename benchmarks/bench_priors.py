@@ -31,7 +31,6 @@ pairs only; evaluation pairs are scored with it.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 
@@ -42,6 +41,7 @@ from bench_protocol import (
     load_data,
     load_model,
     pair_regulators,
+    run_arguments,
     run_baseline,
     run_component,
     truth_hash,
@@ -224,15 +224,8 @@ def choose_weight(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = run_arguments(__doc__, "priors")
     ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
-    ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
-    ap.add_argument("--checkpoint", default="shipped")
-    ap.add_argument("--trees", type=int, default=50)
-    ap.add_argument("--tree-cells", type=int, default=500)
-    ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
-    ap.add_argument("--seed", type=int, default=toolkit.SEED)
-    ap.add_argument("--out", default="benchmarks/results/priors.json")
     args = ap.parse_args(argv)
     bundle = load_model(args)
     args.hashes.update(priors={}, code={**args.code, "prior": code_version(PRIOR_CODE)})

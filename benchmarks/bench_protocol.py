@@ -337,17 +337,25 @@ def record_rows(record: dict) -> list[dict]:
     return [r for r in record["rows"] if r.get("method")] + _grid_rows(record)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
+def run_arguments(doc: str, record: str, trees: bool = True) -> argparse.ArgumentParser:
+    """The options every network benchmark built on the protocol shares: gene-set sizes, checkpoint, the
+    protocol's GENIE3 (``trees``), bootstrap and the record's path (benchmarks/results/``record``.json)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
-    ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every dataset of the split)")
     ap.add_argument("--checkpoint", default="shipped")
-    ap.add_argument("--trees", type=int, default=50)
-    ap.add_argument("--tree-cells", type=int, default=500)
+    if trees:
+        ap.add_argument("--trees", type=int, default=50)
+        ap.add_argument("--tree-cells", type=int, default=500)
     ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
     ap.add_argument("--seed", type=int, default=toolkit.SEED, help="the bootstrap's resamples")
-    ap.add_argument("--out", default="benchmarks/results/protocol.json")
+    ap.add_argument("--out", default=str(toolkit.results_path(record)))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = run_arguments(__doc__, "protocol")
+    ap.add_argument("--split", choices=["development", "evaluation", "all"], default="all")
+    ap.add_argument("--datasets", nargs="*", help="only these datasets (default: every dataset of the split)")
     ap.add_argument("--development-record", default=str(toolkit.results_path("protocol")),
                     help="with --split evaluation: the record whose development choice is evaluated")
     ap.add_argument("--table", metavar="JSON", help="print the markdown tables of a finished run and stop")

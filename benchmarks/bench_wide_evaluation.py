@@ -22,7 +22,6 @@ its differences between methods are paired.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -33,6 +32,7 @@ from bench_protocol import (
     load_model,
     pair_regulators,
     pair_truth,
+    run_arguments,
     run_baseline,
     run_component,
     truth_hash,
@@ -126,14 +126,7 @@ def aggregate_intervals(rows: list[dict], replicates: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=list(protocol.GENE_SET_SIZES))
-    ap.add_argument("--checkpoint", default="shipped")
-    ap.add_argument("--trees", type=int, default=50)
-    ap.add_argument("--tree-cells", type=int, default=500)
-    ap.add_argument("--n-boot", type=int, default=toolkit.N_BOOT)
-    ap.add_argument("--seed", type=int, default=toolkit.SEED)
-    ap.add_argument("--out", default="benchmarks/results/wide_evaluation.json")
+    ap = run_arguments(__doc__, "wide_evaluation")
     args = ap.parse_args(argv)
     bundle = load_model(args)
     t0 = time.perf_counter()

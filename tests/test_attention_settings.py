@@ -2,12 +2,11 @@
 (benchmarks/bench_attention_settings.py): the rule on figures where the answer is known, and grn's defaults tied
 to the committed record, whose choice must follow from its own rows."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_scripts import load_script
 
 from grnformer.bench import protocol
 from grnformer.networks.grn import GRNOptions
@@ -19,13 +18,7 @@ RECORD = ROOT / "benchmarks" / "results" / "attention_settings.json"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("bench_attention_settings",
-                                                  ROOT / "benchmarks" / "bench_attention_settings.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports bench_protocol's helpers
-    sys.modules["bench_attention_settings"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_attention_settings")
 
 
 def _figures(by_dataset: dict[str, dict[str, float]], regulators: int = 20) -> list[dict]:

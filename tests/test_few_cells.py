@@ -1,12 +1,11 @@
 """Networks from few cells (benchmarks/bench_few_cells.py): the rule that reads the per-size rankings, and the
 committed development record whose stated rule must follow from its own rows."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _bench_scripts import load_script
 
 from grnformer.bench import protocol
 
@@ -16,12 +15,7 @@ RECORD = ROOT / "benchmarks" / "results" / "few_cells.json"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("bench_few_cells", ROOT / "benchmarks" / "bench_few_cells.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports bench_protocol's helpers
-    sys.modules["bench_few_cells"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_few_cells")
 
 
 def _rows(ratios: dict[int, dict[str, float]]) -> list[dict]:

@@ -2,14 +2,13 @@
 re-ranking does at weight 0 and 1, a run through grn and grn_file (recorded, compared on resume, refused when it
 cannot act), and the committed record (benchmarks/results/priors.json) the default weight is tied to."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
+from _bench_scripts import load_script
 from _tasks_support import pbmc, run_grn_file, tiny_bundle
 
 from grnformer import InputError
@@ -155,15 +154,7 @@ def test_grn_file_compares_the_prior_on_resume_and_refuses_one_that_cannot_act(b
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_priors", ROOT / "benchmarks" / "bench_priors.py")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_priors"] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_script("bench_priors")
 
 
 def test_the_default_weight_is_the_committed_record_s_rule_on_independent_development_pairs():

@@ -2,14 +2,13 @@
 per dataset × truth with a regulator floor, the rule that chooses the defaults, cache keys, a run of one split,
 and the committed record that networks/grn_options.py's defaults are tied to."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _bench_scripts import load_script
 
 from grnformer.bench import protocol, toolkit
 from grnformer.networks.grn_options import DEFAULT_FUSION, DEFAULT_METHOD
@@ -19,11 +18,7 @@ RECORD = ROOT / "benchmarks" / "results" / "protocol.json"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_protocol", ROOT / "benchmarks" / "bench_protocol.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_protocol"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_protocol")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
 """The evaluation aggregate over wide gene sets (benchmarks/bench_wide_evaluation.py): its paired intervals, and
 the committed record whose aggregate must follow from its own rows."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench_scripts import load_script
 
 from grnformer.bench import protocol
 
@@ -17,13 +16,7 @@ RECORD = ROOT / "benchmarks" / "results" / "wide_evaluation.json"
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("bench_wide_evaluation",
-                                                  ROOT / "benchmarks" / "bench_wide_evaluation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports bench_protocol's helpers
-    sys.modules["bench_wide_evaluation"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_wide_evaluation")
 
 
 def _pairs(ratios: dict[tuple[str, str], dict[str, float]], regulators: int = 20, n_boot: int = 50):
