@@ -16,7 +16,9 @@ from anndata import read_h5ad
 from grnformer import InputError
 from grnformer.data.input.prepare import prepare
 from grnformer.inference.distributed import sharded
+from grnformer.networks.from_data import parse_weights
 from grnformer.networks.grn import GRNOptions, grn
+from grnformer.networks.grn_options import DEFAULT_FUSION, FUSION_COMPONENTS
 from grnformer.tasks.classify import classify
 from grnformer.tasks.denoise import denoise
 from grnformer.tasks.embed import embed, embed_file
@@ -81,8 +83,9 @@ def two_ranks(tmp_path_factory):
 def tolerance(name: str) -> float:
     """1e-6, except for rank fusion: the ranks' q/k sums are added in another order (float32), which can swap two
     attention scores closer than that rounding; a swap moves a fused score by at most one rank step of the
-    attention part (its weight over the candidate edges: 0.1 / (90 × 89))."""
-    return 0.1 / (90 * 89) if name == "grn_fused" else 1e-6
+    attention part (its share of the default fusion weights over the candidate edges, 90 × 89)."""
+    weights = parse_weights(DEFAULT_FUSION, FUSION_COMPONENTS)
+    return weights["attention"] / sum(weights.values()) / (90 * 89) if name == "grn_fused" else 1e-6
 
 
 def test_two_ranks_equal_one_process_for_every_task(two_ranks, tmp_path):
